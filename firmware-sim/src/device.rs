@@ -1,0 +1,482 @@
+//! One simulated device: an MQTT 3.1.1 session that signs what it sends and verifies what it receives.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context as _};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    Publish, QoS, Request, SubscribeFilter, SubscribeReasonCode,
+};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::protocol::{is_valid_device_id, now_ms, topic, Fix};
+use crate::signing::{signed_body, verify, DeviceKey};
+
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// How long `connect` waits for the broker's ConnAck and SubAck.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Bounds `disconnect` when the broker is gone and DISCONNECT cannot be written.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where and as whom a device connects.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub host: String,
+    pub port: u16,
+    pub device_id: String,
+    pub key: DeviceKey,
+    /// Must grow from one simulated start to the next; see `boot_from_clock`.
+    pub boot: u32,
+}
+
+/// A verified `ack` from the backend about the alarm `(boot, seq)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feedback {
+    pub boot: u32,
+    pub seq: u32,
+    /// `received`, `accepted` or `resolved`.
+    pub st: String,
+    pub ts: i64,
+}
+
+impl Feedback {
+    fn from_body(body: &Map<String, Value>) -> anyhow::Result<Feedback> {
+        let uint = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| anyhow!("ack has no u32 {name:?}"))
+        };
+        Ok(Feedback {
+            boot: uint("boot")?,
+            seq: uint("seq")?,
+            st: body
+                .get("st")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("ack has no string \"st\""))?
+                .to_owned(),
+            ts: body
+                .get("ts")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| anyhow!("ack has no integer \"ts\""))?,
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Hello {
+    fw: String,
+    model: String,
+    hb_s: u32,
+}
+
+/// What the public handle and the event loop task share.
+struct Shared {
+    id: String,
+    key: DeviceKey,
+    boot: u32,
+    next_seq: AtomicU32,
+    client: AsyncClient,
+    /// QoS 1 publishes the broker has not acknowledged yet.
+    unacked: watch::Sender<usize>,
+    acks: mpsc::UnboundedSender<Vec<u8>>,
+    cfg: watch::Sender<Option<Map<String, Value>>>,
+    rejected_cfg: AtomicU64,
+    /// Repeated after every reconnect, as the protocol asks of a device.
+    hello: Mutex<Option<Hello>>,
+}
+
+/// A simulated alarm device connected to a broker.
+///
+/// Dropping it cuts the connection without DISCONNECT, so the broker
+/// publishes the last will, as when a real device dies.
+pub struct SimDevice {
+    shared: Arc<Shared>,
+    acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>,
+    cfg_seen: tokio::sync::Mutex<watch::Receiver<Option<Map<String, Value>>>>,
+    driver: JoinHandle<()>,
+}
+
+impl SimDevice {
+    /// Connects and subscribes; returns once the broker has accepted both.
+    pub async fn connect(opts: SimOptions) -> anyhow::Result<SimDevice> {
+        let id = opts.device_id;
+        ensure!(is_valid_device_id(&id), "invalid device id {id:?}");
+        let mut mqtt = MqttOptions::new(&id, &opts.host, opts.port);
+        mqtt.set_credentials(&id, opts.key.to_hex())
+            .set_clean_session(false)
+            .set_keep_alive(KEEP_ALIVE)
+            .set_last_will(last_will(&id, &opts.key, opts.boot)?);
+        let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
+        // Queued now, sent by the event loop right after ConnAck.
+        client.subscribe_many(downlink_filters(&id)).await?;
+
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+        let (cfg_tx, cfg_rx) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            id,
+            key: opts.key,
+            boot: opts.boot,
+            next_seq: AtomicU32::new(0),
+            client,
+            unacked: watch::Sender::new(0),
+            acks: acks_tx,
+            cfg: cfg_tx,
+            rejected_cfg: AtomicU64::new(0),
+            hello: Mutex::new(None),
+        });
+        let address = format!("{}:{}", opts.host, opts.port);
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake(&mut eventloop, &shared))
+            .await
+            .map_err(|_| anyhow!("no ConnAck/SubAck from {address} within {CONNECT_TIMEOUT:?}"))?
+            .with_context(|| format!("device {} could not connect to {address}", shared.id))?;
+
+        let driver = tokio::spawn(drive(eventloop, Arc::clone(&shared)));
+        Ok(SimDevice {
+            shared,
+            acks: tokio::sync::Mutex::new(acks_rx),
+            cfg_seen: tokio::sync::Mutex::new(cfg_rx),
+            driver,
+        })
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.shared.id
+    }
+
+    pub fn boot(&self) -> u32 {
+        self.shared.boot
+    }
+
+    /// The `seq` the next message will carry.
+    pub fn next_seq(&self) -> u32 {
+        self.shared.next_seq.load(Ordering::SeqCst)
+    }
+
+    /// Sends `hello`; it is sent again by itself after every reconnect.
+    pub async fn hello(&self, fw: &str, model: &str, hb_s: u32) -> anyhow::Result<(u32, u32)> {
+        let hello = Hello {
+            fw: fw.to_owned(),
+            model: model.to_owned(),
+            hb_s,
+        };
+        *self.shared.hello.lock().expect("hello lock") = Some(hello.clone());
+        self.shared.send_hello(&hello).await
+    }
+
+    /// `batt` in percent, `rssi` in dBm.
+    pub async fn heartbeat(
+        &self,
+        batt: u8,
+        charging: bool,
+        rssi: i16,
+    ) -> anyhow::Result<(u32, u32)> {
+        let members = [
+            ("batt", json!(batt)),
+            ("chg", json!(u8::from(charging))),
+            ("rssi", json!(rssi)),
+        ];
+        self.publish_signed("hb", &members, None).await
+    }
+
+    /// `kind` is not checked, so a test can send one the protocol lacks.
+    pub async fn alarm(
+        &self,
+        kind: &str,
+        fix: Option<Fix>,
+        batt: Option<u8>,
+    ) -> anyhow::Result<(u32, u32)> {
+        let mut members = vec![("kind", json!(kind))];
+        members.extend(fix.iter().flat_map(Fix::members));
+        members.extend(batt.map(|b| ("batt", json!(b))));
+        self.publish_signed("alarm", &members, None).await
+    }
+
+    /// `spd` is in cm/s.
+    pub async fn position(&self, fix: Fix, spd: Option<u32>) -> anyhow::Result<(u32, u32)> {
+        let mut members = fix.members().to_vec();
+        members.extend(spd.map(|s| ("spd", json!(s))));
+        self.publish_signed("pos", &members, None).await
+    }
+
+    /// Signs and publishes `members` on `vakt/v1/dev/{id}/{suffix}`, adding
+    /// `boot`, `seq` and `ts`; a member given here replaces the generated one.
+    ///
+    /// `at` forces `(boot, seq)` to craft a duplicate or a replay; the
+    /// device's own counter then does not move.
+    pub async fn publish_signed(
+        &self,
+        suffix: &str,
+        members: &[(&str, Value)],
+        at: Option<(u32, u32)>,
+    ) -> anyhow::Result<(u32, u32)> {
+        self.shared.publish_signed(suffix, members, at).await
+    }
+
+    /// Publishes `payload` as is at QoS 1, for forged or malformed messages.
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        self.shared.publish_raw(topic, payload).await
+    }
+
+    /// Waits until the broker has acknowledged every QoS 1 message sent so
+    /// far (the backend acknowledges an alarm only once it is stored).
+    pub async fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut unacked = self.shared.unacked.subscribe();
+        let settled = tokio::time::timeout(timeout, unacked.wait_for(|n| *n == 0))
+            .await
+            .map_err(|_| anyhow!("broker did not acknowledge every publish within {timeout:?}"))?
+            .is_ok();
+        ensure!(settled, "device event loop ended");
+        Ok(())
+    }
+
+    /// The next `ack` from the backend, once its `mac` checks out.
+    ///
+    /// A forged or malformed ack is consumed and returned as an error.
+    pub async fn feedback(&self) -> anyhow::Result<Feedback> {
+        let payload = self
+            .acks
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or_else(|| anyhow!("device event loop ended"))?;
+        let ack_topic = topic(&self.shared.id, "ack");
+        let body = verify(&self.shared.key, &ack_topic, &payload)
+            .map_err(|e| anyhow!("rejected ack on {ack_topic}: {e}"))?;
+        Feedback::from_body(&body)
+    }
+
+    /// `feedback`, bounded by `timeout`.
+    pub async fn next_feedback(&self, timeout: Duration) -> anyhow::Result<Feedback> {
+        tokio::time::timeout(timeout, self.feedback())
+            .await
+            .map_err(|_| anyhow!("no ack for {} within {timeout:?}", self.shared.id))?
+    }
+
+    /// The last `cfg` body whose `mac` checked out, without `mac`.
+    pub fn latest_cfg(&self) -> Option<Map<String, Value>> {
+        self.shared.cfg.borrow().clone()
+    }
+
+    /// Waits for a verified `cfg` that arrived after the one this last
+    /// returned (the first call also sees one that arrived at connect).
+    pub async fn next_cfg(&self, timeout: Duration) -> anyhow::Result<Map<String, Value>> {
+        let mut seen = self.cfg_seen.lock().await;
+        let newer = async {
+            loop {
+                seen.changed().await?;
+                if let Some(cfg) = seen.borrow_and_update().clone() {
+                    return Ok(cfg);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, newer)
+            .await
+            .map_err(|_| anyhow!("no verified cfg for {} within {timeout:?}", self.shared.id))?
+            .map_err(|_: watch::error::RecvError| anyhow!("device event loop ended"))
+    }
+
+    /// How many `cfg` messages were dropped for a bad or missing `mac`.
+    pub fn rejected_cfg(&self) -> u64 {
+        self.shared.rejected_cfg.load(Ordering::Relaxed)
+    }
+
+    /// Sends DISCONNECT (so no last will) and ends the session task.
+    pub async fn disconnect(mut self) -> anyhow::Result<()> {
+        self.shared.client.disconnect().await?;
+        tokio::time::timeout(DISCONNECT_TIMEOUT, &mut self.driver)
+            .await
+            .map_err(|_| anyhow!("DISCONNECT not sent within {DISCONNECT_TIMEOUT:?}"))??;
+        Ok(())
+    }
+}
+
+impl Drop for SimDevice {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Shared {
+    async fn send_hello(&self, hello: &Hello) -> anyhow::Result<(u32, u32)> {
+        let members = [
+            ("fw", json!(hello.fw)),
+            ("model", json!(hello.model)),
+            ("hb", json!(hello.hb_s)),
+        ];
+        self.publish_signed("hello", &members, None).await
+    }
+
+    async fn publish_signed(
+        &self,
+        suffix: &str,
+        members: &[(&str, Value)],
+        at: Option<(u32, u32)>,
+    ) -> anyhow::Result<(u32, u32)> {
+        let (boot, seq) =
+            at.unwrap_or_else(|| (self.boot, self.next_seq.fetch_add(1, Ordering::SeqCst)));
+        let mut all = vec![
+            ("boot", json!(boot)),
+            ("seq", json!(seq)),
+            ("ts", json!(now_ms())),
+        ];
+        for (name, value) in members {
+            match all.iter_mut().find(|(existing, _)| existing == name) {
+                Some(slot) => slot.1 = value.clone(),
+                None => all.push((name, value.clone())),
+            }
+        }
+        let topic = topic(&self.id, suffix);
+        let body = signed_body(&self.key, &topic, &all)?;
+        self.publish_raw(&topic, body.into_bytes()).await?;
+        Ok((boot, seq))
+    }
+
+    async fn publish_raw(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        self.unacked.send_modify(|n| *n += 1);
+        let sent = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await;
+        if sent.is_err() {
+            self.settle(1);
+        }
+        Ok(sent?)
+    }
+
+    fn settle(&self, acknowledged: usize) {
+        self.unacked
+            .send_modify(|n| *n = n.saturating_sub(acknowledged));
+    }
+
+    fn on_publish(&self, publish: Publish) {
+        if publish.topic == topic(&self.id, "ack") {
+            // Verified by the reader, so that a forged ack surfaces as an error there.
+            let _ = self.acks.send(publish.payload.to_vec());
+        } else if publish.topic == topic(&self.id, "cfg") && !publish.payload.is_empty() {
+            match verify(&self.key, &publish.topic, &publish.payload) {
+                Ok(cfg) => {
+                    self.cfg.send_replace(Some(cfg));
+                }
+                Err(_) => {
+                    self.rejected_cfg.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+fn downlink_filters(id: &str) -> Vec<SubscribeFilter> {
+    ["ack", "cfg"]
+        .into_iter()
+        .map(|suffix| SubscribeFilter::new(topic(id, suffix), QoS::AtLeastOnce))
+        .collect()
+}
+
+/// The signed `state` body the broker publishes if the connection dies.
+fn last_will(id: &str, key: &DeviceKey, boot: u32) -> anyhow::Result<LastWill> {
+    let state_topic = topic(id, "state");
+    let members = [
+        ("boot", json!(boot)),
+        ("online", json!(false)),
+        ("ts", json!(now_ms())),
+    ];
+    let body = signed_body(key, &state_topic, &members)?;
+    Ok(LastWill::new(state_topic, body, QoS::AtLeastOnce, false))
+}
+
+/// Polls until the broker has accepted the connection and both subscriptions.
+async fn handshake(eventloop: &mut EventLoop, shared: &Shared) -> anyhow::Result<()> {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                if suback
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, SubscribeReasonCode::Failure))
+                {
+                    bail!("broker refused the ack/cfg subscriptions");
+                }
+                return Ok(());
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => shared.on_publish(publish),
+            Ok(_) => {}
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                bail!("broker refused the connection: {code:?}")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Runs the session until DISCONNECT, reconnecting with back-off when it drops.
+async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        // A broker without our session discards what rumqttc kept for
+        // retransmission; those publishes will never be acknowledged.
+        let resendable = if eventloop.network.is_none() {
+            unacked_publishes(&eventloop)
+        } else {
+            0
+        };
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                backoff = MIN_BACKOFF;
+                if !connack.session_present {
+                    shared.settle(resendable);
+                }
+                tokio::spawn(after_reconnect(
+                    Arc::clone(&shared),
+                    !connack.session_present,
+                ));
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => shared.on_publish(publish),
+            Ok(Event::Incoming(Packet::PubAck(_))) => shared.settle(1),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                // The will is signed once per connection attempt, so its
+                // `ts` says when this connection was made.
+                if let Ok(will) = last_will(&shared.id, &shared.key, shared.boot) {
+                    eventloop.mqtt_options.set_last_will(will);
+                }
+            }
+        }
+    }
+}
+
+fn unacked_publishes(eventloop: &EventLoop) -> usize {
+    eventloop
+        .pending
+        .iter()
+        .filter(|request| matches!(request, Request::Publish(p) if p.qos != QoS::AtMostOnce))
+        .count()
+}
+
+/// Spawned because the event loop task must keep polling while these wait
+/// for room in the request channel.
+async fn after_reconnect(shared: Arc<Shared>, resubscribe: bool) {
+    if resubscribe
+        && shared
+            .client
+            .subscribe_many(downlink_filters(&shared.id))
+            .await
+            .is_err()
+    {
+        return;
+    }
+    let hello = shared.hello.lock().expect("hello lock").clone();
+    if let Some(hello) = hello {
+        let _ = shared.send_hello(&hello).await;
+    }
+}

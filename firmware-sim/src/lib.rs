@@ -1,0 +1,19 @@
+//! Alarm device simulator for vakt: device protocol v1 (MQTT) implemented independently of the backend.
+//!
+//! [`SimDevice`] is one device with a real MQTT session; [`run_fleet`] drives
+//! many of them for demos and load tests. The signing code is written from
+//! the protocol text alone, so that it cross-checks the backend's.
+
+mod canonical;
+mod device;
+mod fleet;
+mod protocol;
+mod signing;
+
+pub use canonical::{canonical_json, canonical_without_mac, CanonicalError};
+pub use device::{Feedback, SimDevice, SimOptions};
+pub use fleet::{
+    run_fleet, FleetConfig, FleetDevice, FleetEvent, FleetReport, FLEET_FW, FLEET_MODEL,
+};
+pub use protocol::{boot_from_clock, is_valid_device_id, now_ms, topic, Fix, ALARM_KINDS};
+pub use signing::{sign, signed_body, verify, DeviceKey, VerifyError};

@@ -1,0 +1,447 @@
+//! Simulated devices against the real Mosquitto on 127.0.0.1:1883, watched by a plain MQTT client.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use firmware_sim::{
+    canonical_without_mac, run_fleet, signed_body, topic, verify, DeviceKey, FleetConfig,
+    FleetDevice, FleetEvent, SimDevice, SimOptions,
+};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, Instant};
+
+const HOST: &str = "127.0.0.1";
+const PORT: u16 = 1883;
+const WAIT: Duration = Duration::from_secs(10);
+
+fn unique_id(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+fn options(id: &str, key: &DeviceKey, boot: u32) -> SimOptions {
+    SimOptions {
+        host: HOST.into(),
+        port: PORT,
+        device_id: id.into(),
+        key: key.clone(),
+        boot,
+    }
+}
+
+/// A plain MQTT client standing where the backend would.
+struct Observer {
+    client: AsyncClient,
+    incoming: mpsc::UnboundedReceiver<Publish>,
+}
+
+impl Observer {
+    /// Returns once the broker has confirmed the subscription.
+    async fn watch(filter: &str) -> Observer {
+        let mut opts = MqttOptions::new(unique_id("observer"), HOST, PORT);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let (tx, incoming) = mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
+            // Ends with the test's Observer, or when the broker goes away.
+            while !tx.is_closed() {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(done) = subscribed_tx.take() {
+                            let _ = done.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let _ = tx.send(publish);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        timeout(WAIT, subscribed).await.unwrap().unwrap();
+        Observer { client, incoming }
+    }
+
+    async fn next(&mut self) -> Publish {
+        timeout(WAIT, self.incoming.recv())
+            .await
+            .expect("nothing published in time")
+            .unwrap()
+    }
+
+    async fn next_on(&mut self, wanted_topic: &str) -> Publish {
+        loop {
+            let publish = self.next().await;
+            if publish.topic == wanted_topic {
+                return publish;
+            }
+        }
+    }
+
+    async fn publish(&self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.into())
+            .await
+            .unwrap();
+    }
+}
+
+/// Checks what a device sent: signed over its topic, members in canonical
+/// order and without white space, `mac` last.
+fn check_signed(key: &DeviceKey, publish: &Publish) -> Map<String, Value> {
+    let body = verify(key, &publish.topic, &publish.payload)
+        .unwrap_or_else(|e| panic!("{}: {e}", publish.topic));
+    let canonical = canonical_without_mac(&body).unwrap();
+    let wire = std::str::from_utf8(&publish.payload).unwrap();
+    let open = &canonical[..canonical.len() - 1];
+    assert!(
+        wire.starts_with(open) && wire[open.len()..].starts_with(",\"mac\":\""),
+        "not canonical with mac last: {wire}"
+    );
+    body
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn hello_heartbeat_and_alarm_arrive_sorted_signed_and_counted() {
+    let id = unique_id("sim-msgs");
+    let key = DeviceKey::generate();
+    let mut observer = Observer::watch(&topic(&id, "+")).await;
+    let device = SimDevice::connect(options(&id, &key, 7)).await.unwrap();
+
+    assert_eq!(device.hello("1.2.3", "vakt-one", 60).await.unwrap(), (7, 0));
+    assert_eq!(device.heartbeat(87, false, -71).await.unwrap(), (7, 1));
+    let fix = firmware_sim::Fix::from_degrees(59.3293, 18.0686, 10).unwrap();
+    assert_eq!(
+        device.alarm("panic", Some(fix), Some(55)).await.unwrap(),
+        (7, 2)
+    );
+    device.flush(WAIT).await.unwrap();
+
+    let hello = check_signed(&key, &observer.next_on(&topic(&id, "hello")).await);
+    assert_eq!(hello["fw"], "1.2.3");
+    assert_eq!(hello["model"], "vakt-one");
+    assert_eq!(hello["hb"], 60);
+    assert_eq!((&hello["boot"], &hello["seq"]), (&json!(7), &json!(0)));
+
+    let hb = check_signed(&key, &observer.next_on(&topic(&id, "hb")).await);
+    assert_eq!(
+        (&hb["batt"], &hb["chg"], &hb["rssi"], &hb["seq"]),
+        (&json!(87), &json!(0), &json!(-71), &json!(1))
+    );
+
+    let alarm = check_signed(&key, &observer.next_on(&topic(&id, "alarm")).await);
+    assert_eq!(alarm["kind"], "panic");
+    assert_eq!(
+        (&alarm["lat"], &alarm["lon"], &alarm["acc"], &alarm["batt"]),
+        (
+            &json!(593_293_000),
+            &json!(180_686_000),
+            &json!(10),
+            &json!(55)
+        )
+    );
+    assert_eq!(alarm["seq"], 2);
+    let age_ms = firmware_sim::now_ms() - alarm["ts"].as_i64().unwrap();
+    assert!((0..60_000).contains(&age_ms), "ts is not now: {age_ms} ms");
+
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_chosen_seq_repeats_a_message_without_moving_the_counter() {
+    let id = unique_id("sim-dup");
+    let key = DeviceKey::generate();
+    let mut observer = Observer::watch(&topic(&id, "hb")).await;
+    let device = SimDevice::connect(options(&id, &key, 3)).await.unwrap();
+
+    let first = device.heartbeat(90, true, -60).await.unwrap();
+    let members = [("batt", json!(90)), ("chg", json!(1)), ("rssi", json!(-60))];
+    let repeated = device
+        .publish_signed("hb", &members, Some(first))
+        .await
+        .unwrap();
+    assert_eq!(repeated, first);
+    assert_eq!(device.next_seq(), 1);
+
+    for _ in 0..2 {
+        let hb = check_signed(&key, &observer.next().await);
+        assert_eq!((&hb["boot"], &hb["seq"]), (&json!(3), &json!(0)));
+    }
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_ack_signed_with_the_device_key_is_feedback_and_a_forged_one_is_an_error() {
+    let id = unique_id("sim-ack");
+    let key = DeviceKey::generate();
+    let backend = Observer::watch(&topic(&id, "alarm")).await;
+    let device = SimDevice::connect(options(&id, &key, 1)).await.unwrap();
+    let ack_topic = topic(&id, "ack");
+
+    let members = [
+        ("boot", json!(1)),
+        ("seq", json!(0)),
+        ("st", json!("received")),
+        ("ts", json!(1_764_320_000_999_i64)),
+    ];
+    let forged = signed_body(&DeviceKey::generate(), &ack_topic, &members).unwrap();
+    backend.publish(&ack_topic, false, forged).await;
+    let err = device.next_feedback(WAIT).await.unwrap_err();
+    assert!(err.to_string().contains("mac"), "{err:#}");
+
+    let real = signed_body(&key, &ack_topic, &members).unwrap();
+    backend.publish(&ack_topic, false, real).await;
+    let ack = device.next_feedback(WAIT).await.unwrap();
+    assert_eq!(
+        ack,
+        firmware_sim::Feedback {
+            boot: 1,
+            seq: 0,
+            st: "received".into(),
+            ts: 1_764_320_000_999
+        }
+    );
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retained_cfg_is_kept_only_when_its_mac_checks_out() {
+    let id = unique_id("sim-cfg");
+    let key = DeviceKey::generate();
+    let backend = Observer::watch(&topic(&id, "cfg")).await;
+    let cfg_topic = topic(&id, "cfg");
+    let cfg = [("hb", json!(120)), ("ts", json!(1))];
+    backend
+        .publish(
+            &cfg_topic,
+            true,
+            signed_body(&key, &cfg_topic, &cfg).unwrap(),
+        )
+        .await;
+
+    let device = SimDevice::connect(options(&id, &key, 1)).await.unwrap();
+    let kept = device.next_cfg(WAIT).await.unwrap();
+    assert_eq!(kept["hb"], 120);
+    assert!(!kept.contains_key("mac"));
+
+    let forged = signed_body(&DeviceKey::generate(), &cfg_topic, &[("hb", json!(1))]).unwrap();
+    backend.publish(&cfg_topic, true, forged).await;
+    wait_until("the forged cfg to be rejected", || {
+        device.rejected_cfg() == 1
+    })
+    .await;
+    assert_eq!(device.latest_cfg().unwrap()["hb"], 120);
+
+    let newer = [("hb", json!(90)), ("ts", json!(2))];
+    backend
+        .publish(
+            &cfg_topic,
+            true,
+            signed_body(&key, &cfg_topic, &newer).unwrap(),
+        )
+        .await;
+    assert_eq!(device.next_cfg(WAIT).await.unwrap()["hb"], 90);
+
+    backend.publish(&cfg_topic, true, Vec::new()).await;
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_connection_makes_the_broker_publish_the_signed_last_will() {
+    let id = unique_id("sim-will");
+    let key = DeviceKey::generate();
+    let mut observer = Observer::watch(&topic(&id, "state")).await;
+    let device = SimDevice::connect(options(&id, &key, 9)).await.unwrap();
+
+    drop(device);
+
+    let will = observer.next().await;
+    assert!(!will.retain);
+    let state = check_signed(&key, &will);
+    assert_eq!(state["online"], false);
+    assert_eq!(state["boot"], 9);
+    assert!(state["ts"].is_i64());
+    assert!(!state.contains_key("seq"));
+}
+
+#[tokio::test]
+async fn after_a_lost_session_the_device_resubscribes_and_says_hello_again() {
+    let id = unique_id("sim-reconnect");
+    let key = DeviceKey::generate();
+    let mut observer = Observer::watch(&topic(&id, "hello")).await;
+    let device = SimDevice::connect(options(&id, &key, 4)).await.unwrap();
+    device.hello("1.0.0", "vakt-one", 60).await.unwrap();
+    assert_eq!(check_signed(&key, &observer.next().await)["seq"], 0);
+
+    // Taking over the client id with a clean session throws the device off
+    // and wipes its broker session, subscriptions included.
+    let mut intruder = MqttOptions::new(&id, HOST, PORT);
+    intruder.set_clean_session(true);
+    let (_intruder, mut intruder_loop) = AsyncClient::new(intruder, 8);
+    loop {
+        let event = timeout(WAIT, intruder_loop.poll()).await.unwrap().unwrap();
+        if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+            break;
+        }
+    }
+    drop(intruder_loop);
+
+    let again = check_signed(&key, &observer.next().await);
+    assert_eq!((&again["boot"], &again["seq"]), (&json!(4), &json!(1)));
+    let ack_topic = topic(&id, "ack");
+    let members = [
+        ("boot", json!(4)),
+        ("seq", json!(1)),
+        ("st", json!("resolved")),
+        ("ts", json!(1)),
+    ];
+    let ack = signed_body(&key, &ack_topic, &members).unwrap();
+    observer.publish(&ack_topic, false, ack).await;
+    assert_eq!(device.next_feedback(WAIT).await.unwrap().st, "resolved");
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn connecting_where_no_broker_listens_fails_instead_of_hanging() {
+    let opts = SimOptions {
+        port: 1,
+        ..options(&unique_id("sim-nobroker"), &DeviceKey::generate(), 1)
+    };
+    assert!(SimDevice::connect(opts).await.is_err());
+}
+
+#[tokio::test]
+async fn a_broker_refusing_the_key_fails_connect() {
+    let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut connect = [0u8; 512];
+        let _ = socket.read(&mut connect).await.unwrap();
+        // CONNACK, return code 4: bad user name or password.
+        socket.write_all(&[0x20, 0x02, 0x00, 0x04]).await.unwrap();
+    });
+    let opts = SimOptions {
+        port,
+        ..options(&unique_id("sim-refused"), &DeviceKey::generate(), 1)
+    };
+    let err = SimDevice::connect(opts)
+        .await
+        .err()
+        .expect("connect should fail");
+    assert!(
+        format!("{err:#}").contains("BadUserNamePassword"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_device_id_outside_the_protocol_pattern_is_refused() {
+    let err = SimDevice::connect(options("dev/1", &DeviceKey::generate(), 1))
+        .await
+        .err()
+        .expect("connect should fail");
+    assert!(err.to_string().contains("invalid device id"), "{err:#}");
+}
+
+/// Answers every alarm of the given devices with a signed `received` ack.
+async fn fake_backend(keys: HashMap<String, DeviceKey>) {
+    let mut alarms = Observer::watch("vakt/v1/dev/+/alarm").await;
+    tokio::spawn(async move {
+        while let Some(alarm) = alarms.incoming.recv().await {
+            let Some(id) = alarm.topic.split('/').nth(3) else {
+                continue;
+            };
+            let Some(key) = keys.get(id) else { continue };
+            let body = verify(key, &alarm.topic, &alarm.payload).unwrap();
+            let ack_topic = topic(id, "ack");
+            let members = [
+                ("boot", body["boot"].clone()),
+                ("seq", body["seq"].clone()),
+                ("st", json!("received")),
+                ("ts", json!(firmware_sim::now_ms())),
+            ];
+            let ack = signed_body(key, &ack_topic, &members).unwrap();
+            alarms.publish(&ack_topic, false, ack).await;
+        }
+    });
+}
+
+fn fleet_of(n: usize) -> Vec<FleetDevice> {
+    let run = unique_id("fleet");
+    (0..n)
+        .map(|i| FleetDevice {
+            id: format!("{run}-{i}"),
+            key: DeviceKey::generate(),
+            home: Some((59.3293, 18.0686)),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fleet_measures_ack_latency_and_stops_when_told() {
+    let devices = fleet_of(3);
+    fake_backend(
+        devices
+            .iter()
+            .map(|d| (d.id.clone(), d.key.clone()))
+            .collect(),
+    )
+    .await;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let mut cfg = FleetConfig::new(HOST, PORT, devices);
+    cfg.heartbeat = Duration::from_secs(1);
+    cfg.alarm_every = Some(Duration::from_millis(100));
+    cfg.position_every = Some(Duration::from_secs(1));
+    cfg.connect_rate = 0;
+    cfg.stop = Some(stop);
+    cfg.events = Some(events_tx);
+    let fleet = tokio::spawn(run_fleet(cfg));
+
+    let mut received = 0;
+    while received < 5 {
+        match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+            FleetEvent::Received { .. } => received += 1,
+            FleetEvent::BadAck { error, .. } | FleetEvent::ConnectFailed { error, .. } => {
+                panic!("{error}")
+            }
+            _ => {}
+        }
+    }
+    stop_tx.send(true).unwrap();
+    let report = timeout(WAIT, fleet).await.unwrap().unwrap().unwrap();
+
+    assert_eq!((report.devices, report.connected), (3, 3));
+    assert!(report.alarms >= 5, "{report:?}");
+    assert!(report.received >= 5, "{report:?}");
+    assert_eq!(report.received as usize, report.latencies.len());
+    assert_eq!((report.bad_acks, report.connect_failures), (0, 0));
+    assert!(report.median_latency() <= report.p99_latency());
+    assert!(report.latencies.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[tokio::test]
+async fn a_fleet_ends_by_itself_after_its_duration() {
+    let mut cfg = FleetConfig::new(HOST, PORT, fleet_of(2));
+    cfg.alarm_every = None;
+    cfg.duration = Some(Duration::from_millis(500));
+    let report = timeout(WAIT, run_fleet(cfg)).await.unwrap().unwrap();
+    assert_eq!(report.connected, 2);
+    assert_eq!(report.alarms, 0);
+    assert!(report.elapsed >= Duration::from_millis(500));
+}
