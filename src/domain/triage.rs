@@ -1,0 +1,402 @@
+//! Triage: the alert policy (spec/policy.md) as one pure function from what happened to
+//! what the backend must do.
+
+use super::correlate::{self, DeviceContext};
+use super::geo;
+use super::{AlertKind, DeviceKind, Millis, Position, Priority};
+use crate::protocol::AlarmKind;
+
+/// Thresholds of the policy; configuration with the policy's defaults.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct PolicyConfig {
+    /// A tag this close to an alarm device of its case is an emergency.
+    pub proximity_m: f64,
+    /// A heartbeat battery below this (and not charging) raises a low-battery alert.
+    pub low_battery_pct: u8,
+    /// This many bad signatures within `bad_signature_window_s` raise a technical alert.
+    pub bad_signature_count: u32,
+    pub bad_signature_window_s: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            proximity_m: 500.0,
+            low_battery_pct: 15,
+            bad_signature_count: 3,
+            bad_signature_window_s: 600,
+        }
+    }
+}
+
+/// Something that happened to an issued device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    Alarm {
+        kind: AlarmKind,
+        position: Option<Position>,
+        battery: Option<u8>,
+    },
+    Heartbeat {
+        battery: u8,
+        charging: bool,
+    },
+    /// A position report; for a tag this is where the restrained person is.
+    Position(Position),
+    /// The threshold of bad signatures was reached.
+    BadSignatures {
+        count: u32,
+    },
+}
+
+/// What the backend must do about a trigger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Open an alert, or update the device's unresolved alert of the same incident.
+    Raise {
+        kind: AlertKind,
+        priority: Priority,
+        position: Option<Position>,
+        reasons: Vec<String>,
+    },
+    /// Mark the device's open alert: the holder pressed cancel.
+    MarkCancel,
+    /// Record a passed test of the device; no alert.
+    RecordTest,
+    Nothing,
+}
+
+/// Last known positions of the alarm devices of the tag's case, for proximity.
+pub type AlarmPositions<'a> = &'a [(String, Position)];
+
+pub fn triage(
+    policy: &PolicyConfig,
+    ctx: &DeviceContext,
+    trigger: &Trigger,
+    at: Millis,
+    alarm_positions: AlarmPositions,
+) -> Decision {
+    let elevated = ctx.case.risk.is_elevated();
+    let raise = |kind, priority, position: Option<Position>, first: Vec<String>| {
+        let mut reasons = first;
+        reasons.extend(correlate::reasons(ctx, position, at));
+        Decision::Raise {
+            kind,
+            priority,
+            position,
+            reasons,
+        }
+    };
+    match trigger {
+        Trigger::Alarm { kind, position, battery } => {
+            let p = *position;
+            match kind {
+                AlarmKind::Panic => raise(AlertKind::Panic, Priority::P1, p, vec!["Panic button pressed".into()]),
+                AlarmKind::Fall => raise(AlertKind::Fall, Priority::P1, p, vec!["Fall detected".into()]),
+                AlarmKind::Tamper | AlarmKind::PowerLoss => {
+                    let (alert, what) = if *kind == AlarmKind::Tamper {
+                        (AlertKind::Tamper, "Tamper detected on the device")
+                    } else {
+                        (AlertKind::PowerLoss, "The device lost its power")
+                    };
+                    let mut first = vec![what.to_owned()];
+                    let priority = if elevated {
+                        first.push(format!(
+                            "Priority 1 because the case risk is {}",
+                            ctx.case.risk.as_str()
+                        ));
+                        Priority::P1
+                    } else {
+                        Priority::P2
+                    };
+                    raise(alert, priority, p, first)
+                }
+                AlarmKind::LowBattery => {
+                    let what = match battery {
+                        Some(b) => format!("The device reports a low battery ({b} %)"),
+                        None => "The device reports a low battery".to_owned(),
+                    };
+                    raise(AlertKind::LowBattery, Priority::P4, p, vec![what])
+                }
+                AlarmKind::Cancel => Decision::MarkCancel,
+                AlarmKind::Test => Decision::RecordTest,
+            }
+        }
+        Trigger::Heartbeat { battery, charging } => {
+            if !charging && *battery < policy.low_battery_pct {
+                raise(
+                    AlertKind::LowBattery,
+                    Priority::P4,
+                    None,
+                    vec![format!("Battery at {battery} % in the last heartbeat")],
+                )
+            } else {
+                Decision::Nothing
+            }
+        }
+        Trigger::BadSignatures { count } => raise(
+            AlertKind::BadSignatures,
+            Priority::P2,
+            None,
+            vec![format!(
+                "{count} messages with a bad signature within {} min: the device may have been tampered with",
+                policy.bad_signature_window_s / 60
+            )],
+        ),
+        Trigger::Position(p) => {
+            if ctx.kind != DeviceKind::Tag {
+                return Decision::Nothing;
+            }
+            tag_position(policy, ctx, *p, at, alarm_positions, raise)
+        }
+    }
+}
+
+/// A tag's position: inside a zone of its order, or near the protected person's device.
+fn tag_position(
+    policy: &PolicyConfig,
+    ctx: &DeviceContext,
+    p: Position,
+    at: Millis,
+    alarm_positions: AlarmPositions,
+    raise: impl Fn(AlertKind, Priority, Option<Position>, Vec<String>) -> Decision,
+) -> Decision {
+    let Some(order) = ctx.tag_order(at) else {
+        return Decision::Nothing;
+    };
+    let placement = correlate::place(order.zones.iter(), None, p);
+    if let Some(zone) = placement.inside.first() {
+        return raise(
+            AlertKind::TagInZone,
+            Priority::P1,
+            Some(p),
+            vec![format!(
+                "Restrained person {} (tag {}) is inside exclusion zone '{zone}'",
+                order.restrained.name, ctx.device_id
+            )],
+        );
+    }
+    let nearest = alarm_positions
+        .iter()
+        .map(|(id, q)| (id, geo::distance_m((p.lat, p.lon), (q.lat, q.lon))))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match nearest {
+        Some((device, d)) if d <= policy.proximity_m => raise(
+            AlertKind::TagNear,
+            Priority::P1,
+            Some(p),
+            vec![format!(
+                "Restrained person {} (tag {}) is {} from the last known position of alarm device {device}",
+                order.restrained.name,
+                ctx.device_id,
+                geo::describe_distance(d)
+            )],
+        ),
+        _ => Decision::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::correlate::tests::{context, HOME};
+    use crate::domain::{Area, Risk, Zone};
+
+    fn decide(risk: Risk, trigger: Trigger) -> Decision {
+        triage(
+            &PolicyConfig::default(),
+            &context(risk),
+            &trigger,
+            1_000,
+            &[],
+        )
+    }
+
+    fn alarm(kind: AlarmKind) -> Trigger {
+        Trigger::Alarm {
+            kind,
+            position: None,
+            battery: None,
+        }
+    }
+
+    fn priority(d: &Decision) -> (AlertKind, u8) {
+        match d {
+            Decision::Raise { kind, priority, .. } => (*kind, priority.get()),
+            other => panic!("no alert: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_panic_from_an_alarm_device_is_priority_1() {
+        assert_eq!(
+            priority(&decide(Risk::Low, alarm(AlarmKind::Panic))),
+            (AlertKind::Panic, 1)
+        );
+    }
+
+    #[test]
+    fn a_fall_is_priority_1() {
+        assert_eq!(
+            priority(&decide(Risk::Low, alarm(AlarmKind::Fall))),
+            (AlertKind::Fall, 1)
+        );
+    }
+
+    #[test]
+    fn tamper_and_power_loss_are_priority_2_on_a_low_or_medium_risk_case() {
+        for risk in [Risk::Low, Risk::Medium] {
+            assert_eq!(
+                priority(&decide(risk, alarm(AlarmKind::Tamper))),
+                (AlertKind::Tamper, 2)
+            );
+            assert_eq!(
+                priority(&decide(risk, alarm(AlarmKind::PowerLoss))),
+                (AlertKind::PowerLoss, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn tamper_and_power_loss_are_priority_1_on_a_high_or_critical_risk_case() {
+        for risk in [Risk::High, Risk::Critical] {
+            assert_eq!(
+                priority(&decide(risk, alarm(AlarmKind::Tamper))),
+                (AlertKind::Tamper, 1)
+            );
+            assert_eq!(
+                priority(&decide(risk, alarm(AlarmKind::PowerLoss))),
+                (AlertKind::PowerLoss, 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_low_battery_alarm_is_priority_4() {
+        assert_eq!(
+            priority(&decide(Risk::Critical, alarm(AlarmKind::LowBattery))),
+            (AlertKind::LowBattery, 4)
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_below_15_percent_is_priority_4_unless_charging() {
+        let low = Trigger::Heartbeat {
+            battery: 14,
+            charging: false,
+        };
+        assert_eq!(
+            priority(&decide(Risk::Low, low)),
+            (AlertKind::LowBattery, 4)
+        );
+        let charging = Trigger::Heartbeat {
+            battery: 14,
+            charging: true,
+        };
+        assert_eq!(decide(Risk::Low, charging), Decision::Nothing);
+        let fine = Trigger::Heartbeat {
+            battery: 15,
+            charging: false,
+        };
+        assert_eq!(decide(Risk::Low, fine), Decision::Nothing);
+    }
+
+    #[test]
+    fn repeated_bad_signatures_are_priority_2() {
+        let d = decide(Risk::Low, Trigger::BadSignatures { count: 3 });
+        assert_eq!(priority(&d), (AlertKind::BadSignatures, 2));
+    }
+
+    #[test]
+    fn a_test_raises_no_alert_and_is_recorded() {
+        assert_eq!(
+            decide(Risk::High, alarm(AlarmKind::Test)),
+            Decision::RecordTest
+        );
+    }
+
+    #[test]
+    fn a_cancel_only_marks_the_open_alert() {
+        assert_eq!(
+            decide(Risk::High, alarm(AlarmKind::Cancel)),
+            Decision::MarkCancel
+        );
+    }
+
+    #[test]
+    fn the_reasons_of_a_panic_start_with_the_trigger_then_the_case() {
+        let Decision::Raise { reasons, .. } = decide(Risk::High, alarm(AlarmKind::Panic)) else {
+            panic!()
+        };
+        assert_eq!(reasons[0], "Panic button pressed");
+        assert_eq!(reasons[1], "Case 2026-4711: risk level high");
+        assert!(reasons[2].contains("Erik Nilsson"));
+    }
+
+    fn tag_context() -> DeviceContext {
+        let mut ctx = context(Risk::High);
+        ctx.kind = DeviceKind::Tag;
+        ctx.device_id = "tag-1".into();
+        ctx.orders[0].tag_device_id = Some("tag-1".into());
+        ctx.orders[0].zones = vec![Zone {
+            name: "Home".into(),
+            area: Area::Circle {
+                centre: HOME,
+                radius_m: 200.0,
+            },
+        }];
+        ctx
+    }
+
+    #[test]
+    fn a_tag_inside_an_exclusion_zone_of_its_order_is_priority_1() {
+        let p = Position::new(HOME.0, HOME.1, None).unwrap();
+        let d = triage(
+            &PolicyConfig::default(),
+            &tag_context(),
+            &Trigger::Position(p),
+            1_000,
+            &[],
+        );
+        assert_eq!(priority(&d), (AlertKind::TagInZone, 1));
+    }
+
+    #[test]
+    fn a_tag_within_500_m_of_the_protected_persons_device_is_priority_1() {
+        let far_from_home = Position::new(59.40, 18.10, None).unwrap();
+        let near = Position::new(59.4030, 18.10, None).unwrap();
+        let positions = vec![("dev-001".to_owned(), near)];
+        let d = triage(
+            &PolicyConfig::default(),
+            &tag_context(),
+            &Trigger::Position(far_from_home),
+            1_000,
+            &positions,
+        );
+        assert_eq!(priority(&d), (AlertKind::TagNear, 1));
+    }
+
+    #[test]
+    fn a_tag_far_from_zones_and_devices_raises_nothing() {
+        let far = Position::new(59.40, 18.10, None).unwrap();
+        let positions = vec![(
+            "dev-001".to_owned(),
+            Position::new(59.50, 18.10, None).unwrap(),
+        )];
+        let d = triage(
+            &PolicyConfig::default(),
+            &tag_context(),
+            &Trigger::Position(far),
+            1_000,
+            &positions,
+        );
+        assert_eq!(d, Decision::Nothing);
+    }
+
+    #[test]
+    fn a_position_from_an_alarm_device_raises_nothing() {
+        let p = Position::new(HOME.0, HOME.1, None).unwrap();
+        assert_eq!(decide(Risk::High, Trigger::Position(p)), Decision::Nothing);
+    }
+}

@@ -1,0 +1,450 @@
+//! Device protocol v1: topics, message bodies, signatures and the anti-replay window.
+//!
+//! Everything here is pure: bytes in, typed messages or a reason for refusal out.
+
+pub mod canonical;
+pub mod replay;
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use canonical::{Body, BodyError, MAX_BODY_BYTES};
+pub use replay::{Freshness, ReplayWindow};
+
+pub const TOPIC_PREFIX: &str = "vakt/v1/dev/";
+/// The filter the ingest subscribes to: every uplink topic of every device.
+pub const UPLINK_FILTER: &str = "vakt/v1/dev/+/+";
+
+/// A device id as the protocol allows it: `^[A-Za-z0-9_-]{3,64}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn parse(s: &str) -> Result<DeviceId, ProtocolError> {
+        let ok = (3..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(DeviceId(s.to_owned()))
+        } else {
+            Err(ProtocolError::BadDeviceId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The 32-byte secret a device signs with; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceKey([u8; 32]);
+
+impl DeviceKey {
+    pub fn generate() -> DeviceKey {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        DeviceKey(key)
+    }
+
+    pub fn from_hex(s: &str) -> Option<DeviceKey> {
+        if s.len() != 64 {
+            return None;
+        }
+        let bytes = hex::decode(s).ok()?;
+        Some(DeviceKey(bytes.try_into().ok()?))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    fn mac(&self, topic: &str, canonical_body: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(topic.as_bytes());
+        mac.update(b"\n");
+        mac.update(canonical_body.as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, topic: &str, canonical_body: &str) -> String {
+        hex::encode(self.mac(topic, canonical_body).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a hex signature.
+    pub fn verify(&self, topic: &str, canonical_body: &str, mac_hex: &str) -> bool {
+        if mac_hex.len() != 64 || mac_hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
+        match hex::decode(mac_hex) {
+            Ok(tag) => self.mac(topic, canonical_body).verify_slice(&tag).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("DeviceKey(..)")
+    }
+}
+
+/// What a device may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uplink {
+    Hello,
+    Heartbeat,
+    Alarm,
+    Position,
+    State,
+}
+
+impl Uplink {
+    pub fn name(self) -> &'static str {
+        match self {
+            Uplink::Hello => "hello",
+            Uplink::Heartbeat => "hb",
+            Uplink::Alarm => "alarm",
+            Uplink::Position => "pos",
+            Uplink::State => "state",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("topic is not a vakt v1 device uplink")]
+    BadTopic,
+    #[error("device id does not match ^[A-Za-z0-9_-]{{3,64}}$")]
+    BadDeviceId,
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("member `{0}` is missing or has the wrong type")]
+    Member(&'static str),
+    #[error("member `{0}` is out of range")]
+    Range(&'static str),
+    #[error("unknown alarm kind `{0}`")]
+    AlarmKind(String),
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Splits an uplink topic into the device and what it sent.
+pub fn parse_topic(topic: &str) -> Result<(DeviceId, Uplink), ProtocolError> {
+    let rest = topic
+        .strip_prefix(TOPIC_PREFIX)
+        .ok_or(ProtocolError::BadTopic)?;
+    let (id, leaf) = rest.split_once('/').ok_or(ProtocolError::BadTopic)?;
+    let uplink = match leaf {
+        "hello" => Uplink::Hello,
+        "hb" => Uplink::Heartbeat,
+        "alarm" => Uplink::Alarm,
+        "pos" => Uplink::Position,
+        "state" => Uplink::State,
+        _ => return Err(ProtocolError::BadTopic),
+    };
+    Ok((DeviceId::parse(id)?, uplink))
+}
+
+pub fn topic(device: &DeviceId, leaf: &str) -> String {
+    format!("{TOPIC_PREFIX}{device}/{leaf}")
+}
+
+/// A position as devices send it: 1e-7 degrees WGS84 and an accuracy in metres.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fix {
+    pub lat_e7: i32,
+    pub lon_e7: i32,
+    pub acc_m: u32,
+}
+
+impl Fix {
+    pub fn lat(&self) -> f64 {
+        self.lat_e7 as f64 / 1e7
+    }
+    pub fn lon(&self) -> f64 {
+        self.lon_e7 as f64 / 1e7
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    Panic,
+    Fall,
+    Tamper,
+    LowBattery,
+    PowerLoss,
+    Cancel,
+    Test,
+}
+
+impl AlarmKind {
+    pub fn parse(s: &str) -> Option<AlarmKind> {
+        Some(match s {
+            "panic" => AlarmKind::Panic,
+            "fall" => AlarmKind::Fall,
+            "tamper" => AlarmKind::Tamper,
+            "low_battery" => AlarmKind::LowBattery,
+            "power_loss" => AlarmKind::PowerLoss,
+            "cancel" => AlarmKind::Cancel,
+            "test" => AlarmKind::Test,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmKind::Panic => "panic",
+            AlarmKind::Fall => "fall",
+            AlarmKind::Tamper => "tamper",
+            AlarmKind::LowBattery => "low_battery",
+            AlarmKind::PowerLoss => "power_loss",
+            AlarmKind::Cancel => "cancel",
+            AlarmKind::Test => "test",
+        }
+    }
+}
+
+/// The typed content of a verified uplink message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Hello {
+        fw: String,
+        model: String,
+        hb_s: u32,
+    },
+    Heartbeat {
+        batt: u8,
+        charging: bool,
+        rssi: i32,
+    },
+    Alarm {
+        kind: AlarmKind,
+        batt: Option<u8>,
+        fix: Option<Fix>,
+    },
+    Position {
+        fix: Fix,
+        speed_cm_s: Option<u32>,
+    },
+    /// The last will: the connection is gone.
+    Offline,
+}
+
+/// One uplink message, signature checked, members typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub device: DeviceId,
+    pub boot: u32,
+    /// `None` only for the last will, which carries no sequence number.
+    pub seq: Option<u32>,
+    pub device_ts_ms: i64,
+    pub payload: Payload,
+}
+
+/// What can be read from an uplink before its signature is checked: enough to find the key.
+#[derive(Debug)]
+pub struct Envelope {
+    pub device: DeviceId,
+    pub uplink: Uplink,
+    pub topic: String,
+    pub body: Body,
+}
+
+/// First step: topic and body shape, no key needed.
+pub fn open(topic: &str, bytes: &[u8]) -> Result<Envelope, ProtocolError> {
+    let (device, uplink) = parse_topic(topic)?;
+    let body = Body::parse(bytes)?;
+    Ok(Envelope {
+        device,
+        uplink,
+        topic: topic.to_owned(),
+        body,
+    })
+}
+
+/// Second step: the signature, then the members of the topic.
+pub fn verify(envelope: Envelope, key: &DeviceKey) -> Result<Message, ProtocolError> {
+    let mac = envelope
+        .body
+        .str("mac")
+        .ok_or(ProtocolError::Member("mac"))?;
+    if !key.verify(&envelope.topic, &envelope.body.canonical(), mac) {
+        return Err(ProtocolError::BadSignature);
+    }
+    decode(envelope)
+}
+
+fn decode(envelope: Envelope) -> Result<Message, ProtocolError> {
+    let b = &envelope.body;
+    let boot = u32_member(b, "boot")?;
+    let ts = b.int("ts").ok_or(ProtocolError::Member("ts"))?;
+    let seq = match envelope.uplink {
+        Uplink::State => None,
+        _ => Some(u32_member(b, "seq")?),
+    };
+    let payload = match envelope.uplink {
+        Uplink::Hello => Payload::Hello {
+            fw: string_member(b, "fw")?,
+            model: string_member(b, "model")?,
+            hb_s: match u32_member(b, "hb")? {
+                0 => return Err(ProtocolError::Range("hb")),
+                hb => hb,
+            },
+        },
+        Uplink::Heartbeat => Payload::Heartbeat {
+            batt: battery(b)?.ok_or(ProtocolError::Member("batt"))?,
+            charging: match b.int("chg") {
+                Some(0) => false,
+                Some(1) => true,
+                Some(_) => return Err(ProtocolError::Range("chg")),
+                None => return Err(ProtocolError::Member("chg")),
+            },
+            rssi: match b.int("rssi") {
+                Some(v) if (-200..=0).contains(&v) => v as i32,
+                Some(_) => return Err(ProtocolError::Range("rssi")),
+                None => return Err(ProtocolError::Member("rssi")),
+            },
+        },
+        Uplink::Alarm => {
+            let kind = string_member(b, "kind")?;
+            Payload::Alarm {
+                kind: AlarmKind::parse(&kind).ok_or(ProtocolError::AlarmKind(kind))?,
+                batt: battery(b)?,
+                fix: fix(b, false)?,
+            }
+        }
+        Uplink::Position => Payload::Position {
+            fix: fix(b, true)?.ok_or(ProtocolError::Member("lat"))?,
+            speed_cm_s: match b.int("spd") {
+                None => None,
+                Some(v) => Some(u32::try_from(v).map_err(|_| ProtocolError::Range("spd"))?),
+            },
+        },
+        // The last will only ever reports a lost connection.
+        Uplink::State => match b.bool("online") {
+            Some(false) => Payload::Offline,
+            Some(true) => return Err(ProtocolError::Range("online")),
+            None => return Err(ProtocolError::Member("online")),
+        },
+    };
+    Ok(Message {
+        device: envelope.device,
+        boot,
+        seq,
+        device_ts_ms: ts,
+        payload,
+    })
+}
+
+fn u32_member(b: &Body, key: &'static str) -> Result<u32, ProtocolError> {
+    let v = b.int(key).ok_or(ProtocolError::Member(key))?;
+    u32::try_from(v).map_err(|_| ProtocolError::Range(key))
+}
+
+fn string_member(b: &Body, key: &'static str) -> Result<String, ProtocolError> {
+    b.str(key)
+        .map(str::to_owned)
+        .ok_or(ProtocolError::Member(key))
+}
+
+fn battery(b: &Body) -> Result<Option<u8>, ProtocolError> {
+    match b.members.get("batt") {
+        None => Ok(None),
+        Some(_) => match b.int("batt") {
+            Some(v) if (0..=100).contains(&v) => Ok(Some(v as u8)),
+            Some(_) => Err(ProtocolError::Range("batt")),
+            None => Err(ProtocolError::Member("batt")),
+        },
+    }
+}
+
+fn fix(b: &Body, required: bool) -> Result<Option<Fix>, ProtocolError> {
+    let (lat, lon) = (b.int("lat"), b.int("lon"));
+    match (lat, lon) {
+        (None, None) if !required => Ok(None),
+        (Some(lat), Some(lon)) => {
+            if !(-900_000_000..=900_000_000).contains(&lat) {
+                return Err(ProtocolError::Range("lat"));
+            }
+            if !(-1_800_000_000..=1_800_000_000).contains(&lon) {
+                return Err(ProtocolError::Range("lon"));
+            }
+            let acc_m = match b.int("acc") {
+                None if !required => 0,
+                None => return Err(ProtocolError::Member("acc")),
+                Some(v) => u32::try_from(v).map_err(|_| ProtocolError::Range("acc"))?,
+            };
+            Ok(Some(Fix {
+                lat_e7: lat as i32,
+                lon_e7: lon as i32,
+                acc_m,
+            }))
+        }
+        (None, _) => Err(ProtocolError::Member("lat")),
+        (_, None) => Err(ProtocolError::Member("lon")),
+    }
+}
+
+/// The states a device hears back about one alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feedback {
+    Received,
+    Accepted,
+    Resolved,
+}
+
+impl Feedback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feedback::Received => "received",
+            Feedback::Accepted => "accepted",
+            Feedback::Resolved => "resolved",
+        }
+    }
+}
+
+/// A signed `ack` body naming the alarm message `(boot, seq)`.
+pub fn feedback_body(
+    device: &DeviceId,
+    key: &DeviceKey,
+    boot: u32,
+    seq: u32,
+    st: Feedback,
+    ts_ms: i64,
+) -> (String, String) {
+    let mut body = Body::default();
+    body.insert_int("boot", boot as i64);
+    body.insert_int("seq", seq as i64);
+    body.insert_str("st", st.as_str());
+    body.insert_int("ts", ts_ms);
+    let topic = topic(device, "ack");
+    let mac = key.sign(&topic, &body.canonical());
+    let text = body.with_mac(&mac);
+    (topic, text)
+}
+
+/// A signed, retained `cfg` body carrying the heartbeat interval the backend expects.
+pub fn config_body(device: &DeviceId, key: &DeviceKey, hb_s: u32, ts_ms: i64) -> (String, String) {
+    let mut body = Body::default();
+    body.insert_int("hb", hb_s as i64);
+    body.insert_int("ts", ts_ms);
+    let topic = topic(device, "cfg");
+    let mac = key.sign(&topic, &body.canonical());
+    let text = body.with_mac(&mac);
+    (topic, text)
+}
+
+#[cfg(test)]
+mod tests;

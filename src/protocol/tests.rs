@@ -1,0 +1,132 @@
+use super::*;
+use proptest::prelude::*;
+
+fn key() -> DeviceKey {
+    DeviceKey::from_hex(&"0f".repeat(32)).unwrap()
+}
+
+fn signed(topic: &str, members: &str) -> Vec<u8> {
+    let body = Body::parse(members.as_bytes()).unwrap();
+    let mac = key().sign(topic, &body.canonical());
+    body.with_mac(&mac).into_bytes()
+}
+
+const ALARM_TOPIC: &str = "vakt/v1/dev/dev-001/alarm";
+const ALARM: &str = r#"{"acc":12,"boot":3,"kind":"panic","lat":593293000,"lon":180686000,"seq":17,"ts":1764320000123}"#;
+
+#[test]
+fn a_signed_panic_with_a_position_decodes() {
+    let msg = verify(
+        open(ALARM_TOPIC, &signed(ALARM_TOPIC, ALARM)).unwrap(),
+        &key(),
+    )
+    .unwrap();
+    assert_eq!(msg.device.as_str(), "dev-001");
+    assert_eq!((msg.boot, msg.seq), (3, Some(17)));
+    let Payload::Alarm { kind, fix, .. } = msg.payload else {
+        panic!("not an alarm")
+    };
+    assert_eq!(kind, AlarmKind::Panic);
+    let fix = fix.unwrap();
+    assert!((fix.lat() - 59.3293).abs() < 1e-9);
+    assert_eq!(fix.acc_m, 12);
+}
+
+#[test]
+fn the_signature_matches_an_independent_hmac() {
+    // python3 -c 'import hmac,hashlib;print(hmac.new(bytes([15]*32),
+    //   b"vakt/v1/dev/dev-001/hb\n{\"batt\":87,\"boot\":3,\"chg\":0,\"rssi\":-71,\"seq\":1204,\"ts\":1764320000123}",
+    //   hashlib.sha256).hexdigest())'
+    let body = r#"{"batt":87,"boot":3,"chg":0,"rssi":-71,"seq":1204,"ts":1764320000123}"#;
+    assert_eq!(
+        key().sign("vakt/v1/dev/dev-001/hb", body),
+        "362cf29fcb893343a4a5e4f393369060799b963839fef1357d660908c1160176"
+    );
+}
+
+#[test]
+fn a_signature_for_another_topic_is_refused() {
+    let bytes = signed(ALARM_TOPIC, ALARM);
+    let other = "vakt/v1/dev/dev-002/alarm";
+    assert_eq!(
+        verify(open(other, &bytes).unwrap(), &key()).unwrap_err(),
+        ProtocolError::BadSignature
+    );
+}
+
+#[test]
+fn an_uppercase_signature_is_refused() {
+    let body = Body::parse(ALARM.as_bytes()).unwrap();
+    let mac = key().sign(ALARM_TOPIC, &body.canonical()).to_uppercase();
+    let bytes = body.with_mac(&mac).into_bytes();
+    assert!(verify(open(ALARM_TOPIC, &bytes).unwrap(), &key()).is_err());
+}
+
+#[test]
+fn an_unknown_alarm_kind_is_refused_after_the_signature() {
+    let text = ALARM.replace("panic", "burglary");
+    let err = verify(
+        open(ALARM_TOPIC, &signed(ALARM_TOPIC, &text)).unwrap(),
+        &key(),
+    )
+    .unwrap_err();
+    assert_eq!(err, ProtocolError::AlarmKind("burglary".into()));
+}
+
+#[test]
+fn the_last_will_needs_no_seq() {
+    let topic = "vakt/v1/dev/dev-001/state";
+    let msg = verify(
+        open(topic, &signed(topic, r#"{"boot":3,"online":false,"ts":1}"#)).unwrap(),
+        &key(),
+    )
+    .unwrap();
+    assert_eq!(msg.seq, None);
+    assert_eq!(msg.payload, Payload::Offline);
+}
+
+#[test]
+fn topics_outside_the_uplink_set_are_refused() {
+    for t in [
+        "vakt/v1/dev/dev-001/ack",
+        "vakt/v1/dev/dev-001/cfg",
+        "vakt/v2/dev/dev-001/alarm",
+        "vakt/v1/dev/d/alarm",
+        "vakt/v1/dev/dev 001/alarm",
+        "vakt/v1/dev/dev-001/alarm/x",
+    ] {
+        assert!(parse_topic(t).is_err(), "{t}");
+    }
+}
+
+#[test]
+fn a_downlink_ack_verifies_with_the_device_key() {
+    let dev = DeviceId::parse("dev-001").unwrap();
+    let (topic, text) = feedback_body(&dev, &key(), 3, 17, Feedback::Received, 1000);
+    assert_eq!(topic, "vakt/v1/dev/dev-001/ack");
+    let body = Body::parse(text.as_bytes()).unwrap();
+    assert!(key().verify(&topic, &body.canonical(), body.str("mac").unwrap()));
+    assert_eq!(body.str("st"), Some("received"));
+}
+
+proptest! {
+    #[test]
+    fn any_single_byte_change_to_a_signed_message_is_refused(
+        index in 0usize..160, replacement in any::<u8>()
+    ) {
+        let original = signed(ALARM_TOPIC, ALARM);
+        let index = index % original.len();
+        prop_assume!(original[index] != replacement);
+        let mut tampered = original.clone();
+        tampered[index] = replacement;
+        let outcome = open(ALARM_TOPIC, &tampered).and_then(|e| verify(e, &key()));
+        prop_assert!(outcome.is_err());
+    }
+
+    #[test]
+    fn device_ids_outside_the_pattern_are_refused(s in "\\PC{0,70}") {
+        let valid = (3..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        prop_assert_eq!(DeviceId::parse(&s).is_ok(), valid);
+    }
+}
