@@ -1,0 +1,289 @@
+//! Durable state: one `Store` trait, a SQLite and a PostgreSQL implementation, and the
+//! records that cross it. SQL lives only below this module.
+
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Alert, AlertKind, Case, DeviceKind, DeviceStatus, Millis, Order, Outcome, Person, Position,
+    Priority, Risk,
+};
+
+pub use sql::{PostgresStore, SqliteStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Officer,
+    Coordinator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Officer => "officer",
+            Role::Coordinator => "coordinator",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "officer" => Role::Officer,
+            "coordinator" => Role::Coordinator,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    pub role: Role,
+    /// `None`: national, sees every region.
+    pub region: Option<String>,
+    pub password_hash: String,
+    pub totp_secret: Option<String>,
+}
+
+/// A device as the coordinators and the ingest know it, with its latest health.
+#[derive(Debug, Clone)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub kind: DeviceKind,
+    pub model: Option<String>,
+    pub key_hex: String,
+    /// Set by a coordinator; wins over the device's own `hello`.
+    pub hb_interval_s: Option<u32>,
+    pub status: DeviceStatus,
+    pub case_id: Option<String>,
+    pub holder_person_id: Option<String>,
+    pub created_at: Millis,
+    pub issued_at: Option<Millis>,
+    pub health: DeviceHealth,
+}
+
+/// What the device last told about itself; flushed in batches, never a row per heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceHealth {
+    pub last_heard_at: Option<Millis>,
+    pub battery: Option<u8>,
+    pub charging: Option<bool>,
+    pub rssi: Option<i32>,
+    pub fw: Option<String>,
+    pub reported_model: Option<String>,
+    pub hello_hb_s: Option<u32>,
+    pub online: Option<bool>,
+    /// Highest `(boot, seq)` accepted, to restore the anti-replay window after a restart.
+    pub last_boot: Option<u32>,
+    pub last_seq: Option<u32>,
+    pub last_test_at: Option<Millis>,
+    pub last_position: Option<(Position, Millis)>,
+}
+
+/// A device message that may open or update an alert, with its identity for de-duplication.
+#[derive(Debug, Clone)]
+pub struct Raise {
+    pub device_id: String,
+    /// The message's `(boot, seq)`; `None` for alerts no single message caused.
+    pub origin: Option<(u32, u32)>,
+    pub case_id: Option<String>,
+    pub region: Option<String>,
+    pub kind: AlertKind,
+    pub priority: Priority,
+    pub position: Option<Position>,
+    pub reasons: Vec<String>,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub enum RaiseOutcome {
+    Opened(AlertChange),
+    Updated(AlertChange),
+    /// The message was taken in before: nothing changed.
+    Duplicate,
+}
+
+/// A change of an alert, numbered for the live stream.
+#[derive(Debug, Clone)]
+pub struct AlertChange {
+    pub event_seq: i64,
+    pub alert: Alert,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub at: String,
+    pub actor: Option<String>,
+    pub action: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: Option<String>,
+    pub action: String,
+    pub subject: Option<String>,
+    pub case_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CasePatch {
+    pub risk: Option<Risk>,
+    pub response_plan: Option<Option<String>>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+
+    async fn insert_user(&self, user: &User, at: Millis) -> Result<()>;
+    /// Creates the user or replaces its role, region and password (demo and admin resets).
+    async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
+    async fn user(&self, username: &str) -> Result<User>;
+    async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
+    /// The session's user, if the session exists and was used after `idle_since`; touches it.
+    async fn session_user(
+        &self,
+        token_hash: &str,
+        idle_since: Millis,
+        at: Millis,
+    ) -> Result<Option<User>>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
+    async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
+
+    async fn insert_person(&self, person: &Person, at: Millis) -> Result<()>;
+    async fn person(&self, id: &str) -> Result<Person>;
+    async fn persons(&self) -> Result<Vec<Person>>;
+    async fn insert_case(&self, case: &Case, at: Millis) -> Result<()>;
+    async fn case(&self, id: &str) -> Result<Case>;
+    async fn cases(&self) -> Result<Vec<Case>>;
+    async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case>;
+    async fn close_case(&self, id: &str, at: Millis) -> Result<Case>;
+    async fn insert_order(&self, order: &Order, at: Millis) -> Result<()>;
+    async fn orders(&self) -> Result<Vec<Order>>;
+    async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>>;
+
+    async fn insert_device(&self, device: &DeviceRecord) -> Result<()>;
+    async fn device(&self, id: &str) -> Result<DeviceRecord>;
+    async fn devices(&self) -> Result<Vec<DeviceRecord>>;
+    /// `in_stock` → `issued`; a conflict if the device is not in stock.
+    async fn issue_device(
+        &self,
+        id: &str,
+        case_id: &str,
+        holder: &str,
+        at: Millis,
+    ) -> Result<DeviceRecord>;
+    /// `issued` → `returned` or `lost`.
+    async fn return_device(
+        &self,
+        id: &str,
+        status: DeviceStatus,
+        reason: &str,
+        at: Millis,
+    ) -> Result<DeviceRecord>;
+    async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()>;
+
+    /// Takes in one alarm-like message in one transaction: de-duplicates it by
+    /// `(device, boot, seq)`, then opens an alert or updates the unresolved one of the same
+    /// incident.
+    async fn raise(&self, raise: &Raise) -> Result<RaiseOutcome>;
+    /// Records a non-alert message (`test`, `cancel`) once; false when it was a duplicate.
+    async fn record_message(
+        &self,
+        device_id: &str,
+        boot: u32,
+        seq: u32,
+        kind: &str,
+        at: Millis,
+    ) -> Result<bool>;
+    /// Marks the device's open emergency alert: the holder pressed cancel.
+    async fn mark_cancel(&self, device_id: &str, at: Millis) -> Result<Option<AlertChange>>;
+    async fn alert(&self, id: i64) -> Result<Alert>;
+    /// Alerts in queue order: priority, then age (oldest first).
+    async fn alerts(&self, states: &[crate::domain::AlertState]) -> Result<Vec<Alert>>;
+    async fn alert_history(&self, id: i64) -> Result<Vec<HistoryEntry>>;
+    async fn acknowledge(
+        &self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        at: Millis,
+    ) -> Result<AlertChange>;
+    async fn resolve(
+        &self,
+        id: i64,
+        by: &str,
+        outcome: Outcome,
+        note: Option<&str>,
+        at: Millis,
+    ) -> Result<AlertChange>;
+    /// The latest event number of every alert changed after `after`.
+    async fn changes_since(&self, after: i64) -> Result<Vec<AlertChange>>;
+    async fn last_event_seq(&self) -> Result<i64>;
+
+    async fn security_event(
+        &self,
+        device_id: Option<&str>,
+        kind: &str,
+        detail: &str,
+        at: Millis,
+    ) -> Result<()>;
+    async fn audit(
+        &self,
+        actor: Option<&str>,
+        action: &str,
+        subject: Option<&str>,
+        case_id: Option<&str>,
+        detail: Option<&str>,
+        at: Millis,
+    ) -> Result<()>;
+    async fn audit_entries(&self, case_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store named by a database URL (`sqlite://…` or `postgres://…`) and migrates it.
+pub async fn open(url: &str) -> Result<SharedStore> {
+    let store: SharedStore = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else {
+        Arc::new(SqliteStore::connect(url).await?)
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The alert kind's incident class, stored so the database can enforce one open alert per
+/// incident.
+pub(crate) fn incident_of(kind: AlertKind) -> &'static str {
+    kind.incident_class()
+}

@@ -1,0 +1,991 @@
+//! The SQL behind `Store`, written once and instantiated for SQLite and PostgreSQL.
+//!
+//! Both speak `$1` placeholders, `RETURNING`, `ON CONFLICT` and partial unique indexes, so
+//! one text serves both; a macro stamps it out per driver because sqlx's generic bounds
+//! would bury the SQL under trait noise.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::*;
+use crate::domain::{
+    rfc3339, Address, Alert, AlertKind, AlertState, Case, DeviceKind, DeviceStatus, Order,
+    OrderKind, Outcome, Person, Position, Priority, Restrained, Risk, Zone,
+};
+
+const ALERT_COLUMNS: &str = "id, priority, kind, state, case_id, device_id, region, first_at, \
+    last_at, count, lat, lon, acc_m, reasons, overdue, cancel_pressed, origin_boot, origin_seq, \
+    acknowledged_by, acknowledged_at, resolved_by, resolved_at, outcome";
+
+const DEVICE_COLUMNS: &str = "id, kind, model, key_hex, hb_interval_s, status, case_id, \
+    holder_person_id, created_at, issued_at, last_heard_at, battery, charging, rssi, fw, \
+    reported_model, hello_hb_s, online, last_boot, last_seq, last_test_at, last_lat, last_lon, \
+    last_pos_at";
+
+const ORDER_COLUMNS: &str = "id, case_id, kind, restrained_name, restrained_description, \
+    restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id";
+
+fn origin_note(origin: Option<(u32, u32)>) -> String {
+    match origin {
+        Some((boot, seq)) => format!(" (boot {boot}, seq {seq})"),
+        None => String::new(),
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn conflict_on_unique(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Conflict(
+            format!("{what}: it refers to something that does not exist"),
+        ),
+        _ => StoreError::Database(e),
+    }
+}
+
+macro_rules! sql_store {
+    ($name:ident, $db:ty, $pool:ty, $migrations:literal) => {
+        pub struct $name {
+            pool: $pool,
+        }
+
+        impl $name {
+            fn user_from(row: &<$db as sqlx::Database>::Row) -> Result<User> {
+                Ok(User {
+                    username: row.try_get("username")?,
+                    role: Role::parse(&row.try_get::<String, _>("role")?)
+                        .ok_or_else(|| corrupt("role"))?,
+                    region: row.try_get("region")?,
+                    password_hash: row.try_get("password_hash")?,
+                    totp_secret: row.try_get("totp_secret")?,
+                })
+            }
+
+            fn person_from(row: &<$db as sqlx::Database>::Row) -> Result<Person> {
+                let text: Option<String> = row.try_get("address_text")?;
+                let lat: Option<f64> = row.try_get("address_lat")?;
+                let lon: Option<f64> = row.try_get("address_lon")?;
+                Ok(Person {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    phone: row.try_get("phone")?,
+                    address: match (text, lat, lon) {
+                        (Some(text), Some(lat), Some(lon)) => Some(Address { text, lat, lon }),
+                        _ => None,
+                    },
+                    protected_identity: row.try_get("protected_identity")?,
+                    region: row.try_get("region")?,
+                })
+            }
+
+            fn case_from(row: &<$db as sqlx::Database>::Row) -> Result<Case> {
+                Ok(Case {
+                    id: row.try_get("id")?,
+                    reference: row.try_get("reference")?,
+                    person_id: row.try_get("person_id")?,
+                    risk: Risk::parse(&row.try_get::<String, _>("risk")?)
+                        .ok_or_else(|| corrupt("risk"))?,
+                    region: row.try_get("region")?,
+                    response_plan: row.try_get("response_plan")?,
+                    closed_at: row.try_get("closed_at")?,
+                })
+            }
+
+            fn order_from(row: &<$db as sqlx::Database>::Row) -> Result<Order> {
+                let zones: String = row.try_get("zones")?;
+                Ok(Order {
+                    id: row.try_get("id")?,
+                    case_id: row.try_get("case_id")?,
+                    kind: OrderKind::parse(&row.try_get::<String, _>("kind")?)
+                        .ok_or_else(|| corrupt("order kind"))?,
+                    restrained: Restrained {
+                        name: row.try_get("restrained_name")?,
+                        description: row.try_get("restrained_description")?,
+                        vehicle: row.try_get("restrained_vehicle")?,
+                        photo_ref: row.try_get("restrained_photo_ref")?,
+                    },
+                    valid_from: row.try_get("valid_from")?,
+                    valid_to: row.try_get("valid_to")?,
+                    zones: serde_json::from_str::<Vec<Zone>>(&zones)
+                        .map_err(|_| corrupt("zones"))?,
+                    tag_device_id: row.try_get("tag_device_id")?,
+                })
+            }
+
+            fn device_from(row: &<$db as sqlx::Database>::Row) -> Result<DeviceRecord> {
+                let small = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+                let lat: Option<f64> = row.try_get("last_lat")?;
+                let lon: Option<f64> = row.try_get("last_lon")?;
+                let pos_at: Option<i64> = row.try_get("last_pos_at")?;
+                Ok(DeviceRecord {
+                    id: row.try_get("id")?,
+                    kind: DeviceKind::parse(&row.try_get::<String, _>("kind")?)
+                        .ok_or_else(|| corrupt("device kind"))?,
+                    model: row.try_get("model")?,
+                    key_hex: row.try_get("key_hex")?,
+                    hb_interval_s: small(row.try_get("hb_interval_s")?),
+                    status: DeviceStatus::parse(&row.try_get::<String, _>("status")?)
+                        .ok_or_else(|| corrupt("device status"))?,
+                    case_id: row.try_get("case_id")?,
+                    holder_person_id: row.try_get("holder_person_id")?,
+                    created_at: row.try_get("created_at")?,
+                    issued_at: row.try_get("issued_at")?,
+                    health: DeviceHealth {
+                        last_heard_at: row.try_get("last_heard_at")?,
+                        battery: row
+                            .try_get::<Option<i64>, _>("battery")?
+                            .and_then(|v| u8::try_from(v).ok()),
+                        charging: row.try_get("charging")?,
+                        rssi: row
+                            .try_get::<Option<i64>, _>("rssi")?
+                            .and_then(|v| i32::try_from(v).ok()),
+                        fw: row.try_get("fw")?,
+                        reported_model: row.try_get("reported_model")?,
+                        hello_hb_s: small(row.try_get("hello_hb_s")?),
+                        online: row.try_get("online")?,
+                        last_boot: small(row.try_get("last_boot")?),
+                        last_seq: small(row.try_get("last_seq")?),
+                        last_test_at: row.try_get("last_test_at")?,
+                        last_position: match (lat, lon, pos_at) {
+                            (Some(lat), Some(lon), Some(at)) => {
+                                Position::new(lat, lon, None).map(|p| (p, at))
+                            }
+                            _ => None,
+                        },
+                    },
+                })
+            }
+
+            fn alert_from(row: &<$db as sqlx::Database>::Row) -> Result<Alert> {
+                let lat: Option<f64> = row.try_get("lat")?;
+                let lon: Option<f64> = row.try_get("lon")?;
+                let acc: Option<i64> = row.try_get("acc_m")?;
+                let boot: Option<i64> = row.try_get("origin_boot")?;
+                let seq: Option<i64> = row.try_get("origin_seq")?;
+                let outcome: Option<String> = row.try_get("outcome")?;
+                let reasons: String = row.try_get("reasons")?;
+                Ok(Alert {
+                    id: row.try_get("id")?,
+                    priority: Priority::new(row.try_get::<i64, _>("priority")? as u8)
+                        .ok_or_else(|| corrupt("priority"))?,
+                    kind: AlertKind::parse(&row.try_get::<String, _>("kind")?)
+                        .ok_or_else(|| corrupt("alert kind"))?,
+                    state: AlertState::parse(&row.try_get::<String, _>("state")?)
+                        .ok_or_else(|| corrupt("alert state"))?,
+                    case_id: row.try_get("case_id")?,
+                    device_id: row.try_get("device_id")?,
+                    region: row.try_get("region")?,
+                    first_at: row.try_get("first_at")?,
+                    last_at: row.try_get("last_at")?,
+                    count: row.try_get("count")?,
+                    position: match (lat, lon) {
+                        (Some(lat), Some(lon)) => Position::new(
+                            lat,
+                            lon,
+                            acc.and_then(|a| u32::try_from(a).ok()),
+                        ),
+                        _ => None,
+                    },
+                    reasons: serde_json::from_str(&reasons).map_err(|_| corrupt("reasons"))?,
+                    overdue: row.try_get("overdue")?,
+                    cancel_pressed: row.try_get("cancel_pressed")?,
+                    acknowledged_by: row.try_get("acknowledged_by")?,
+                    acknowledged_at: row.try_get("acknowledged_at")?,
+                    resolved_by: row.try_get("resolved_by")?,
+                    resolved_at: row.try_get("resolved_at")?,
+                    outcome: match outcome {
+                        Some(o) => Some(Outcome::parse(&o).ok_or_else(|| corrupt("outcome"))?),
+                        None => None,
+                    },
+                    origin: match (boot, seq) {
+                        (Some(b), Some(s)) => Some((b as u32, s as u32)),
+                        _ => None,
+                    },
+                })
+            }
+
+            async fn history_and_event(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                alert_id: i64,
+                at: i64,
+                actor: Option<&str>,
+                action: &str,
+                note: Option<&str>,
+            ) -> Result<i64> {
+                sqlx::query(
+                    "INSERT INTO alert_history (alert_id, at, actor, action, note) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(alert_id)
+                .bind(at)
+                .bind(actor)
+                .bind(action)
+                .bind(note)
+                .execute(&mut **tx)
+                .await?;
+                let (seq,): (i64,) =
+                    sqlx::query_as("INSERT INTO alert_events (alert_id, at) VALUES ($1, $2) RETURNING seq")
+                        .bind(alert_id)
+                        .bind(at)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                Ok(seq)
+            }
+
+            async fn alert_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: i64,
+            ) -> Result<Alert> {
+                let q = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::alert_from(&row)
+            }
+        }
+
+        #[async_trait]
+        impl Store for $name {
+            async fn migrate(&self) -> Result<()> {
+                sqlx::migrate!($migrations).run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn insert_user(&self, u: &User, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&u.username)
+                .bind(u.role.as_str())
+                .bind(&u.region)
+                .bind(&u.password_hash)
+                .bind(&u.totp_secret)
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, "a user with that name exists"))?;
+                Ok(())
+            }
+
+            async fn upsert_user(&self, u: &User, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO UPDATE SET role = excluded.role, \
+                     region = excluded.region, password_hash = excluded.password_hash, totp_secret = excluded.totp_secret",
+                )
+                .bind(&u.username)
+                .bind(u.role.as_str())
+                .bind(&u.region)
+                .bind(&u.password_hash)
+                .bind(&u.totp_secret)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn user(&self, username: &str) -> Result<User> {
+                let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::user_from(&row)
+            }
+
+            async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, username, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
+                )
+                .bind(token_hash)
+                .bind(username)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn session_user(&self, token_hash: &str, idle_since: Millis, at: Millis) -> Result<Option<User>> {
+                let touched = sqlx::query(
+                    "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at >= $3",
+                )
+                .bind(at)
+                .bind(token_hash)
+                .bind(idle_since)
+                .execute(&self.pool)
+                .await?;
+                if touched.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                let row = sqlx::query(
+                    "SELECT u.* FROM users u JOIN sessions s ON s.username = u.username WHERE s.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> Result<()> {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
+                sqlx::query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
+                    .bind(token_hash)
+                    .bind(username)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| conflict_on_unique(e, "token"))?;
+                Ok(())
+            }
+
+            async fn token_user(&self, token_hash: &str) -> Result<Option<User>> {
+                let row = sqlx::query(
+                    "SELECT u.* FROM users u JOIN api_tokens t ON t.username = u.username WHERE t.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
+            async fn insert_person(&self, p: &Person, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO persons (id, name, phone, address_text, address_lat, address_lon, \
+                     protected_identity, region, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(&p.phone)
+                .bind(p.address.as_ref().map(|a| a.text.clone()))
+                .bind(p.address.as_ref().map(|a| a.lat))
+                .bind(p.address.as_ref().map(|a| a.lon))
+                .bind(p.protected_identity)
+                .bind(&p.region)
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, "person"))?;
+                Ok(())
+            }
+
+            async fn person(&self, id: &str) -> Result<Person> {
+                let row = sqlx::query("SELECT * FROM persons WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::person_from(&row)
+            }
+
+            async fn persons(&self) -> Result<Vec<Person>> {
+                let rows = sqlx::query("SELECT * FROM persons ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::person_from).collect()
+            }
+
+            async fn insert_case(&self, c: &Case, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO cases (id, reference, person_id, risk, region, response_plan, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&c.id)
+                .bind(&c.reference)
+                .bind(&c.person_id)
+                .bind(c.risk.as_str())
+                .bind(&c.region)
+                .bind(&c.response_plan)
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, "a case with that reference exists"))?;
+                Ok(())
+            }
+
+            async fn case(&self, id: &str) -> Result<Case> {
+                let row = sqlx::query("SELECT * FROM cases WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::case_from(&row)
+            }
+
+            async fn cases(&self) -> Result<Vec<Case>> {
+                let rows = sqlx::query("SELECT * FROM cases ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::case_from).collect()
+            }
+
+            async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(risk) = patch.risk {
+                    sqlx::query("UPDATE cases SET risk = $1 WHERE id = $2")
+                        .bind(risk.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(plan) = &patch.response_plan {
+                    sqlx::query("UPDATE cases SET response_plan = $1 WHERE id = $2")
+                        .bind(plan)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let row = sqlx::query("SELECT * FROM cases WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                tx.commit().await?;
+                Self::case_from(&row)
+            }
+
+            async fn close_case(&self, id: &str, at: Millis) -> Result<Case> {
+                sqlx::query("UPDATE cases SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                self.case(id).await
+            }
+
+            async fn insert_order(&self, o: &Order, at: Millis) -> Result<()> {
+                let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
+                let q = "INSERT INTO orders (id, case_id, kind, restrained_name, restrained_description, \
+                     restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                sqlx::query(q)
+                    .bind(&o.id)
+                    .bind(&o.case_id)
+                    .bind(o.kind.as_str())
+                    .bind(&o.restrained.name)
+                    .bind(&o.restrained.description)
+                    .bind(&o.restrained.vehicle)
+                    .bind(&o.restrained.photo_ref)
+                    .bind(o.valid_from)
+                    .bind(o.valid_to)
+                    .bind(zones)
+                    .bind(&o.tag_device_id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| conflict_on_unique(e, "order"))?;
+                Ok(())
+            }
+
+            async fn orders(&self) -> Result<Vec<Order>> {
+                let q = format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY valid_from, id");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::order_from).collect()
+            }
+
+            async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>> {
+                let q = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE case_id = $1 ORDER BY valid_from, id");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(case_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::order_from).collect()
+            }
+
+            async fn insert_device(&self, d: &DeviceRecord) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO devices (id, kind, model, key_hex, hb_interval_s, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&d.id)
+                .bind(d.kind.as_str())
+                .bind(&d.model)
+                .bind(&d.key_hex)
+                .bind(d.hb_interval_s.map(i64::from))
+                .bind(d.status.as_str())
+                .bind(d.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, "a device with that id exists"))?;
+                Ok(())
+            }
+
+            async fn device(&self, id: &str) -> Result<DeviceRecord> {
+                let q = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::device_from(&row)
+            }
+
+            async fn devices(&self) -> Result<Vec<DeviceRecord>> {
+                let q = format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::device_from).collect()
+            }
+
+            async fn issue_device(&self, id: &str, case_id: &str, holder: &str, at: Millis) -> Result<DeviceRecord> {
+                let done = sqlx::query(
+                    "UPDATE devices SET status = 'issued', case_id = $1, holder_person_id = $2, issued_at = $3, \
+                     returned_at = NULL, return_reason = NULL WHERE id = $4 AND status = 'in_stock'",
+                )
+                .bind(case_id)
+                .bind(holder)
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, "issue"))?;
+                if done.rows_affected() == 0 {
+                    let current = self.device(id).await?;
+                    return Err(StoreError::Conflict(format!(
+                        "device {id} is {}, not in stock",
+                        current.status.as_str()
+                    )));
+                }
+                self.device(id).await
+            }
+
+            async fn return_device(&self, id: &str, status: DeviceStatus, reason: &str, at: Millis) -> Result<DeviceRecord> {
+                let done = sqlx::query(
+                    "UPDATE devices SET status = $1, returned_at = $2, return_reason = $3 \
+                     WHERE id = $4 AND status = 'issued'",
+                )
+                .bind(status.as_str())
+                .bind(at)
+                .bind(reason)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let current = self.device(id).await?;
+                    return Err(StoreError::Conflict(format!(
+                        "device {id} is {}, not issued",
+                        current.status.as_str()
+                    )));
+                }
+                self.device(id).await
+            }
+
+            async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for (id, h) in batch {
+                    sqlx::query(
+                        "UPDATE devices SET last_heard_at = COALESCE($1, last_heard_at), \
+                         battery = COALESCE($2, battery), charging = COALESCE($3, charging), \
+                         rssi = COALESCE($4, rssi), fw = COALESCE($5, fw), \
+                         reported_model = COALESCE($6, reported_model), hello_hb_s = COALESCE($7, hello_hb_s), \
+                         online = COALESCE($8, online), last_boot = COALESCE($9, last_boot), \
+                         last_seq = COALESCE($10, last_seq), last_test_at = COALESCE($11, last_test_at), \
+                         last_lat = COALESCE($12, last_lat), last_lon = COALESCE($13, last_lon), \
+                         last_pos_at = COALESCE($14, last_pos_at) WHERE id = $15",
+                    )
+                    .bind(h.last_heard_at)
+                    .bind(h.battery.map(i64::from))
+                    .bind(h.charging)
+                    .bind(h.rssi.map(i64::from))
+                    .bind(&h.fw)
+                    .bind(&h.reported_model)
+                    .bind(h.hello_hb_s.map(i64::from))
+                    .bind(h.online)
+                    .bind(h.last_boot.map(i64::from))
+                    .bind(h.last_seq.map(i64::from))
+                    .bind(h.last_test_at)
+                    .bind(h.last_position.map(|p| p.0.lat))
+                    .bind(h.last_position.map(|p| p.0.lon))
+                    .bind(h.last_position.map(|p| p.1))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn raise(&self, r: &Raise) -> Result<RaiseOutcome> {
+                let mut tx = self.pool.begin().await?;
+                // The write comes first so SQLite takes its write lock at once (no upgrade
+                // deadlock), and so a redelivered message stops here.
+                if let Some((boot, seq)) = r.origin {
+                    let fresh = sqlx::query(
+                        "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&r.device_id)
+                    .bind(i64::from(boot))
+                    .bind(i64::from(seq))
+                    .bind(r.kind.as_str())
+                    .bind(r.at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if fresh.rows_affected() == 0 {
+                        return Ok(RaiseOutcome::Duplicate);
+                    }
+                }
+                let incident = incident_of(r.kind);
+                let existing: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT id, priority FROM alerts WHERE device_id = $1 AND incident = $2 AND state <> 'resolved'",
+                )
+                .bind(&r.device_id)
+                .bind(incident)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let reasons = serde_json::to_string(&r.reasons).map_err(|_| corrupt("reasons"))?;
+                let id_seq_opened = match existing {
+                    Some((id, priority)) => {
+                        let priority = (priority as u8).min(r.priority.get());
+                        sqlx::query(
+                            "UPDATE alerts SET count = count + 1, last_at = $1, priority = $2, \
+                             lat = COALESCE($3, lat), lon = COALESCE($4, lon), acc_m = CASE WHEN $3 IS NULL THEN acc_m ELSE $5 END, \
+                             reasons = $6 WHERE id = $7",
+                        )
+                        .bind(r.at)
+                        .bind(i64::from(priority))
+                        .bind(r.position.map(|p| p.lat))
+                        .bind(r.position.map(|p| p.lon))
+                        .bind(r.position.and_then(|p| p.acc_m).map(i64::from))
+                        .bind(&reasons)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        let note = format!("again: {}{}", r.kind.as_str(), origin_note(r.origin));
+                        let seq = Self::history_and_event(&mut tx, id, r.at, None, "repeated", Some(&note)).await?;
+                        (id, seq, false)
+                    }
+                    None => {
+                        let (id,): (i64,) = sqlx::query_as(
+                            "INSERT INTO alerts (priority, kind, incident, state, case_id, device_id, region, \
+                             first_at, last_at, count, lat, lon, acc_m, reasons, origin_boot, origin_seq) \
+                             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7, 1, $8, $9, $10, $11, $12, $13) RETURNING id",
+                        )
+                        .bind(i64::from(r.priority.get()))
+                        .bind(r.kind.as_str())
+                        .bind(incident)
+                        .bind(&r.case_id)
+                        .bind(&r.device_id)
+                        .bind(&r.region)
+                        .bind(r.at)
+                        .bind(r.position.map(|p| p.lat))
+                        .bind(r.position.map(|p| p.lon))
+                        .bind(r.position.and_then(|p| p.acc_m).map(i64::from))
+                        .bind(&reasons)
+                        .bind(r.origin.map(|o| i64::from(o.0)))
+                        .bind(r.origin.map(|o| i64::from(o.1)))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let note = format!("{}{}", r.kind.as_str(), origin_note(r.origin));
+                        let seq = Self::history_and_event(&mut tx, id, r.at, None, "opened", Some(&note)).await?;
+                        (id, seq, true)
+                    }
+                };
+                let (id, event_seq, opened) = id_seq_opened;
+                if let Some((boot, seq)) = r.origin {
+                    sqlx::query("UPDATE device_messages SET alert_id = $1 WHERE device_id = $2 AND boot = $3 AND seq = $4")
+                        .bind(id)
+                        .bind(&r.device_id)
+                        .bind(i64::from(boot))
+                        .bind(i64::from(seq))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let change = AlertChange { event_seq, alert: Self::alert_in(&mut tx, id).await? };
+                tx.commit().await?;
+                Ok(if opened {
+                    RaiseOutcome::Opened(change)
+                } else {
+                    RaiseOutcome::Updated(change)
+                })
+            }
+
+            async fn record_message(&self, device_id: &str, boot: u32, seq: u32, kind: &str, at: Millis) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let fresh = sqlx::query(
+                    "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(i64::from(boot))
+                .bind(i64::from(seq))
+                .bind(kind)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                if fresh.rows_affected() > 0 && kind == "test" {
+                    sqlx::query("UPDATE devices SET last_test_at = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(fresh.rows_affected() > 0)
+            }
+
+            async fn mark_cancel(&self, device_id: &str, at: Millis) -> Result<Option<AlertChange>> {
+                let mut tx = self.pool.begin().await?;
+                let marked: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE alerts SET cancel_pressed = TRUE WHERE device_id = $1 AND state <> 'resolved' \
+                     AND incident = 'emergency' RETURNING id",
+                )
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((id,)) = marked else {
+                    return Ok(None);
+                };
+                let event_seq = Self::history_and_event(
+                    &mut tx,
+                    id,
+                    at,
+                    None,
+                    "cancel_pressed",
+                    Some("holder pressed cancel: verify by call-back"),
+                )
+                .await?;
+                let alert = Self::alert_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(Some(AlertChange { event_seq, alert }))
+            }
+
+            async fn alert(&self, id: i64) -> Result<Alert> {
+                let q = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::alert_from(&row)
+            }
+
+            async fn alerts(&self, states: &[AlertState]) -> Result<Vec<Alert>> {
+                // States are a closed set of constants, so inlining them is safe.
+                let list = states
+                    .iter()
+                    .map(|s| format!("'{}'", s.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let q = format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE state IN ({list}) ORDER BY priority, first_at, id"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await?;
+                rows.iter().map(Self::alert_from).collect()
+            }
+
+            async fn alert_history(&self, id: i64) -> Result<Vec<HistoryEntry>> {
+                let rows: Vec<(i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+                    "SELECT at, actor, action, note FROM alert_history WHERE alert_id = $1 ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(at, actor, action, note)| HistoryEntry {
+                        at: rfc3339(at),
+                        actor,
+                        action,
+                        note,
+                    })
+                    .collect())
+            }
+
+            async fn acknowledge(&self, id: i64, by: &str, note: Option<&str>, at: Millis) -> Result<AlertChange> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE alerts SET state = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2 \
+                     WHERE id = $3 AND state = 'open'",
+                )
+                .bind(by)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let current = Self::alert_in(&mut tx, id).await?;
+                    return Err(StoreError::Conflict(format!(
+                        "alert {id} is {}",
+                        current.state.as_str()
+                    )));
+                }
+                let event_seq = Self::history_and_event(&mut tx, id, at, Some(by), "acknowledged", note).await?;
+                let alert = Self::alert_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(AlertChange { event_seq, alert })
+            }
+
+            async fn resolve(&self, id: i64, by: &str, outcome: Outcome, note: Option<&str>, at: Millis) -> Result<AlertChange> {
+                let mut tx = self.pool.begin().await?;
+                // Resolving an alert nobody acknowledged also records who took it.
+                let done = sqlx::query(
+                    "UPDATE alerts SET state = 'resolved', resolved_by = $1, resolved_at = $2, outcome = $3, note = $4, \
+                     acknowledged_by = COALESCE(acknowledged_by, $1), acknowledged_at = COALESCE(acknowledged_at, $2) \
+                     WHERE id = $5 AND state <> 'resolved'",
+                )
+                .bind(by)
+                .bind(at)
+                .bind(outcome.as_str())
+                .bind(note)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    Self::alert_in(&mut tx, id).await?;
+                    return Err(StoreError::Conflict(format!("alert {id} is already resolved")));
+                }
+                let line = match note {
+                    Some(n) => format!("{}: {n}", outcome.as_str()),
+                    None => outcome.as_str().to_owned(),
+                };
+                let event_seq = Self::history_and_event(&mut tx, id, at, Some(by), "resolved", Some(&line)).await?;
+                let alert = Self::alert_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(AlertChange { event_seq, alert })
+            }
+
+            async fn changes_since(&self, after: i64) -> Result<Vec<AlertChange>> {
+                let rows: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT alert_id, MAX(seq) AS last FROM alert_events WHERE seq > $1 GROUP BY alert_id ORDER BY last",
+                )
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (alert_id, seq) in rows {
+                    out.push(AlertChange {
+                        event_seq: seq,
+                        alert: self.alert(alert_id).await?,
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn last_event_seq(&self) -> Result<i64> {
+                let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM alert_events")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(seq.unwrap_or(0))
+            }
+
+            async fn security_event(&self, device_id: Option<&str>, kind: &str, detail: &str, at: Millis) -> Result<()> {
+                sqlx::query("INSERT INTO security_events (at, device_id, kind, detail) VALUES ($1, $2, $3, $4)")
+                    .bind(at)
+                    .bind(device_id)
+                    .bind(kind)
+                    .bind(detail)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn audit(&self, actor: Option<&str>, action: &str, subject: Option<&str>, case_id: Option<&str>, detail: Option<&str>, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor, action, subject, case_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(at)
+                .bind(actor)
+                .bind(action)
+                .bind(subject)
+                .bind(case_id)
+                .bind(detail)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn audit_entries(&self, case_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
+                let rows: Vec<(i64, i64, Option<String>, String, Option<String>, Option<String>, Option<String>)> =
+                    sqlx::query_as(
+                        "SELECT id, at, actor, action, subject, case_id, detail FROM audit_log \
+                         WHERE ($1 IS NULL OR case_id = $1) ORDER BY id DESC LIMIT $2",
+                    )
+                    .bind(case_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, at, actor, action, subject, case_id, detail)| AuditEntry {
+                        id,
+                        at: rfc3339(at),
+                        actor,
+                        action,
+                        subject,
+                        case_id,
+                        detail,
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    "migrations/sqlite"
+);
+sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    "migrations/postgres"
+);
+
+impl SqliteStore {
+    /// Opens (creating if needed) a SQLite file in WAL mode with full sync: an alarm that
+    /// was committed survives a crash of the process and of the machine.
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+}
