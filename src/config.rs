@@ -1,0 +1,194 @@
+//! Configuration: defaults, then `vakt.toml`, then `VAKT_*` environment variables.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::triage::PolicyConfig;
+
+/// A value that must never reach a log line.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API and console listen.
+    pub http_addr: SocketAddr,
+    /// Where the embedded MQTT broker listens (when no external broker is configured).
+    pub mqtt_listen: SocketAddr,
+    /// An external broker, `mqtt://host:port`; when set no broker is embedded.
+    pub mqtt_url: Option<String>,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<Secret>,
+    /// The ingest's MQTT client id; fixed so its persistent session survives restarts.
+    /// Several instances need distinct ids.
+    pub mqtt_client_id: String,
+    /// On an external broker, subscribe through `$share/{group}/...` so several instances
+    /// split the devices between them; empty: every instance gets every message.
+    pub mqtt_share_group: String,
+    /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
+    pub database_url: Option<Secret>,
+    pub data_dir: PathBuf,
+    /// Seconds added to `2 × heartbeat interval` before a device counts as silent.
+    pub silence_grace_s: u64,
+    /// Heartbeat interval assumed before a device has said hello.
+    pub default_hb_s: u32,
+    pub session_idle_s: u64,
+    pub session_absolute_s: u64,
+    pub policy: PolicyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            mqtt_listen: ([127, 0, 0, 1], 1883).into(),
+            mqtt_url: None,
+            mqtt_username: None,
+            mqtt_password: None,
+            mqtt_client_id: "vakt-ingest".into(),
+            mqtt_share_group: "vakt".into(),
+            database_url: None,
+            data_dir: PathBuf::from("vakt-data"),
+            silence_grace_s: 30,
+            default_hb_s: 60,
+            session_idle_s: 15 * 60,
+            session_absolute_s: 12 * 3600,
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Toml(PathBuf, toml::de::Error),
+    #[error("environment variable {0}: {1}")]
+    Env(&'static str, String),
+}
+
+impl Config {
+    /// Defaults, then `vakt.toml` (or the file named by `VAKT_CONFIG`), then the environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        let file = std::env::var_os("VAKT_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("vakt.toml"));
+        let mut config = if file.exists() {
+            Config::from_file(&file)?
+        } else {
+            Config::default()
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Toml(path.to_owned(), e))
+    }
+
+    /// Applies `VAKT_*` variables; `get` is the environment (a closure so tests need no
+    /// process-wide state).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, v: String) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            v.parse()
+                .map_err(|e: T::Err| ConfigError::Env(name, e.to_string()))
+        }
+        if let Some(v) = get("VAKT_HTTP_ADDR") {
+            self.http_addr = parse("VAKT_HTTP_ADDR", v)?;
+        }
+        if let Some(v) = get("VAKT_MQTT_LISTEN") {
+            self.mqtt_listen = parse("VAKT_MQTT_LISTEN", v)?;
+        }
+        if let Some(v) = get("VAKT_MQTT_URL").filter(|v| !v.is_empty()) {
+            self.mqtt_url = Some(v);
+        }
+        if let Some(v) = get("VAKT_MQTT_USERNAME") {
+            self.mqtt_username = Some(v);
+        }
+        if let Some(v) = get("VAKT_MQTT_PASSWORD") {
+            self.mqtt_password = Some(Secret(v));
+        }
+        if let Some(v) = get("VAKT_MQTT_CLIENT_ID") {
+            self.mqtt_client_id = v;
+        }
+        if let Some(v) = get("VAKT_MQTT_SHARE_GROUP") {
+            self.mqtt_share_group = v;
+        }
+        if let Some(v) = get("VAKT_DATABASE_URL").filter(|v| !v.is_empty()) {
+            self.database_url = Some(Secret(v));
+        }
+        if let Some(v) = get("VAKT_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
+            self.silence_grace_s = parse("VAKT_SILENCE_GRACE_S", v)?;
+        }
+        Ok(())
+    }
+
+    /// The database to open: the configured URL, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.0.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("vakt.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_nothing_configured_vakt_listens_locally_and_keeps_sqlite_in_the_data_dir() {
+        let c = Config::default();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mqtt_listen.to_string(), "127.0.0.1:1883");
+        assert_eq!(c.database_url(), "sqlite://vakt-data/vakt.db");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let mut c: Config =
+            toml::from_str("http_addr = \"0.0.0.0:9000\"\nsilence_grace_s = 5").unwrap();
+        assert_eq!(c.silence_grace_s, 5);
+        c.apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "127.0.0.1:9100".to_owned()))
+            .unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "nowhere".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("VAKT_HTTP_ADDR"));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let c = Config {
+            database_url: Some(Secret("postgres://u:hunter2@db/vakt".into())),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,272 @@
+//! `vakt demo`: seeded regions, cases, orders with zones around real Swedish addresses,
+//! devices, and a simulated fleet (firmware-sim, a real MQTT client) that raises alarms.
+
+use std::time::Duration;
+
+use crate::domain::{
+    now_ms, Address, Area, Case, DeviceKind, DeviceStatus, Order, OrderKind, Person, Restrained,
+    Risk, Zone,
+};
+use crate::store::{DeviceHealth, DeviceRecord, Role, SharedStore, StoreError, User};
+use crate::web::auth::hash_password;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+struct DemoCase {
+    reference: &'static str,
+    person: &'static str,
+    protected: bool,
+    address: (&'static str, f64, f64),
+    region: &'static str,
+    risk: Risk,
+    plan: &'static str,
+    restrained: (&'static str, &'static str, Option<&'static str>),
+    kind: OrderKind,
+    /// Where the restrained person is usually to be found (for a tag, if any).
+    restrained_at: (f64, f64),
+}
+
+const CASES: &[DemoCase] = &[
+    DemoCase {
+        reference: "DEMO-2026-0101",
+        person: "Anna Lindqvist",
+        protected: true,
+        address: ("Drottninggatan 71, 111 36 Stockholm", 59.3366, 18.0612),
+        region: "Stockholm",
+        risk: Risk::High,
+        plan: "Send a patrol at once. Call Anna on her mobile; if no answer, call her sister (relative on file).",
+        restrained: ("Mikael Berg", "about 185 cm, short dark hair, often a grey hooded jacket", Some("black Volvo V70, ABC 123")),
+        kind: OrderKind::Extended,
+        restrained_at: (59.3121, 18.0739),
+    },
+    DemoCase {
+        reference: "DEMO-2026-0102",
+        person: "Sara Nilsson",
+        protected: false,
+        address: ("Kungsportsavenyen 10, 411 36 Göteborg", 57.7009, 11.9743),
+        region: "Väst",
+        risk: Risk::Medium,
+        plan: "Call Sara first; send a patrol if she does not answer within one minute.",
+        restrained: ("Johan Ek", "about 175 cm, beard, glasses", None),
+        kind: OrderKind::ContactBan,
+        restrained_at: (57.7210, 11.9390),
+    },
+    DemoCase {
+        reference: "DEMO-2026-0103",
+        person: "Leila Haddad",
+        protected: true,
+        address: ("Södra Förstadsgatan 20, 211 43 Malmö", 55.5985, 13.0040),
+        region: "Syd",
+        risk: Risk::Critical,
+        plan: "Send the nearest patrol at once, blue lights. The restrained person wears an electronic tag.",
+        restrained: ("Peter Holm", "about 190 cm, shaved head, tattoo on the left hand", Some("white VW Transporter, XYZ 789")),
+        kind: OrderKind::SpecialExtended,
+        restrained_at: (55.5700, 12.9900),
+    },
+    DemoCase {
+        reference: "DEMO-2026-0104",
+        person: "Eva Johansson",
+        protected: false,
+        address: ("Svartbäcksgatan 8, 753 20 Uppsala", 59.8610, 17.6389),
+        region: "Mitt",
+        risk: Risk::Low,
+        plan: "Call Eva; send a patrol if the call-back fails.",
+        restrained: ("Lars Öberg", "about 170 cm, grey hair", None),
+        kind: OrderKind::ContactBan,
+        restrained_at: (59.8400, 17.6500),
+    },
+];
+
+/// One demo login.
+pub struct DemoLogin {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+}
+
+/// A device the simulated fleet plays.
+pub struct DemoDevice {
+    pub id: String,
+    pub key_hex: String,
+    pub home: (f64, f64),
+}
+
+/// Seeds the demo data (once; a second run reuses it) and sets fresh passwords for the demo
+/// logins.
+pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), StoreError> {
+    let now = now_ms();
+    let mut logins = Vec::new();
+    for (username, role) in [
+        ("officer", Role::Officer),
+        ("coordinator", Role::Coordinator),
+        ("admin", Role::Admin),
+    ] {
+        let password = crate::web::auth::new_token().0[..16].to_owned();
+        let user = User {
+            username: username.into(),
+            role,
+            region: None,
+            password_hash: hash_password(&password),
+            totp_secret: None,
+        };
+        store.upsert_user(&user, now).await?;
+        logins.push(DemoLogin {
+            username: username.into(),
+            password,
+            role,
+        });
+    }
+    let existing = store.cases().await?;
+    for (n, c) in CASES.iter().enumerate() {
+        if existing.iter().any(|e| e.reference == c.reference) {
+            continue;
+        }
+        let person = Person {
+            id: format!("p_demo{n}"),
+            name: c.person.into(),
+            phone: Some(format!("+46 70 000 00 0{n}")),
+            address: Some(Address {
+                text: c.address.0.into(),
+                lat: c.address.1,
+                lon: c.address.2,
+            }),
+            protected_identity: c.protected,
+            region: Some(c.region.into()),
+        };
+        store.insert_person(&person, now).await?;
+        let case = Case {
+            id: format!("c_demo{n}"),
+            reference: c.reference.into(),
+            person_id: person.id.clone(),
+            risk: c.risk,
+            region: c.region.into(),
+            response_plan: Some(c.plan.into()),
+            closed_at: None,
+        };
+        store.insert_case(&case, now).await?;
+        let home = (c.address.1, c.address.2);
+        let tag_id = (c.kind == OrderKind::SpecialExtended).then(|| format!("demo-tag-{n}"));
+        if let Some(tag) = &tag_id {
+            add_device(store, tag, DeviceKind::Tag, now).await?;
+        }
+        let order = Order {
+            id: format!("o_demo{n}"),
+            case_id: case.id.clone(),
+            kind: c.kind,
+            restrained: Restrained {
+                name: c.restrained.0.into(),
+                description: Some(c.restrained.1.into()),
+                vehicle: c.restrained.2.map(Into::into),
+                photo_ref: None,
+            },
+            valid_from: now - 30 * DAY_MS,
+            valid_to: now + 335 * DAY_MS,
+            zones: vec![
+                Zone {
+                    name: "Home".into(),
+                    area: Area::Circle {
+                        centre: home,
+                        radius_m: 300.0,
+                    },
+                },
+                Zone {
+                    name: "Workplace".into(),
+                    area: Area::Polygon(vec![
+                        (home.0 + 0.010, home.1 + 0.010),
+                        (home.0 + 0.010, home.1 + 0.018),
+                        (home.0 + 0.015, home.1 + 0.018),
+                        (home.0 + 0.015, home.1 + 0.010),
+                    ]),
+                },
+            ],
+            tag_device_id: tag_id.clone(),
+        };
+        store.insert_order(&order, now).await?;
+        let alarm_id = format!("demo-alarm-{n}");
+        add_device(store, &alarm_id, DeviceKind::Alarm, now).await?;
+        store
+            .issue_device(&alarm_id, &case.id, &person.id, now)
+            .await?;
+        if let Some(tag) = &tag_id {
+            store.issue_device(tag, &case.id, &person.id, now).await?;
+        }
+    }
+    let mut devices = Vec::new();
+    let cases = store.cases().await?;
+    for d in store.devices().await? {
+        let Some(demo) = CASES
+            .iter()
+            .enumerate()
+            .find(|(n, _)| d.id.ends_with(&format!("-{n}")) && d.id.starts_with("demo-"))
+        else {
+            continue;
+        };
+        if d.status != DeviceStatus::Issued
+            || !cases.iter().any(|c| Some(&c.id) == d.case_id.as_ref())
+        {
+            continue;
+        }
+        let home = if d.kind == DeviceKind::Tag {
+            demo.1.restrained_at
+        } else {
+            (demo.1.address.1, demo.1.address.2)
+        };
+        devices.push(DemoDevice {
+            id: d.id,
+            key_hex: d.key_hex,
+            home,
+        });
+    }
+    Ok((logins, devices))
+}
+
+async fn add_device(
+    store: &SharedStore,
+    id: &str,
+    kind: DeviceKind,
+    now: i64,
+) -> Result<(), StoreError> {
+    store
+        .insert_device(&DeviceRecord {
+            id: id.into(),
+            kind,
+            model: Some("Demo larmpaket".into()),
+            key_hex: crate::protocol::DeviceKey::generate().to_hex(),
+            hb_interval_s: None,
+            status: DeviceStatus::InStock,
+            case_id: None,
+            holder_person_id: None,
+            created_at: now,
+            issued_at: None,
+            health: DeviceHealth::default(),
+        })
+        .await
+}
+
+/// Runs the simulated fleet until `stop` says so: heartbeats every 30 s, an alarm about
+/// every 30 s somewhere in the fleet, positions now and then.
+pub async fn run_fleet(
+    host: String,
+    port: u16,
+    devices: Vec<DemoDevice>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let fleet: Vec<firmware_sim::FleetDevice> = devices
+        .into_iter()
+        .filter_map(|d| {
+            Some(firmware_sim::FleetDevice {
+                key: d.key_hex.parse().ok()?,
+                id: d.id,
+                home: Some(d.home),
+            })
+        })
+        .collect();
+    let mut config = firmware_sim::FleetConfig::new(host, port, fleet);
+    config.heartbeat = Duration::from_secs(30);
+    config.alarm_every = Some(Duration::from_secs(30));
+    config.position_every = Some(Duration::from_secs(120));
+    config.stop = Some(stop);
+    if let Err(e) = firmware_sim::run_fleet(config).await {
+        tracing::error!(error = %e, "demo fleet stopped");
+    }
+}

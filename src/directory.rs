@@ -1,0 +1,113 @@
+//! The in-memory index the ingest reads for every message: device → key, status and the
+//! correlation context of its case (orders, zones, address). Rebuilt from the store when a
+//! coordinator changes something, so the ingest never queries the database per message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::domain::correlate::DeviceContext;
+use crate::domain::{Case, DeviceKind, DeviceStatus};
+use crate::protocol::DeviceKey;
+use crate::store::{SharedStore, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct DeviceEntry {
+    pub key: DeviceKey,
+    pub kind: DeviceKind,
+    pub status: DeviceStatus,
+    /// Heartbeat interval set by a coordinator; wins over the device's `hello`.
+    pub hb_interval_s: Option<u32>,
+    /// Present when the device is issued to an open case.
+    pub context: Option<Arc<DeviceContext>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    pub devices: HashMap<String, DeviceEntry>,
+    /// Every case, open or closed, for labelling alerts without a query.
+    pub cases: HashMap<String, Case>,
+}
+
+impl Index {
+    /// Alarm devices of a case, for the proximity rule of tags.
+    pub fn alarm_devices_of_case(&self, case_id: &str) -> Vec<String> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| {
+                d.kind == DeviceKind::Alarm
+                    && d.context.as_ref().is_some_and(|c| c.case.id == case_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// Shared handle on the index; readers never wait on the database.
+#[derive(Clone, Default)]
+pub struct Directory {
+    inner: Arc<RwLock<Arc<Index>>>,
+}
+
+impl Directory {
+    pub fn snapshot(&self) -> Arc<Index> {
+        self.inner.read().expect("directory lock").clone()
+    }
+
+    pub fn device(&self, id: &str) -> Option<DeviceEntry> {
+        self.snapshot().devices.get(id).cloned()
+    }
+
+    /// Rebuilds the whole index from the store and swaps it in at once.
+    pub async fn reload(&self, store: &SharedStore) -> Result<(), StoreError> {
+        let (devices, cases, persons, orders) = (
+            store.devices().await?,
+            store.cases().await?,
+            store.persons().await?,
+            store.orders().await?,
+        );
+        let persons: HashMap<_, _> = persons.into_iter().map(|p| (p.id.clone(), p)).collect();
+        let cases: HashMap<_, _> = cases.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut orders_by_case: HashMap<String, Vec<_>> = HashMap::new();
+        for order in orders {
+            orders_by_case
+                .entry(order.case_id.clone())
+                .or_default()
+                .push(order);
+        }
+        let mut index = Index::default();
+        for d in devices {
+            let Some(key) = DeviceKey::from_hex(&d.key_hex) else {
+                tracing::error!(device = %d.id, "stored device key is not 64 hex characters; device ignored");
+                continue;
+            };
+            let context = match (&d.status, &d.case_id) {
+                (DeviceStatus::Issued, Some(case_id)) => cases
+                    .get(case_id)
+                    .filter(|c| c.closed_at.is_none())
+                    .map(|case| {
+                        Arc::new(DeviceContext {
+                            device_id: d.id.clone(),
+                            kind: d.kind,
+                            address: persons.get(&case.person_id).and_then(|p| p.address.clone()),
+                            orders: orders_by_case.get(case_id).cloned().unwrap_or_default(),
+                            case: case.clone(),
+                        })
+                    }),
+                _ => None,
+            };
+            index.devices.insert(
+                d.id.clone(),
+                DeviceEntry {
+                    key,
+                    kind: d.kind,
+                    status: d.status,
+                    hb_interval_s: d.hb_interval_s,
+                    context,
+                },
+            );
+        }
+        index.cases = cases;
+        *self.inner.write().expect("directory lock") = Arc::new(index);
+        Ok(())
+    }
+}

@@ -1,0 +1,642 @@
+//! The ingest: takes device messages from the broker, verifies and de-duplicates them,
+//! correlates and triages them, stores alerts durably, and only then acknowledges them to
+//! the broker and answers the device.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use crate::directory::{DeviceEntry, Directory};
+use crate::domain::triage::{self, Decision, PolicyConfig, Trigger};
+use crate::domain::{now_ms, DeviceKind, DeviceStatus, Millis, Position};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::protocol::{self, Feedback, Freshness, Message, Payload, ProtocolError, ReplayWindow};
+use crate::store::{DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
+
+/// How the ingest reaches its broker.
+#[derive(Debug, Clone)]
+pub struct BrokerLink {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A shared-subscription group, so several instances split the devices; `None`: a plain
+    /// subscription.
+    pub share_group: Option<String>,
+}
+
+impl BrokerLink {
+    /// Parses `mqtt://host:port` (port 1883 when left out).
+    pub fn parse_url(url: &str) -> Option<(String, u16)> {
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))?;
+        let rest = rest.trim_end_matches('/');
+        match rest.rsplit_once(':') {
+            Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+            None if !rest.is_empty() => Some((rest.to_owned(), 1883)),
+            None => None,
+        }
+    }
+}
+
+/// Sends signed downlink messages to devices; shared by the ingest and the API.
+#[derive(Clone)]
+pub struct Downlink {
+    client: AsyncClient,
+    directory: Directory,
+    metrics: Arc<Metrics>,
+}
+
+impl Downlink {
+    /// Tells a device what happened to its alarm `(boot, seq)`.
+    pub async fn feedback(&self, device_id: &str, origin: (u32, u32), st: Feedback) {
+        let (Some(entry), Ok(device)) = (
+            self.directory.device(device_id),
+            protocol::DeviceId::parse(device_id),
+        ) else {
+            return;
+        };
+        let (topic, body) =
+            protocol::feedback_body(&device, &entry.key, origin.0, origin.1, st, now_ms());
+        match self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, body)
+            .await
+        {
+            Ok(()) => Metrics::inc(&self.metrics.feedback_sent_total),
+            Err(e) => tracing::warn!(device = device_id, error = %e, "could not queue feedback"),
+        }
+    }
+
+    /// Publishes the device's configuration, retained, so it gets it at its next connect.
+    pub async fn config(&self, device_id: &str, hb_s: u32) {
+        let (Some(entry), Ok(device)) = (
+            self.directory.device(device_id),
+            protocol::DeviceId::parse(device_id),
+        ) else {
+            return;
+        };
+        let (topic, body) = protocol::config_body(&device, &entry.key, hb_s, now_ms());
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, body)
+            .await
+        {
+            tracing::warn!(device = device_id, error = %e, "could not queue config");
+        }
+    }
+}
+
+/// What the ingest remembers per device between messages.
+#[derive(Debug, Default)]
+struct DeviceRuntime {
+    window: ReplayWindow,
+    bad_signatures: VecDeque<Millis>,
+    low_battery_raised: bool,
+    last_position: Option<Position>,
+}
+
+pub struct Ingest {
+    store: SharedStore,
+    directory: Directory,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    policy: PolicyConfig,
+    client: AsyncClient,
+    downlink: Downlink,
+    devices: HashMap<String, DeviceRuntime>,
+    pending_health: HashMap<String, DeviceHealth>,
+    /// Last stored security event per (device, kind): floods are counted, not stored.
+    security_last: HashMap<(String, &'static str), Millis>,
+}
+
+/// Security events of one kind from one device are stored at most this often.
+const SECURITY_EVENT_EVERY_MS: Millis = 10_000;
+const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+pub struct IngestHandle {
+    pub downlink: Downlink,
+}
+
+/// Connects to the broker and starts the ingest; returns at once.
+pub async fn start(
+    link: BrokerLink,
+    store: SharedStore,
+    directory: Directory,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    policy: PolicyConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<IngestHandle, StoreError> {
+    let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(15))
+        .set_max_packet_size(64 * 1024, 64 * 1024)
+        .set_inflight(100);
+    if let Some(user) = &link.username {
+        options.set_credentials(user, link.password.clone().unwrap_or_default());
+    }
+    let (client, eventloop) = AsyncClient::new(options, 1024);
+    let downlink = Downlink {
+        client: client.clone(),
+        directory: directory.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut ingest = Ingest {
+        store,
+        directory,
+        hub,
+        metrics: metrics.clone(),
+        policy,
+        client: client.clone(),
+        downlink: downlink.clone(),
+        devices: HashMap::new(),
+        pending_health: HashMap::new(),
+        security_last: HashMap::new(),
+    };
+    ingest.restore().await?;
+    let filter = match &link.share_group {
+        Some(group) => format!("$share/{group}/{}", protocol::UPLINK_FILTER),
+        None => protocol::UPLINK_FILTER.to_owned(),
+    };
+    let (tx, rx) = mpsc::channel(10_000);
+    tokio::spawn(poll(
+        eventloop,
+        client,
+        filter,
+        tx,
+        metrics,
+        shutdown.clone(),
+    ));
+    tokio::spawn(ingest.process(rx, shutdown));
+    Ok(IngestHandle { downlink })
+}
+
+/// Drives the MQTT connection; hands every publish to the processor in arrival order.
+async fn poll(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filter: String,
+    tx: mpsc::Sender<Publish>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = shutdown.changed() => {
+                let _ = client.disconnect().await;
+                return;
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                metrics.broker_connected.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "ingest connected to the broker"
+                );
+                // Subscribing again is harmless when the session kept the subscription.
+                if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                    tracing::error!(error = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(p).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.broker_connected.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "broker connection lost; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+impl Ingest {
+    /// Restores the anti-replay windows and last positions from the store.
+    async fn restore(&mut self) -> Result<(), StoreError> {
+        for d in self.store.devices().await? {
+            let rt = self.devices.entry(d.id.clone()).or_default();
+            if let (Some(boot), Some(seq)) = (d.health.last_boot, d.health.last_seq) {
+                rt.window = ReplayWindow::starting_at(boot, seq);
+            }
+            rt.last_position = d.health.last_position.map(|(p, _)| p);
+        }
+        Ok(())
+    }
+
+    async fn process(
+        mut self,
+        mut rx: mpsc::Receiver<Publish>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut flush = tokio::time::interval(HEALTH_FLUSH_EVERY);
+        loop {
+            tokio::select! {
+                p = rx.recv() => match p {
+                    Some(p) => {
+                        self.handle(&p.topic, &p.payload).await;
+                        // Only now, with everything stored, may the broker forget the message.
+                        if let Err(e) = self.client.ack(&p).await {
+                            tracing::warn!(error = %e, "could not acknowledge to the broker");
+                        }
+                    }
+                    None => break,
+                },
+                _ = flush.tick() => self.flush_health().await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.flush_health().await;
+    }
+
+    async fn flush_health(&mut self) {
+        if self.pending_health.is_empty() {
+            return;
+        }
+        let batch: Vec<(String, DeviceHealth)> = self.pending_health.drain().collect();
+        if let Err(e) = self.store.flush_health(&batch).await {
+            tracing::warn!(error = %e, "device health flush failed; keeping it for the next one");
+            for (id, h) in batch {
+                self.pending_health.entry(id).or_insert(h);
+            }
+        }
+    }
+
+    /// One message, start to end. Never fails: what cannot be taken in is counted and
+    /// recorded as a security event, and the ingest goes on.
+    pub async fn handle(&mut self, topic: &str, payload: &[u8]) {
+        Metrics::inc(&self.metrics.messages_total);
+        // Our own downlink comes back to us through the wildcard subscription.
+        if topic.ends_with("/ack") || topic.ends_with("/cfg") {
+            return;
+        }
+        let envelope = match protocol::open(topic, payload) {
+            Ok(e) => e,
+            Err(e) => {
+                Metrics::inc(&self.metrics.malformed_total);
+                let device = protocol::parse_topic(topic)
+                    .ok()
+                    .map(|(d, _)| d.to_string());
+                self.security_event(device.as_deref(), "malformed", &format!("{topic}: {e}"))
+                    .await;
+                return;
+            }
+        };
+        let device_id = envelope.device.to_string();
+        let Some(entry) = self.directory.device(&device_id) else {
+            Metrics::inc(&self.metrics.unknown_devices_total);
+            self.security_event(Some(&device_id), "unknown_device", topic)
+                .await;
+            return;
+        };
+        let message = match protocol::verify(envelope, &entry.key) {
+            Ok(m) => m,
+            Err(ProtocolError::BadSignature) => {
+                Metrics::inc(&self.metrics.bad_signatures_total);
+                self.security_event(Some(&device_id), "bad_signature", topic)
+                    .await;
+                self.count_bad_signature(&device_id, &entry).await;
+                return;
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.malformed_total);
+                self.security_event(Some(&device_id), "malformed", &format!("{topic}: {e}"))
+                    .await;
+                return;
+            }
+        };
+        if entry.status != DeviceStatus::Issued || entry.context.is_none() {
+            Metrics::inc(&self.metrics.unknown_devices_total);
+            self.security_event(Some(&device_id), "unissued_device", topic)
+                .await;
+            return;
+        }
+        let rt = self.devices.entry(device_id.clone()).or_default();
+        let freshness = match message.seq {
+            Some(seq) => rt.window.check(message.boot, seq),
+            // The last will has no seq: only an older boot gives it away as a replay.
+            None => match rt.window.highest() {
+                Some((boot, _)) if message.boot < boot => Freshness::Replay,
+                _ => Freshness::Fresh,
+            },
+        };
+        match freshness {
+            Freshness::Duplicate => {
+                Metrics::inc(&self.metrics.duplicates_total);
+                // The first copy may have been stored by a run that died before answering.
+                if let (Payload::Alarm { .. }, Some(seq)) = (&message.payload, message.seq) {
+                    self.downlink
+                        .feedback(&device_id, (message.boot, seq), Feedback::Received)
+                        .await;
+                }
+                return;
+            }
+            Freshness::Replay => {
+                Metrics::inc(&self.metrics.replays_total);
+                let detail = format!("{topic}: boot {} seq {:?}", message.boot, message.seq);
+                self.security_event(Some(&device_id), "replay", &detail)
+                    .await;
+                return;
+            }
+            Freshness::Fresh => {}
+        }
+        Metrics::inc(&self.metrics.messages_accepted_total);
+        self.take_in(&entry, message).await;
+    }
+
+    async fn take_in(&mut self, entry: &DeviceEntry, message: Message) {
+        let now = now_ms();
+        let device_id = message.device.to_string();
+        let ctx = entry.context.clone().expect("checked by the caller");
+        let health = self.pending_health.entry(device_id.clone()).or_default();
+        health.last_heard_at = Some(now);
+        health.online = Some(!matches!(message.payload, Payload::Offline));
+        if let Some(seq) = message.seq {
+            health.last_boot = Some(message.boot);
+            health.last_seq = Some(seq);
+        }
+        let rt = self.devices.entry(device_id.clone()).or_default();
+        if let Some(seq) = message.seq {
+            rt.window.record(message.boot, seq);
+        }
+        let trigger = match &message.payload {
+            Payload::Hello { fw, model, hb_s } => {
+                health.fw = Some(fw.clone());
+                health.reported_model = Some(model.clone());
+                health.hello_hb_s = Some(*hb_s);
+                if let Some(hb) = entry.hb_interval_s {
+                    self.downlink.config(&device_id, hb).await;
+                }
+                return;
+            }
+            Payload::Heartbeat {
+                batt,
+                charging,
+                rssi,
+            } => {
+                health.battery = Some(*batt);
+                health.charging = Some(*charging);
+                health.rssi = Some(*rssi);
+                let low = !charging && *batt < self.policy.low_battery_pct;
+                // One low-battery alert per episode, not one update per heartbeat.
+                let raise = low && !rt.low_battery_raised;
+                rt.low_battery_raised = low;
+                if !raise {
+                    return;
+                }
+                Trigger::Heartbeat {
+                    battery: *batt,
+                    charging: *charging,
+                }
+            }
+            Payload::Alarm { kind, batt, fix } => {
+                if let Some(b) = batt {
+                    health.battery = Some(*b);
+                }
+                let position = fix.and_then(|f| Position::new(f.lat(), f.lon(), Some(f.acc_m)));
+                if let Some(p) = position {
+                    rt.last_position = Some(p);
+                    health.last_position = Some((p, now));
+                }
+                Trigger::Alarm {
+                    kind: *kind,
+                    position,
+                    battery: *batt,
+                }
+            }
+            Payload::Position { fix, .. } => {
+                let Some(p) = Position::new(fix.lat(), fix.lon(), Some(fix.acc_m)) else {
+                    return;
+                };
+                rt.last_position = Some(p);
+                health.last_position = Some((p, now));
+                Trigger::Position(p)
+            }
+            Payload::Offline => return,
+        };
+        let alarm_positions = if ctx.kind == DeviceKind::Tag {
+            self.alarm_positions_of_case(&ctx.case.id)
+        } else {
+            Vec::new()
+        };
+        let decision = triage::triage(&self.policy, &ctx, &trigger, now, &alarm_positions);
+        let origin = message.seq.map(|seq| (message.boot, seq));
+        let is_alarm = matches!(message.payload, Payload::Alarm { .. });
+        match decision {
+            Decision::Raise {
+                kind,
+                priority,
+                position,
+                reasons,
+            } => {
+                let raise = Raise {
+                    device_id: device_id.clone(),
+                    origin,
+                    case_id: Some(ctx.case.id.clone()),
+                    region: Some(ctx.case.region.clone()),
+                    kind,
+                    priority,
+                    position,
+                    reasons,
+                    at: now,
+                };
+                self.raise(&raise).await;
+            }
+            Decision::MarkCancel => {
+                let (boot, seq) = origin.expect("alarms carry a seq");
+                let fresh = self
+                    .durably(|s| {
+                        let id = device_id.clone();
+                        async move { s.record_message(&id, boot, seq, "cancel", now).await }
+                    })
+                    .await;
+                if fresh == Some(true) {
+                    let marked = self
+                        .durably(|s| {
+                            let id = device_id.clone();
+                            async move { s.mark_cancel(&id, now).await }
+                        })
+                        .await;
+                    if let Some(Some(change)) = marked {
+                        self.hub.publish(change);
+                    }
+                }
+            }
+            Decision::RecordTest => {
+                let (boot, seq) = origin.expect("alarms carry a seq");
+                self.durably(|s| {
+                    let id = device_id.clone();
+                    async move { s.record_message(&id, boot, seq, "test", now).await }
+                })
+                .await;
+            }
+            Decision::Nothing => {}
+        }
+        if let (true, Some(origin)) = (is_alarm, origin) {
+            self.downlink
+                .feedback(&device_id, origin, Feedback::Received)
+                .await;
+        }
+    }
+
+    async fn raise(&mut self, raise: &Raise) {
+        let outcome = self
+            .durably(|s| {
+                let r = raise.clone();
+                async move { s.raise(&r).await }
+            })
+            .await;
+        match outcome {
+            Some(RaiseOutcome::Opened(change)) => {
+                Metrics::inc(&self.metrics.alerts_opened_total);
+                tracing::info!(alert = change.alert.id, kind = change.alert.kind.as_str(), priority = change.alert.priority.get(), device = %raise.device_id, "alert opened");
+                self.hub.publish(change);
+            }
+            Some(RaiseOutcome::Updated(change)) => {
+                Metrics::inc(&self.metrics.alerts_updated_total);
+                self.hub.publish(change);
+            }
+            Some(RaiseOutcome::Duplicate) => Metrics::inc(&self.metrics.duplicates_total),
+            None => {}
+        }
+    }
+
+    fn alarm_positions_of_case(&self, case_id: &str) -> Vec<(String, Position)> {
+        self.directory
+            .snapshot()
+            .alarm_devices_of_case(case_id)
+            .into_iter()
+            .filter_map(|id| {
+                let p = self.devices.get(&id)?.last_position?;
+                Some((id, p))
+            })
+            .collect()
+    }
+
+    async fn count_bad_signature(&mut self, device_id: &str, entry: &DeviceEntry) {
+        let Some(ctx) = entry.context.clone() else {
+            return;
+        };
+        let now = now_ms();
+        let window_ms = self.policy.bad_signature_window_s as Millis * 1000;
+        let rt = self.devices.entry(device_id.to_owned()).or_default();
+        rt.bad_signatures.push_back(now);
+        while rt
+            .bad_signatures
+            .front()
+            .is_some_and(|t| now - t > window_ms)
+        {
+            rt.bad_signatures.pop_front();
+        }
+        let count = rt.bad_signatures.len() as u32;
+        if count < self.policy.bad_signature_count {
+            return;
+        }
+        rt.bad_signatures.clear();
+        let trigger = Trigger::BadSignatures { count };
+        if let Decision::Raise {
+            kind,
+            priority,
+            position,
+            reasons,
+        } = triage::triage(&self.policy, &ctx, &trigger, now, &[])
+        {
+            let raise = Raise {
+                device_id: device_id.to_owned(),
+                origin: None,
+                case_id: Some(ctx.case.id.clone()),
+                region: Some(ctx.case.region.clone()),
+                kind,
+                priority,
+                position,
+                reasons,
+                at: now,
+            };
+            self.raise(&raise).await;
+        }
+    }
+
+    /// Runs a store write until it succeeds: an alarm is never given up because the database
+    /// hiccupped. Errors that a retry cannot fix are logged and give `None`.
+    async fn durably<T, F, Fut>(&self, op: F) -> Option<T>
+    where
+        F: Fn(SharedStore) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match op(self.store.clone()).await {
+                Ok(v) => return Some(v),
+                Err(StoreError::Database(e)) => {
+                    Metrics::inc(&self.metrics.store_retries_total);
+                    tracing::error!(error = %e, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store write refused");
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn security_event(&mut self, device_id: Option<&str>, kind: &'static str, detail: &str) {
+        Metrics::inc(&self.metrics.security_events_total);
+        let now = now_ms();
+        let key = (device_id.unwrap_or("").to_owned(), kind);
+        if self
+            .security_last
+            .get(&key)
+            .is_some_and(|t| now - t < SECURITY_EVENT_EVERY_MS)
+        {
+            return;
+        }
+        if self.security_last.len() > 100_000 {
+            self.security_last
+                .retain(|_, t| now - *t < SECURITY_EVENT_EVERY_MS);
+        }
+        self.security_last.insert(key, now);
+        tracing::warn!(device = device_id, kind, detail, "security event");
+        let detail: String = detail.chars().take(500).collect();
+        if let Err(e) = self
+            .store
+            .security_event(device_id, kind, &detail, now)
+            .await
+        {
+            tracing::error!(error = %e, "could not store a security event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_name_host_and_port() {
+        assert_eq!(
+            BrokerLink::parse_url("mqtt://127.0.0.1:1883"),
+            Some(("127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            BrokerLink::parse_url("mqtt://broker"),
+            Some(("broker".into(), 1883))
+        );
+        assert_eq!(BrokerLink::parse_url("http://broker"), None);
+    }
+}

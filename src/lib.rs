@@ -1,0 +1,204 @@
+//! vakt: the backend for the alarm packages police victim support issues to threatened
+//! people.
+//!
+//! A device message travels: broker ([`broker`], embedded, or an external one) → [`ingest`]
+//! → [`protocol`] (decode and verify) → [`domain`] (correlate and triage, pure) → [`store`]
+//! (one transaction) → acknowledgement to the broker and a signed answer to the device →
+//! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
+//! ingest reads instead of the database; [`config`] the settings; [`metrics`] the counters;
+//! [`demo`] the seeded first look.
+
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod directory;
+pub mod domain;
+pub mod hub;
+pub mod ingest;
+pub mod metrics;
+pub mod protocol;
+pub mod store;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use config::Config;
+use directory::Directory;
+use hub::Hub;
+use metrics::Metrics;
+use store::{SharedStore, StoreError};
+use web::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(std::path::PathBuf, std::io::Error),
+    #[error("cannot listen for HTTP on {0}: {1}")]
+    Http(SocketAddr, std::io::Error),
+    #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port")]
+    MqttUrl(String),
+}
+
+/// How to start: `demo` may move to free ports when the usual ones are taken.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    pub fallback_ports: bool,
+}
+
+/// A running vakt: where it listens, its state, and the switch that stops it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    /// The broker devices connect to (the embedded one, or the configured external one).
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting work and waits for the HTTP server to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+    }
+}
+
+/// Opens the store named by the configuration, creating the data directory for SQLite.
+pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+    }
+    Ok(store::open(&config.database_url()).await?)
+}
+
+/// Starts everything `vakt serve` runs and returns once it listens.
+pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartError> {
+    let store = open_store(&config).await?;
+    let directory = Directory::default();
+    directory.reload(&store).await?;
+    let hub = Hub::new();
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let (link, mqtt_host, mqtt_port) = match &config.mqtt_url {
+        None => {
+            let addr = broker::choose_addr(config.mqtt_listen, options.fallback_ports)?;
+            let secret = web::auth::new_token().0;
+            broker::start(addr, directory.clone(), secret.clone())?;
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            let link = ingest::BrokerLink {
+                host: host.clone(),
+                port: addr.port(),
+                client_id: config.mqtt_client_id.clone(),
+                username: Some(broker::BACKEND_USER.to_owned()),
+                password: Some(secret),
+                share_group: None,
+            };
+            (link, host, addr.port())
+        }
+        Some(url) => {
+            let (host, port) = ingest::BrokerLink::parse_url(url)
+                .ok_or_else(|| StartError::MqttUrl(url.clone()))?;
+            let link = ingest::BrokerLink {
+                host: host.clone(),
+                port,
+                client_id: config.mqtt_client_id.clone(),
+                username: config.mqtt_username.clone(),
+                password: config.mqtt_password.as_ref().map(|s| s.0.clone()),
+                share_group: Some(config.mqtt_share_group.clone()).filter(|g| !g.is_empty()),
+            };
+            (link, host, port)
+        }
+    };
+    let ingest = ingest::start(
+        link,
+        store.clone(),
+        directory.clone(),
+        hub.clone(),
+        metrics.clone(),
+        config.policy.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
+
+    // Other instances change cases and devices too; pick their changes up regularly.
+    tokio::spawn(refresh_regularly(
+        store.clone(),
+        directory.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let http_addr = match tokio::net::TcpListener::bind(config.http_addr).await {
+        Ok(l) => l,
+        Err(e) if options.fallback_ports => {
+            let any = SocketAddr::new(config.http_addr.ip(), 0);
+            tokio::net::TcpListener::bind(any)
+                .await
+                .map_err(|_| StartError::Http(config.http_addr, e))?
+        }
+        Err(e) => return Err(StartError::Http(config.http_addr, e)),
+    };
+    let listener = http_addr;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Http(config.http_addr, e))?;
+    let state = AppState {
+        store,
+        directory,
+        hub,
+        metrics,
+        config: Arc::new(config),
+        downlink: Some(ingest.downlink),
+        throttle: Arc::default(),
+    };
+    let app = web::router(state.clone());
+    let mut stop = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok(Running {
+        http_addr,
+        mqtt_host,
+        mqtt_port,
+        state,
+        shutdown: shutdown_tx,
+        server,
+    })
+}
+
+async fn refresh_regularly(
+    store: SharedStore,
+    directory: Directory,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = directory.reload(&store).await {
+                    tracing::warn!(error = %e, "directory refresh failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $help:literal),* $(,)?) => {
+        #[derive(Default)]
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+            /// Whether the ingest is connected to the broker right now.
+            pub broker_connected: AtomicBool,
+        }
+
+        impl Metrics {
+            pub fn render(&self) -> String {
+                let mut out = String::new();
+                $(
+                    let _ = writeln!(out, "# HELP vakt_{} {}", stringify!($name), $help);
+                    let _ = writeln!(out, "# TYPE vakt_{} counter", stringify!($name));
+                    let _ = writeln!(out, "vakt_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
+                )*
+                let _ = writeln!(out, "# HELP vakt_broker_connected Whether the ingest is connected to the MQTT broker.");
+                let _ = writeln!(out, "# TYPE vakt_broker_connected gauge");
+                let _ = writeln!(out, "vakt_broker_connected {}", u8::from(self.broker_connected.load(Ordering::Relaxed)));
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    messages_total: "Device messages received.",
+    messages_accepted_total: "Device messages verified and taken in.",
+    duplicates_total: "QoS 1 redeliveries recognised and dropped.",
+    replays_total: "Replayed messages (older boot or below the window) dropped.",
+    bad_signatures_total: "Messages whose signature did not verify.",
+    malformed_total: "Messages with a bad topic or body.",
+    unknown_devices_total: "Messages from devices that are unknown or not issued.",
+    security_events_total: "Security events recorded (some are rate-limited and only counted).",
+    alerts_opened_total: "Alerts opened.",
+    alerts_updated_total: "Alerts updated by a repeated trigger.",
+    feedback_sent_total: "Signed acks sent to devices.",
+    store_retries_total: "Store writes retried after a database error.",
+    logins_failed_total: "Failed logins.",
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,1159 @@
+//! The REST resources of spec/api.md: persons, cases, orders, devices, alerts, audit.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiResult, Problem};
+use super::json::Body;
+use super::AppState;
+use crate::directory::Index;
+use crate::domain::geo::{zone_from_geojson, zone_to_geojson};
+use crate::domain::{
+    now_ms, parse_rfc3339, rfc3339, Address, Alert, AlertState, Case, DeviceKind, DeviceStatus,
+    Order, OrderKind, Outcome, Person, Position, Restrained, Risk,
+};
+use crate::protocol::{DeviceId, DeviceKey, Feedback};
+use crate::store::{CasePatch, DeviceHealth, DeviceRecord, HistoryEntry, Role};
+
+fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+fn text(field: &str, v: &str, max: usize) -> ApiResult<String> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+fn optional_text(field: &str, v: Option<&str>, max: usize) -> ApiResult<Option<String>> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => text(field, t, max).map(Some),
+    }
+}
+
+// ---------------------------------------------------------------- persons
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPerson {
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<Address>,
+    #[serde(default)]
+    pub protected_identity: bool,
+    /// The region that owns the person; defaults to the coordinator's own.
+    pub region: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PersonOut {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<Address>,
+    pub protected_identity: bool,
+    /// True when name, phone and address were withheld (protected identity, no reason given).
+    pub masked: bool,
+    pub region: Option<String>,
+}
+
+const MASK: &str = "***";
+
+/// A person as the caller may see them: masked when protected, unless a reason was stated.
+pub fn person_out(p: &Person, reveal: bool) -> PersonOut {
+    let masked = p.protected_identity && !reveal;
+    PersonOut {
+        id: p.id.clone(),
+        name: if masked { MASK.into() } else { p.name.clone() },
+        phone: if masked { None } else { p.phone.clone() },
+        address: if masked { None } else { p.address.clone() },
+        protected_identity: p.protected_identity,
+        masked,
+        region: p.region.clone(),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ReasonQuery {
+    /// Why the protected details are needed; logged with who asked.
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/persons", tag = "persons", request_body = NewPerson,
+    responses((status = 201, body = PersonOut), (status = 400, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_person(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<NewPerson>,
+) -> ApiResult<(StatusCode, Json<PersonOut>)> {
+    caller.require(&[Role::Coordinator])?;
+    let region = match (&caller.region, req.region) {
+        (Some(mine), Some(r)) if *mine != r => {
+            return Err(ApiError::invalid("region", "outside your region"))
+        }
+        (Some(mine), _) => Some(mine.clone()),
+        (None, r) => optional_text("region", r.as_deref(), 100)?,
+    };
+    if let Some(a) = &req.address {
+        text("address.text", &a.text, 300)?;
+        if Position::new(a.lat, a.lon, None).is_none() {
+            return Err(ApiError::invalid(
+                "address.lat",
+                "latitude -90..90 and longitude -180..180",
+            ));
+        }
+    }
+    let person = Person {
+        id: new_id("p"),
+        name: text("name", &req.name, 200)?,
+        phone: optional_text("phone", req.phone.as_deref(), 40)?,
+        address: req.address,
+        protected_identity: req.protected_identity,
+        region,
+    };
+    let now = now_ms();
+    s.store.insert_person(&person, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "person_created",
+            Some(&person.id),
+            None,
+            None,
+            now,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(person_out(&person, true))))
+}
+
+#[utoipa::path(get, path = "/api/persons", tag = "persons", responses((status = 200, body = [PersonOut])))]
+pub async fn list_persons(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<PersonOut>>> {
+    caller.require(&[Role::Coordinator])?;
+    let persons = s.store.persons().await?;
+    Ok(Json(
+        persons
+            .iter()
+            .filter(|p| caller.covers(p.region.as_deref()))
+            .map(|p| person_out(p, false))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/persons/{id}", tag = "persons", params(("id" = String, Path), ReasonQuery),
+    responses((status = 200, body = PersonOut), (status = 404, body = Problem)))]
+pub async fn get_person(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> ApiResult<Json<PersonOut>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    let p = s.store.person(&id).await?;
+    caller
+        .require_region(p.region.as_deref())
+        .map_err(|_| ApiError::NotFound)?;
+    let reveal = reveal(&s, &caller, q.reason.as_deref(), &p, None).await?;
+    Ok(Json(person_out(&p, reveal)))
+}
+
+/// Decides whether protected details are shown, and logs every view of a person.
+async fn reveal(
+    s: &AppState,
+    caller: &Caller,
+    reason: Option<&str>,
+    p: &Person,
+    case_id: Option<&str>,
+) -> ApiResult<bool> {
+    let reason = optional_text("reason", reason, 500)?;
+    let action = if p.protected_identity && reason.is_some() {
+        "person_revealed"
+    } else {
+        "person_viewed"
+    };
+    s.store
+        .audit(
+            Some(&caller.username),
+            action,
+            Some(&p.id),
+            case_id,
+            reason.as_deref(),
+            now_ms(),
+        )
+        .await?;
+    Ok(reason.is_some())
+}
+
+// ---------------------------------------------------------------- cases
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCase {
+    pub reference: String,
+    pub person_id: String,
+    pub risk: Risk,
+    pub region: String,
+    pub response_plan: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CaseOut {
+    pub id: String,
+    pub reference: String,
+    pub person_id: String,
+    pub risk: Risk,
+    pub region: String,
+    pub response_plan: Option<String>,
+    pub closed_at: Option<String>,
+}
+
+fn case_out(c: &Case) -> CaseOut {
+    CaseOut {
+        id: c.id.clone(),
+        reference: c.reference.clone(),
+        person_id: c.person_id.clone(),
+        risk: c.risk,
+        region: c.region.clone(),
+        response_plan: c.response_plan.clone(),
+        closed_at: c.closed_at.map(rfc3339),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CaseDetail {
+    #[serde(flatten)]
+    pub case: CaseOut,
+    pub person: PersonOut,
+    pub orders: Vec<OrderOut>,
+    pub devices: Vec<DeviceOut>,
+}
+
+#[utoipa::path(post, path = "/api/cases", tag = "cases", request_body = NewCase,
+    responses((status = 201, body = CaseOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<NewCase>,
+) -> ApiResult<(StatusCode, Json<CaseOut>)> {
+    caller.require(&[Role::Coordinator])?;
+    let region = text("region", &req.region, 100)?;
+    if !caller.covers(Some(&region)) {
+        return Err(ApiError::invalid("region", "outside your region"));
+    }
+    let person = match s.store.person(&req.person_id).await {
+        Ok(p) => p,
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(ApiError::invalid("person_id", "no such person"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !caller.covers(person.region.as_deref()) {
+        return Err(ApiError::invalid("person_id", "no such person"));
+    }
+    let case = Case {
+        id: new_id("c"),
+        reference: text("reference", &req.reference, 100)?,
+        person_id: person.id,
+        risk: req.risk,
+        region,
+        response_plan: optional_text("response_plan", req.response_plan.as_deref(), 4000)?,
+        closed_at: None,
+    };
+    let now = now_ms();
+    s.store.insert_case(&case, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "case_created",
+            Some(&case.id),
+            Some(&case.id),
+            None,
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    Ok((StatusCode::CREATED, Json(case_out(&case))))
+}
+
+#[utoipa::path(get, path = "/api/cases", tag = "cases", responses((status = 200, body = [CaseOut])))]
+pub async fn list_cases(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<CaseOut>>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    let cases = s.store.cases().await?;
+    Ok(Json(
+        cases
+            .iter()
+            .filter(|c| caller.covers(Some(&c.region)))
+            .map(case_out)
+            .collect(),
+    ))
+}
+
+async fn case_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Case> {
+    let case = s.store.case(id).await?;
+    // Another region's case is not there for this caller.
+    caller
+        .require_region(Some(&case.region))
+        .map_err(|_| ApiError::NotFound)?;
+    Ok(case)
+}
+
+#[utoipa::path(get, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path), ReasonQuery),
+    responses((status = 200, body = CaseDetail), (status = 404, body = Problem)))]
+pub async fn get_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> ApiResult<Json<CaseDetail>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    let case = case_in_region(&s, &caller, &id).await?;
+    let person = s.store.person(&case.person_id).await?;
+    let reveal = reveal(&s, &caller, q.reason.as_deref(), &person, Some(&case.id)).await?;
+    let orders = s.store.orders_of_case(&case.id).await?;
+    let devices = s.store.devices().await?;
+    let now = now_ms();
+    Ok(Json(CaseDetail {
+        person: person_out(&person, reveal),
+        orders: orders.iter().map(order_out).collect(),
+        devices: devices
+            .iter()
+            .filter(|d| d.case_id.as_deref() == Some(case.id.as_str()))
+            .map(|d| device_out(&s, d, now))
+            .collect(),
+        case: case_out(&case),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaseChange {
+    pub risk: Option<Risk>,
+    /// A string sets the plan; `null` clears it; leaving it out keeps it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub response_plan: Option<Option<String>>,
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(patch, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path)), request_body = CaseChange,
+    responses((status = 200, body = CaseOut), (status = 404, body = Problem)))]
+pub async fn patch_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CaseChange>,
+) -> ApiResult<Json<CaseOut>> {
+    caller.require(&[Role::Coordinator])?;
+    case_in_region(&s, &caller, &id).await?;
+    let plan = match req.response_plan {
+        Some(Some(p)) => Some(optional_text("response_plan", Some(&p), 4000)?),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let case = s
+        .store
+        .update_case(
+            &id,
+            &CasePatch {
+                risk: req.risk,
+                response_plan: plan,
+            },
+        )
+        .await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "case_changed",
+            Some(&id),
+            Some(&id),
+            None,
+            now_ms(),
+        )
+        .await?;
+    s.refresh_directory().await;
+    Ok(Json(case_out(&case)))
+}
+
+#[utoipa::path(post, path = "/api/cases/{id}/close", tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseOut), (status = 404, body = Problem)))]
+pub async fn close_case(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CaseOut>> {
+    caller.require(&[Role::Coordinator])?;
+    case_in_region(&s, &caller, &id).await?;
+    let now = now_ms();
+    let case = s.store.close_case(&id, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "case_closed",
+            Some(&id),
+            Some(&id),
+            None,
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    Ok(Json(case_out(&case)))
+}
+
+// ---------------------------------------------------------------- orders
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrainedIn {
+    pub name: String,
+    pub description: Option<String>,
+    pub vehicle: Option<String>,
+    pub photo_ref: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct ZoneIo {
+    pub name: String,
+    /// A GeoJSON Polygon, or a Point with `radius_m` for a circle.
+    #[schema(value_type = Object)]
+    pub geometry: serde_json::Value,
+    pub radius_m: Option<f64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    pub kind: OrderKind,
+    pub restrained: RestrainedIn,
+    /// RFC 3339.
+    pub valid_from: String,
+    pub valid_to: String,
+    #[serde(default)]
+    pub zones: Vec<ZoneIo>,
+    pub tag_device_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderOut {
+    pub id: String,
+    pub case_id: String,
+    pub kind: OrderKind,
+    pub restrained: Restrained,
+    pub valid_from: String,
+    pub valid_to: String,
+    pub zones: Vec<ZoneIo>,
+    pub tag_device_id: Option<String>,
+    pub in_force: bool,
+}
+
+pub fn order_out(o: &Order) -> OrderOut {
+    OrderOut {
+        id: o.id.clone(),
+        case_id: o.case_id.clone(),
+        kind: o.kind,
+        restrained: o.restrained.clone(),
+        valid_from: rfc3339(o.valid_from),
+        valid_to: rfc3339(o.valid_to),
+        zones: o
+            .zones
+            .iter()
+            .map(|z| {
+                let (geometry, radius_m) = zone_to_geojson(z);
+                ZoneIo {
+                    name: z.name.clone(),
+                    geometry,
+                    radius_m,
+                }
+            })
+            .collect(),
+        tag_device_id: o.tag_device_id.clone(),
+        in_force: o.in_force_at(now_ms()),
+    }
+}
+
+#[utoipa::path(post, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), request_body = NewOrder,
+    responses((status = 201, body = OrderOut), (status = 422, body = Problem)))]
+pub async fn create_order(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(case_id): Path<String>,
+    Body(req): Body<NewOrder>,
+) -> ApiResult<(StatusCode, Json<OrderOut>)> {
+    caller.require(&[Role::Coordinator])?;
+    let case = case_in_region(&s, &caller, &case_id).await?;
+    let valid_from = parse_rfc3339(&req.valid_from)
+        .ok_or_else(|| ApiError::invalid("valid_from", "not an RFC 3339 time"))?;
+    let valid_to = parse_rfc3339(&req.valid_to)
+        .ok_or_else(|| ApiError::invalid("valid_to", "not an RFC 3339 time"))?;
+    if valid_to <= valid_from {
+        return Err(ApiError::invalid("valid_to", "must be after valid_from"));
+    }
+    let mut zones = Vec::with_capacity(req.zones.len());
+    for (i, z) in req.zones.iter().enumerate() {
+        let name = text(&format!("zones[{i}].name"), &z.name, 100)?;
+        let zone = zone_from_geojson(&name, &z.geometry, z.radius_m)
+            .map_err(|e| ApiError::invalid(&format!("zones[{i}].geometry"), e.to_string()))?;
+        zones.push(zone);
+    }
+    if let Some(tag) = &req.tag_device_id {
+        if req.kind != OrderKind::SpecialExtended {
+            return Err(ApiError::invalid(
+                "tag_device_id",
+                "only a special_extended order has a tag",
+            ));
+        }
+        match s.store.device(tag).await {
+            Ok(d) if d.kind == DeviceKind::Tag => {}
+            Ok(_) => {
+                return Err(ApiError::invalid(
+                    "tag_device_id",
+                    "that device is not a tag",
+                ))
+            }
+            Err(crate::store::StoreError::NotFound) => {
+                return Err(ApiError::invalid("tag_device_id", "no such device"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let order = Order {
+        id: new_id("o"),
+        case_id: case.id.clone(),
+        kind: req.kind,
+        restrained: Restrained {
+            name: text("restrained.name", &req.restrained.name, 200)?,
+            description: optional_text(
+                "restrained.description",
+                req.restrained.description.as_deref(),
+                1000,
+            )?,
+            vehicle: optional_text("restrained.vehicle", req.restrained.vehicle.as_deref(), 200)?,
+            photo_ref: optional_text(
+                "restrained.photo_ref",
+                req.restrained.photo_ref.as_deref(),
+                500,
+            )?,
+        },
+        valid_from,
+        valid_to,
+        zones,
+        tag_device_id: req.tag_device_id,
+    };
+    let now = now_ms();
+    s.store.insert_order(&order, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "order_created",
+            Some(&order.id),
+            Some(&case.id),
+            None,
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    Ok((StatusCode::CREATED, Json(order_out(&order))))
+}
+
+#[utoipa::path(get, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = [OrderOut])))]
+pub async fn list_orders(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(case_id): Path<String>,
+) -> ApiResult<Json<Vec<OrderOut>>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    case_in_region(&s, &caller, &case_id).await?;
+    Ok(Json(
+        s.store
+            .orders_of_case(&case_id)
+            .await?
+            .iter()
+            .map(order_out)
+            .collect(),
+    ))
+}
+
+// ---------------------------------------------------------------- devices
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    pub id: String,
+    #[serde(default = "alarm_kind")]
+    pub kind: DeviceKind,
+    pub model: Option<String>,
+    pub hb_interval_s: Option<u32>,
+}
+
+fn alarm_kind() -> DeviceKind {
+    DeviceKind::Alarm
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NewDeviceOut {
+    pub id: String,
+    /// The device key, 64 hex characters: shown this once, never again.
+    pub key: String,
+    pub kind: DeviceKind,
+    pub status: DeviceStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthOut {
+    /// `online`, `connection_lost`, `silent` or `never_heard`.
+    pub connection: String,
+    pub last_heard_at: Option<String>,
+    pub battery: Option<u8>,
+    pub charging: Option<bool>,
+    pub rssi: Option<i32>,
+    pub fw: Option<String>,
+    pub reported_model: Option<String>,
+    pub hb_interval_s: u32,
+    pub last_test_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceOut {
+    pub id: String,
+    pub kind: DeviceKind,
+    pub model: Option<String>,
+    pub status: DeviceStatus,
+    pub case_id: Option<String>,
+    pub holder_person_id: Option<String>,
+    pub issued_at: Option<String>,
+    pub health: HealthOut,
+}
+
+/// The interval the backend holds a device to: the coordinator's, else the device's own.
+pub fn effective_hb(s: &AppState, d: &DeviceRecord) -> u32 {
+    d.hb_interval_s
+        .or(d.health.hello_hb_s)
+        .unwrap_or(s.config.default_hb_s)
+}
+
+pub fn connection_state(h: &DeviceHealth, hb_s: u32, grace_s: u64, now: i64) -> &'static str {
+    match h.last_heard_at {
+        None => "never_heard",
+        Some(t) if now - t > (hb_s as i64 * 2 + grace_s as i64) * 1000 => "silent",
+        Some(_) if h.online == Some(false) => "connection_lost",
+        Some(_) => "online",
+    }
+}
+
+pub fn device_out(s: &AppState, d: &DeviceRecord, now: i64) -> DeviceOut {
+    let hb = effective_hb(s, d);
+    DeviceOut {
+        id: d.id.clone(),
+        kind: d.kind,
+        model: d.model.clone(),
+        status: d.status,
+        case_id: d.case_id.clone(),
+        holder_person_id: d.holder_person_id.clone(),
+        issued_at: d.issued_at.map(rfc3339),
+        health: HealthOut {
+            connection: connection_state(&d.health, hb, s.config.silence_grace_s, now).into(),
+            last_heard_at: d.health.last_heard_at.map(rfc3339),
+            battery: d.health.battery,
+            charging: d.health.charging,
+            rssi: d.health.rssi,
+            fw: d.health.fw.clone(),
+            reported_model: d.health.reported_model.clone(),
+            hb_interval_s: hb,
+            last_test_at: d.health.last_test_at.map(rfc3339),
+        },
+    }
+}
+
+#[utoipa::path(post, path = "/api/devices", tag = "devices", request_body = NewDevice,
+    responses((status = 201, body = NewDeviceOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_device(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<NewDevice>,
+) -> ApiResult<(StatusCode, Json<NewDeviceOut>)> {
+    caller.require(&[Role::Coordinator])?;
+    let out = add_device(&s, &req, Some(&caller.username)).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Shared by the API and `vakt device add`.
+pub async fn add_device(
+    s: &AppState,
+    req: &NewDevice,
+    actor: Option<&str>,
+) -> ApiResult<NewDeviceOut> {
+    DeviceId::parse(&req.id).map_err(|_| ApiError::invalid("id", "3 to 64 of A-Z a-z 0-9 _ -"))?;
+    if let Some(hb) = req.hb_interval_s {
+        if !(1..=86_400).contains(&hb) {
+            return Err(ApiError::invalid("hb_interval_s", "1 to 86400 seconds"));
+        }
+    }
+    let key = DeviceKey::generate();
+    let now = now_ms();
+    let record = DeviceRecord {
+        id: req.id.clone(),
+        kind: req.kind,
+        model: optional_text("model", req.model.as_deref(), 100)?,
+        key_hex: key.to_hex(),
+        hb_interval_s: req.hb_interval_s,
+        status: DeviceStatus::InStock,
+        case_id: None,
+        holder_person_id: None,
+        created_at: now,
+        issued_at: None,
+        health: DeviceHealth::default(),
+    };
+    s.store.insert_device(&record).await?;
+    s.store
+        .audit(actor, "device_added", Some(&record.id), None, None, now)
+        .await?;
+    s.refresh_directory().await;
+    Ok(NewDeviceOut {
+        id: record.id,
+        key: key.to_hex(),
+        kind: record.kind,
+        status: record.status,
+    })
+}
+
+#[utoipa::path(get, path = "/api/devices", tag = "devices", responses((status = 200, body = [DeviceOut])))]
+pub async fn list_devices(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<DeviceOut>>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    let index = s.directory.snapshot();
+    let now = now_ms();
+    let devices = s.store.devices().await?;
+    Ok(Json(
+        devices
+            .iter()
+            .filter(|d| device_visible(&caller, &index, d))
+            .map(|d| device_out(&s, d, now))
+            .collect(),
+    ))
+}
+
+/// Devices in stock belong to no region; issued ones to their case's.
+fn device_visible(caller: &Caller, index: &Index, d: &DeviceRecord) -> bool {
+    match &d.case_id {
+        None => caller.role != Role::Officer,
+        Some(case_id) => caller.covers(index.cases.get(case_id).map(|c| c.region.as_str())),
+    }
+}
+
+#[utoipa::path(get, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceOut), (status = 404, body = Problem)))]
+pub async fn get_device(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceOut>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    let d = s.store.device(&id).await?;
+    if !device_visible(&caller, &s.directory.snapshot(), &d) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(device_out(&s, &d, now_ms())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    pub case_id: String,
+    pub holder_person_id: String,
+}
+
+#[utoipa::path(post, path = "/api/devices/{id}/issue", tag = "devices", params(("id" = String, Path)), request_body = IssueRequest,
+    responses((status = 200, body = DeviceOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn issue_device(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<IssueRequest>,
+) -> ApiResult<Json<DeviceOut>> {
+    caller.require(&[Role::Coordinator])?;
+    let case = match s.store.case(&req.case_id).await {
+        Ok(c) if caller.covers(Some(&c.region)) => c,
+        Ok(_) | Err(crate::store::StoreError::NotFound) => {
+            return Err(ApiError::invalid("case_id", "no such case"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if case.closed_at.is_some() {
+        return Err(ApiError::invalid("case_id", "the case is closed"));
+    }
+    match s.store.person(&req.holder_person_id).await {
+        Ok(_) => {}
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(ApiError::invalid("holder_person_id", "no such person"))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let now = now_ms();
+    let d = s
+        .store
+        .issue_device(&id, &case.id, &req.holder_person_id, now)
+        .await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "device_issued",
+            Some(&id),
+            Some(&case.id),
+            None,
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    if let (Some(hb), Some(downlink)) = (d.hb_interval_s, &s.downlink) {
+        downlink.config(&d.id, hb).await;
+    }
+    Ok(Json(device_out(&s, &d, now)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    pub reason: String,
+    /// True when the device was lost rather than handed back.
+    #[serde(default)]
+    pub lost: bool,
+}
+
+#[utoipa::path(post, path = "/api/devices/{id}/return", tag = "devices", params(("id" = String, Path)), request_body = ReturnRequest,
+    responses((status = 200, body = DeviceOut), (status = 409, body = Problem)))]
+pub async fn return_device(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ReturnRequest>,
+) -> ApiResult<Json<DeviceOut>> {
+    caller.require(&[Role::Coordinator])?;
+    let current = s.store.device(&id).await?;
+    if !device_visible(&caller, &s.directory.snapshot(), &current) {
+        return Err(ApiError::NotFound);
+    }
+    let reason = text("reason", &req.reason, 500)?;
+    let status = if req.lost {
+        DeviceStatus::Lost
+    } else {
+        DeviceStatus::Returned
+    };
+    let now = now_ms();
+    let d = s.store.return_device(&id, status, &reason, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "device_returned",
+            Some(&id),
+            current.case_id.as_deref(),
+            Some(&reason),
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    Ok(Json(device_out(&s, &d, now)))
+}
+
+// ---------------------------------------------------------------- alerts
+
+#[derive(Serialize, ToSchema, Clone)]
+pub struct AlertOut {
+    pub id: i64,
+    pub priority: u8,
+    pub kind: crate::domain::AlertKind,
+    pub state: AlertState,
+    pub case_id: Option<String>,
+    pub case_reference: Option<String>,
+    pub risk: Option<Risk>,
+    pub region: Option<String>,
+    pub device_id: Option<String>,
+    pub first_at: String,
+    pub last_at: String,
+    pub count: i64,
+    pub position: Option<Position>,
+    pub reasons: Vec<String>,
+    pub overdue: bool,
+    pub cancel_pressed: bool,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
+    let case = a.case_id.as_ref().and_then(|id| index.cases.get(id));
+    AlertOut {
+        id: a.id,
+        priority: a.priority.get(),
+        kind: a.kind,
+        state: a.state,
+        case_id: a.case_id.clone(),
+        case_reference: case.map(|c| c.reference.clone()),
+        risk: case.map(|c| c.risk),
+        region: a.region.clone(),
+        device_id: a.device_id.clone(),
+        first_at: rfc3339(a.first_at),
+        last_at: rfc3339(a.last_at),
+        count: a.count,
+        position: a.position,
+        reasons: a.reasons.clone(),
+        overdue: a.overdue,
+        cancel_pressed: a.cancel_pressed,
+        acknowledged_by: a.acknowledged_by.clone(),
+        acknowledged_at: a.acknowledged_at.map(rfc3339),
+        resolved_by: a.resolved_by.clone(),
+        resolved_at: a.resolved_at.map(rfc3339),
+        outcome: a.outcome,
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AlertQuery {
+    /// `open`, `acknowledged` or `resolved`; several separated by commas. Default: open and
+    /// acknowledged.
+    pub state: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(AlertQuery),
+    responses((status = 200, body = [AlertOut], description = "In queue order: priority, then oldest first")))]
+pub async fn list_alerts(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AlertQuery>,
+) -> ApiResult<Json<Vec<AlertOut>>> {
+    caller.require(&[Role::Officer, Role::Coordinator])?;
+    let states = match q.state.as_deref() {
+        None | Some("") => vec![AlertState::Open, AlertState::Acknowledged],
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                AlertState::parse(s.trim())
+                    .ok_or_else(|| ApiError::invalid("state", "open, acknowledged or resolved"))
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+    };
+    let alerts = s.store.alerts(&states).await?;
+    let index = s.directory.snapshot();
+    Ok(Json(
+        alerts
+            .iter()
+            .filter(|a| caller.covers(a.region.as_deref()))
+            .map(|a| alert_out(a, &index))
+            .collect(),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertDetail {
+    pub alert: AlertOut,
+    pub case: Option<CaseOut>,
+    pub person: Option<PersonOut>,
+    pub device: Option<DeviceOut>,
+    pub orders: Vec<OrderOut>,
+    pub history: Vec<HistoryEntry>,
+    /// Other unresolved alerts of the same case (e.g. a second device).
+    pub linked_alert_ids: Vec<i64>,
+}
+
+async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Alert> {
+    let alert = s.store.alert(id).await?;
+    caller
+        .require_region(alert.region.as_deref())
+        .map_err(|_| ApiError::NotFound)?;
+    Ok(alert)
+}
+
+#[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", params(("id" = i64, Path), ReasonQuery),
+    responses((status = 200, body = AlertDetail), (status = 404, body = Problem)))]
+pub async fn get_alert(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Query(q): Query<ReasonQuery>,
+) -> ApiResult<Json<AlertDetail>> {
+    caller.require(&[Role::Officer, Role::Coordinator])?;
+    let alert = alert_in_region(&s, &caller, id).await?;
+    let index = s.directory.snapshot();
+    let case = match &alert.case_id {
+        Some(id) => Some(s.store.case(id).await?),
+        None => None,
+    };
+    let person = match &case {
+        Some(c) => {
+            let p = s.store.person(&c.person_id).await?;
+            let reveal = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id)).await?;
+            Some(person_out(&p, reveal))
+        }
+        None => None,
+    };
+    let now = now_ms();
+    let orders = match &case {
+        Some(c) => s
+            .store
+            .orders_of_case(&c.id)
+            .await?
+            .into_iter()
+            .filter(|o| o.in_force_at(now))
+            .collect(),
+        None => Vec::new(),
+    };
+    let device = match &alert.device_id {
+        Some(d) => s
+            .store
+            .device(d)
+            .await
+            .ok()
+            .map(|d| device_out(&s, &d, now)),
+        None => None,
+    };
+    let linked = match &alert.case_id {
+        Some(case_id) => s
+            .store
+            .alerts(&[AlertState::Open, AlertState::Acknowledged])
+            .await?
+            .into_iter()
+            .filter(|a| a.case_id.as_deref() == Some(case_id) && a.id != alert.id)
+            .map(|a| a.id)
+            .collect(),
+        None => Vec::new(),
+    };
+    s.store
+        .audit(
+            Some(&caller.username),
+            "alert_viewed",
+            Some(&alert.id.to_string()),
+            alert.case_id.as_deref(),
+            None,
+            now,
+        )
+        .await?;
+    Ok(Json(AlertDetail {
+        history: s.store.alert_history(alert.id).await?,
+        alert: alert_out(&alert, &index),
+        case: case.as_ref().map(case_out),
+        person,
+        device,
+        orders: orders.iter().map(order_out).collect(),
+        linked_alert_ids: linked,
+    }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    pub note: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/alerts/{id}/ack", tag = "alerts", params(("id" = i64, Path)), request_body = AckRequest,
+    responses((status = 200, body = AlertOut), (status = 409, body = Problem)))]
+pub async fn ack_alert(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<AlertOut>> {
+    caller.require(&[Role::Officer])?;
+    alert_in_region(&s, &caller, id).await?;
+    // The body is optional: an empty one acknowledges without a note.
+    let req: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        AckRequest::default()
+    } else {
+        super::json::parse(&body)?
+    };
+    let note = optional_text("note", req.note.as_deref(), 2000)?;
+    let change = s
+        .store
+        .acknowledge(id, &caller.username, note.as_deref(), now_ms())
+        .await?;
+    let out = alert_out(&change.alert, &s.directory.snapshot());
+    tell_device(&s, &change.alert, Feedback::Accepted).await;
+    s.hub.publish(change);
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub outcome: Outcome,
+    pub note: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/alerts/{id}/resolve", tag = "alerts", params(("id" = i64, Path)), request_body = ResolveRequest,
+    responses((status = 200, body = AlertOut), (status = 400, body = Problem), (status = 409, body = Problem)))]
+pub async fn resolve_alert(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Body(req): Body<ResolveRequest>,
+) -> ApiResult<Json<AlertOut>> {
+    caller.require(&[Role::Officer])?;
+    alert_in_region(&s, &caller, id).await?;
+    let note = optional_text("note", req.note.as_deref(), 2000)?;
+    let change = s
+        .store
+        .resolve(id, &caller.username, req.outcome, note.as_deref(), now_ms())
+        .await?;
+    let out = alert_out(&change.alert, &s.directory.snapshot());
+    tell_device(&s, &change.alert, Feedback::Resolved).await;
+    s.hub.publish(change);
+    Ok(Json(out))
+}
+
+async fn tell_device(s: &AppState, alert: &Alert, st: Feedback) {
+    if let (Some(device), Some(origin), Some(downlink)) =
+        (&alert.device_id, alert.origin, &s.downlink)
+    {
+        downlink.feedback(device, origin, st).await;
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Deserialize, IntoParams)]
+pub struct AuditQuery {
+    pub case_id: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = [crate::store::AuditEntry]), (status = 403, body = Problem)))]
+pub async fn audit(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<crate::store::AuditEntry>>> {
+    if !caller.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
+    Ok(Json(
+        s.store.audit_entries(q.case_id.as_deref(), limit).await?,
+    ))
+}

@@ -1,0 +1,302 @@
+//! Who is calling: argon2id passwords, session cookies, bearer tokens, roles and regions.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use axum::extract::{FromRequestParts, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult};
+use super::json::Body;
+use super::AppState;
+use crate::domain::{now_ms, Millis};
+use crate::store::{Role, StoreError, User};
+
+pub const SESSION_COOKIE: &str = "vakt_session";
+
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters")
+        .to_string()
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A fresh random secret token (sessions, API tokens) and the hash that is stored.
+pub fn new_token() -> (String, String) {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// Only hashes of tokens are stored, so a leaked database opens no session.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The logged-in caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub username: String,
+    pub role: Role,
+    pub region: Option<String>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether this caller may see things of `region` (no region of its own: national).
+    pub fn covers(&self, region: Option<&str>) -> bool {
+        match (&self.region, region) {
+            (None, _) => true,
+            (Some(mine), Some(theirs)) => mine == theirs,
+            (Some(_), None) => false,
+        }
+    }
+
+    pub fn require(&self, roles: &[Role]) -> ApiResult<()> {
+        if self.role == Role::Admin || roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+
+    pub fn require_region(&self, region: Option<&str>) -> ApiResult<()> {
+        if self.covers(region) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl From<User> for Caller {
+    fn from(u: User) -> Caller {
+        Caller {
+            username: u.username,
+            role: u.role,
+            region: u.region,
+        }
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let now = now_ms();
+        if let Some(auth) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            let token = auth.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?;
+            return match state.store.token_user(&token_hash(token.trim())).await? {
+                Some(u) => Ok(u.into()),
+                None => Err(ApiError::Unauthorized),
+            };
+        }
+        let token = cookie_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let idle_since = now - state.config.session_idle_s as Millis * 1000;
+        match state
+            .store
+            .session_user(&token_hash(&token), idle_since, now)
+            .await?
+        {
+            Some(u) => Ok(u.into()),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// Failed logins per username, to slow down guessing.
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, Vec<Millis>>>,
+}
+
+const THROTTLE_WINDOW_MS: Millis = 15 * 60 * 1000;
+const THROTTLE_MAX_FAILURES: usize = 5;
+
+impl Throttle {
+    fn blocked(&self, key: &str, now: Millis) -> bool {
+        let mut map = self.failures.lock().expect("throttle lock");
+        let list = map.entry(key.to_owned()).or_default();
+        list.retain(|t| now - t < THROTTLE_WINDOW_MS);
+        list.len() >= THROTTLE_MAX_FAILURES
+    }
+    fn fail(&self, key: &str, now: Millis) {
+        let mut map = self.failures.lock().expect("throttle lock");
+        if map.len() > 100_000 {
+            map.retain(|_, l| l.iter().any(|t| now - t < THROTTLE_WINDOW_MS));
+        }
+        map.entry(key.to_owned()).or_default().push(now);
+    }
+    fn clear(&self, key: &str) {
+        self.failures.lock().expect("throttle lock").remove(key);
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// One-time code from an authenticator app, for roles that need a second factor.
+    pub totp: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub username: String,
+    pub role: Role,
+    pub region: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = Me, description = "Logged in; the session cookie is set"),
+              (status = 401, body = super::error::Problem), (status = 429, body = super::error::Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    Body(req): Body<LoginRequest>,
+) -> ApiResult<Response> {
+    let now = now_ms();
+    if state.throttle.blocked(&req.username, now) {
+        return Err(ApiError::TooManyRequests);
+    }
+    let user = match state.store.user(&req.username).await {
+        Ok(u) => Some(u),
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let ok = match &user {
+        Some(u) => verify_password(&req.password, &u.password_hash),
+        None => {
+            // Spend the same time on unknown users, so timing does not tell who exists.
+            verify_password(&req.password, DUMMY_HASH.as_str());
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        state.throttle.fail(&req.username, now);
+        crate::metrics::Metrics::inc(&state.metrics.logins_failed_total);
+        let _ = state
+            .store
+            .audit(Some(&req.username), "login_failed", None, None, None, now)
+            .await;
+        return Err(ApiError::Unauthorized);
+    };
+    state.throttle.clear(&req.username);
+    let (token, hash) = new_token();
+    state
+        .store
+        .insert_session(&hash, &user.username, now)
+        .await?;
+    let _ = state
+        .store
+        .audit(Some(&user.username), "login", None, None, None, now)
+        .await;
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    let me = Me {
+        username: user.username,
+        role: user.role,
+        region: user.region,
+    };
+    let mut resp = (StatusCode::OK, axum::Json(me)).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|_| ApiError::Internal)?,
+    );
+    Ok(resp)
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("not a password"));
+
+#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204)))]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(token) = cookie_token(&headers) {
+        state.store.delete_session(&token_hash(&token)).await?;
+    }
+    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&clear).map_err(|_| ApiError::Internal)?,
+    );
+    Ok(resp)
+}
+
+#[utoipa::path(get, path = "/api/me", tag = "auth", responses((status = 200, body = Me), (status = 401, body = super::error::Problem)))]
+pub async fn me(caller: Caller) -> axum::Json<Me> {
+    axum::Json(Me {
+        username: caller.username,
+        role: caller.role,
+        region: caller.region,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let h = hash_password("correct horse");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+    }
+
+    #[test]
+    fn a_national_caller_covers_every_region_and_a_regional_one_only_its_own() {
+        let national = Caller {
+            username: "n".into(),
+            role: Role::Officer,
+            region: None,
+        };
+        let local = Caller {
+            username: "l".into(),
+            role: Role::Officer,
+            region: Some("Syd".into()),
+        };
+        assert!(national.covers(Some("Syd")) && national.covers(None));
+        assert!(
+            local.covers(Some("Syd")) && !local.covers(Some("Stockholm")) && !local.covers(None)
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The browser console's files, built into the binary: no Node.js, no CDN.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+macro_rules! asset {
+    ($fn:ident, $file:literal, $mime:literal) => {
+        pub async fn $fn() -> impl IntoResponse {
+            (
+                [
+                    (header::CONTENT_TYPE, $mime),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                include_str!(concat!("console/", $file)),
+            )
+        }
+    };
+}
+
+asset!(index, "index.html", "text/html; charset=utf-8");
+asset!(script, "console.js", "text/javascript; charset=utf-8");
+asset!(i18n, "i18n.js", "text/javascript; charset=utf-8");
+asset!(style, "console.css", "text/css; charset=utf-8");

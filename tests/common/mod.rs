@@ -1,0 +1,335 @@
+//! The test harness: a real vakt (real broker, real database, real HTTP) per test.
+//!
+//! With no environment it runs on the embedded defaults (rumqttd on a free port, SQLite in a
+//! temporary directory). `VAKT_TEST_POSTGRES=postgres://user@host:port` gives every test a
+//! fresh PostgreSQL database on that server instead; `VAKT_TEST_MQTT_URL=mqtt://host:port`
+//! puts the backend and the devices on that external broker.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use firmware_sim::{DeviceKey, SimDevice, SimOptions};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use serde_json::{json, Value};
+use vakt::config::Config;
+use vakt::domain::now_ms;
+use vakt::store::{Role, User};
+
+pub fn unique(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 5];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}-{}", hex::encode(b))
+}
+
+/// A fresh database URL: a new PostgreSQL database, or a SQLite file in `dir`.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("VAKT_TEST_POSTGRES")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(server) => {
+            let server = server.trim_end_matches('/');
+            let name = unique("vakt_test").replace('-', "_");
+            let admin = format!("{server}/postgres");
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to the PostgreSQL server named by VAKT_TEST_POSTGRES");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create a test database");
+            format!("{server}/{name}")
+        }
+        None => format!("sqlite://{}", dir.join("vakt.db").display()),
+    }
+}
+
+pub fn test_config(dir: &std::path::Path, database_url: String) -> Config {
+    let mut config = Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        mqtt_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        database_url: Some(vakt::config::Secret(database_url)),
+        mqtt_client_id: unique("vakt-test-ingest"),
+        ..Config::default()
+    };
+    if let Some(url) = std::env::var("VAKT_TEST_MQTT_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        config.mqtt_url = Some(url);
+        // Each test is its own deployment: its own share group, so tests do not split
+        // one another's messages.
+        config.mqtt_share_group = unique("vakt-test");
+    }
+    config
+}
+
+pub struct TestApp {
+    pub running: vakt::Running,
+    pub base: String,
+    /// Bearer-token clients for a national officer, coordinator and admin.
+    pub officer: reqwest::Client,
+    pub coordinator: reqwest::Client,
+    pub admin: reqwest::Client,
+    pub anonymous: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct IssuedDevice {
+    pub id: String,
+    pub key: String,
+    pub case_id: String,
+    pub person_id: String,
+}
+
+/// Home of the protected person in the seeded case (Drottninggatan, Stockholm).
+pub const HOME: (f64, f64) = (59.3366, 18.0612);
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database(dir.path()).await;
+        let config = test_config(dir.path(), url);
+        let running = vakt::start(config, vakt::StartOptions::default())
+            .await
+            .expect("vakt starts");
+        let base = format!("http://{}", running.http_addr);
+        let mut app = TestApp {
+            base,
+            officer: reqwest::Client::new(),
+            coordinator: reqwest::Client::new(),
+            admin: reqwest::Client::new(),
+            anonymous: reqwest::Client::new(),
+            running,
+            dir,
+        };
+        app.officer = app.client_for("officer", Role::Officer, None).await;
+        app.coordinator = app.client_for("coordinator", Role::Coordinator, None).await;
+        app.admin = app.client_for("admin", Role::Admin, None).await;
+        app.wait_until_ready().await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A user with a password (`{username}-password-1`) and a client holding a bearer token.
+    pub async fn client_for(
+        &self,
+        username: &str,
+        role: Role,
+        region: Option<&str>,
+    ) -> reqwest::Client {
+        let store = &self.running.state.store;
+        store
+            .insert_user(
+                &User {
+                    username: username.into(),
+                    role,
+                    region: region.map(Into::into),
+                    password_hash: vakt::web::auth::hash_password(&format!(
+                        "{username}-password-1"
+                    )),
+                    totp_secret: None,
+                },
+                now_ms(),
+            )
+            .await
+            .unwrap();
+        let (token, hash) = vakt::web::auth::new_token();
+        store
+            .insert_api_token(&hash, username, now_ms())
+            .await
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    async fn wait_until_ready(&self) {
+        let client = reqwest::Client::new();
+        let url = self.url("/readyz");
+        wait_for("the service to be ready", Duration::from_secs(20), || {
+            let req = client.get(&url).send();
+            async move { req.await.map(|r| r.status().is_success()).unwrap_or(false) }
+        })
+        .await;
+    }
+
+    /// A person, a high-risk case in `region`, an order with a home zone, and an issued alarm
+    /// device.
+    pub async fn issued_device(&self, region: &str) -> IssuedDevice {
+        let person: Value = self
+            .post(&self.coordinator, "/api/persons", json!({
+                "name": "Anna Lindqvist", "phone": "+46 70 123 45 67",
+                "address": {"text": "Drottninggatan 71, Stockholm", "lat": HOME.0, "lon": HOME.1},
+                "protected_identity": true, "region": region
+            }))
+            .await;
+        let case: Value = self
+            .post(
+                &self.coordinator,
+                "/api/cases",
+                json!({
+                    "reference": unique("2026"), "person_id": person["id"], "risk": "high",
+                    "region": region, "response_plan": "Send a patrol at once."
+                }),
+            )
+            .await;
+        let _order: Value = self
+            .post(&self.coordinator, &format!("/api/cases/{}/orders", case["id"].as_str().unwrap()), json!({
+                "kind": "contact_ban",
+                "restrained": {"name": "Mikael Berg", "description": "185 cm, grey hooded jacket"},
+                "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z",
+                "zones": [{"name": "Home", "geometry": {"type": "Point", "coordinates": [HOME.1, HOME.0]}, "radius_m": 300}]
+            }))
+            .await;
+        let device: Value = self
+            .post(
+                &self.coordinator,
+                "/api/devices",
+                json!({"id": unique("dev"), "kind": "alarm", "model": "T1"}),
+            )
+            .await;
+        let id = device["id"].as_str().unwrap().to_owned();
+        let _issued: Value = self
+            .post(
+                &self.coordinator,
+                &format!("/api/devices/{id}/issue"),
+                json!({
+                    "case_id": case["id"], "holder_person_id": person["id"]
+                }),
+            )
+            .await;
+        IssuedDevice {
+            id,
+            key: device["key"].as_str().unwrap().to_owned(),
+            case_id: case["id"].as_str().unwrap().to_owned(),
+            person_id: person["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The device, connected to the broker the backend listens on.
+    pub async fn connect(&self, d: &IssuedDevice) -> SimDevice {
+        SimDevice::connect(SimOptions {
+            host: self.running.mqtt_host.clone(),
+            port: self.running.mqtt_port,
+            device_id: d.id.clone(),
+            key: d.key.parse::<DeviceKey>().unwrap(),
+            boot: 1,
+        })
+        .await
+        .expect("the device connects")
+    }
+
+    pub async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: Value,
+    ) -> T {
+        let resp = client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "POST {path} gave {status}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn get(&self, client: &reqwest::Client, path: &str) -> Value {
+        let resp = client.get(self.url(path)).send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "GET {path} gave {status}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn open_alerts(&self) -> Vec<Value> {
+        self.get(&self.officer, "/api/alerts?state=open,acknowledged")
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until an alert of `device` satisfies `pred`, and returns it.
+    pub async fn wait_for_alert(&self, device: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let alerts = self
+                .get(
+                    &self.officer,
+                    "/api/alerts?state=open,acknowledged,resolved",
+                )
+                .await;
+            if let Some(a) = alerts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["device_id"] == device && pred(a))
+            {
+                return a.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching alert for {device}: {alerts}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .anonymous
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    pub async fn wait_for_metric(&self, name: &str, at_least: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metric(name).await < at_least {
+            assert!(Instant::now() < deadline, "{name} never reached {at_least}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn fix_near_home() -> firmware_sim::Fix {
+    firmware_sim::Fix::from_degrees(HOME.0 + 0.0004, HOME.1, 12).unwrap()
+}
