@@ -1,0 +1,431 @@
+//! The HTTP API's contract: logins, roles and regions, validation as problem+json, and the
+//! OpenAPI document.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use vakt::store::Role;
+
+async fn problem(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_login_sets_a_strict_http_only_session_cookie_that_opens_the_api() {
+    let app = TestApp::start().await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "officer", "password": "officer-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("vakt_session="));
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/")
+    );
+    let me: Value = client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "officer");
+
+    assert_eq!(
+        client
+            .post(app.url("/api/logout"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        client
+            .get(app.url("/api/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_gets_401_and_repeated_failures_are_throttled() {
+    let app = TestApp::start().await;
+    for _ in 0..5 {
+        let resp = app
+            .anonymous
+            .post(app.url("/api/login"))
+            .json(&json!({"username": "officer", "password": "guess"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(resp).await.0, 401);
+    }
+    let resp = app
+        .anonymous
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "officer", "password": "officer-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 429);
+    assert!(app.metric("vakt_logins_failed_total").await >= 5);
+}
+
+#[tokio::test]
+async fn every_endpoint_but_health_needs_a_login() {
+    let app = TestApp::start().await;
+    for path in [
+        "/api/alerts",
+        "/api/alerts/1",
+        "/api/alerts/stream",
+        "/api/cases",
+        "/api/devices",
+        "/api/persons",
+        "/api/audit",
+        "/api/me",
+    ] {
+        let resp = app.anonymous.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+    }
+    let resp = app
+        .anonymous
+        .post(app.url("/api/devices"))
+        .json(&json!({"id": "abc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    for path in ["/healthz", "/readyz", "/metrics", "/api/openapi.json", "/"] {
+        assert!(
+            app.anonymous
+                .get(app.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success(),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_officer_cannot_create_devices_and_a_coordinator_cannot_read_the_audit_log() {
+    let app = TestApp::start().await;
+    let resp = app
+        .officer
+        .post(app.url("/api/devices"))
+        .json(&json!({"id": "dev-x1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    let resp = app
+        .coordinator
+        .get(app.url("/api/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    let resp = app
+        .coordinator
+        .post(app.url("/api/alerts/1/ack"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+}
+
+#[tokio::test]
+async fn a_regional_officer_sees_only_alerts_and_cases_of_their_region() {
+    let app = TestApp::start().await;
+    let stockholm = app.issued_device("Stockholm").await;
+    let skane = app.issued_device("Syd").await;
+    let local = app
+        .client_for("syd-officer", Role::Officer, Some("Syd"))
+        .await;
+    for d in [&stockholm, &skane] {
+        let dev = app.connect(d).await;
+        dev.alarm("panic", None, None).await.unwrap();
+        app.wait_for_alert(&d.id, |_| true).await;
+    }
+
+    let seen = app.get(&local, "/api/alerts").await;
+    let devices: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, vec![skane.id.as_str()]);
+    let other = app.wait_for_alert(&stockholm.id, |_| true).await;
+    let resp = local
+        .get(app.url(&format!("/api/alerts/{}", other["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 404);
+    let resp = local
+        .post(app.url(&format!("/api/alerts/{}/ack", other["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 404);
+    let resp = local
+        .get(app.url(&format!("/api/cases/{}", stockholm.case_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 404);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_naming_the_field_and_stores_nothing() {
+    let app = TestApp::start().await;
+    let cases = [
+        (json!({"phone": "1"}), 400, "name"),
+        (json!({"name": 5}), 400, "name"),
+        (json!({"name": "  "}), 422, "name"),
+        (
+            json!({"name": "A", "address": {"text": "x", "lat": 95.0, "lon": 18.0}}),
+            422,
+            "address.lat",
+        ),
+        (json!({"name": "A", "surprise": true}), 400, "surprise"),
+    ];
+    for (body, status, field) in cases {
+        let resp = app
+            .coordinator
+            .post(app.url("/api/persons"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (got, p) = problem(resp).await;
+        assert_eq!((got, p["field"].as_str()), (status, Some(field)), "{body}");
+    }
+    assert_eq!(
+        app.get(&app.coordinator, "/api/persons")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let resp = app
+        .coordinator
+        .post(app.url("/api/persons"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 400);
+
+    let d = app.issued_device("Stockholm").await;
+    let resp = app
+        .coordinator
+        .post(app.url(&format!("/api/cases/{}/orders", d.case_id)))
+        .json(&json!({"kind": "contact_ban", "restrained": {"name": "X"}, "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z",
+            "zones": [{"name": "Line", "geometry": {"type": "LineString", "coordinates": [[18.0, 59.0], [18.1, 59.0]]}}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!(
+        (status, p["field"].as_str()),
+        (422, Some("zones[0].geometry"))
+    );
+    let resp = app
+        .coordinator
+        .post(app.url(&format!("/api/cases/{}/orders", d.case_id)))
+        .json(&json!({"kind": "contact_ban", "restrained": {"name": "X"}, "valid_from": "2027-01-01T00:00:00Z", "valid_to": "2026-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.1["field"], "valid_to");
+    assert_eq!(
+        app.get(
+            &app.coordinator,
+            &format!("/api/cases/{}/orders", d.case_id)
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn issuing_an_issued_device_is_a_conflict_and_its_key_is_shown_only_once() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    assert_eq!(d.key.len(), 64);
+    let resp = app
+        .coordinator
+        .post(app.url(&format!("/api/devices/{}/issue", d.id)))
+        .json(&json!({"case_id": d.case_id, "holder_person_id": d.person_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 409);
+    let device = app
+        .get(&app.coordinator, &format!("/api/devices/{}", d.id))
+        .await;
+    assert_eq!(device["status"], "issued");
+    assert!(device.get("key").is_none() && !device.to_string().contains(&d.key));
+
+    let resp = app
+        .coordinator
+        .post(app.url("/api/devices"))
+        .json(&json!({"id": d.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 409);
+    let resp = app
+        .coordinator
+        .post(app.url("/api/devices"))
+        .json(&json!({"id": "bad id!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.1["field"], "id");
+
+    let returned: Value = app
+        .post(
+            &app.coordinator,
+            &format!("/api/devices/{}/return", d.id),
+            json!({"reason": "case ended"}),
+        )
+        .await;
+    assert_eq!(returned["status"], "returned");
+}
+
+#[tokio::test]
+async fn a_returned_device_raises_no_alert() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    let _: Value = app
+        .post(
+            &app.coordinator,
+            &format!("/api/devices/{}/return", d.id),
+            json!({"reason": "lost on the bus", "lost": true}),
+        )
+        .await;
+    device.alarm("panic", None, None).await.ok();
+    app.wait_for_metric("vakt_unknown_devices_total", 1).await;
+    assert!(app
+        .open_alerts()
+        .await
+        .iter()
+        .all(|a| a["device_id"] != d.id.as_str()));
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_3_1_and_lists_the_contract_paths() {
+    let app = TestApp::start().await;
+    let doc: Value = app
+        .anonymous
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/login",
+        "/api/logout",
+        "/api/persons",
+        "/api/cases",
+        "/api/cases/{id}",
+        "/api/cases/{id}/close",
+        "/api/cases/{id}/orders",
+        "/api/devices",
+        "/api/devices/{id}",
+        "/api/devices/{id}/issue",
+        "/api/devices/{id}/return",
+        "/api/alerts",
+        "/api/alerts/{id}",
+        "/api/alerts/{id}/ack",
+        "/api/alerts/{id}/resolve",
+        "/api/alerts/stream",
+        "/api/audit",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let app = TestApp::start().await;
+    let resp = app.anonymous.get(app.url("/")).send().await.unwrap();
+    assert!(resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert!(resp.text().await.unwrap().contains("<html"));
+}
+
+#[tokio::test]
+async fn a_case_can_be_changed_and_closed_and_then_its_device_raises_nothing() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let resp = app
+        .coordinator
+        .patch(app.url(&format!("/api/cases/{}", d.case_id)))
+        .json(&json!({"risk": "critical", "response_plan": "Blue lights."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let case: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (case["risk"].as_str(), case["response_plan"].as_str()),
+        (Some("critical"), Some("Blue lights."))
+    );
+    let closed: Value = app
+        .post(
+            &app.coordinator,
+            &format!("/api/cases/{}/close", d.case_id),
+            json!({}),
+        )
+        .await;
+    assert!(closed["closed_at"].is_string());
+
+    let device = app.connect(&d).await;
+    device.alarm("panic", None, None).await.unwrap();
+    app.wait_for_metric("vakt_unknown_devices_total", 1).await;
+    assert!(app
+        .open_alerts()
+        .await
+        .iter()
+        .all(|a| a["device_id"] != d.id.as_str()));
+}

@@ -1,0 +1,252 @@
+//! Crash safety: the real `vakt` binary is killed with SIGKILL and started again.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use firmware_sim::{DeviceKey, SimDevice, SimOptions};
+use serde_json::Value;
+use vakt::domain::{now_ms, Case, DeviceKind, DeviceStatus, Person, Risk};
+use vakt::store::{DeviceHealth, DeviceRecord, Role, SharedStore, User};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Deployment {
+    dir: tempfile::TempDir,
+    database_url: String,
+    http_port: u16,
+    mqtt_port: u16,
+    mqtt_url: Option<String>,
+    client_id: String,
+    share_group: String,
+}
+
+impl Deployment {
+    async fn new() -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database(dir.path()).await;
+        Deployment {
+            database_url,
+            dir,
+            http_port: free_port(),
+            mqtt_port: free_port(),
+            mqtt_url: std::env::var("VAKT_TEST_MQTT_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            client_id: unique("vakt-restart"),
+            share_group: unique("restart"),
+        }
+    }
+
+    fn spawn(&self) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vakt"));
+        cmd.arg("serve")
+            .current_dir(self.dir.path())
+            .env("VAKT_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
+            .env("VAKT_MQTT_LISTEN", format!("127.0.0.1:{}", self.mqtt_port))
+            .env("VAKT_DATA_DIR", self.dir.path())
+            .env("VAKT_DATABASE_URL", &self.database_url)
+            .env("VAKT_MQTT_CLIENT_ID", &self.client_id)
+            .env("VAKT_MQTT_SHARE_GROUP", &self.share_group)
+            .env("VAKT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        match &self.mqtt_url {
+            Some(url) => cmd.env("VAKT_MQTT_URL", url),
+            None => cmd.env_remove("VAKT_MQTT_URL"),
+        };
+        cmd.spawn().expect("vakt starts")
+    }
+
+    fn broker(&self) -> (String, u16) {
+        match &self.mqtt_url {
+            Some(url) => vakt::ingest::BrokerLink::parse_url(url).unwrap(),
+            None => ("127.0.0.1".into(), self.mqtt_port),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
+        wait_for("vakt to be ready", Duration::from_secs(30), || {
+            let req = reqwest::get(url.clone());
+            async move { req.await.map(|r| r.status().is_success()).unwrap_or(false) }
+        })
+        .await;
+    }
+
+    async fn alerts(&self, token: &str) -> Vec<Value> {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/api/alerts", self.http_port))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    }
+}
+
+/// An officer token and an issued device, written straight into the store.
+async fn seed(store: &SharedStore) -> (String, String, String) {
+    let now = now_ms();
+    store
+        .insert_user(
+            &User {
+                username: "officer".into(),
+                role: Role::Officer,
+                region: None,
+                password_hash: "x".into(),
+                totp_secret: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let (token, hash) = vakt::web::auth::new_token();
+    store.insert_api_token(&hash, "officer", now).await.unwrap();
+    let person = Person {
+        id: "p1".into(),
+        name: "Anna".into(),
+        phone: None,
+        address: None,
+        protected_identity: false,
+        region: Some("Stockholm".into()),
+    };
+    store.insert_person(&person, now).await.unwrap();
+    let case = Case {
+        id: "c1".into(),
+        reference: unique("ref"),
+        person_id: "p1".into(),
+        risk: Risk::Medium,
+        region: "Stockholm".into(),
+        response_plan: None,
+        closed_at: None,
+    };
+    store.insert_case(&case, now).await.unwrap();
+    let id = unique("dev");
+    let key = vakt::protocol::DeviceKey::generate().to_hex();
+    store
+        .insert_device(&DeviceRecord {
+            id: id.clone(),
+            kind: DeviceKind::Alarm,
+            model: None,
+            key_hex: key.clone(),
+            hb_interval_s: None,
+            status: DeviceStatus::InStock,
+            case_id: None,
+            holder_person_id: None,
+            created_at: now,
+            issued_at: None,
+            health: DeviceHealth::default(),
+        })
+        .await
+        .unwrap();
+    store.issue_device(&id, "c1", "p1", now).await.unwrap();
+    (token, id, key)
+}
+
+async fn device(dep: &Deployment, id: &str, key: &str, boot: u32) -> SimDevice {
+    let (host, port) = dep.broker();
+    SimDevice::connect(SimOptions {
+        host,
+        port,
+        device_id: id.into(),
+        key: key.parse::<DeviceKey>().unwrap(),
+        boot,
+    })
+    .await
+    .unwrap()
+}
+
+fn kill_9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL on Unix: no shutdown code runs.
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn an_open_alert_survives_a_kill_9_and_the_device_keeps_counting_after_the_restart() {
+    let dep = Deployment::new().await;
+    let store = vakt::store::open(&dep.database_url).await.unwrap();
+    let (token, id, key) = seed(&store).await;
+    let mut vakt = dep.spawn();
+    dep.wait_ready().await;
+
+    let dev = device(&dep, &id, &key, 7).await;
+    let (boot, seq) = dev.alarm("panic", None, None).await.unwrap();
+    let f = dev.next_feedback(Duration::from_secs(2)).await.unwrap();
+    assert_eq!((f.boot, f.seq, f.st.as_str()), (boot, seq, "received"));
+    kill_9(&mut vakt);
+
+    let mut vakt = dep.spawn();
+    dep.wait_ready().await;
+    let alerts = dep.alerts(&token).await;
+    let alert = alerts
+        .iter()
+        .find(|a| a["device_id"] == id.as_str())
+        .expect("the alert is still there");
+    assert_eq!(alert["state"], "open");
+    assert_eq!(alert["priority"], 1);
+
+    // The same device, same boot, goes on: its next alarm is taken in as the same incident.
+    drop(dev);
+    let dev = device(&dep, &id, &key, 7).await;
+    dev.publish_signed(
+        "alarm",
+        &[("kind", serde_json::json!("panic"))],
+        Some((boot, seq + 10)),
+    )
+    .await
+    .unwrap();
+    let f = dev.next_feedback(Duration::from_secs(5)).await.unwrap();
+    assert_eq!((f.seq, f.st.as_str()), (seq + 10, "received"));
+    let alerts = dep.alerts(&token).await;
+    let mine: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["device_id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["count"], 2);
+    kill_9(&mut vakt);
+}
+
+#[tokio::test]
+async fn an_alarm_sent_while_the_backend_is_down_is_taken_in_when_it_comes_back() {
+    let dep = Deployment::new().await;
+    if dep.mqtt_url.is_none() {
+        // The embedded broker dies with the backend; this needs an external broker that
+        // keeps the ingest's persistent session (run with VAKT_TEST_MQTT_URL).
+        return;
+    }
+    let store = vakt::store::open(&dep.database_url).await.unwrap();
+    let (token, id, key) = seed(&store).await;
+    let mut vakt = dep.spawn();
+    dep.wait_ready().await;
+    kill_9(&mut vakt);
+
+    let dev = device(&dep, &id, &key, 3).await;
+    let (boot, seq) = dev.alarm("fall", None, None).await.unwrap();
+    dev.flush(Duration::from_secs(5)).await.unwrap();
+
+    let mut vakt = dep.spawn();
+    let f = dev
+        .next_feedback(Duration::from_secs(20))
+        .await
+        .expect("received once the backend is back");
+    assert_eq!((f.boot, f.seq, f.st.as_str()), (boot, seq, "received"));
+    dep.wait_ready().await;
+    let alerts = dep.alerts(&token).await;
+    assert!(alerts
+        .iter()
+        .any(|a| a["device_id"] == id.as_str() && a["kind"] == "fall"));
+    kill_9(&mut vakt);
+}
