@@ -441,7 +441,8 @@ impl Ingest {
                 kind,
                 priority,
                 position,
-                reasons,
+                trigger,
+                context,
             } => {
                 let raise = Raise {
                     device_id: device_id.clone(),
@@ -451,7 +452,8 @@ impl Ingest {
                     kind,
                     priority,
                     position,
-                    reasons,
+                    trigger,
+                    context,
                     at: now,
                 };
                 self.raise(&raise).await;
@@ -552,7 +554,8 @@ impl Ingest {
             kind,
             priority,
             position,
-            reasons,
+            trigger,
+            context,
         } = triage::triage(&self.policy, &ctx, &trigger, now, &[])
         {
             let raise = Raise {
@@ -563,7 +566,8 @@ impl Ingest {
                 kind,
                 priority,
                 position,
-                reasons,
+                trigger,
+                context,
                 at: now,
             };
             self.raise(&raise).await;

@@ -104,6 +104,8 @@ CREATE TABLE alerts (
     lat             DOUBLE PRECISION,
     lon             DOUBLE PRECISION,
     acc_m           BIGINT,
+    -- What happened (accumulating over a repeated incident), then everything read by officers.
+    trigger_reasons TEXT NOT NULL,
     reasons         TEXT NOT NULL,
     overdue         BOOLEAN NOT NULL DEFAULT FALSE,
     cancel_pressed  BOOLEAN NOT NULL DEFAULT FALSE,

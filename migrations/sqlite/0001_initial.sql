@@ -104,6 +104,8 @@ CREATE TABLE alerts (
     lat             REAL,
     lon             REAL,
     acc_m           INTEGER,
+    -- What happened (accumulating over a repeated incident), then everything read by officers.
+    trigger_reasons TEXT NOT NULL,
     reasons         TEXT NOT NULL,
     overdue         BOOLEAN NOT NULL DEFAULT 0,
     cancel_pressed  BOOLEAN NOT NULL DEFAULT 0,

@@ -58,7 +58,10 @@ pub enum Decision {
         kind: AlertKind,
         priority: Priority,
         position: Option<Position>,
-        reasons: Vec<String>,
+        /// What happened, in words; a repeated trigger adds its lines to the alert's.
+        trigger: Vec<String>,
+        /// The case, orders and place as they stand now; replaces the alert's on update.
+        context: Vec<String>,
     },
     /// Mark the device's open alert: the holder pressed cancel.
     MarkCancel,
@@ -78,16 +81,14 @@ pub fn triage(
     alarm_positions: AlarmPositions,
 ) -> Decision {
     let elevated = ctx.case.risk.is_elevated();
-    let raise = |kind, priority, position: Option<Position>, first: Vec<String>| {
-        let mut reasons = first;
-        reasons.extend(correlate::reasons(ctx, position, at));
-        Decision::Raise {
+    let raise =
+        |kind, priority, position: Option<Position>, trigger: Vec<String>| Decision::Raise {
             kind,
             priority,
             position,
-            reasons,
-        }
-    };
+            trigger,
+            context: correlate::reasons(ctx, position, at),
+        };
     match trigger {
         Trigger::Alarm { kind, position, battery } => {
             let p = *position;
@@ -326,12 +327,15 @@ mod tests {
 
     #[test]
     fn the_reasons_of_a_panic_start_with_the_trigger_then_the_case() {
-        let Decision::Raise { reasons, .. } = decide(Risk::High, alarm(AlarmKind::Panic)) else {
+        let Decision::Raise {
+            trigger, context, ..
+        } = decide(Risk::High, alarm(AlarmKind::Panic))
+        else {
             panic!()
         };
-        assert_eq!(reasons[0], "Panic button pressed");
-        assert_eq!(reasons[1], "Case 2026-4711: risk level high");
-        assert!(reasons[2].contains("Erik Nilsson"));
+        assert_eq!(trigger, vec!["Panic button pressed".to_owned()]);
+        assert_eq!(context[0], "Case 2026-4711: risk level high");
+        assert!(context[1].contains("Erik Nilsson"));
     }
 
     fn tag_context() -> DeviceContext {

@@ -114,7 +114,10 @@ pub struct Raise {
     pub kind: AlertKind,
     pub priority: Priority,
     pub position: Option<Position>,
-    pub reasons: Vec<String>,
+    /// What happened; accumulates over a repeated incident.
+    pub trigger: Vec<String>,
+    /// Case, orders and place now; replaced on every update.
+    pub context: Vec<String>,
     pub at: Millis,
 }
 

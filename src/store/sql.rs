@@ -27,6 +27,15 @@ const DEVICE_COLUMNS: &str = "id, kind, model, key_hex, hb_interval_s, status, c
 const ORDER_COLUMNS: &str = "id, case_id, kind, restrained_name, restrained_description, \
     restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id";
 
+/// The stored trigger lines, and the full reasons an officer reads: triggers, then context.
+fn reasons_json(trigger: &[String], context: &[String]) -> Result<(String, String)> {
+    let all: Vec<&String> = trigger.iter().chain(context).collect();
+    Ok((
+        serde_json::to_string(trigger).map_err(|_| corrupt("reasons"))?,
+        serde_json::to_string(&all).map_err(|_| corrupt("reasons"))?,
+    ))
+}
+
 fn origin_note(origin: Option<(u32, u32)>) -> String {
     match origin {
         Some((boot, seq)) => format!(" (boot {boot}, seq {seq})"),
@@ -645,21 +654,28 @@ macro_rules! sql_store {
                     }
                 }
                 let incident = incident_of(r.kind);
-                let existing: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT id, priority FROM alerts WHERE device_id = $1 AND incident = $2 AND state <> 'resolved'",
+                let existing: Option<(i64, i64, String)> = sqlx::query_as(
+                    "SELECT id, priority, trigger_reasons FROM alerts WHERE device_id = $1 AND incident = $2 AND state <> 'resolved'",
                 )
                 .bind(&r.device_id)
                 .bind(incident)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let reasons = serde_json::to_string(&r.reasons).map_err(|_| corrupt("reasons"))?;
                 let id_seq_opened = match existing {
-                    Some((id, priority)) => {
+                    Some((id, priority, old_trigger)) => {
                         let priority = (priority as u8).min(r.priority.get());
+                        let mut trigger: Vec<String> =
+                            serde_json::from_str(&old_trigger).map_err(|_| corrupt("trigger reasons"))?;
+                        for line in &r.trigger {
+                            if !trigger.contains(line) {
+                                trigger.push(line.clone());
+                            }
+                        }
+                        let (trigger_json, reasons) = reasons_json(&trigger, &r.context)?;
                         sqlx::query(
                             "UPDATE alerts SET count = count + 1, last_at = $1, priority = $2, \
                              lat = COALESCE($3, lat), lon = COALESCE($4, lon), acc_m = CASE WHEN $3 IS NULL THEN acc_m ELSE $5 END, \
-                             reasons = $6 WHERE id = $7",
+                             reasons = $6, trigger_reasons = $8 WHERE id = $7",
                         )
                         .bind(r.at)
                         .bind(i64::from(priority))
@@ -668,6 +684,7 @@ macro_rules! sql_store {
                         .bind(r.position.and_then(|p| p.acc_m).map(i64::from))
                         .bind(&reasons)
                         .bind(id)
+                        .bind(&trigger_json)
                         .execute(&mut *tx)
                         .await?;
                         let note = format!("again: {}{}", r.kind.as_str(), origin_note(r.origin));
@@ -675,10 +692,11 @@ macro_rules! sql_store {
                         (id, seq, false)
                     }
                     None => {
+                        let (trigger_json, reasons) = reasons_json(&r.trigger, &r.context)?;
                         let (id,): (i64,) = sqlx::query_as(
                             "INSERT INTO alerts (priority, kind, incident, state, case_id, device_id, region, \
-                             first_at, last_at, count, lat, lon, acc_m, reasons, origin_boot, origin_seq) \
-                             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7, 1, $8, $9, $10, $11, $12, $13) RETURNING id",
+                             first_at, last_at, count, lat, lon, acc_m, reasons, origin_boot, origin_seq, trigger_reasons) \
+                             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $7, 1, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
                         )
                         .bind(i64::from(r.priority.get()))
                         .bind(r.kind.as_str())
@@ -693,6 +711,7 @@ macro_rules! sql_store {
                         .bind(&reasons)
                         .bind(r.origin.map(|o| i64::from(o.0)))
                         .bind(r.origin.map(|o| i64::from(o.1)))
+                        .bind(&trigger_json)
                         .fetch_one(&mut *tx)
                         .await?;
                         let note = format!("{}{}", r.kind.as_str(), origin_note(r.origin));

@@ -1450,13 +1450,19 @@ function renderDevice(device, alert) {
     dl.append(el('dd', 'muted', t('no_device')));
     return;
   }
+  // Health is what the device last told about itself (GET /api/devices/{id}).
+  const health = device.health || {};
   fillDl(dl, [
     ['f_device_id', device.id],
     ['f_device_kind', device.kind ? tEnum('devkind', device.kind) : null],
     ['f_model', device.model],
     ['f_status', device.status ? tEnum('devstatus', device.status) : null],
-    ['f_last_heard', device.last_heard_at ? fmtTime(device.last_heard_at) : null],
-    ['f_battery', Number.isFinite(device.battery) ? t('battery_pct', { n: device.battery }) : null],
+    ['f_connection', health.connection ? tEnum('devstatus', health.connection) : null],
+    ['f_last_heard', health.last_heard_at ? fmtTime(health.last_heard_at) : null],
+    ['f_battery', Number.isFinite(health.battery)
+      ? t(health.charging ? 'battery_pct_charging' : 'battery_pct', { n: health.battery }) : null],
+    ['f_signal', Number.isFinite(health.rssi) ? t('rssi_dbm', { n: health.rssi }) : null],
+    ['f_firmware', health.fw],
   ]);
 }
 
