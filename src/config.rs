@@ -45,6 +45,9 @@ pub struct Config {
     pub default_hb_s: u32,
     pub session_idle_s: u64,
     pub session_absolute_s: u64,
+    /// Mark the session cookie `Secure`: set when the console is served over TLS (directly
+    /// or behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
     pub policy: PolicyConfig,
 }
 
@@ -64,6 +67,7 @@ impl Default for Config {
             default_hb_s: 60,
             session_idle_s: 15 * 60,
             session_absolute_s: 12 * 3600,
+            secure_cookies: false,
             policy: PolicyConfig::default(),
         }
     }
@@ -82,13 +86,11 @@ pub enum ConfigError {
 impl Config {
     /// Defaults, then `vakt.toml` (or the file named by `VAKT_CONFIG`), then the environment.
     pub fn load() -> Result<Config, ConfigError> {
-        let file = std::env::var_os("VAKT_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("vakt.toml"));
-        let mut config = if file.exists() {
-            Config::from_file(&file)?
-        } else {
-            Config::default()
+        // A file named on purpose must be there; the default one is optional.
+        let mut config = match std::env::var_os("VAKT_CONFIG") {
+            Some(file) => Config::from_file(Path::new(&file))?,
+            None if Path::new("vakt.toml").exists() => Config::from_file(Path::new("vakt.toml"))?,
+            None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         Ok(config)
@@ -137,6 +139,9 @@ impl Config {
         if let Some(v) = get("VAKT_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = get("VAKT_SECURE_COOKIES") {
+            self.secure_cookies = parse("VAKT_SECURE_COOKIES", v)?;
+        }
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
             self.silence_grace_s = parse("VAKT_SILENCE_GRACE_S", v)?;
         }
@@ -172,6 +177,14 @@ mod tests {
         c.apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "127.0.0.1:9100".to_owned()))
             .unwrap();
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_not_a_silent_default() {
+        assert!(toml::from_str::<Config>("silence_grace = 5").is_err());
+        assert!(toml::from_str::<Config>("[policy]\nproximity = 100").is_err());
+        let c: Config = toml::from_str("[policy]\nproximity_m = 250.0").unwrap();
+        assert_eq!(c.policy.proximity_m, 250.0);
     }
 
     #[test]

@@ -11,12 +11,13 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::{DeviceEntry, Directory};
+use crate::domain::correlate::DeviceContext;
 use crate::domain::triage::{self, Decision, PolicyConfig, Trigger};
 use crate::domain::{now_ms, DeviceKind, DeviceStatus, Millis, Position};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::{self, Feedback, Freshness, Message, Payload, ProtocolError, ReplayWindow};
-use crate::store::{DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
+use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 
 /// How the ingest reaches its broker.
 #[derive(Debug, Clone)]
@@ -115,7 +116,11 @@ pub struct Ingest {
     pending_health: HashMap<String, DeviceHealth>,
     /// Last stored security event per (device, kind): floods are counted, not stored.
     security_last: HashMap<(String, &'static str), Millis>,
+    last_reload: Millis,
 }
+
+/// A message from an unknown device reloads the directory at most this often.
+const DIRECTORY_RELOAD_MIN_MS: Millis = 2_000;
 
 /// Security events of one kind from one device are stored at most this often.
 const SECURITY_EVENT_EVERY_MS: Millis = 10_000;
@@ -162,6 +167,7 @@ pub async fn start(
         devices: HashMap::new(),
         pending_health: HashMap::new(),
         security_last: HashMap::new(),
+        last_reload: 0,
     };
     ingest.restore().await?;
     let filter = match &link.share_group {
@@ -297,7 +303,7 @@ impl Ingest {
             }
         };
         let device_id = envelope.device.to_string();
-        let Some(entry) = self.directory.device(&device_id) else {
+        let Some(entry) = self.lookup(&device_id).await else {
             Metrics::inc(&self.metrics.unknown_devices_total);
             self.security_event(Some(&device_id), "unknown_device", topic)
                 .await;
@@ -363,16 +369,13 @@ impl Ingest {
         let device_id = message.device.to_string();
         let ctx = entry.context.clone().expect("checked by the caller");
         let health = self.pending_health.entry(device_id.clone()).or_default();
-        health.last_heard_at = Some(now);
-        health.online = Some(!matches!(message.payload, Payload::Offline));
-        if let Some(seq) = message.seq {
-            health.last_boot = Some(message.boot);
-            health.last_seq = Some(seq);
+        let offline = matches!(message.payload, Payload::Offline);
+        // The last will is the broker speaking, not the device: it is no sign of life.
+        if !offline {
+            health.last_heard_at = Some(now);
         }
+        health.online = Some(!offline);
         let rt = self.devices.entry(device_id.clone()).or_default();
-        if let Some(seq) = message.seq {
-            rt.window.record(message.boot, seq);
-        }
         let trigger = match &message.payload {
             Payload::Hello { fw, model, hb_s } => {
                 health.fw = Some(fw.clone());
@@ -381,7 +384,7 @@ impl Ingest {
                 if let Some(hb) = entry.hb_interval_s {
                     self.downlink.config(&device_id, hb).await;
                 }
-                return;
+                None
             }
             Payload::Heartbeat {
                 batt,
@@ -395,13 +398,10 @@ impl Ingest {
                 // One low-battery alert per episode, not one update per heartbeat.
                 let raise = low && !rt.low_battery_raised;
                 rt.low_battery_raised = low;
-                if !raise {
-                    return;
-                }
-                Trigger::Heartbeat {
+                raise.then_some(Trigger::Heartbeat {
                     battery: *batt,
                     charging: *charging,
-                }
+                })
             }
             Payload::Alarm { kind, batt, fix } => {
                 if let Some(b) = batt {
@@ -412,31 +412,65 @@ impl Ingest {
                     rt.last_position = Some(p);
                     health.last_position = Some((p, now));
                 }
-                Trigger::Alarm {
+                Some(Trigger::Alarm {
                     kind: *kind,
                     position,
                     battery: *batt,
-                }
+                })
             }
-            Payload::Position { fix, .. } => {
-                let Some(p) = Position::new(fix.lat(), fix.lon(), Some(fix.acc_m)) else {
-                    return;
-                };
-                rt.last_position = Some(p);
-                health.last_position = Some((p, now));
-                Trigger::Position(p)
-            }
-            Payload::Offline => return,
+            Payload::Position { fix, .. } => Position::new(fix.lat(), fix.lon(), Some(fix.acc_m))
+                .map(|p| {
+                    rt.last_position = Some(p);
+                    health.last_position = Some((p, now));
+                    Trigger::Position(p)
+                }),
+            Payload::Offline => None,
         };
+        let origin = message.seq.map(|seq| (message.boot, seq));
+        let is_alarm = matches!(message.payload, Payload::Alarm { .. });
+        let taken_in = match trigger {
+            Some(trigger) => {
+                self.act(&ctx, &device_id, &trigger, origin, is_alarm, now)
+                    .await
+            }
+            None => true,
+        };
+        if !taken_in {
+            // Not recorded as seen: a redelivery or the device's own retry gets another try.
+            return;
+        }
+        if let Some((boot, seq)) = origin {
+            let rt = self.devices.entry(device_id.clone()).or_default();
+            rt.window.record(boot, seq);
+            let health = self.pending_health.entry(device_id.clone()).or_default();
+            if let Some((boot, seq)) = rt.window.highest() {
+                health.last_boot = Some(boot);
+                health.last_seq = Some(seq);
+            }
+            if is_alarm {
+                self.downlink
+                    .feedback(&device_id, (boot, seq), Feedback::Received)
+                    .await;
+            }
+        }
+    }
+
+    /// Triage and the store: true once what the message asks for is durably done.
+    async fn act(
+        &mut self,
+        ctx: &DeviceContext,
+        device_id: &str,
+        trigger: &Trigger,
+        origin: Option<(u32, u32)>,
+        is_alarm: bool,
+        now: Millis,
+    ) -> bool {
         let alarm_positions = if ctx.kind == DeviceKind::Tag {
             self.alarm_positions_of_case(&ctx.case.id)
         } else {
             Vec::new()
         };
-        let decision = triage::triage(&self.policy, &ctx, &trigger, now, &alarm_positions);
-        let origin = message.seq.map(|seq| (message.boot, seq));
-        let is_alarm = matches!(message.payload, Payload::Alarm { .. });
-        match decision {
+        match triage::triage(&self.policy, ctx, trigger, now, &alarm_positions) {
             Decision::Raise {
                 kind,
                 priority,
@@ -445,8 +479,9 @@ impl Ingest {
                 context,
             } => {
                 let raise = Raise {
-                    device_id: device_id.clone(),
+                    device_id: device_id.to_owned(),
                     origin,
+                    answer_device: is_alarm,
                     case_id: Some(ctx.case.id.clone()),
                     region: Some(ctx.case.region.clone()),
                     kind,
@@ -456,46 +491,40 @@ impl Ingest {
                     context,
                     at: now,
                 };
-                self.raise(&raise).await;
+                self.raise(&raise).await
             }
             Decision::MarkCancel => {
-                let (boot, seq) = origin.expect("alarms carry a seq");
-                let fresh = self
+                let Some((boot, seq)) = origin else {
+                    return false;
+                };
+                let outcome = self
                     .durably(|s| {
-                        let id = device_id.clone();
-                        async move { s.record_message(&id, boot, seq, "cancel", now).await }
+                        let id = device_id.to_owned();
+                        async move { s.cancel(&id, boot, seq, now).await }
                     })
                     .await;
-                if fresh == Some(true) {
-                    let marked = self
-                        .durably(|s| {
-                            let id = device_id.clone();
-                            async move { s.mark_cancel(&id, now).await }
-                        })
-                        .await;
-                    if let Some(Some(change)) = marked {
-                        self.hub.publish(change);
-                    }
+                if let Some(CancelOutcome::Marked(change)) = &outcome {
+                    self.hub.publish((**change).clone());
                 }
+                outcome.is_some()
             }
             Decision::RecordTest => {
-                let (boot, seq) = origin.expect("alarms carry a seq");
+                let Some((boot, seq)) = origin else {
+                    return false;
+                };
                 self.durably(|s| {
-                    let id = device_id.clone();
+                    let id = device_id.to_owned();
                     async move { s.record_message(&id, boot, seq, "test", now).await }
                 })
-                .await;
+                .await
+                .is_some()
             }
-            Decision::Nothing => {}
-        }
-        if let (true, Some(origin)) = (is_alarm, origin) {
-            self.downlink
-                .feedback(&device_id, origin, Feedback::Received)
-                .await;
+            Decision::Nothing => true,
         }
     }
 
-    async fn raise(&mut self, raise: &Raise) {
+    /// Stores an alert and pushes it to the consoles; false when the store refused it.
+    async fn raise(&mut self, raise: &Raise) -> bool {
         let outcome = self
             .durably(|s| {
                 let r = raise.clone();
@@ -513,8 +542,9 @@ impl Ingest {
                 self.hub.publish(change);
             }
             Some(RaiseOutcome::Duplicate) => Metrics::inc(&self.metrics.duplicates_total),
-            None => {}
+            None => return false,
         }
+        true
     }
 
     fn alarm_positions_of_case(&self, case_id: &str) -> Vec<(String, Position)> {
@@ -561,6 +591,7 @@ impl Ingest {
             let raise = Raise {
                 device_id: device_id.to_owned(),
                 origin: None,
+                answer_device: false,
                 case_id: Some(ctx.case.id.clone()),
                 region: Some(ctx.case.region.clone()),
                 kind,
@@ -574,6 +605,24 @@ impl Ingest {
         }
     }
 
+    /// The device's entry, reloading the directory once when it is unknown or not issued
+    /// here: another instance may have just issued it.
+    async fn lookup(&mut self, device_id: &str) -> Option<DeviceEntry> {
+        let entry = self.directory.device(device_id);
+        if entry.as_ref().is_some_and(|e| e.context.is_some()) {
+            return entry;
+        }
+        let now = now_ms();
+        if now - self.last_reload < DIRECTORY_RELOAD_MIN_MS {
+            return entry;
+        }
+        self.last_reload = now;
+        if let Err(e) = self.directory.reload(&self.store).await {
+            tracing::warn!(error = %e, "directory reload failed");
+        }
+        self.directory.device(device_id)
+    }
+
     /// Runs a store write until it succeeds: an alarm is never given up because the database
     /// hiccupped. Errors that a retry cannot fix are logged and give `None`.
     async fn durably<T, F, Fut>(&self, op: F) -> Option<T>
@@ -583,16 +632,21 @@ impl Ingest {
     {
         let mut delay = Duration::from_millis(100);
         loop {
-            match op(self.store.clone()).await {
+            let result = op(self.store.clone()).await;
+            let failing = matches!(&result, Err(e) if e.is_transient());
+            self.metrics.store_failing.store(failing, Ordering::Relaxed);
+            match result {
                 Ok(v) => return Some(v),
-                Err(StoreError::Database(e)) => {
+                Err(e) if e.is_transient() => {
                     Metrics::inc(&self.metrics.store_retries_total);
                     tracing::error!(error = %e, "store write failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "store write refused");
+                    // Retrying cannot help and would hold up every other device: the
+                    // message is not marked as seen, so the device's own retry comes back.
+                    tracing::error!(error = %e, "store refused a write; the message is dropped");
                     return None;
                 }
             }
@@ -602,7 +656,12 @@ impl Ingest {
     async fn security_event(&mut self, device_id: Option<&str>, kind: &'static str, detail: &str) {
         Metrics::inc(&self.metrics.security_events_total);
         let now = now_ms();
-        let key = (device_id.unwrap_or("").to_owned(), kind);
+        // Unknown ids are the attacker's choice: one budget for all of them.
+        let known = device_id.is_some_and(|id| self.directory.device(id).is_some());
+        let key = (
+            if known { device_id.unwrap_or("") } else { "*" }.to_owned(),
+            kind,
+        );
         if self
             .security_last
             .get(&key)

@@ -10,6 +10,8 @@ macro_rules! counters {
             $(pub $name: AtomicU64,)*
             /// Whether the ingest is connected to the broker right now.
             pub broker_connected: AtomicBool,
+            /// Whether the ingest is retrying a store write right now (not ready meanwhile).
+            pub store_failing: AtomicBool,
         }
 
         impl Metrics {

@@ -154,12 +154,22 @@ async fn repeated_panics_update_one_alert_instead_of_opening_another() {
         1
     );
     assert!(!alert["position"].is_null(), "the latest position is kept");
-    assert_eq!(alert["kind"], "panic", "the incident keeps the kind it opened with");
+    assert_eq!(
+        alert["kind"], "panic",
+        "the incident keeps the kind it opened with"
+    );
     assert_eq!(alert["reasons"][0], "Panic button pressed");
     assert_eq!(alert["reasons"][1], "Fall detected");
     let reasons = alert["reasons"].to_string();
-    assert_eq!(reasons.matches("Case ").count(), 1, "context appears once: {reasons}");
-    assert!(reasons.contains("inside exclusion zone 'Home'"), "context follows the latest position");
+    assert_eq!(
+        reasons.matches("Case ").count(),
+        1,
+        "context appears once: {reasons}"
+    );
+    assert!(
+        reasons.contains("inside exclusion zone 'Home'"),
+        "context follows the latest position"
+    );
 }
 
 #[tokio::test]

@@ -429,3 +429,37 @@ async fn a_case_can_be_changed_and_closed_and_then_its_device_raises_nothing() {
         .iter()
         .all(|a| a["device_id"] != d.id.as_str()));
 }
+
+#[tokio::test]
+async fn a_malformed_path_query_or_method_is_a_problem_too() {
+    let app = TestApp::start().await;
+    let resp = app
+        .officer
+        .get(app.url("/api/alerts/not-a-number"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 400);
+    let resp = app
+        .officer
+        .get(app.url("/api/alerts?state=closed"))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("state")));
+    let resp = app
+        .officer
+        .delete(app.url("/api/alerts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 405);
+    let resp = app
+        .officer
+        .get(app.url("/api/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 404);
+}

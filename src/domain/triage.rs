@@ -8,7 +8,7 @@ use crate::protocol::AlarmKind;
 
 /// Thresholds of the policy; configuration with the policy's defaults.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// A tag this close to an alarm device of its case is an emergency.
     pub proximity_m: f64,
@@ -93,6 +93,8 @@ pub fn triage(
         Trigger::Alarm { kind, position, battery } => {
             let p = *position;
             match kind {
+                // A tag is worn by the restrained person: its buttons are nobody's emergency.
+                AlarmKind::Panic | AlarmKind::Fall if ctx.kind == DeviceKind::Tag => Decision::Nothing,
                 AlarmKind::Panic => raise(AlertKind::Panic, Priority::P1, p, vec!["Panic button pressed".into()]),
                 AlarmKind::Fall => raise(AlertKind::Fall, Priority::P1, p, vec!["Fall detected".into()]),
                 AlarmKind::Tamper | AlarmKind::PowerLoss => {
@@ -396,6 +398,26 @@ mod tests {
             &positions,
         );
         assert_eq!(d, Decision::Nothing);
+    }
+
+    #[test]
+    fn a_panic_from_a_tag_raises_nothing_but_its_tamper_does() {
+        let ctx = tag_context();
+        let policy = PolicyConfig::default();
+        assert_eq!(
+            triage(&policy, &ctx, &alarm(AlarmKind::Panic), 1_000, &[]),
+            Decision::Nothing
+        );
+        assert_eq!(
+            priority(&triage(
+                &policy,
+                &ctx,
+                &alarm(AlarmKind::Tamper),
+                1_000,
+                &[]
+            )),
+            (AlertKind::Tamper, 1)
+        );
     }
 
     #[test]

@@ -28,6 +28,37 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether trying again later can succeed: the database was unreachable, busy or out of
+    /// resources, not refusing the data itself.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: connection exceptions, serialisation failures, deadlocks,
+                // insufficient resources, shutdown. SQLite: busy, locked, I/O error, full.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || matches!(
+                        &*code,
+                        "40001" | "40P01" | "5" | "6" | "10" | "13" | "517" | "261"
+                    )
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[derive(
@@ -109,6 +140,8 @@ pub struct Raise {
     pub device_id: String,
     /// The message's `(boot, seq)`; `None` for alerts no single message caused.
     pub origin: Option<(u32, u32)>,
+    /// An alarm message: the device hears `accepted` and `resolved` about the alert.
+    pub answer_device: bool,
     pub case_id: Option<String>,
     pub region: Option<String>,
     pub kind: AlertKind,
@@ -126,6 +159,14 @@ pub enum RaiseOutcome {
     Opened(AlertChange),
     Updated(AlertChange),
     /// The message was taken in before: nothing changed.
+    Duplicate,
+}
+
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    Marked(Box<AlertChange>),
+    /// Nothing open to mark; the cancel is on record.
+    NothingOpen,
     Duplicate,
 }
 
@@ -176,6 +217,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         token_hash: &str,
         idle_since: Millis,
+        created_since: Millis,
         at: Millis,
     ) -> Result<Option<User>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
@@ -228,8 +270,15 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
         at: Millis,
     ) -> Result<bool>;
-    /// Marks the device's open emergency alert: the holder pressed cancel.
-    async fn mark_cancel(&self, device_id: &str, at: Millis) -> Result<Option<AlertChange>>;
+    /// Takes in a `cancel` once and, in the same transaction, marks the device's open
+    /// emergency alert: the holder pressed cancel.
+    async fn cancel(
+        &self,
+        device_id: &str,
+        boot: u32,
+        seq: u32,
+        at: Millis,
+    ) -> Result<CancelOutcome>;
     async fn alert(&self, id: i64) -> Result<Alert>;
     /// Alerts in queue order: priority, then age (oldest first).
     async fn alerts(&self, states: &[crate::domain::AlertState]) -> Result<Vec<Alert>>;

@@ -27,6 +27,8 @@ const DEVICE_COLUMNS: &str = "id, kind, model, key_hex, hb_interval_s, status, c
 const ORDER_COLUMNS: &str = "id, case_id, kind, restrained_name, restrained_description, \
     restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id";
 
+const MAX_TRIGGER_LINES: usize = 12;
+
 /// The stored trigger lines, and the full reasons an officer reads: triggers, then context.
 fn reasons_json(trigger: &[String], context: &[String]) -> Result<(String, String)> {
     let all: Vec<&String> = trigger.iter().chain(context).collect();
@@ -328,13 +330,14 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn session_user(&self, token_hash: &str, idle_since: Millis, at: Millis) -> Result<Option<User>> {
+            async fn session_user(&self, token_hash: &str, idle_since: Millis, created_since: Millis, at: Millis) -> Result<Option<User>> {
                 let touched = sqlx::query(
-                    "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at >= $3",
+                    "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at >= $3 AND created_at >= $4",
                 )
                 .bind(at)
                 .bind(token_hash)
                 .bind(idle_since)
+                .bind(created_since)
                 .execute(&self.pool)
                 .await?;
                 if touched.rows_affected() == 0 {
@@ -671,6 +674,10 @@ macro_rules! sql_store {
                                 trigger.push(line.clone());
                             }
                         }
+                        // A long incident keeps its first words and its latest ones.
+                        if trigger.len() > MAX_TRIGGER_LINES {
+                            trigger.drain(1..trigger.len() - (MAX_TRIGGER_LINES - 1));
+                        }
                         let (trigger_json, reasons) = reasons_json(&trigger, &r.context)?;
                         sqlx::query(
                             "UPDATE alerts SET count = count + 1, last_at = $1, priority = $2, \
@@ -709,8 +716,8 @@ macro_rules! sql_store {
                         .bind(r.position.map(|p| p.lon))
                         .bind(r.position.and_then(|p| p.acc_m).map(i64::from))
                         .bind(&reasons)
-                        .bind(r.origin.map(|o| i64::from(o.0)))
-                        .bind(r.origin.map(|o| i64::from(o.1)))
+                        .bind(r.origin.filter(|_| r.answer_device).map(|o| i64::from(o.0)))
+                        .bind(r.origin.filter(|_| r.answer_device).map(|o| i64::from(o.1)))
                         .bind(&trigger_json)
                         .fetch_one(&mut *tx)
                         .await?;
@@ -762,8 +769,21 @@ macro_rules! sql_store {
                 Ok(fresh.rows_affected() > 0)
             }
 
-            async fn mark_cancel(&self, device_id: &str, at: Millis) -> Result<Option<AlertChange>> {
+            async fn cancel(&self, device_id: &str, boot: u32, seq: u32, at: Millis) -> Result<CancelOutcome> {
                 let mut tx = self.pool.begin().await?;
+                let fresh = sqlx::query(
+                    "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
+                     VALUES ($1, $2, $3, 'cancel', $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(i64::from(boot))
+                .bind(i64::from(seq))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                if fresh.rows_affected() == 0 {
+                    return Ok(CancelOutcome::Duplicate);
+                }
                 let marked: Option<(i64,)> = sqlx::query_as(
                     "UPDATE alerts SET cancel_pressed = TRUE WHERE device_id = $1 AND state <> 'resolved' \
                      AND incident = 'emergency' RETURNING id",
@@ -772,7 +792,8 @@ macro_rules! sql_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((id,)) = marked else {
-                    return Ok(None);
+                    tx.commit().await?;
+                    return Ok(CancelOutcome::NothingOpen);
                 };
                 let event_seq = Self::history_and_event(
                     &mut tx,
@@ -785,7 +806,7 @@ macro_rules! sql_store {
                 .await?;
                 let alert = Self::alert_in(&mut tx, id).await?;
                 tx.commit().await?;
-                Ok(Some(AlertChange { event_seq, alert }))
+                Ok(CancelOutcome::Marked(Box::new(AlertChange { event_seq, alert })))
             }
 
             async fn alert(&self, id: i64) -> Result<Alert> {

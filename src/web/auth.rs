@@ -133,9 +133,10 @@ impl FromRequestParts<AppState> for Caller {
         }
         let token = cookie_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let idle_since = now - state.config.session_idle_s as Millis * 1000;
+        let created_since = now - state.config.session_absolute_s as Millis * 1000;
         match state
             .store
-            .session_user(&token_hash(&token), idle_since, now)
+            .session_user(&token_hash(&token), idle_since, created_since, now)
             .await?
         {
             Some(u) => Ok(u.into()),
@@ -230,7 +231,12 @@ pub async fn login(
         .store
         .audit(Some(&user.username), "login", None, None, None, now)
         .await;
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    let secure = if state.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
     let me = Me {
         username: user.username,
         role: user.role,

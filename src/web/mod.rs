@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/resolve", post(api::resolve_alert))
         .route("/api/audit", get(api::audit))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(problem_for_every_error))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -127,6 +128,40 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
         HeaderValue::from_static("no-referrer"),
     );
     resp
+}
+
+/// Errors from axum's own extractors (a path id that is not a number, a bad query, a wrong
+/// method) arrive as plain text; clients get problem+json for those too.
+async fn problem_for_every_error(resp: axum::response::Response) -> axum::response::Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).trim().to_owned();
+    let problem = error::Problem {
+        kind: "about:blank".into(),
+        title: status.canonical_reason().unwrap_or("Error").into(),
+        status: status.as_u16(),
+        detail: if detail.is_empty() {
+            status.to_string()
+        } else {
+            detail
+        },
+        field: None,
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        Json(problem).into_response().into_body(),
+    )
+        .into_response()
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -1,6 +1,7 @@
 //! `GET /api/alerts/stream`: every change of an alert the caller may see, live, with
 //! catch-up from the store for a client that reconnects with `Last-Event-ID`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -30,58 +31,97 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
     // Subscribe before reading the store, so nothing falls between catch-up and live.
-    let mut live = s.hub.subscribe();
-    let mut cursor = match last_seen {
-        Some(n) => n,
-        None => s.store.last_event_seq().await?,
-    };
+    let live = s.hub.subscribe();
     let backlog = match last_seen {
-        Some(n) => s.store.changes_since(n).await?,
+        // Changes are numbered at commit but may be published a little out of order (and
+        // by other writers), so the catch-up reaches back a margin before the client's last
+        // id; resending an alert's current state is harmless.
+        Some(n) => {
+            s.store
+                .changes_since(n.saturating_sub(CATCH_UP_MARGIN))
+                .await?
+        }
         None => Vec::new(),
     };
-    let stream = async_stream(move |tx| async move {
-        for change in backlog {
-            cursor = cursor.max(change.event_seq);
-            if !send_change(&tx, &s, &caller, &change).await {
-                return;
-            }
+    let stream = async_stream(move |tx| feed(tx, s, caller, live, backlog));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// How many events before `Last-Event-ID` a reconnecting client is sent again.
+const CATCH_UP_MARGIN: i64 = 256;
+
+/// Sends the backlog, then live changes; an alert is sent again only for a newer change.
+async fn feed(
+    tx: tokio::sync::mpsc::Sender<Event>,
+    s: AppState,
+    caller: Caller,
+    mut live: tokio::sync::broadcast::Receiver<AlertChange>,
+    backlog: Vec<AlertChange>,
+) {
+    let mut sent: HashMap<i64, i64> = HashMap::new();
+    let mut cursor = 0;
+    for change in backlog {
+        if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+            return;
         }
-        let mut status_tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                msg = live.recv() => match msg {
-                    Ok(change) => {
-                        if change.event_seq <= cursor {
-                            continue;
-                        }
-                        cursor = change.event_seq;
-                        if !send_change(&tx, &s, &caller, &change).await {
-                            return;
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        // Too far behind the live feed: read what was missed from the store.
-                        let Ok(missed) = s.store.changes_since(cursor).await else { return };
-                        for change in missed {
-                            cursor = cursor.max(change.event_seq);
-                            if !send_change(&tx, &s, &caller, &change).await {
-                                return;
-                            }
-                        }
-                    }
-                    Err(RecvError::Closed) => return,
-                },
-                _ = status_tick.tick() => {
-                    let status = super::status(&s).await;
-                    let event = Event::default().event("status").json_data(status).unwrap_or_default();
-                    if tx.send(event).await.is_err() {
+    }
+    let mut status_tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            msg = live.recv() => match msg {
+                Ok(change) => {
+                    if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {
                         return;
                     }
                 }
+                Err(RecvError::Lagged(_)) => {
+                    // Too far behind the live feed: read what was missed from the store.
+                    let from = cursor.saturating_sub(CATCH_UP_MARGIN);
+                    let Ok(missed) = s.store.changes_since(from).await else { return };
+                    for change in missed {
+                        if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+                            return;
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = status_tick.tick() => {
+                let status = super::status(&s).await;
+                let event = Event::default().event("status").json_data(status).unwrap_or_default();
+                if tx.send(event).await.is_err() {
+                    return;
+                }
             }
         }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    }
+}
+
+/// Sends a change unless this alert was already sent at that change or a later one.
+async fn send_new(
+    tx: &tokio::sync::mpsc::Sender<Event>,
+    s: &AppState,
+    caller: &Caller,
+    sent: &mut HashMap<i64, i64>,
+    cursor: &mut i64,
+    change: &AlertChange,
+) -> bool {
+    if sent
+        .get(&change.alert.id)
+        .is_some_and(|seq| *seq >= change.event_seq)
+    {
+        return true;
+    }
+    sent.insert(change.alert.id, change.event_seq);
+    if sent.len() > 100_000 {
+        // Bounded memory on a very long stream: forget the oldest half.
+        let mut seqs: Vec<i64> = sent.values().copied().collect();
+        seqs.sort_unstable();
+        let median = seqs[seqs.len() / 2];
+        sent.retain(|_, seq| *seq >= median);
+    }
+    *cursor = (*cursor).max(change.event_seq);
+    send_change(tx, s, caller, change).await
 }
 
 async fn send_change(
