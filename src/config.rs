@@ -48,6 +48,9 @@ pub struct Config {
     /// Mark the session cookie `Secure`: set when the console is served over TLS (directly
     /// or behind a TLS-terminating proxy).
     pub secure_cookies: bool,
+    /// XYZ street-tile URL template for the console's situation map (e.g.
+    /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
+    pub map_tile_url: Option<String>,
     pub policy: PolicyConfig,
 }
 
@@ -68,6 +71,7 @@ impl Default for Config {
             session_idle_s: 15 * 60,
             session_absolute_s: 12 * 3600,
             secure_cookies: false,
+            map_tile_url: None,
             policy: PolicyConfig::default(),
         }
     }
@@ -141,6 +145,9 @@ impl Config {
         }
         if let Some(v) = get("VAKT_SECURE_COOKIES") {
             self.secure_cookies = parse("VAKT_SECURE_COOKIES", v)?;
+        }
+        if let Some(v) = get("VAKT_MAP_TILE_URL").filter(|v| !v.is_empty()) {
+            self.map_tile_url = Some(v);
         }
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
             self.silence_grace_s = parse("VAKT_SILENCE_GRACE_S", v)?;

@@ -141,6 +141,11 @@ pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice
             risk: c.risk,
             region: c.region.into(),
             response_plan: Some(c.plan.into()),
+            relatives: vec![crate::domain::Relative {
+                name: "Maria (sister)".into(),
+                relation: Some("sister".into()),
+                phone: Some(format!("+46 70 000 01 0{n}")),
+            }],
             closed_at: None,
         };
         store.insert_case(&case, now).await?;

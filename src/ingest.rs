@@ -206,7 +206,6 @@ async fn poll(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                metrics.broker_connected.store(true, Ordering::Relaxed);
                 tracing::info!(
                     session_present = ack.session_present,
                     "ingest connected to the broker"
@@ -215,6 +214,10 @@ async fn poll(
                 if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
                     tracing::error!(error = %e, "cannot subscribe");
                 }
+            }
+            // Ready only once subscribed: before that, a brand-new session would miss messages.
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                metrics.broker_connected.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if tx.send(p).await.is_err() {

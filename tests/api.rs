@@ -376,6 +376,9 @@ async fn the_openapi_document_is_3_1_and_lists_the_contract_paths() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/api/users",
+        "/api/orders/{id}",
+        "/api/status",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
@@ -462,4 +465,162 @@ async fn a_malformed_path_query_or_method_is_a_problem_too() {
         .await
         .unwrap();
     assert_eq!(problem(resp).await.0, 404);
+}
+
+#[tokio::test]
+async fn an_admin_adds_users_and_nobody_else_may() {
+    let app = TestApp::start().await;
+    let body = json!({"username": "eva.k", "password": "a-long-password-1", "role": "officer", "region": "Syd"});
+    let resp = app
+        .coordinator
+        .post(app.url("/api/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    let created: Value = app.post(&app.admin, "/api/users", body.clone()).await;
+    assert_eq!(
+        (created["role"].as_str(), created["region"].as_str()),
+        (Some("officer"), Some("Syd"))
+    );
+    let resp = app
+        .admin
+        .post(app.url("/api/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 409);
+    let resp = app
+        .admin
+        .post(app.url("/api/users"))
+        .json(&json!({"username": "x", "password": "short", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.1["field"], "password");
+    let users = app.get(&app.admin, "/api/users").await;
+    assert!(users
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["username"] == "eva.k"));
+    assert!(
+        !users.to_string().contains("argon2"),
+        "no password hashes leave the server"
+    );
+
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "eva.k", "password": "a-long-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_coordinator_edits_an_orders_zones_and_validity_and_the_ingest_uses_them_at_once() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let orders = app
+        .get(
+            &app.coordinator,
+            &format!("/api/cases/{}/orders", d.case_id),
+        )
+        .await;
+    let order_id = orders[0]["id"].as_str().unwrap().to_owned();
+    let far = (HOME.0 + 0.05, HOME.1);
+    let resp = app
+        .coordinator
+        .patch(app.url(&format!("/api/orders/{order_id}")))
+        .json(&json!({"zones": [{"name": "Cabin", "geometry": {"type": "Point", "coordinates": [far.1, far.0]}, "radius_m": 200}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let changed: Value = resp.json().await.unwrap();
+    assert_eq!(changed["zones"][0]["name"], "Cabin");
+    assert_eq!(
+        changed["restrained"]["name"], "Mikael Berg",
+        "what the change leaves out is kept"
+    );
+
+    let device = app.connect(&d).await;
+    device
+        .alarm("panic", Some(fix_near_home()), None)
+        .await
+        .unwrap();
+    let alert = app.wait_for_alert(&d.id, |_| true).await;
+    let reasons = alert["reasons"].to_string();
+    assert!(reasons.contains("from exclusion zone 'Cabin'"), "{reasons}");
+
+    let resp = app
+        .coordinator
+        .patch(app.url(&format!("/api/orders/{order_id}")))
+        .json(&json!({"valid_to": "2000-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.1["field"], "valid_to");
+    let audit = app
+        .get(&app.admin, &format!("/api/audit?case_id={}", d.case_id))
+        .await;
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "order_changed"));
+}
+
+#[tokio::test]
+async fn a_case_keeps_its_relatives() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let relatives =
+        json!([{"name": "Maria Lindqvist", "relation": "sister", "phone": "+46 70 111 22 33"}]);
+    let resp = app
+        .coordinator
+        .patch(app.url(&format!("/api/cases/{}", d.case_id)))
+        .json(&json!({"relatives": relatives}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let case = app
+        .get(&app.officer, &format!("/api/cases/{}", d.case_id))
+        .await;
+    assert_eq!(case["relatives"], relatives);
+    let resp = app
+        .coordinator
+        .patch(app.url(&format!("/api/cases/{}", d.case_id)))
+        .json(&json!({"relatives": [{"name": ""}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.1["field"], "relatives[0].name");
+}
+
+#[tokio::test]
+async fn the_status_counts_open_alerts_per_priority_in_the_callers_regions() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    device.alarm("panic", None, None).await.unwrap();
+    app.wait_for_alert(&d.id, |_| true).await;
+    let status = app.get(&app.officer, "/api/status").await;
+    assert_eq!(
+        (status["broker"].as_bool(), status["database"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(status["open_by_priority"]["1"], 1);
+    assert_eq!(status["devices_silent"], 0);
+    let other = app.client_for("syd", Role::Officer, Some("Syd")).await;
+    assert_eq!(
+        app.get(&other, "/api/status").await["open_by_priority"]["1"],
+        0
+    );
+    assert!(app.get(&app.officer, "/api/console-config").await["tile_url"].is_null());
 }

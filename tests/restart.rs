@@ -130,6 +130,7 @@ async fn seed(store: &SharedStore) -> (String, String, String) {
         risk: Risk::Medium,
         region: "Stockholm".into(),
         response_plan: None,
+        relatives: vec![],
         closed_at: None,
     };
     store.insert_case(&case, now).await.unwrap();

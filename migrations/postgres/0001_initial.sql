@@ -40,6 +40,7 @@ CREATE TABLE cases (
     risk          TEXT NOT NULL,
     region        TEXT NOT NULL,
     response_plan TEXT,
+    relatives     TEXT NOT NULL DEFAULT '[]',
     created_at    BIGINT NOT NULL,
     closed_at     BIGINT
 );

@@ -138,6 +138,7 @@ pub(crate) mod tests {
                 risk,
                 region: "Stockholm".into(),
                 response_plan: None,
+                relatives: vec![],
                 closed_at: None,
             },
             address: Some(Address {

@@ -143,7 +143,17 @@ pub struct Case {
     pub risk: Risk,
     pub region: String,
     pub response_plan: Option<String>,
+    /// People close to the protected person: who to call, who may also carry a device.
+    pub relatives: Vec<Relative>,
     pub closed_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relative {
+    pub name: String,
+    pub relation: Option<String>,
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

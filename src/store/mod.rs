@@ -200,6 +200,7 @@ pub struct AuditEntry {
 pub struct CasePatch {
     pub risk: Option<Risk>,
     pub response_plan: Option<Option<String>>,
+    pub relatives: Option<Vec<crate::domain::Relative>>,
 }
 
 #[async_trait]
@@ -211,6 +212,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates the user or replaces its role, region and password (demo and admin resets).
     async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
     async fn user(&self, username: &str) -> Result<User>;
+    async fn users(&self) -> Result<Vec<User>>;
     async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
     /// The session's user, if the session exists and was used after `idle_since`; touches it.
     async fn session_user(
@@ -234,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close_case(&self, id: &str, at: Millis) -> Result<Case>;
     async fn insert_order(&self, order: &Order, at: Millis) -> Result<()>;
     async fn orders(&self) -> Result<Vec<Order>>;
+    async fn order(&self, id: &str) -> Result<Order>;
+    /// Replaces everything of an order but its id and case.
+    async fn update_order(&self, order: &Order) -> Result<()>;
     async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>>;
 
     async fn insert_device(&self, device: &DeviceRecord) -> Result<()>;

@@ -105,6 +105,8 @@ macro_rules! sql_store {
                         .ok_or_else(|| corrupt("risk"))?,
                     region: row.try_get("region")?,
                     response_plan: row.try_get("response_plan")?,
+                    relatives: serde_json::from_str(&row.try_get::<String, _>("relatives")?)
+                        .map_err(|_| corrupt("relatives"))?,
                     closed_at: row.try_get("closed_at")?,
                 })
             }
@@ -309,6 +311,13 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn users(&self) -> Result<Vec<User>> {
+                let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::user_from).collect()
+            }
+
             async fn user(&self, username: &str) -> Result<User> {
                 let row = sqlx::query("SELECT * FROM users WHERE username = $1")
                     .bind(username)
@@ -419,8 +428,8 @@ macro_rules! sql_store {
 
             async fn insert_case(&self, c: &Case, at: Millis) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO cases (id, reference, person_id, risk, region, response_plan, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO cases (id, reference, person_id, risk, region, response_plan, created_at, relatives) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&c.id)
                 .bind(&c.reference)
@@ -429,6 +438,7 @@ macro_rules! sql_store {
                 .bind(&c.region)
                 .bind(&c.response_plan)
                 .bind(at)
+                .bind(serde_json::to_string(&c.relatives).map_err(|_| corrupt("relatives"))?)
                 .execute(&self.pool)
                 .await
                 .map_err(|e| conflict_on_unique(e, "a case with that reference exists"))?;
@@ -456,6 +466,13 @@ macro_rules! sql_store {
                 if let Some(risk) = patch.risk {
                     sqlx::query("UPDATE cases SET risk = $1 WHERE id = $2")
                         .bind(risk.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(relatives) = &patch.relatives {
+                    sqlx::query("UPDATE cases SET relatives = $1 WHERE id = $2")
+                        .bind(serde_json::to_string(relatives).map_err(|_| corrupt("relatives"))?)
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
@@ -513,6 +530,41 @@ macro_rules! sql_store {
                 let q = format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY valid_from, id");
                 let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await?;
                 rows.iter().map(Self::order_from).collect()
+            }
+
+            async fn order(&self, id: &str) -> Result<Order> {
+                let q = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::order_from(&row)
+            }
+
+            async fn update_order(&self, o: &Order) -> Result<()> {
+                let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
+                let done = sqlx::query(
+                    "UPDATE orders SET kind = $1, restrained_name = $2, restrained_description = $3, \
+                     restrained_vehicle = $4, restrained_photo_ref = $5, valid_from = $6, valid_to = $7, \
+                     zones = $8, tag_device_id = $9 WHERE id = $10",
+                )
+                .bind(o.kind.as_str())
+                .bind(&o.restrained.name)
+                .bind(&o.restrained.description)
+                .bind(&o.restrained.vehicle)
+                .bind(&o.restrained.photo_ref)
+                .bind(o.valid_from)
+                .bind(o.valid_to)
+                .bind(zones)
+                .bind(&o.tag_device_id)
+                .bind(&o.id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
             }
 
             async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>> {

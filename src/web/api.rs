@@ -14,7 +14,7 @@ use crate::directory::Index;
 use crate::domain::geo::{zone_from_geojson, zone_to_geojson};
 use crate::domain::{
     now_ms, parse_rfc3339, rfc3339, Address, Alert, AlertState, Case, DeviceKind, DeviceStatus,
-    Order, OrderKind, Outcome, Person, Position, Restrained, Risk,
+    Order, OrderKind, Outcome, Person, Position, Relative, Restrained, Risk,
 };
 use crate::protocol::{DeviceId, DeviceKey, Feedback};
 use crate::store::{CasePatch, DeviceHealth, DeviceRecord, HistoryEntry, Role};
@@ -212,6 +212,28 @@ pub struct NewCase {
     pub risk: Risk,
     pub region: String,
     pub response_plan: Option<String>,
+    #[serde(default)]
+    pub relatives: Vec<Relative>,
+}
+
+fn relatives(list: Vec<Relative>) -> ApiResult<Vec<Relative>> {
+    if list.len() > 20 {
+        return Err(ApiError::invalid("relatives", "at most 20"));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Ok(Relative {
+                name: text(&format!("relatives[{i}].name"), &r.name, 200)?,
+                relation: optional_text(
+                    &format!("relatives[{i}].relation"),
+                    r.relation.as_deref(),
+                    100,
+                )?,
+                phone: optional_text(&format!("relatives[{i}].phone"), r.phone.as_deref(), 40)?,
+            })
+        })
+        .collect()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -222,6 +244,7 @@ pub struct CaseOut {
     pub risk: Risk,
     pub region: String,
     pub response_plan: Option<String>,
+    pub relatives: Vec<Relative>,
     pub closed_at: Option<String>,
 }
 
@@ -233,6 +256,7 @@ fn case_out(c: &Case) -> CaseOut {
         risk: c.risk,
         region: c.region.clone(),
         response_plan: c.response_plan.clone(),
+        relatives: c.relatives.clone(),
         closed_at: c.closed_at.map(rfc3339),
     }
 }
@@ -275,6 +299,7 @@ pub async fn create_case(
         risk: req.risk,
         region,
         response_plan: optional_text("response_plan", req.response_plan.as_deref(), 4000)?,
+        relatives: relatives(req.relatives)?,
         closed_at: None,
     };
     let now = now_ms();
@@ -353,11 +378,15 @@ pub struct CaseChange {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub response_plan: Option<Option<String>>,
+    /// Replaces the list when given.
+    pub relatives: Option<Vec<Relative>>,
 }
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[utoipa::path(patch, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path)), request_body = CaseChange,
@@ -382,6 +411,7 @@ pub async fn patch_case(
             &CasePatch {
                 risk: req.risk,
                 response_plan: plan,
+                relatives: req.relatives.map(relatives).transpose()?,
             },
         )
         .await?;
@@ -505,12 +535,39 @@ pub async fn create_order(
 ) -> ApiResult<(StatusCode, Json<OrderOut>)> {
     caller.require(&[Role::Coordinator])?;
     let case = case_in_region(&s, &caller, &case_id).await?;
+    let order = validate_order(&s, new_id("o"), case.id.clone(), req).await?;
+    let now = now_ms();
+    s.store.insert_order(&order, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "order_created",
+            Some(&order.id),
+            Some(&case.id),
+            None,
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    Ok((StatusCode::CREATED, Json(order_out(&order))))
+}
+
+/// Checks an order as the API receives it, for creating or replacing one.
+async fn validate_order(
+    s: &AppState,
+    id: String,
+    case_id: String,
+    req: NewOrder,
+) -> ApiResult<Order> {
     let valid_from = parse_rfc3339(&req.valid_from)
         .ok_or_else(|| ApiError::invalid("valid_from", "not an RFC 3339 time"))?;
     let valid_to = parse_rfc3339(&req.valid_to)
         .ok_or_else(|| ApiError::invalid("valid_to", "not an RFC 3339 time"))?;
     if valid_to <= valid_from {
         return Err(ApiError::invalid("valid_to", "must be after valid_from"));
+    }
+    if req.zones.len() > 50 {
+        return Err(ApiError::invalid("zones", "at most 50 zones"));
     }
     let mut zones = Vec::with_capacity(req.zones.len());
     for (i, z) in req.zones.iter().enumerate() {
@@ -540,9 +597,9 @@ pub async fn create_order(
             Err(e) => return Err(e.into()),
         }
     }
-    let order = Order {
-        id: new_id("o"),
-        case_id: case.id.clone(),
+    Ok(Order {
+        id,
+        case_id,
         kind: req.kind,
         restrained: Restrained {
             name: text("restrained.name", &req.restrained.name, 200)?,
@@ -562,21 +619,78 @@ pub async fn create_order(
         valid_to,
         zones,
         tag_device_id: req.tag_device_id,
+    })
+}
+
+async fn order_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Order> {
+    let order = s.store.order(id).await?;
+    case_in_region(s, caller, &order.case_id).await?;
+    Ok(order)
+}
+
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderOut), (status = 404, body = Problem)))]
+pub async fn get_order(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderOut>> {
+    caller.require(&[Role::Coordinator, Role::Officer])?;
+    Ok(Json(order_out(&order_in_region(&s, &caller, &id).await?)))
+}
+
+/// A change to an order: every member optional, the rest kept.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderChange {
+    pub kind: Option<OrderKind>,
+    pub restrained: Option<RestrainedIn>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
+    pub zones: Option<Vec<ZoneIo>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub tag_device_id: Option<Option<String>>,
+}
+
+#[utoipa::path(patch, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path)), request_body = OrderChange,
+    responses((status = 200, body = OrderOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch_order(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<OrderChange>,
+) -> ApiResult<Json<OrderOut>> {
+    caller.require(&[Role::Coordinator])?;
+    let current = order_in_region(&s, &caller, &id).await?;
+    let now_out = order_out(&current);
+    let merged = NewOrder {
+        kind: req.kind.unwrap_or(current.kind),
+        restrained: req.restrained.unwrap_or(RestrainedIn {
+            name: current.restrained.name.clone(),
+            description: current.restrained.description.clone(),
+            vehicle: current.restrained.vehicle.clone(),
+            photo_ref: current.restrained.photo_ref.clone(),
+        }),
+        valid_from: req.valid_from.unwrap_or(now_out.valid_from),
+        valid_to: req.valid_to.unwrap_or(now_out.valid_to),
+        zones: req.zones.unwrap_or(now_out.zones),
+        tag_device_id: req.tag_device_id.unwrap_or(current.tag_device_id.clone()),
     };
-    let now = now_ms();
-    s.store.insert_order(&order, now).await?;
+    let order = validate_order(&s, current.id.clone(), current.case_id.clone(), merged).await?;
+    s.store.update_order(&order).await?;
     s.store
         .audit(
             Some(&caller.username),
-            "order_created",
+            "order_changed",
             Some(&order.id),
-            Some(&case.id),
+            Some(&order.case_id),
             None,
-            now,
+            now_ms(),
         )
         .await?;
     s.refresh_directory().await;
-    Ok((StatusCode::CREATED, Json(order_out(&order))))
+    Ok(Json(order_out(&order)))
 }
 
 #[utoipa::path(get, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = [OrderOut])))]
@@ -1156,4 +1270,119 @@ pub async fn audit(
     Ok(Json(
         s.store.audit_entries(q.case_id.as_deref(), limit).await?,
     ))
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Serialize, ToSchema)]
+pub struct UserOut {
+    pub username: String,
+    pub role: Role,
+    pub region: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    /// At least 12 characters.
+    pub password: String,
+    pub role: Role,
+    /// None: national.
+    pub region: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = [UserOut]), (status = 403, body = Problem)))]
+pub async fn list_users(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<UserOut>>> {
+    if !caller.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let users = s.store.users().await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|u| UserOut {
+                username: u.username,
+                role: u.role,
+                region: u.region,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_user(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<NewUser>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
+    if !caller.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let username = text("username", &req.username, 64)?;
+    if !username
+        .chars()
+        .all(|c| c.is_alphanumeric() || "._-@".contains(c))
+    {
+        return Err(ApiError::invalid(
+            "username",
+            "letters, digits and . _ - @ only",
+        ));
+    }
+    if req.password.chars().count() < 12 {
+        return Err(ApiError::invalid("password", "at least 12 characters"));
+    }
+    let region = optional_text("region", req.region.as_deref(), 100)?;
+    let user = crate::store::User {
+        username: username.clone(),
+        role: req.role,
+        region: region.clone(),
+        password_hash: super::auth::hash_password(&req.password),
+        totp_secret: None,
+    };
+    let now = now_ms();
+    s.store.insert_user(&user, now).await?;
+    s.store
+        .audit(
+            Some(&caller.username),
+            "user_added",
+            Some(&username),
+            None,
+            Some(req.role.as_str()),
+            now,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserOut {
+            username,
+            role: req.role,
+            region,
+        }),
+    ))
+}
+
+// ---------------------------------------------------------------- console support
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsoleConfig {
+    /// XYZ tile URL template for street maps beneath the situation map; null: geometry only.
+    pub tile_url: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/console-config", tag = "console", responses((status = 200, body = ConsoleConfig)))]
+pub async fn console_config(State(s): State<AppState>, _caller: Caller) -> Json<ConsoleConfig> {
+    Json(ConsoleConfig {
+        tile_url: s.config.map_tile_url.clone(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/status", tag = "console", responses((status = 200, body = super::Status)))]
+pub async fn status(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<super::Status>> {
+    caller.require(&[Role::Officer, Role::Coordinator])?;
+    Ok(Json(super::status_for(&s, &caller).await))
 }

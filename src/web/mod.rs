@@ -53,7 +53,8 @@ impl AppState {
         auth::login, auth::logout, auth::me,
         api::create_person, api::list_persons, api::get_person,
         api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
-        api::create_order, api::list_orders,
+        api::create_order, api::list_orders, api::get_order, api::patch_order,
+        api::list_users, api::create_user, api::console_config, api::status,
         api::create_device, api::list_devices, api::get_device, api::issue_device, api::return_device,
         api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, sse::stream,
         api::audit, healthz, readyz, metrics,
@@ -64,11 +65,9 @@ impl AppState {
 pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
+    let csp = content_security_policy(state.config.map_tile_url.as_deref());
     Router::new()
-        .route("/", get(console::index))
-        .route("/console.js", get(console::script))
-        .route("/i18n.js", get(console::i18n))
-        .route("/console.css", get(console::style))
+        .merge(console::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -101,9 +100,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/alerts/{id}/resolve", post(api::resolve_alert))
         .route("/api/audit", get(api::audit))
+        .route(
+            "/api/orders/{id}",
+            get(api::get_order).patch(api::patch_order),
+        )
+        .route("/api/users", get(api::list_users).post(api::create_user))
+        .route("/api/console-config", get(api::console_config))
+        .route("/api/status", get(api::status))
         .fallback(not_found)
         .layer(axum::middleware::map_response(problem_for_every_error))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(move |resp| {
+            security_headers(resp, csp.clone())
+        }))
         .with_state(state)
 }
 
@@ -111,13 +119,39 @@ async fn not_found() -> error::ApiError {
     error::ApiError::NotFound
 }
 
-/// Headers every response carries: no framing, no sniffing, scripts only from here.
-async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+/// Scripts, styles and connections only from here; images also from the tile server, when
+/// one is configured for the situation map.
+fn content_security_policy(tile_url: Option<&str>) -> HeaderValue {
+    let tiles = tile_url
+        .and_then(origin_of)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'self'; img-src 'self' data:{tiles}; style-src 'self'; script-src 'self'; \
+         connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+}
+
+/// `https://tile.example:8443` of `https://tile.example:8443/{z}/{x}/{y}.png`.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    let ok = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    ok.then(|| format!("{scheme}://{host}"))
+}
+
+/// Headers every response carries: no framing, no sniffing, scripts only from here.
+async fn security_headers(
+    mut resp: axum::response::Response,
+    csp: HeaderValue,
+) -> axum::response::Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -177,16 +211,63 @@ pub async fn healthz() -> &'static str {
 pub struct Status {
     pub database: bool,
     pub broker: bool,
+    /// Issued alarm devices not heard within their deadline, in the caller's regions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices_silent: Option<u64>,
+    /// Open and acknowledged alerts per priority, in the caller's regions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub open_by_priority: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 pub async fn status(s: &AppState) -> Status {
+    use std::sync::atomic::Ordering::Relaxed;
     Status {
-        database: s.store.ping().await.is_ok(),
-        broker: s
-            .metrics
-            .broker_connected
-            .load(std::sync::atomic::Ordering::Relaxed),
+        database: !s.metrics.store_failing.load(Relaxed) && s.store.ping().await.is_ok(),
+        broker: s.metrics.broker_connected.load(Relaxed),
+        devices_silent: None,
+        open_by_priority: None,
     }
+}
+
+/// The status strip of one officer: health plus counts in the officer's regions.
+pub async fn status_for(s: &AppState, caller: &auth::Caller) -> Status {
+    let mut st = status(s).await;
+    let now = crate::domain::now_ms();
+    let index = s.directory.snapshot();
+    if let Ok(devices) = s.store.devices().await {
+        let silent = devices
+            .iter()
+            .filter(|d| d.kind == crate::domain::DeviceKind::Alarm)
+            .filter(|d| d.status == crate::domain::DeviceStatus::Issued)
+            .filter(|d| {
+                let region = d
+                    .case_id
+                    .as_ref()
+                    .and_then(|c| index.cases.get(c))
+                    .map(|c| c.region.as_str());
+                region.is_some() && caller.covers(region)
+            })
+            .filter(|d| {
+                let hb = api::effective_hb(s, d);
+                api::connection_state(&d.health, hb, s.config.silence_grace_s, now) == "silent"
+            })
+            .count();
+        st.devices_silent = Some(silent as u64);
+    }
+    let states = [
+        crate::domain::AlertState::Open,
+        crate::domain::AlertState::Acknowledged,
+    ];
+    if let Ok(alerts) = s.store.alerts(&states).await {
+        let mut counts: std::collections::BTreeMap<String, u64> =
+            (1..=4).map(|p| (p.to_string(), 0)).collect();
+        for a in alerts.iter().filter(|a| caller.covers(a.region.as_deref())) {
+            *counts.entry(a.priority.get().to_string()).or_default() += 1;
+        }
+        st.open_by_priority = Some(counts);
+    }
+    st
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",

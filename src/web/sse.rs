@@ -87,7 +87,7 @@ async fn feed(
                 Err(RecvError::Closed) => return,
             },
             _ = status_tick.tick() => {
-                let status = super::status(&s).await;
+                let status = super::status_for(&s, &caller).await;
                 let event = Event::default().event("status").json_data(status).unwrap_or_default();
                 if tx.send(event).await.is_err() {
                     return;
