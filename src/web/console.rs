@@ -2,6 +2,19 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+
+/// The pages and their assets.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/console.js", get(script))
+        .route("/i18n.js", get(i18n))
+        .route("/console.css", get(style))
+}
 
 macro_rules! asset {
     ($fn:ident, $file:literal, $mime:literal) => {
