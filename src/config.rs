@@ -39,8 +39,9 @@ pub struct Config {
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
     pub database_url: Option<Secret>,
     pub data_dir: PathBuf,
-    /// Seconds added to `2 × heartbeat interval` before a device counts as silent.
-    pub silence_grace_s: u64,
+    /// Seconds added to `2 × heartbeat interval` before a device counts as silent, for every
+    /// supervision class (overrides `[supervision] classes`).
+    pub silence_grace_s: Option<u64>,
     /// Heartbeat interval assumed before a device has said hello.
     pub default_hb_s: u32,
     pub session_idle_s: u64,
@@ -52,6 +53,33 @@ pub struct Config {
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
     pub map_tile_url: Option<String>,
     pub policy: PolicyConfig,
+    pub supervision: SupervisionConfig,
+}
+
+/// Silence grace per supervision class, and the alert timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// Grace in seconds per class; a device names its class (default `standard`).
+    pub classes: std::collections::BTreeMap<String, u64>,
+    /// An unacknowledged alert of priority 1, 2, 3 is overdue after these seconds.
+    pub overdue_p1_s: u64,
+    pub overdue_p2_s: u64,
+    pub overdue_p3_s: u64,
+    /// Orders with zones that end within this many days raise a reminder.
+    pub order_ending_days: u64,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            classes: [("standard".to_owned(), 30), ("strict".to_owned(), 10)].into(),
+            overdue_p1_s: 30,
+            overdue_p2_s: 120,
+            overdue_p3_s: 600,
+            order_ending_days: 7,
+        }
+    }
 }
 
 impl Default for Config {
@@ -66,13 +94,14 @@ impl Default for Config {
             mqtt_share_group: "vakt".into(),
             database_url: None,
             data_dir: PathBuf::from("vakt-data"),
-            silence_grace_s: 30,
+            silence_grace_s: None,
             default_hb_s: 60,
             session_idle_s: 15 * 60,
             session_absolute_s: 12 * 3600,
             secure_cookies: false,
             map_tile_url: None,
             policy: PolicyConfig::default(),
+            supervision: SupervisionConfig::default(),
         }
     }
 }
@@ -150,9 +179,22 @@ impl Config {
             self.map_tile_url = Some(v);
         }
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
-            self.silence_grace_s = parse("VAKT_SILENCE_GRACE_S", v)?;
+            self.silence_grace_s = Some(parse("VAKT_SILENCE_GRACE_S", v)?);
         }
         Ok(())
+    }
+
+    /// Grace of a supervision class: `silence_grace_s` (VAKT_SILENCE_GRACE_S) wins over every
+    /// class; an unknown class gets the `standard` one (or 30 s).
+    pub fn grace_for(&self, class: &str) -> u64 {
+        self.silence_grace_s.unwrap_or_else(|| {
+            let classes = &self.supervision.classes;
+            classes
+                .get(class)
+                .or_else(|| classes.get("standard"))
+                .copied()
+                .unwrap_or(30)
+        })
     }
 
     /// The database to open: the configured URL, or SQLite in the data directory.
@@ -180,7 +222,7 @@ mod tests {
     fn the_environment_wins_over_the_file() {
         let mut c: Config =
             toml::from_str("http_addr = \"0.0.0.0:9000\"\nsilence_grace_s = 5").unwrap();
-        assert_eq!(c.silence_grace_s, 5);
+        assert_eq!(c.grace_for("standard"), 5);
         c.apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "127.0.0.1:9100".to_owned()))
             .unwrap();
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:9100");

@@ -243,6 +243,7 @@ async fn add_device(
             holder_person_id: None,
             created_at: now,
             issued_at: None,
+            supervision_class: "standard".into(),
             health: DeviceHealth::default(),
         })
         .await

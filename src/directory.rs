@@ -17,6 +17,7 @@ pub struct DeviceEntry {
     pub status: DeviceStatus,
     /// Heartbeat interval set by a coordinator; wins over the device's `hello`.
     pub hb_interval_s: Option<u32>,
+    pub supervision_class: String,
     /// Present when the device is issued to an open case.
     pub context: Option<Arc<DeviceContext>>,
 }
@@ -46,11 +47,17 @@ impl Index {
 #[derive(Clone, Default)]
 pub struct Directory {
     inner: Arc<RwLock<Arc<Index>>>,
+    /// Bumped on every reload, so supervision knows when to look again.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Directory {
     pub fn snapshot(&self) -> Arc<Index> {
         self.inner.read().expect("directory lock").clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn device(&self, id: &str) -> Option<DeviceEntry> {
@@ -102,12 +109,15 @@ impl Directory {
                     kind: d.kind,
                     status: d.status,
                     hb_interval_s: d.hb_interval_s,
+                    supervision_class: d.supervision_class.clone(),
                     context,
                 },
             );
         }
         index.cases = cases;
         *self.inner.write().expect("directory lock") = Arc::new(index);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::{self, Feedback, Freshness, Message, Payload, ProtocolError, ReplayWindow};
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
+use crate::supervise::Supervision;
 
 /// How the ingest reaches its broker.
 #[derive(Debug, Clone)]
@@ -117,6 +118,7 @@ pub struct Ingest {
     /// Last stored security event per (device, kind): floods are counted, not stored.
     security_last: HashMap<(String, &'static str), Millis>,
     last_reload: Millis,
+    supervision: Supervision,
 }
 
 /// A message from an unknown device reloads the directory at most this often.
@@ -124,22 +126,46 @@ const DIRECTORY_RELOAD_MIN_MS: Millis = 2_000;
 
 /// Security events of one kind from one device are stored at most this often.
 const SECURITY_EVENT_EVERY_MS: Millis = 10_000;
-const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// Health rows (and so the liveness other instances read) are written this often.
+const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub struct IngestHandle {
     pub downlink: Downlink,
+    /// Where a drained session of a dead instance hands its messages.
+    pub deliveries: mpsc::Sender<Delivery>,
+}
+
+/// A message to take in, and who acknowledges it to the broker once it is stored.
+pub struct Delivery {
+    pub publish: Publish,
+    /// `None`: the ingest's own connection; `Some`: tell this sender instead.
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// What the ingest works with besides its broker link.
+pub struct IngestParts {
+    pub store: SharedStore,
+    pub directory: Directory,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+    pub policy: PolicyConfig,
+    pub supervision: Supervision,
 }
 
 /// Connects to the broker and starts the ingest; returns at once.
 pub async fn start(
     link: BrokerLink,
-    store: SharedStore,
-    directory: Directory,
-    hub: Hub,
-    metrics: Arc<Metrics>,
-    policy: PolicyConfig,
+    parts: IngestParts,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
+    let IngestParts {
+        store,
+        directory,
+        hub,
+        metrics,
+        policy,
+        supervision,
+    } = parts;
     let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
     options
         .set_clean_session(false)
@@ -168,6 +194,7 @@ pub async fn start(
         pending_health: HashMap::new(),
         security_last: HashMap::new(),
         last_reload: 0,
+        supervision,
     };
     ingest.restore().await?;
     let filter = match &link.share_group {
@@ -179,12 +206,86 @@ pub async fn start(
         eventloop,
         client,
         filter,
-        tx,
+        tx.clone(),
         metrics,
         shutdown.clone(),
     ));
     tokio::spawn(ingest.process(rx, shutdown));
-    Ok(IngestHandle { downlink })
+    Ok(IngestHandle {
+        downlink,
+        deliveries: tx,
+    })
+}
+
+/// Takes over the persistent session of an instance that died, takes in what the broker
+/// had queued for it, and then ends the session, so the broker stops sending that
+/// instance's share of the devices into a queue nobody reads.
+pub async fn drain_session(
+    link: &BrokerLink,
+    client_id: &str,
+    deliveries: &mpsc::Sender<Delivery>,
+) -> usize {
+    let mut taken = 0;
+    for clean in [false, true] {
+        let mut options = MqttOptions::new(client_id, &link.host, link.port);
+        options
+            .set_clean_session(clean)
+            .set_manual_acks(true)
+            .set_keep_alive(Duration::from_secs(15))
+            .set_max_packet_size(64 * 1024, 64 * 1024);
+        if let Some(user) = &link.username {
+            options.set_credentials(user, link.password.clone().unwrap_or_default());
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut connected = false;
+        loop {
+            // Quiet for a second after connecting: the queue is empty.
+            let wait = if connected {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(5)
+            };
+            let event = match tokio::time::timeout(wait, eventloop.poll()).await {
+                Ok(e) => e,
+                Err(_) => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) if clean => break,
+                Ok(Event::Incoming(Packet::ConnAck(_))) => connected = true,
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let (done, stored) = tokio::sync::oneshot::channel();
+                    let delivery = Delivery {
+                        publish: p.clone(),
+                        done: Some(done),
+                    };
+                    if deliveries.send(delivery).await.is_err() || stored.await.is_err() {
+                        return taken;
+                    }
+                    taken += 1;
+                    if client.ack(&p).await.is_err() {
+                        break;
+                    }
+                    // Let the PUBACK go out before the next message.
+                    let _ = tokio::time::timeout(Duration::from_millis(50), eventloop.poll()).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(client_id, error = %e, "cannot drain a dead instance's session");
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+        }
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while eventloop.poll().await.is_ok() {}
+        })
+        .await;
+    }
+    taken
 }
 
 /// Drives the MQTT connection; hands every publish to the processor in arrival order.
@@ -192,7 +293,7 @@ async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
     filter: String,
-    tx: mpsc::Sender<Publish>,
+    tx: mpsc::Sender<Delivery>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -220,7 +321,14 @@ async fn poll(
                 metrics.broker_connected.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(p).await.is_err() {
+                if tx
+                    .send(Delivery {
+                        publish: p,
+                        done: None,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -249,18 +357,25 @@ impl Ingest {
 
     async fn process(
         mut self,
-        mut rx: mpsc::Receiver<Publish>,
+        mut rx: mpsc::Receiver<Delivery>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut flush = tokio::time::interval(HEALTH_FLUSH_EVERY);
         loop {
             tokio::select! {
-                p = rx.recv() => match p {
-                    Some(p) => {
+                d = rx.recv() => match d {
+                    Some(Delivery { publish: p, done }) => {
                         self.handle(&p.topic, &p.payload).await;
                         // Only now, with everything stored, may the broker forget the message.
-                        if let Err(e) = self.client.ack(&p).await {
-                            tracing::warn!(error = %e, "could not acknowledge to the broker");
+                        match done {
+                            Some(done) => {
+                                let _ = done.send(());
+                            }
+                            None => {
+                                if let Err(e) = self.client.ack(&p).await {
+                                    tracing::warn!(error = %e, "could not acknowledge to the broker");
+                                }
+                            }
                         }
                     }
                     None => break,
@@ -376,6 +491,7 @@ impl Ingest {
         // The last will is the broker speaking, not the device: it is no sign of life.
         if !offline {
             health.last_heard_at = Some(now);
+            self.supervision.heard(&device_id, now);
         }
         health.online = Some(!offline);
         let rt = self.devices.entry(device_id.clone()).or_default();
@@ -384,6 +500,8 @@ impl Ingest {
                 health.fw = Some(fw.clone());
                 health.reported_model = Some(model.clone());
                 health.hello_hb_s = Some(*hb_s);
+                self.supervision
+                    .reported_interval(&device_id, *hb_s, &self.directory);
                 if let Some(hb) = entry.hb_interval_s {
                     self.downlink.config(&device_id, hb).await;
                 }

@@ -5,10 +5,12 @@
 //! → [`protocol`] (decode and verify) → [`domain`] (correlate and triage, pure) → [`store`]
 //! (one transaction) → acknowledgement to the broker and a signed answer to the device →
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
-//! ingest reads instead of the database; [`config`] the settings; [`metrics`] the counters;
+//! ingest reads instead of the database; [`supervise`] watches for silent devices and
+//! overdue alerts; [`config`] the settings; [`metrics`] the counters;
 //! [`demo`] the seeded first look.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod directory;
@@ -18,6 +20,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod protocol;
 pub mod store;
+pub mod supervise;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -84,11 +87,25 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
 /// Starts everything `vakt serve` runs and returns once it listens.
 pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartError> {
     let store = open_store(&config).await?;
+    let config = Arc::new(config);
     let directory = Directory::default();
     directory.reload(&store).await?;
     let hub = Hub::new();
     let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Only several instances on one external broker share a subscription.
+    let clustered = config.mqtt_url.is_some() && !config.mqtt_share_group.is_empty();
+    let peers_pending = cluster::PeersPending::default();
+    let supervision = supervise::start(
+        config.clone(),
+        store.clone(),
+        directory.clone(),
+        hub.clone(),
+        metrics.clone(),
+        clustered.then(|| peers_pending.clone()),
+        shutdown_rx.clone(),
+    )
+    .await?;
 
     let (link, mqtt_host, mqtt_port) = match &config.mqtt_url {
         None => {
@@ -124,16 +141,26 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             (link, host, port)
         }
     };
-    let ingest = ingest::start(
-        link,
-        store.clone(),
-        directory.clone(),
-        hub.clone(),
-        metrics.clone(),
-        config.policy.clone(),
-        shutdown_rx.clone(),
-    )
-    .await?;
+    let parts = ingest::IngestParts {
+        store: store.clone(),
+        directory: directory.clone(),
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        policy: config.policy.clone(),
+        supervision: supervision.clone(),
+    };
+    let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
+
+    if clustered {
+        tokio::spawn(cluster::run(
+            store.clone(),
+            link,
+            ingest.deliveries.clone(),
+            metrics.clone(),
+            peers_pending,
+            shutdown_rx.clone(),
+        ));
+    }
 
     // Other instances change cases and devices too; pick their changes up regularly.
     tokio::spawn(refresh_regularly(
@@ -161,8 +188,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         directory,
         hub,
         metrics,
-        config: Arc::new(config),
+        config,
         downlink: Some(ingest.downlink),
+        supervision: Some(supervision),
         throttle: Arc::default(),
     };
     let app = web::router(state.clone());

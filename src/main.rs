@@ -184,6 +184,7 @@ async fn run() -> anyhow::Result<()> {
                 kind: DeviceKind::parse(&kind).expect("clap checked the kind"),
                 model,
                 hb_interval_s: hb,
+                supervision_class: None,
             };
             match vakt::web::api::add_device(&state, &req, None).await {
                 Ok(out) => {
@@ -281,6 +282,7 @@ fn offline_state(store: vakt::store::SharedStore, config: Config) -> vakt::web::
         metrics: Default::default(),
         config: std::sync::Arc::new(config),
         downlink: None,
+        supervision: None,
         throttle: Default::default(),
     }
 }

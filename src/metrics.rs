@@ -12,6 +12,8 @@ macro_rules! counters {
             pub broker_connected: AtomicBool,
             /// Whether the ingest is retrying a store write right now (not ready meanwhile).
             pub store_failing: AtomicBool,
+            /// Whether this instance leads supervision.
+            pub supervision_leader: AtomicBool,
         }
 
         impl Metrics {
@@ -25,6 +27,9 @@ macro_rules! counters {
                 let _ = writeln!(out, "# HELP vakt_broker_connected Whether the ingest is connected to the MQTT broker.");
                 let _ = writeln!(out, "# TYPE vakt_broker_connected gauge");
                 let _ = writeln!(out, "vakt_broker_connected {}", u8::from(self.broker_connected.load(Ordering::Relaxed)));
+                let _ = writeln!(out, "# HELP vakt_supervision_leader Whether this instance leads supervision.");
+                let _ = writeln!(out, "# TYPE vakt_supervision_leader gauge");
+                let _ = writeln!(out, "vakt_supervision_leader {}", u8::from(self.supervision_leader.load(Ordering::Relaxed)));
                 out
             }
         }
@@ -45,6 +50,8 @@ counters! {
     feedback_sent_total: "Signed acks sent to devices.",
     store_retries_total: "Store writes retried after a database error.",
     logins_failed_total: "Failed logins.",
+    silence_alerts_total: "Silence alerts raised (or updated) by supervision.",
+    overdue_alerts_total: "Alerts flagged overdue.",
 }
 
 impl Metrics {

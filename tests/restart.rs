@@ -48,7 +48,12 @@ impl Deployment {
     }
 
     fn spawn(&self) -> Child {
+        self.spawn_with(&[])
+    }
+
+    fn spawn_with(&self, env: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vakt"));
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .current_dir(self.dir.path())
             .env("VAKT_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
@@ -148,6 +153,7 @@ async fn seed(store: &SharedStore) -> (String, String, String) {
             holder_person_id: None,
             created_at: now,
             issued_at: None,
+            supervision_class: "standard".into(),
             health: DeviceHealth::default(),
         })
         .await
@@ -250,4 +256,160 @@ async fn an_alarm_sent_while_the_backend_is_down_is_taken_in_when_it_comes_back(
         .iter()
         .any(|a| a["device_id"] == id.as_str() && a["kind"] == "fall"));
     kill_9(&mut vakt);
+}
+
+/// Heartbeats from `dev` every `every` until `stop` is set.
+fn keep_beating(
+    dev: std::sync::Arc<SimDevice>,
+    every: Duration,
+) -> tokio::sync::watch::Sender<bool> {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let _ = dev.heartbeat(80, false, -70).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    });
+    stop
+}
+
+#[tokio::test]
+async fn a_device_that_keeps_beating_is_not_declared_silent_across_a_kill_9_and_restart() {
+    let dep = Deployment::new().await;
+    let store = vakt::store::open(&dep.database_url).await.unwrap();
+    let (token, id, key) = seed(&store).await;
+    let mut vakt = dep.spawn_with(&[("VAKT_SILENCE_GRACE_S", "1")]);
+    dep.wait_ready().await;
+    let dev = std::sync::Arc::new(device(&dep, &id, &key, 1).await);
+    dev.hello("1.0", "T1", 2).await.unwrap();
+    let beating = keep_beating(dev.clone(), Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    kill_9(&mut vakt);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut vakt = dep.spawn_with(&[("VAKT_SILENCE_GRACE_S", "1")]);
+    dep.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let alerts = dep.alerts(&token).await;
+    assert!(
+        alerts.iter().all(|a| a["device_id"] != id.as_str()),
+        "{alerts:?}"
+    );
+
+    // And it is still watched: when it stops, it is declared silent.
+    beating.send(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dep
+        .alerts(&token)
+        .await
+        .iter()
+        .any(|a| a["device_id"] == id.as_str() && a["kind"] == "silent")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never declared silent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill_9(&mut vakt);
+}
+
+async fn metric(port: u16, name: &str) -> Option<u64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn when_the_supervision_leader_is_killed_another_instance_takes_over_within_10_s() {
+    let first = Deployment::new().await;
+    if first.mqtt_url.is_none() || !first.database_url.starts_with("postgres") {
+        // Several instances need the shared database and broker (VAKT_TEST_POSTGRES and
+        // VAKT_TEST_MQTT_URL).
+        return;
+    }
+    let second = Deployment {
+        dir: tempfile::tempdir().unwrap(),
+        database_url: first.database_url.clone(),
+        http_port: free_port(),
+        mqtt_port: free_port(),
+        mqtt_url: first.mqtt_url.clone(),
+        client_id: unique("vakt-second"),
+        share_group: first.share_group.clone(),
+    };
+    let store = vakt::store::open(&first.database_url).await.unwrap();
+    let (token, id, key) = seed(&store).await;
+    let env = [("VAKT_SILENCE_GRACE_S", "1")];
+    let mut a = first.spawn_with(&env);
+    first.wait_ready().await;
+    wait_for(
+        "the first instance to lead",
+        Duration::from_secs(10),
+        || async { metric(first.http_port, "vakt_supervision_leader").await == Some(1) },
+    )
+    .await;
+    let mut b = second.spawn_with(&env);
+    second.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        metric(second.http_port, "vakt_supervision_leader").await,
+        Some(0),
+        "one leader at a time"
+    );
+
+    let dev = std::sync::Arc::new(device(&first, &id, &key, 1).await);
+    dev.hello("1.0", "T1", 2).await.unwrap();
+    let beating = keep_beating(dev.clone(), Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    kill_9(&mut a);
+    let killed = std::time::Instant::now();
+    wait_for(
+        "the second instance to lead",
+        Duration::from_secs(10),
+        || async { metric(second.http_port, "vakt_supervision_leader").await == Some(1) },
+    )
+    .await;
+    assert!(killed.elapsed() < Duration::from_secs(10));
+
+    // The device kept beating through the takeover: not silent.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(second
+        .alerts(&token)
+        .await
+        .iter()
+        .all(|a| a["device_id"] != id.as_str()));
+
+    // It stops: the new leader declares it silent, once.
+    beating.send(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let silent: Vec<Value> = second
+            .alerts(&token)
+            .await
+            .into_iter()
+            .filter(|a| a["device_id"] == id.as_str() && a["kind"] == "silent")
+            .collect();
+        if !silent.is_empty() {
+            assert_eq!(silent.len(), 1);
+            assert_eq!(silent[0]["count"], 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never declared silent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill_9(&mut b);
 }

@@ -66,6 +66,7 @@ CREATE TABLE devices (
     kind             TEXT NOT NULL,
     model            TEXT,
     key_hex          TEXT NOT NULL,
+    supervision_class TEXT NOT NULL DEFAULT 'standard',
     hb_interval_s    BIGINT,
     status           TEXT NOT NULL,
     case_id          TEXT REFERENCES cases(id),
@@ -90,6 +91,9 @@ CREATE TABLE devices (
     last_pos_at      BIGINT
 );
 
+-- Supervision reads back the heartbeats other instances took in.
+CREATE INDEX devices_by_last_heard ON devices(last_heard_at);
+
 CREATE TABLE alerts (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     priority        BIGINT NOT NULL,
@@ -109,6 +113,7 @@ CREATE TABLE alerts (
     trigger_reasons TEXT NOT NULL,
     reasons         TEXT NOT NULL,
     overdue         BOOLEAN NOT NULL DEFAULT FALSE,
+    back_online     BOOLEAN NOT NULL DEFAULT FALSE,
     cancel_pressed  BOOLEAN NOT NULL DEFAULT FALSE,
     origin_boot     BIGINT,
     origin_seq      BIGINT,
@@ -169,3 +174,11 @@ CREATE TABLE audit_log (
     detail  TEXT
 );
 CREATE INDEX audit_by_case ON audit_log(case_id);
+
+-- The instances sharing a broker subscription: a dead one's persistent session is drained
+-- and ended by the leader, so its share of the devices is not queued for nobody.
+CREATE TABLE instances (
+    client_id TEXT PRIMARY KEY,
+    last_seen BIGINT NOT NULL,
+    is_leader BOOLEAN NOT NULL DEFAULT FALSE
+);

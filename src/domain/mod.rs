@@ -388,6 +388,8 @@ pub struct Alert {
     pub position: Option<Position>,
     pub reasons: Vec<String>,
     pub overdue: bool,
+    /// A silent device heard again for two intervals; the alert stays until resolved.
+    pub back_online: bool,
     pub cancel_pressed: bool,
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<Millis>,

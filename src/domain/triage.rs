@@ -48,6 +48,12 @@ pub enum Trigger {
     BadSignatures {
         count: u32,
     },
+    /// Nothing heard for `2 × interval + grace`.
+    Silent {
+        last_heard: Millis,
+        interval_s: u32,
+        grace_s: u64,
+    },
 }
 
 /// What the backend must do about a trigger.
@@ -147,6 +153,26 @@ pub fn triage(
                 policy.bad_signature_window_s / 60
             )],
         ),
+        Trigger::Silent {
+            last_heard,
+            interval_s,
+            grace_s,
+        } => {
+            let mut first = vec![format!(
+                "No message from the device since {} (heartbeat every {interval_s} s, grace {grace_s} s): the holder may be unprotected",
+                super::rfc3339(*last_heard)
+            )];
+            let priority = if elevated {
+                first.push(format!(
+                    "Priority 2 because the case risk is {}",
+                    ctx.case.risk.as_str()
+                ));
+                Priority::P2
+            } else {
+                Priority::P3
+            };
+            raise(AlertKind::Silent, priority, None, first)
+        }
         Trigger::Position(p) => {
             if ctx.kind != DeviceKind::Tag {
                 return Decision::Nothing;
@@ -309,6 +335,26 @@ mod tests {
     fn repeated_bad_signatures_are_priority_2() {
         let d = decide(Risk::Low, Trigger::BadSignatures { count: 3 });
         assert_eq!(priority(&d), (AlertKind::BadSignatures, 2));
+    }
+
+    #[test]
+    fn a_silent_device_is_priority_3_or_2_on_a_high_or_critical_risk_case() {
+        let silent = Trigger::Silent {
+            last_heard: 0,
+            interval_s: 60,
+            grace_s: 30,
+        };
+        for (risk, p) in [
+            (Risk::Low, 3),
+            (Risk::Medium, 3),
+            (Risk::High, 2),
+            (Risk::Critical, 2),
+        ] {
+            assert_eq!(
+                priority(&decide(risk, silent.clone())),
+                (AlertKind::Silent, p)
+            );
+        }
     }
 
     #[test]

@@ -113,6 +113,8 @@ pub struct DeviceRecord {
     pub holder_person_id: Option<String>,
     pub created_at: Millis,
     pub issued_at: Option<Millis>,
+    /// Which grace period silence detection allows (configuration names the classes).
+    pub supervision_class: String,
     pub health: DeviceHealth,
 }
 
@@ -323,10 +325,70 @@ pub trait Store: Send + Sync + 'static {
         detail: Option<&str>,
         at: Millis,
     ) -> Result<()>;
+    /// `(device, last heard)` of every device heard after `since`, from the health rows.
+    async fn heard_since(&self, since: Millis) -> Result<Vec<(String, Millis)>>;
+    /// Devices whose silence alert is unresolved, with when it opened.
+    async fn unresolved_silent_devices(&self) -> Result<Vec<(String, Millis)>>;
+    /// Adds a line to the history of the device's unresolved alert of `incident`, optionally
+    /// setting its back-online mark.
+    async fn annotate_open(
+        &self,
+        device_id: &str,
+        incident: &str,
+        action: &str,
+        note: &str,
+        back_online: Option<bool>,
+        at: Millis,
+    ) -> Result<Option<AlertChange>>;
+    /// Flags an open alert overdue and raises its priority; `None` if it was not open or
+    /// already overdue.
+    async fn mark_overdue(
+        &self,
+        id: i64,
+        priority: Priority,
+        note: &str,
+        at: Millis,
+    ) -> Result<Option<AlertChange>>;
+    /// Opens an alert about no device (e.g. an order about to end) once per `incident`,
+    /// ever.
+    #[allow(clippy::too_many_arguments)]
+    async fn raise_notice(
+        &self,
+        incident: &str,
+        kind: AlertKind,
+        priority: Priority,
+        case: &Case,
+        trigger: &[String],
+        context: &[String],
+        at: Millis,
+    ) -> Result<Option<AlertChange>>;
+    /// This instance (its MQTT client id) is alive; `leading` when it leads supervision.
+    async fn instance_alive(&self, client_id: &str, leading: bool, at: Millis) -> Result<()>;
+    /// Other instances not seen since `before`, and the one that was last marked leading.
+    async fn stale_instances(&self, client_id: &str, before: Millis)
+        -> Result<Vec<(String, bool)>>;
+    async fn forget_instance(&self, client_id: &str) -> Result<()>;
+    /// Who leads supervision among the instances sharing this store.
+    fn leadership(&self) -> Box<dyn Leadership>;
+    /// Sets a device's coordinator settings.
+    async fn update_device_settings(
+        &self,
+        id: &str,
+        hb_interval_s: Option<u32>,
+        supervision_class: &str,
+    ) -> Result<DeviceRecord>;
+
     async fn audit_entries(&self, case_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>>;
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// One instance at a time leads supervision.
+#[async_trait]
+pub trait Leadership: Send {
+    /// True while this instance leads; takes the lead when nobody holds it.
+    async fn check(&mut self) -> bool;
+}
 
 /// Opens the store named by a database URL (`sqlite://…` or `postgres://…`) and migrates it.
 pub async fn open(url: &str) -> Result<SharedStore> {

@@ -16,10 +16,11 @@ use crate::domain::{
 };
 
 const ALERT_COLUMNS: &str = "id, priority, kind, state, case_id, device_id, region, first_at, \
-    last_at, count, lat, lon, acc_m, reasons, overdue, cancel_pressed, origin_boot, origin_seq, \
+    last_at, count, lat, lon, acc_m, reasons, overdue, back_online, cancel_pressed, origin_boot, origin_seq, \
     acknowledged_by, acknowledged_at, resolved_by, resolved_at, outcome";
 
-const DEVICE_COLUMNS: &str = "id, kind, model, key_hex, hb_interval_s, status, case_id, \
+const DEVICE_COLUMNS: &str =
+    "id, kind, model, key_hex, hb_interval_s, supervision_class, status, case_id, \
     holder_person_id, created_at, issued_at, last_heard_at, battery, charging, rssi, fw, \
     reported_model, hello_hb_s, online, last_boot, last_seq, last_test_at, last_lat, last_lon, \
     last_pos_at";
@@ -150,6 +151,7 @@ macro_rules! sql_store {
                     holder_person_id: row.try_get("holder_person_id")?,
                     created_at: row.try_get("created_at")?,
                     issued_at: row.try_get("issued_at")?,
+                    supervision_class: row.try_get("supervision_class")?,
                     health: DeviceHealth {
                         last_heard_at: row.try_get("last_heard_at")?,
                         battery: row
@@ -208,6 +210,7 @@ macro_rules! sql_store {
                     },
                     reasons: serde_json::from_str(&reasons).map_err(|_| corrupt("reasons"))?,
                     overdue: row.try_get("overdue")?,
+                    back_online: row.try_get("back_online")?,
                     cancel_pressed: row.try_get("cancel_pressed")?,
                     acknowledged_by: row.try_get("acknowledged_by")?,
                     acknowledged_at: row.try_get("acknowledged_at")?,
@@ -578,8 +581,8 @@ macro_rules! sql_store {
 
             async fn insert_device(&self, d: &DeviceRecord) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO devices (id, kind, model, key_hex, hb_interval_s, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO devices (id, kind, model, key_hex, hb_interval_s, status, created_at, supervision_class) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&d.id)
                 .bind(d.kind.as_str())
@@ -588,6 +591,7 @@ macro_rules! sql_store {
                 .bind(d.hb_interval_s.map(i64::from))
                 .bind(d.status.as_str())
                 .bind(d.created_at)
+                .bind(&d.supervision_class)
                 .execute(&self.pool)
                 .await
                 .map_err(|e| conflict_on_unique(e, "a device with that id exists"))?;
@@ -734,7 +738,7 @@ macro_rules! sql_store {
                         sqlx::query(
                             "UPDATE alerts SET count = count + 1, last_at = $1, priority = $2, \
                              lat = COALESCE($3, lat), lon = COALESCE($4, lon), acc_m = CASE WHEN $3 IS NULL THEN acc_m ELSE $5 END, \
-                             reasons = $6, trigger_reasons = $8 WHERE id = $7",
+                             reasons = $6, trigger_reasons = $8, back_online = FALSE WHERE id = $7",
                         )
                         .bind(r.at)
                         .bind(i64::from(priority))
@@ -1006,6 +1010,166 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn heard_since(&self, since: Millis) -> Result<Vec<(String, Millis)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT id, last_heard_at FROM devices WHERE last_heard_at > $1",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn unresolved_silent_devices(&self) -> Result<Vec<(String, Millis)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT device_id, first_at FROM alerts WHERE incident = 'silent' AND state <> 'resolved' \
+                     AND device_id IS NOT NULL",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn annotate_open(
+                &self,
+                device_id: &str,
+                incident: &str,
+                action: &str,
+                note: &str,
+                back_online: Option<bool>,
+                at: Millis,
+            ) -> Result<Option<AlertChange>> {
+                let mut tx = self.pool.begin().await?;
+                let found: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE alerts SET back_online = COALESCE($1, back_online), last_at = last_at \
+                     WHERE device_id = $2 AND incident = $3 AND state <> 'resolved' RETURNING id",
+                )
+                .bind(back_online)
+                .bind(device_id)
+                .bind(incident)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((id,)) = found else {
+                    return Ok(None);
+                };
+                let event_seq = Self::history_and_event(&mut tx, id, at, None, action, Some(note)).await?;
+                let alert = Self::alert_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(Some(AlertChange { event_seq, alert }))
+            }
+
+            async fn mark_overdue(&self, id: i64, priority: Priority, note: &str, at: Millis) -> Result<Option<AlertChange>> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE alerts SET overdue = TRUE, priority = CASE WHEN priority < $1 THEN priority ELSE $1 END \
+                     WHERE id = $2 AND state = 'open' AND overdue = FALSE",
+                )
+                .bind(i64::from(priority.get()))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                let event_seq = Self::history_and_event(&mut tx, id, at, None, "overdue", Some(note)).await?;
+                let alert = Self::alert_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(Some(AlertChange { event_seq, alert }))
+            }
+
+            async fn raise_notice(
+                &self,
+                incident: &str,
+                kind: AlertKind,
+                priority: Priority,
+                case: &Case,
+                trigger: &[String],
+                context: &[String],
+                at: Millis,
+            ) -> Result<Option<AlertChange>> {
+                let mut tx = self.pool.begin().await?;
+                let (trigger_json, reasons) = reasons_json(trigger, context)?;
+                let inserted: Option<(i64,)> = sqlx::query_as(
+                    "INSERT INTO alerts (priority, kind, incident, state, case_id, region, first_at, last_at, count, \
+                     reasons, trigger_reasons) SELECT $1, $2, $3, 'open', $4, $5, $6, $6, 1, $7, $8 \
+                     WHERE NOT EXISTS (SELECT 1 FROM alerts WHERE incident = $3) RETURNING id",
+                )
+                .bind(i64::from(priority.get()))
+                .bind(kind.as_str())
+                .bind(incident)
+                .bind(&case.id)
+                .bind(&case.region)
+                .bind(at)
+                .bind(&reasons)
+                .bind(&trigger_json)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((id,)) = inserted else {
+                    return Ok(None);
+                };
+                let event_seq = Self::history_and_event(&mut tx, id, at, None, "opened", None).await?;
+                let alert = Self::alert_in(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(Some(AlertChange { event_seq, alert }))
+            }
+
+            async fn instance_alive(&self, client_id: &str, leading: bool, at: Millis) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO instances (client_id, last_seen, is_leader) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id) DO UPDATE SET last_seen = excluded.last_seen, is_leader = excluded.is_leader",
+                )
+                .bind(client_id)
+                .bind(at)
+                .bind(leading)
+                .execute(&mut *tx)
+                .await?;
+                if leading {
+                    sqlx::query("UPDATE instances SET is_leader = FALSE WHERE client_id <> $1 AND is_leader")
+                        .bind(client_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn stale_instances(&self, client_id: &str, before: Millis) -> Result<Vec<(String, bool)>> {
+                let rows: Vec<(String, bool)> = sqlx::query_as(
+                    "SELECT client_id, is_leader FROM instances WHERE client_id <> $1 AND (last_seen < $2 OR is_leader)",
+                )
+                .bind(client_id)
+                .bind(before)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn forget_instance(&self, client_id: &str) -> Result<()> {
+                sqlx::query("DELETE FROM instances WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            fn leadership(&self) -> Box<dyn Leadership> {
+                self.new_leadership()
+            }
+
+            async fn update_device_settings(&self, id: &str, hb_interval_s: Option<u32>, supervision_class: &str) -> Result<DeviceRecord> {
+                let done = sqlx::query("UPDATE devices SET hb_interval_s = $1, supervision_class = $2 WHERE id = $3")
+                    .bind(hb_interval_s.map(i64::from))
+                    .bind(supervision_class)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                self.device(id).await
+            }
+
             async fn audit_entries(&self, case_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
                 let rows: Vec<(i64, i64, Option<String>, String, Option<String>, Option<String>, Option<String>)> =
                     sqlx::query_as(
@@ -1047,6 +1211,18 @@ sql_store!(
 );
 
 impl SqliteStore {
+    /// One SQLite file serves one instance: it always leads.
+    fn new_leadership(&self) -> Box<dyn Leadership> {
+        struct Always;
+        #[async_trait]
+        impl Leadership for Always {
+            async fn check(&mut self) -> bool {
+                true
+            }
+        }
+        Box::new(Always)
+    }
+
     /// Opens (creating if needed) a SQLite file in WAL mode with full sync: an alarm that
     /// was committed survives a crash of the process and of the machine.
     pub async fn connect(url: &str) -> Result<SqliteStore> {
@@ -1067,7 +1243,60 @@ impl SqliteStore {
     }
 }
 
+/// The advisory lock key supervision is led under ("vakt" in ASCII).
+const LEADER_LOCK: i64 = 0x7661_6b74;
+
+/// Leads while it holds a PostgreSQL session advisory lock on a connection of its own; the
+/// lock goes with the connection when the leader dies, and another instance takes it.
+struct PgLeadership {
+    pool: sqlx::PgPool,
+    held: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+#[async_trait]
+impl Leadership for PgLeadership {
+    async fn check(&mut self) -> bool {
+        if let Some(conn) = self.held.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                return true;
+            }
+            // The connection is gone, and the lock with it.
+            self.held.take().map(|c| c.detach());
+        }
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return false;
+        };
+        let got: std::result::Result<(bool,), sqlx::Error> =
+            sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut *conn)
+                .await;
+        if matches!(got, Ok((true,))) {
+            self.held = Some(conn);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for PgLeadership {
+    /// Closes the connection rather than handing it back to the pool: the lock must go.
+    fn drop(&mut self) {
+        if let Some(conn) = self.held.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
 impl PostgresStore {
+    fn new_leadership(&self) -> Box<dyn Leadership> {
+        Box::new(PgLeadership {
+            pool: self.pool.clone(),
+            held: None,
+        })
+    }
+
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)

@@ -721,6 +721,37 @@ pub struct NewDevice {
     pub kind: DeviceKind,
     pub model: Option<String>,
     pub hb_interval_s: Option<u32>,
+    /// The supervision class that sets the silence grace (`[supervision] classes`).
+    pub supervision_class: Option<String>,
+}
+
+fn hb_interval(v: Option<u32>) -> ApiResult<Option<u32>> {
+    match v {
+        Some(hb) if !(1..=86_400).contains(&hb) => {
+            Err(ApiError::invalid("hb_interval_s", "1 to 86400 seconds"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn supervision_class(s: &AppState, v: Option<&str>) -> ApiResult<String> {
+    match v {
+        None => Ok("standard".to_owned()),
+        Some(c) if s.config.supervision.classes.contains_key(c) => Ok(c.to_owned()),
+        Some(_) => Err(ApiError::invalid(
+            "supervision_class",
+            format!(
+                "one of {}",
+                s.config
+                    .supervision
+                    .classes
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 fn alarm_kind() -> DeviceKind {
@@ -756,6 +787,9 @@ pub struct DeviceOut {
     pub kind: DeviceKind,
     pub model: Option<String>,
     pub status: DeviceStatus,
+    /// The interval a coordinator set (wins over the device's own), if any.
+    pub hb_interval_s: Option<u32>,
+    pub supervision_class: String,
     pub case_id: Option<String>,
     pub holder_person_id: Option<String>,
     pub issued_at: Option<String>,
@@ -785,11 +819,17 @@ pub fn device_out(s: &AppState, d: &DeviceRecord, now: i64) -> DeviceOut {
         kind: d.kind,
         model: d.model.clone(),
         status: d.status,
+        hb_interval_s: d.hb_interval_s,
+        supervision_class: d.supervision_class.clone(),
         case_id: d.case_id.clone(),
         holder_person_id: d.holder_person_id.clone(),
         issued_at: d.issued_at.map(rfc3339),
         health: HealthOut {
-            connection: connection_state(&d.health, hb, s.config.silence_grace_s, now).into(),
+            connection: match &s.supervision {
+                Some(sup) if sup.is_silent(&d.id) => "silent".into(),
+                _ => connection_state(&d.health, hb, s.config.grace_for(&d.supervision_class), now)
+                    .into(),
+            },
             last_heard_at: d.health.last_heard_at.map(rfc3339),
             battery: d.health.battery,
             charging: d.health.charging,
@@ -821,11 +861,8 @@ pub async fn add_device(
     actor: Option<&str>,
 ) -> ApiResult<NewDeviceOut> {
     DeviceId::parse(&req.id).map_err(|_| ApiError::invalid("id", "3 to 64 of A-Z a-z 0-9 _ -"))?;
-    if let Some(hb) = req.hb_interval_s {
-        if !(1..=86_400).contains(&hb) {
-            return Err(ApiError::invalid("hb_interval_s", "1 to 86400 seconds"));
-        }
-    }
+    hb_interval(req.hb_interval_s)?;
+    let class = supervision_class(s, req.supervision_class.as_deref())?;
     let key = DeviceKey::generate();
     let now = now_ms();
     let record = DeviceRecord {
@@ -839,6 +876,7 @@ pub async fn add_device(
         holder_person_id: None,
         created_at: now,
         issued_at: None,
+        supervision_class: class,
         health: DeviceHealth::default(),
     };
     s.store.insert_device(&record).await?;
@@ -893,6 +931,58 @@ pub async fn get_device(
         return Err(ApiError::NotFound);
     }
     Ok(Json(device_out(&s, &d, now_ms())))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceChange {
+    /// Seconds; `null` hands the interval back to the device's own `hello`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub hb_interval_s: Option<Option<u32>>,
+    pub supervision_class: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)), request_body = DeviceChange,
+    responses((status = 200, body = DeviceOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn patch_device(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<DeviceChange>,
+) -> ApiResult<Json<DeviceOut>> {
+    caller.require(&[Role::Coordinator])?;
+    let current = s.store.device(&id).await?;
+    if !device_visible(&caller, &s.directory.snapshot(), &current) {
+        return Err(ApiError::NotFound);
+    }
+    let hb = match req.hb_interval_s {
+        Some(v) => hb_interval(v)?,
+        None => current.hb_interval_s,
+    };
+    let class = match req.supervision_class.as_deref() {
+        Some(c) => supervision_class(&s, Some(c))?,
+        None => current.supervision_class.clone(),
+    };
+    let d = s.store.update_device_settings(&id, hb, &class).await?;
+    let now = now_ms();
+    let detail = format!("hb_interval_s={hb:?} supervision_class={class}");
+    s.store
+        .audit(
+            Some(&caller.username),
+            "device_changed",
+            Some(&id),
+            d.case_id.as_deref(),
+            Some(&detail),
+            now,
+        )
+        .await?;
+    s.refresh_directory().await;
+    // The device learns its new interval from the signed, retained configuration.
+    if let (Some(hb), Some(downlink)) = (hb, &s.downlink) {
+        downlink.config(&d.id, hb).await;
+    }
+    Ok(Json(device_out(&s, &d, now)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -1013,6 +1103,8 @@ pub struct AlertOut {
     pub position: Option<Position>,
     pub reasons: Vec<String>,
     pub overdue: bool,
+    /// For a silence alert: the device has been heard again for two intervals.
+    pub back_online: bool,
     pub cancel_pressed: bool,
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<String>,
@@ -1039,6 +1131,7 @@ pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
         position: a.position,
         reasons: a.reasons.clone(),
         overdue: a.overdue,
+        back_online: a.back_online,
         cancel_pressed: a.cancel_pressed,
         acknowledged_by: a.acknowledged_by.clone(),
         acknowledged_at: a.acknowledged_at.map(rfc3339),

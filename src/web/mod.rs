@@ -34,6 +34,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Absent only when no broker link exists (e.g. `vakt` commands that do not serve).
     pub downlink: Option<Downlink>,
+    /// Absent likewise for commands that do not serve.
+    pub supervision: Option<crate::supervise::Supervision>,
     pub throttle: Arc<auth::Throttle>,
 }
 
@@ -55,7 +57,7 @@ impl AppState {
         api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
         api::create_order, api::list_orders, api::get_order, api::patch_order,
         api::list_users, api::create_user, api::console_config, api::status,
-        api::create_device, api::list_devices, api::get_device, api::issue_device, api::return_device,
+        api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device,
         api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, sse::stream,
         api::audit, healthz, readyz, metrics,
     ),
@@ -91,7 +93,10 @@ pub fn router(state: AppState) -> Router {
             "/api/devices",
             post(api::create_device).get(api::list_devices),
         )
-        .route("/api/devices/{id}", get(api::get_device))
+        .route(
+            "/api/devices/{id}",
+            get(api::get_device).patch(api::patch_device),
+        )
         .route("/api/devices/{id}/issue", post(api::issue_device))
         .route("/api/devices/{id}/return", post(api::return_device))
         .route("/api/alerts", get(api::list_alerts))
@@ -250,7 +255,8 @@ pub async fn status_for(s: &AppState, caller: &auth::Caller) -> Status {
             })
             .filter(|d| {
                 let hb = api::effective_hb(s, d);
-                api::connection_state(&d.health, hb, s.config.silence_grace_s, now) == "silent"
+                api::connection_state(&d.health, hb, s.config.grace_for(&d.supervision_class), now)
+                    == "silent"
             })
             .count();
         st.devices_silent = Some(silent as u64);

@@ -91,9 +91,15 @@ pub const HOME: (f64, f64) = (59.3366, 18.0612);
 
 impl TestApp {
     pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test configuration changed by `change`.
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(dir.path()).await;
-        let config = test_config(dir.path(), url);
+        let mut config = test_config(dir.path(), url);
+        change(&mut config);
         let running = vakt::start(config, vakt::StartOptions::default())
             .await
             .expect("vakt starts");

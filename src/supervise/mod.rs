@@ -1,0 +1,527 @@
+//! Supervision: silence of devices and the timers on alerts (overdue escalation, reminders,
+//! orders about to end). Every instance keeps the liveness table; one leader, chosen
+//! through the store, acts on it.
+
+pub mod liveness;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::cluster::PeersPending;
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::domain::triage::{self, Decision, Trigger};
+use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::{Raise, RaiseOutcome, SharedStore};
+pub use liveness::{Liveness, LivenessEvent};
+
+/// How often the leader looks for due deadlines: detection is at most this late.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// How often leadership is checked and, on PostgreSQL, taken over from a dead leader.
+const LEAD_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often other instances' heartbeats are read from the store.
+const HEARD_POLL_EVERY: Duration = Duration::from_secs(1);
+/// Health rows may be written a little after the heartbeat; read back this far.
+const HEARD_POLL_OVERLAP_MS: Millis = 5_000;
+
+/// The handle the ingest and the API use.
+#[derive(Clone)]
+pub struct Supervision {
+    liveness: Arc<Mutex<Liveness>>,
+    /// Intervals devices announced in `hello` since this process started (the store's copy
+    /// is written in batches and may lag).
+    reported: Arc<Mutex<HashMap<String, u32>>>,
+    events: mpsc::UnboundedSender<LivenessEvent>,
+    config: Arc<Config>,
+}
+
+impl Supervision {
+    /// A message from `device` arrived (the last will does not count).
+    pub fn heard(&self, device: &str, at: Millis) {
+        let event = self
+            .liveness
+            .lock()
+            .expect("liveness lock")
+            .heard(device, at);
+        if let Some(e) = event {
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// The device told its heartbeat interval in `hello`; a coordinator's setting wins.
+    pub fn reported_interval(&self, device: &str, hb_s: u32, directory: &Directory) {
+        self.reported
+            .lock()
+            .expect("reported lock")
+            .insert(device.to_owned(), hb_s);
+        let Some(entry) = directory.device(device) else {
+            return;
+        };
+        if entry.hb_interval_s.is_some()
+            || entry.kind != DeviceKind::Alarm
+            || entry.context.is_none()
+        {
+            return;
+        }
+        let grace = self.config.grace_for(&entry.supervision_class);
+        let mut l = self.liveness.lock().expect("liveness lock");
+        if l.is_tracked(device) {
+            l.track(device, hb_s as Millis * 1000, grace as Millis * 1000, 0);
+        }
+    }
+
+    pub fn is_silent(&self, device: &str) -> bool {
+        self.liveness
+            .lock()
+            .expect("liveness lock")
+            .is_silent(device)
+    }
+
+    pub fn silent_count(&self) -> usize {
+        self.liveness.lock().expect("liveness lock").silent_count()
+    }
+}
+
+/// Starts supervision: the liveness table is filled from the store at once (a restart gives
+/// every device a whole deadline from now), the loop runs in the background.
+pub async fn start(
+    config: Arc<Config>,
+    store: SharedStore,
+    directory: Directory,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    peers_pending: Option<PeersPending>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Supervision, crate::store::StoreError> {
+    let started = now_ms();
+    let liveness = Arc::new(Mutex::new(Liveness::new(started - 24 * 3600 * 1000)));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reported = Arc::new(Mutex::new(HashMap::new()));
+    let supervision = Supervision {
+        liveness: liveness.clone(),
+        reported: reported.clone(),
+        events: tx,
+        config: config.clone(),
+    };
+    let mut supervisor = Supervisor {
+        config,
+        store,
+        directory,
+        hub,
+        metrics,
+        liveness,
+        reported,
+        events: rx,
+        tracked_generation: u64::MAX,
+        started,
+        heard_cursor: started - HEARD_POLL_OVERLAP_MS,
+        peers_pending,
+    };
+    supervisor.sync_tracked().await;
+    tokio::spawn(supervisor.run(shutdown));
+    Ok(supervision)
+}
+
+struct Supervisor {
+    config: Arc<Config>,
+    store: SharedStore,
+    directory: Directory,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    liveness: Arc<Mutex<Liveness>>,
+    reported: Arc<Mutex<HashMap<String, u32>>>,
+    events: mpsc::UnboundedReceiver<LivenessEvent>,
+    /// The directory generation the tracked set was last built from.
+    tracked_generation: u64,
+    started: Millis,
+    heard_cursor: Millis,
+    /// With several instances: set while a dead one's queued messages may be unread.
+    peers_pending: Option<PeersPending>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut leadership = self.store.leadership();
+        let mut leading = false;
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lead_check = tokio::time::interval(LEAD_CHECK_EVERY);
+        let mut heard_poll = tokio::time::interval(HEARD_POLL_EVERY);
+        let mut timers = tokio::time::interval(Duration::from_secs(1));
+        let mut orders = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = lead_check.tick() => {
+                    let now_leading = leadership.check().await;
+                    if now_leading && !leading {
+                        tracing::info!("this instance leads supervision");
+                        // The old leader's share of the heartbeats may sit in its session:
+                        // judge no silence until it has been drained.
+                        if let Some(p) = &self.peers_pending {
+                            p.set(true);
+                        }
+                        self.resync_silent().await;
+                        self.orders_ending().await;
+                    } else if leading && !now_leading {
+                        tracing::warn!("this instance no longer leads supervision");
+                    }
+                    leading = now_leading;
+                    self.metrics.supervision_leader.store(leading, std::sync::atomic::Ordering::Relaxed);
+                }
+                _ = sweep.tick() => {
+                    // A coordinator's change may have added an order that ends soon.
+                    if self.sync_tracked().await && leading {
+                        self.orders_ending().await;
+                    }
+                    let waiting = self.peers_pending.as_ref().is_some_and(|p| p.get());
+                    if leading && !waiting {
+                        let events = self.liveness.lock().expect("liveness lock").sweep(now_ms());
+                        for e in events {
+                            self.act(e).await;
+                        }
+                    }
+                }
+                Some(e) = self.events.recv() => {
+                    if leading {
+                        self.act(e).await;
+                    }
+                }
+                _ = heard_poll.tick() => self.poll_heard(leading).await,
+                _ = timers.tick(), if leading => self.overdue().await,
+                _ = orders.tick(), if leading => self.orders_ending().await,
+            }
+        }
+    }
+
+    /// Supervises exactly the issued alarm devices of open cases, with their intervals;
+    /// true when the directory had changed.
+    async fn sync_tracked(&mut self) -> bool {
+        let generation = self.directory.generation();
+        if generation == self.tracked_generation {
+            return false;
+        }
+        self.tracked_generation = generation;
+        let index = self.directory.snapshot();
+        let health = match self.store.devices().await {
+            Ok(d) => d
+                .into_iter()
+                .map(|d| (d.id.clone(), d))
+                .collect::<std::collections::HashMap<_, _>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read devices for supervision");
+                self.tracked_generation = u64::MAX;
+                return false;
+            }
+        };
+        let now = now_ms();
+        let reported = self.reported.lock().expect("reported lock").clone();
+        let mut l = self.liveness.lock().expect("liveness lock");
+        let mut wanted = HashSet::new();
+        for (id, entry) in &index.devices {
+            if entry.kind != DeviceKind::Alarm || entry.context.is_none() {
+                continue;
+            }
+            wanted.insert(id.as_str());
+            let record = health.get(id);
+            let hb = entry
+                .hb_interval_s
+                .or(reported.get(id).copied())
+                .or(record.and_then(|r| r.health.hello_hb_s))
+                .unwrap_or(self.config.default_hb_s);
+            let grace = self.config.grace_for(&entry.supervision_class);
+            // A device heard before this process started gets a whole deadline from the
+            // start: nobody is declared silent for the time the backend itself was down.
+            let heard = record.and_then(|r| r.health.last_heard_at).unwrap_or(now);
+            let heard = if heard < self.started {
+                self.started
+            } else {
+                heard
+            };
+            let heard = if l.is_tracked(id) { 0 } else { heard };
+            l.track(id, hb as Millis * 1000, grace as Millis * 1000, heard);
+        }
+        for id in l.tracked_ids() {
+            if !wanted.contains(id.as_str()) {
+                l.untrack(&id);
+            }
+        }
+        true
+    }
+
+    /// On taking the lead: devices whose silence alert is still open are silent already.
+    async fn resync_silent(&mut self) {
+        match self.store.unresolved_silent_devices().await {
+            Ok(list) => {
+                let mut l = self.liveness.lock().expect("liveness lock");
+                for (device, since) in list {
+                    l.mark_silent(&device, since);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read open silence alerts"),
+        }
+    }
+
+    /// Heartbeats other instances took in, as written to the store.
+    async fn poll_heard(&mut self, leading: bool) {
+        let since = self.heard_cursor;
+        let rows = match self.store.heard_since(since).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read device health");
+                return;
+            }
+        };
+        let mut newest = since;
+        let mut events = Vec::new();
+        {
+            let mut l = self.liveness.lock().expect("liveness lock");
+            for (device, at) in rows {
+                newest = newest.max(at);
+                events.extend(l.heard(&device, at));
+            }
+        }
+        // Rows can be written a little after their time: read the last seconds again.
+        self.heard_cursor = since.max(newest - HEARD_POLL_OVERLAP_MS);
+        if leading {
+            for e in events {
+                self.act(e).await;
+            }
+        }
+    }
+
+    async fn act(&mut self, event: LivenessEvent) {
+        let now = now_ms();
+        match event {
+            LivenessEvent::Silent {
+                device, last_heard, ..
+            } => self.raise_silent(&device, last_heard, now).await,
+            LivenessEvent::Reminder { device, n } => {
+                let note = format!("still silent: reminder {n} ({} min)", n * 15);
+                self.annotate(&device, "reminder", &note, None, now).await;
+            }
+            LivenessEvent::BackOnline { device } => {
+                self.annotate(
+                    &device,
+                    "back_online",
+                    "heard again for two heartbeat intervals",
+                    Some(true),
+                    now,
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn raise_silent(&mut self, device: &str, last_heard: Millis, now: Millis) {
+        let Some(entry) = self.directory.device(device) else {
+            return;
+        };
+        let Some(ctx) = entry.context.clone() else {
+            return;
+        };
+        let (hb, grace) = self.interval_and_grace(device, &entry).await;
+        let trigger = Trigger::Silent {
+            last_heard,
+            interval_s: hb,
+            grace_s: grace,
+        };
+        let Decision::Raise {
+            kind,
+            priority,
+            position,
+            trigger,
+            context,
+        } = triage::triage(&self.config.policy, &ctx, &trigger, now, &[])
+        else {
+            return;
+        };
+        let raise = Raise {
+            device_id: device.to_owned(),
+            origin: None,
+            answer_device: false,
+            case_id: Some(ctx.case.id.clone()),
+            region: Some(ctx.case.region.clone()),
+            kind,
+            priority,
+            position,
+            trigger,
+            context,
+            at: now,
+        };
+        match self.store.raise(&raise).await {
+            Ok(RaiseOutcome::Opened(change)) | Ok(RaiseOutcome::Updated(change)) => {
+                crate::metrics::Metrics::inc(&self.metrics.silence_alerts_total);
+                tracing::info!(device, alert = change.alert.id, "device silent");
+                self.hub.publish(change);
+            }
+            Ok(RaiseOutcome::Duplicate) => {}
+            Err(e) => {
+                tracing::error!(device, error = %e, "could not store a silence alert; will retry");
+                // Let the next sweep find it again.
+                self.liveness
+                    .lock()
+                    .expect("liveness lock")
+                    .unmark_silent(device);
+            }
+        }
+    }
+
+    async fn interval_and_grace(
+        &self,
+        device: &str,
+        entry: &crate::directory::DeviceEntry,
+    ) -> (u32, u64) {
+        let reported = self
+            .reported
+            .lock()
+            .expect("reported lock")
+            .get(device)
+            .copied();
+        let hello = match (entry.hb_interval_s, reported) {
+            (Some(_), _) => None,
+            (None, Some(r)) => Some(r),
+            (None, None) => self
+                .store
+                .device(device)
+                .await
+                .ok()
+                .and_then(|d| d.health.hello_hb_s),
+        };
+        let hb = entry
+            .hb_interval_s
+            .or(hello)
+            .unwrap_or(self.config.default_hb_s);
+        (hb, self.config.grace_for(&entry.supervision_class))
+    }
+
+    async fn annotate(
+        &mut self,
+        device: &str,
+        action: &str,
+        note: &str,
+        back_online: Option<bool>,
+        now: Millis,
+    ) {
+        match self
+            .store
+            .annotate_open(
+                device,
+                AlertKind::Silent.incident_class(),
+                action,
+                note,
+                back_online,
+                now,
+            )
+            .await
+        {
+            Ok(Some(change)) => self.hub.publish(change),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(device, error = %e, "could not annotate the silence alert"),
+        }
+    }
+
+    /// Open alerts nobody acknowledged in time: flagged overdue, priority 2 and 3 raised.
+    async fn overdue(&mut self) {
+        let now = now_ms();
+        let limits = &self.config.supervision;
+        let alerts = match self.store.alerts(&[crate::domain::AlertState::Open]).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read open alerts");
+                return;
+            }
+        };
+        for a in alerts.into_iter().filter(|a| !a.overdue) {
+            let (limit_s, raised) = match a.priority.get() {
+                1 => (limits.overdue_p1_s, Priority::P1),
+                2 => (limits.overdue_p2_s, Priority::P1),
+                3 => (limits.overdue_p3_s, Priority::P2),
+                _ => continue,
+            };
+            if now - a.first_at < limit_s as Millis * 1000 {
+                continue;
+            }
+            let note = format!(
+                "not acknowledged within {} s{}",
+                limit_s,
+                if raised != a.priority {
+                    format!("; priority raised to {}", raised.get())
+                } else {
+                    String::new()
+                }
+            );
+            match self.store.mark_overdue(a.id, raised, &note, now).await {
+                Ok(Some(change)) => {
+                    crate::metrics::Metrics::inc(&self.metrics.overdue_alerts_total);
+                    self.hub.publish(change);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(alert = a.id, error = %e, "could not mark an alert overdue")
+                }
+            }
+        }
+    }
+
+    /// Orders in force, with zones, that end within the configured days: one reminder each.
+    async fn orders_ending(&mut self) {
+        let now = now_ms();
+        let horizon = now + self.config.supervision.order_ending_days as Millis * 24 * 3600 * 1000;
+        let index = self.directory.snapshot();
+        let orders = match self.store.orders().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read orders");
+                return;
+            }
+        };
+        for order in orders
+            .iter()
+            .filter(|o| o.in_force_at(now) && o.valid_to <= horizon && !o.zones.is_empty())
+        {
+            let Some(case) = index
+                .cases
+                .get(&order.case_id)
+                .filter(|c| c.closed_at.is_none())
+            else {
+                continue;
+            };
+            let trigger = vec![format!(
+                "Restraining order ({}) against {} ends {}; its exclusion zones stop counting then",
+                order.kind.as_str(),
+                order.restrained.name,
+                &rfc3339(order.valid_to)[..16].replace('T', " ")
+            )];
+            let context = vec![format!(
+                "Case {}: risk level {}",
+                case.reference,
+                case.risk.as_str()
+            )];
+            match self
+                .store
+                .raise_notice(
+                    &format!("order_ending:{}", order.id),
+                    AlertKind::OrderEnding,
+                    Priority::P4,
+                    case,
+                    &trigger,
+                    &context,
+                    now,
+                )
+                .await
+            {
+                Ok(Some(change)) => self.hub.publish(change),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order.id, error = %e, "could not raise an order-ending reminder")
+                }
+            }
+        }
+    }
+}
