@@ -162,6 +162,20 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         ));
     }
 
+    // Consoles on this instance see what other instances commit too.
+    if let Some(mut changes) = store.changes_from_elsewhere() {
+        let (store, hub) = (store.clone(), hub.clone());
+        tokio::spawn(async move {
+            while let Some(seq) = changes.recv().await {
+                match store.change_at(seq).await {
+                    Ok(Some(change)) => hub.publish(change),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read an announced alert change"),
+                }
+            }
+        });
+    }
+
     // Other instances change cases and devices too; pick their changes up regularly.
     tokio::spawn(refresh_regularly(
         store.clone(),

@@ -413,3 +413,73 @@ async fn when_the_supervision_leader_is_killed_another_instance_takes_over_withi
     }
     kill_9(&mut b);
 }
+
+#[tokio::test]
+async fn a_change_made_on_one_instance_reaches_the_live_stream_of_another() {
+    let first = Deployment::new().await;
+    if first.mqtt_url.is_none() || !first.database_url.starts_with("postgres") {
+        return; // Needs the shared PostgreSQL and broker, as above.
+    }
+    let second = Deployment {
+        dir: tempfile::tempdir().unwrap(),
+        database_url: first.database_url.clone(),
+        http_port: free_port(),
+        mqtt_port: free_port(),
+        mqtt_url: first.mqtt_url.clone(),
+        client_id: unique("vakt-second"),
+        share_group: first.share_group.clone(),
+    };
+    let store = vakt::store::open(&first.database_url).await.unwrap();
+    let (token, id, key) = seed(&store).await;
+    let mut a = first.spawn();
+    let mut b = second.spawn();
+    first.wait_ready().await;
+    second.wait_ready().await;
+
+    let dev = device(&first, &id, &key, 1).await;
+    dev.alarm("panic", None, None).await.unwrap();
+    dev.next_feedback(Duration::from_secs(5)).await.unwrap();
+    let alert = first
+        .alerts(&token)
+        .await
+        .into_iter()
+        .find(|a| a["device_id"] == id.as_str())
+        .unwrap();
+
+    use futures_util::StreamExt;
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/api/alerts/stream",
+            second.http_port
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let ack: Value = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/alerts/{}/ack",
+            first.http_port, alert["id"]
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ack["state"], "acknowledged");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains("\"state\":\"acknowledged\"") {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("the change arrives on the other instance")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    kill_9(&mut a);
+    kill_9(&mut b);
+}

@@ -308,6 +308,11 @@ pub trait Store: Send + Sync + 'static {
     /// The latest event number of every alert changed after `after`.
     async fn changes_since(&self, after: i64) -> Result<Vec<AlertChange>>;
     async fn last_event_seq(&self) -> Result<i64>;
+    /// The change numbered `event_seq`, as it stands now.
+    async fn change_at(&self, event_seq: i64) -> Result<Option<AlertChange>>;
+    /// Numbers of changes committed by any instance (PostgreSQL); `None` where this process
+    /// is the only writer.
+    fn changes_from_elsewhere(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;
 
     async fn security_event(
         &self,

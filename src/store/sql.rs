@@ -251,6 +251,7 @@ macro_rules! sql_store {
                         .bind(at)
                         .fetch_one(&mut **tx)
                         .await?;
+                Self::announce(tx, seq).await?;
                 Ok(seq)
             }
 
@@ -977,6 +978,21 @@ macro_rules! sql_store {
                 Ok(out)
             }
 
+            async fn change_at(&self, event_seq: i64) -> Result<Option<AlertChange>> {
+                let found: Option<(i64,)> = sqlx::query_as("SELECT alert_id FROM alert_events WHERE seq = $1")
+                    .bind(event_seq)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match found {
+                    Some((alert_id,)) => Ok(Some(AlertChange { event_seq, alert: self.alert(alert_id).await? })),
+                    None => Ok(None),
+                }
+            }
+
+            fn changes_from_elsewhere(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
+                self.listen_for_changes()
+            }
+
             async fn last_event_seq(&self) -> Result<i64> {
                 let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM alert_events")
                     .fetch_one(&self.pool)
@@ -1211,6 +1227,15 @@ sql_store!(
 );
 
 impl SqliteStore {
+    /// One process per SQLite file: its own hub already knows every change.
+    async fn announce(_tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, _seq: i64) -> Result<()> {
+        Ok(())
+    }
+
+    fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
+        None
+    }
+
     /// One SQLite file serves one instance: it always leads.
     fn new_leadership(&self) -> Box<dyn Leadership> {
         struct Always;
@@ -1289,7 +1314,60 @@ impl Drop for PgLeadership {
     }
 }
 
+/// The channel alert changes are announced on, for the consoles of every instance.
+const CHANGES_CHANNEL: &str = "vakt_alert_changes";
+
 impl PostgresStore {
+    /// Announces a change at commit (NOTIFY is transactional): other instances push it to
+    /// their consoles.
+    async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, seq: i64) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(seq.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Event numbers of changes committed by any instance, as they are announced.
+    fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for alert changes; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot listen for alert changes; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.recv().await {
+                        Ok(n) => {
+                            if let Ok(seq) = n.payload().parse::<i64>() {
+                                if tx.send(seq).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "alert change listener lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Some(rx)
+    }
+
     fn new_leadership(&self) -> Box<dyn Leadership> {
         Box::new(PgLeadership {
             pool: self.pool.clone(),
