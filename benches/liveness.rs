@@ -74,7 +74,7 @@ fn run(n: usize) -> Run {
 
     let mut rng = Lcg(7);
     let phase: Vec<i64> = (0..n).map(|_| (rng.next() % 60_000) as i64).collect();
-    let stops_at = |i: usize| if i % 1000 == 0 { Some(120 * S) } else { None };
+    let stops_at = |i: usize| i.is_multiple_of(1000).then_some(120 * S);
     let mut beats = 0u64;
     let mut beat_time = std::time::Duration::ZERO;
     let mut sweep_time = std::time::Duration::ZERO;
