@@ -38,6 +38,9 @@ pub struct Config {
     pub mqtt_share_group: String,
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
     pub database_url: Option<Secret>,
+    /// 64 hex characters that seal device keys at rest; none: `master.key` in the data
+    /// directory (made on first start). Several instances must share one.
+    pub master_key: Option<Secret>,
     pub data_dir: PathBuf,
     /// Seconds added to `2 × heartbeat interval` before a device counts as silent, for every
     /// supervision class (overrides `[supervision] classes`).
@@ -49,6 +52,9 @@ pub struct Config {
     /// Mark the session cookie `Secure`: set when the console is served over TLS (directly
     /// or behind a TLS-terminating proxy).
     pub secure_cookies: bool,
+    /// Admins and coordinators must log in with a one-time code (TOTP). Only the demo turns
+    /// this off.
+    pub require_second_factor: bool,
     /// XYZ street-tile URL template for the console's situation map (e.g.
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
     pub map_tile_url: Option<String>,
@@ -93,12 +99,14 @@ impl Default for Config {
             mqtt_client_id: "vakt-ingest".into(),
             mqtt_share_group: "vakt".into(),
             database_url: None,
+            master_key: None,
             data_dir: PathBuf::from("vakt-data"),
             silence_grace_s: None,
             default_hb_s: 60,
             session_idle_s: 15 * 60,
             session_absolute_s: 12 * 3600,
             secure_cookies: false,
+            require_second_factor: true,
             map_tile_url: None,
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
@@ -169,6 +177,9 @@ impl Config {
         if let Some(v) = get("VAKT_DATABASE_URL").filter(|v| !v.is_empty()) {
             self.database_url = Some(Secret(v));
         }
+        if let Some(v) = get("VAKT_MASTER_KEY").filter(|v| !v.is_empty()) {
+            self.master_key = Some(Secret(v));
+        }
         if let Some(v) = get("VAKT_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -195,6 +206,14 @@ impl Config {
                 .copied()
                 .unwrap_or(30)
         })
+    }
+
+    /// The vault that seals device keys, from `master_key` or the data directory's file.
+    pub fn key_vault(&self) -> Result<crate::keys::KeyVault, crate::keys::KeyError> {
+        crate::keys::KeyVault::load(
+            self.master_key.as_ref().map(|s| s.0.as_str()),
+            &self.data_dir,
+        )
     }
 
     /// The database to open: the configured URL, or SQLite in the data directory.

@@ -93,7 +93,10 @@ pub struct DemoDevice {
 
 /// Seeds the demo data (once; a second run reuses it) and sets fresh passwords for the demo
 /// logins.
-pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), StoreError> {
+pub async fn seed(
+    store: &SharedStore,
+    vault: &crate::keys::KeyVault,
+) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), StoreError> {
     let now = now_ms();
     let mut logins = Vec::new();
     for (username, role) in [
@@ -152,7 +155,7 @@ pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice
         let home = (c.address.1, c.address.2);
         let tag_id = (c.kind == OrderKind::SpecialExtended).then(|| format!("demo-tag-{n}"));
         if let Some(tag) = &tag_id {
-            add_device(store, tag, DeviceKind::Tag, now).await?;
+            add_device(store, vault, tag, DeviceKind::Tag, now).await?;
         }
         let order = Order {
             id: format!("o_demo{n}"),
@@ -188,7 +191,7 @@ pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice
         };
         store.insert_order(&order, now).await?;
         let alarm_id = format!("demo-alarm-{n}");
-        add_device(store, &alarm_id, DeviceKind::Alarm, now).await?;
+        add_device(store, vault, &alarm_id, DeviceKind::Alarm, now).await?;
         store
             .issue_device(&alarm_id, &case.id, &person.id, now)
             .await?;
@@ -216,9 +219,12 @@ pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice
         } else {
             (demo.1.address.1, demo.1.address.2)
         };
+        let Ok(key) = vault.open(&d.key_hex, &d.id) else {
+            continue;
+        };
         devices.push(DemoDevice {
             id: d.id,
-            key_hex: d.key_hex,
+            key_hex: key.to_hex(),
             home,
         });
     }
@@ -227,6 +233,7 @@ pub async fn seed(store: &SharedStore) -> Result<(Vec<DemoLogin>, Vec<DemoDevice
 
 async fn add_device(
     store: &SharedStore,
+    vault: &crate::keys::KeyVault,
     id: &str,
     kind: DeviceKind,
     now: i64,
@@ -236,7 +243,7 @@ async fn add_device(
             id: id.into(),
             kind,
             model: Some("Demo larmpaket".into()),
-            key_hex: crate::protocol::DeviceKey::generate().to_hex(),
+            key_hex: vault.seal(&crate::protocol::DeviceKey::generate(), id),
             hb_interval_s: None,
             status: DeviceStatus::InStock,
             case_id: None,

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::domain::correlate::DeviceContext;
 use crate::domain::{Case, DeviceKind, DeviceStatus};
+use crate::keys::KeyVault;
 use crate::protocol::DeviceKey;
 use crate::store::{SharedStore, StoreError};
 
@@ -44,14 +45,28 @@ impl Index {
 }
 
 /// Shared handle on the index; readers never wait on the database.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Directory {
     inner: Arc<RwLock<Arc<Index>>>,
+    vault: Arc<KeyVault>,
     /// Bumped on every reload, so supervision knows when to look again.
     generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Directory {
+    pub fn new(vault: Arc<KeyVault>) -> Directory {
+        Directory {
+            inner: Default::default(),
+            vault,
+            generation: Default::default(),
+        }
+    }
+
+    /// Seals and opens device keys for storage.
+    pub fn vault(&self) -> &KeyVault {
+        &self.vault
+    }
+
     pub fn snapshot(&self) -> Arc<Index> {
         self.inner.read().expect("directory lock").clone()
     }
@@ -83,9 +98,12 @@ impl Directory {
         }
         let mut index = Index::default();
         for d in devices {
-            let Some(key) = DeviceKey::from_hex(&d.key_hex) else {
-                tracing::error!(device = %d.id, "stored device key is not 64 hex characters; device ignored");
-                continue;
+            let key = match self.vault.open(&d.key_hex, &d.id) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::error!(device = %d.id, error = %e, "device ignored");
+                    continue;
+                }
             };
             let context = match (&d.status, &d.case_id) {
                 (DeviceStatus::Issued, Some(case_id)) => cases

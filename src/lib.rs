@@ -9,6 +9,7 @@
 //! overdue alerts; [`config`] the settings; [`metrics`] the counters;
 //! [`demo`] the seeded first look.
 
+pub mod audit;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -17,7 +18,9 @@ pub mod directory;
 pub mod domain;
 pub mod hub;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
+pub mod mosquitto;
 pub mod protocol;
 pub mod store;
 pub mod supervise;
@@ -46,6 +49,8 @@ pub enum StartError {
     DataDir(std::path::PathBuf, std::io::Error),
     #[error("cannot listen for HTTP on {0}: {1}")]
     Http(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
     #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port")]
     MqttUrl(String),
 }
@@ -88,7 +93,8 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
 pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartError> {
     let store = open_store(&config).await?;
     let config = Arc::new(config);
-    let directory = Directory::default();
+    let vault = config.key_vault().map_err(StartError::Keys)?;
+    let directory = Directory::new(Arc::new(vault));
     directory.reload(&store).await?;
     let hub = Hub::new();
     let metrics = Arc::new(Metrics::default());
@@ -210,6 +216,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let app = web::router(state.clone());
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop.changed().await;
         });

@@ -43,6 +43,26 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Configure an external broker from the device register.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BrokerCommand {
+    /// Write Mosquitto's password file and ACL (DIR/passwd, DIR/acl) for the devices in
+    /// stock or issued and the backend user; then make Mosquitto reload: kill -HUP.
+    MosquittoFiles {
+        /// The directory to write `passwd` and `acl` into; it must exist.
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+        /// Give the files to this owner (UID:GID), e.g. 1883:1883 for the
+        /// eclipse-mosquitto image: Mosquitto reads them after dropping privileges.
+        #[arg(long, value_name = "UID:GID", value_parser = vakt::mosquitto::parse_owner)]
+        owner: Option<(u32, u32)>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,12 +151,16 @@ async fn run() -> anyhow::Result<()> {
             if password.chars().count() < 12 {
                 bail!("the password must have at least 12 characters");
             }
+            let role_value = Role::parse(&role).expect("clap checked the role");
+            // Admins and coordinators log in with a second factor.
+            let totp_secret = matches!(role_value, Role::Admin | Role::Coordinator)
+                .then(vakt::web::totp::new_secret);
             let user = User {
                 username: username.clone(),
-                role: Role::parse(&role).expect("clap checked the role"),
+                role: role_value,
                 region,
                 password_hash: vakt::web::auth::hash_password(password),
-                totp_secret: None,
+                totp_secret: totp_secret.clone(),
             };
             store.insert_user(&user, now_ms()).await?;
             store
@@ -150,6 +174,10 @@ async fn run() -> anyhow::Result<()> {
                 )
                 .await?;
             println!("user {username} added as {role}");
+            if let Some(secret) = totp_secret {
+                println!("second factor (add it to an authenticator app now; shown once):");
+                println!("{}", vakt::web::totp::uri(&username, &secret));
+            }
             Ok(())
         }
         Command::Token {
@@ -178,7 +206,7 @@ async fn run() -> anyhow::Result<()> {
                 },
         } => {
             let store = vakt::open_store(&config).await?;
-            let state = offline_state(store, config);
+            let state = offline_state(store, config)?;
             let req = vakt::web::api::NewDevice {
                 id,
                 kind: DeviceKind::parse(&kind).expect("clap checked the kind"),
@@ -196,10 +224,68 @@ async fn run() -> anyhow::Result<()> {
                 Err(e) => bail!("{}", problem_text(e)),
             }
         }
+        Command::Broker {
+            command: BrokerCommand::MosquittoFiles { out, owner },
+        } => mosquitto_files(config, &out, owner).await,
     }
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+/// `vakt broker mosquitto-files`: renders both files from the register and replaces them.
+async fn mosquitto_files(
+    config: Config,
+    out: &std::path::Path,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
+    use vakt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
+    let Some(password) = config.mqtt_password.as_ref().filter(|p| !p.0.is_empty()) else {
+        bail!("no backend broker password: set VAKT_MQTT_PASSWORD (or mqtt_password)");
+    };
+    let user = config
+        .mqtt_username
+        .clone()
+        .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned());
+    let store = vakt::open_store(&config).await?;
+    let vault = config.key_vault()?;
+    // The broker checks the keys in its own hashed form: open the sealed ones here.
+    let mut devices = store.devices().await?;
+    for d in &mut devices {
+        match vault.open(&d.key_hex, &d.id) {
+            Ok(key) => d.key_hex = key.to_hex(),
+            Err(e) => eprintln!("vakt: {e}"),
+        }
+    }
+    let salt = || {
+        let mut s = [0u8; SALT_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut s);
+        s
+    };
+    let passwd = render_password_file(&devices, &user, &password.0, salt)?;
+    let acl = render_acl(&user)?;
+    let write = |name, text: &str| {
+        write_atomically(out, name, text, 0o600, owner)
+            .with_context(|| format!("writing {}", out.join(name).display()))
+    };
+    let passwd_path = write("passwd", &passwd.text)?;
+    let acl_path = write("acl", &acl)?;
+    println!(
+        "wrote {}: {user} and {} devices (in stock or issued); {} returned or lost left out",
+        passwd_path.display(),
+        passwd.devices,
+        passwd.revoked
+    );
+    println!("wrote {}", acl_path.display());
+    for (id, why) in &passwd.refused {
+        eprintln!("vakt: device {id:?} not written: {why}");
+    }
+    println!("Make Mosquitto read them: kill -HUP <its pid> (compose: docker compose kill -s HUP mosquitto).");
+    Ok(())
+}
+
+async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
+    if demo {
+        // A first look on one's own machine: the printed logins work without an app.
+        config.require_second_factor = false;
+    }
     let wanted_http = config.http_addr;
     let wanted_mqtt = config.mqtt_listen;
     let external = config.mqtt_url.is_some();
@@ -212,7 +298,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if demo {
-        let (logins, devices) = vakt::demo::seed(&running.state.store).await?;
+        let (logins, devices) =
+            vakt::demo::seed(&running.state.store, running.state.directory.vault()).await?;
         running.state.refresh_directory().await;
         println!();
         println!("vakt demo is running.");
@@ -274,17 +361,21 @@ async fn shutdown_signal() {
 }
 
 /// State for commands that use API logic without serving.
-fn offline_state(store: vakt::store::SharedStore, config: Config) -> vakt::web::AppState {
-    vakt::web::AppState {
+fn offline_state(
+    store: vakt::store::SharedStore,
+    config: Config,
+) -> anyhow::Result<vakt::web::AppState> {
+    let vault = std::sync::Arc::new(config.key_vault()?);
+    Ok(vakt::web::AppState {
         store,
-        directory: Default::default(),
+        directory: vakt::directory::Directory::new(vault),
         hub: Default::default(),
         metrics: Default::default(),
         config: std::sync::Arc::new(config),
         downlink: None,
         supervision: None,
         throttle: Default::default(),
-    }
+    })
 }
 
 fn problem_text(e: vakt::web::error::ApiError) -> String {

@@ -552,4 +552,20 @@ async fn an_unknown_device_is_counted_and_recorded_as_a_security_event() {
         .unwrap();
     app.wait_for_metric("vakt_unknown_devices_total", 1).await;
     assert!(app.metric("vakt_security_events_total").await >= 1);
+    let events = app.get(&app.admin, "/api/security-events").await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "unknown_device"),
+        "{events}"
+    );
+    let resp = app
+        .officer
+        .get(app.url("/api/security-events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
 }

@@ -624,3 +624,192 @@ async fn the_status_counts_open_alerts_per_priority_in_the_callers_regions() {
     );
     assert!(app.get(&app.officer, "/api/console-config").await["tile_url"].is_null());
 }
+
+#[tokio::test]
+async fn the_audit_trail_is_hash_chained_so_an_edit_or_a_deletion_is_detected() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let _ = app
+        .get(
+            &app.officer,
+            &format!("/api/cases/{}?reason=checking", d.case_id),
+        )
+        .await;
+    let verdict = app.get(&app.admin, "/api/audit/verify").await;
+    assert!(verdict["entries"].as_u64().unwrap() >= 5);
+    assert!(verdict["first_broken"].is_null());
+
+    let by_officer = app.get(&app.admin, "/api/audit?user=officer").await;
+    assert!(by_officer
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "officer"));
+    assert!(by_officer
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "person_revealed" && e["detail"] == "checking"));
+
+    tamper(
+        &app.database_url,
+        "UPDATE audit_log SET detail = 'nothing' WHERE id = 3",
+    )
+    .await;
+    let verdict = app.get(&app.admin, "/api/audit/verify").await;
+    assert_eq!(verdict["first_broken"], 3);
+    let resp = app
+        .coordinator
+        .get(app.url("/api/audit/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
+#[tokio::test]
+async fn deleting_an_audit_entry_is_detected_at_the_next_one() {
+    let app = TestApp::start().await;
+    app.issued_device("Stockholm").await;
+    tamper(&app.database_url, "DELETE FROM audit_log WHERE id = 2").await;
+    assert_eq!(
+        app.get(&app.admin, "/api/audit/verify").await["first_broken"],
+        3
+    );
+}
+
+fn totp_now(uri: &str) -> String {
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let step = chrono::Utc::now().timestamp() / 30;
+    vakt::web::totp::code_at(secret, step).unwrap()
+}
+
+#[tokio::test]
+async fn a_coordinator_logs_in_only_with_a_fresh_one_time_code() {
+    let app = TestApp::start().await;
+    let created: Value = app
+        .post(&app.admin, "/api/users", json!({"username": "kim", "password": "kim-password-123", "role": "coordinator", "region": "Syd"}))
+        .await;
+    let uri = created["totp_uri"]
+        .as_str()
+        .expect("a second factor for a coordinator")
+        .to_owned();
+    assert!(uri.starts_with("otpauth://totp/vakt:kim?secret="));
+    let login = |body: Value| {
+        let url = app.url("/api/login");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let resp = login(json!({"username": "kim", "password": "kim-password-123"})).await;
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["field"].as_str()), (422, Some("totp")));
+    let resp =
+        login(json!({"username": "kim", "password": "kim-password-123", "totp": "000000"})).await;
+    assert_eq!(problem(resp).await.0, 401);
+    let code = totp_now(&uri);
+    let resp =
+        login(json!({"username": "kim", "password": "kim-password-123", "totp": code})).await;
+    assert_eq!(resp.status(), 200);
+    let resp =
+        login(json!({"username": "kim", "password": "kim-password-123", "totp": code})).await;
+    assert_eq!(problem(resp).await.0, 401, "a code works once");
+}
+
+#[tokio::test]
+async fn a_cross_site_request_with_the_session_cookie_changes_nothing() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    device.alarm("panic", None, None).await.unwrap();
+    let alert = app.wait_for_alert(&d.id, |_| true).await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "officer", "password": "officer-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ack = app.url(&format!("/api/alerts/{}/ack", alert["id"]));
+
+    let resp = client
+        .post(&ack)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    let resp = client
+        .post(&ack)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    assert_eq!(app.wait_for_alert(&d.id, |_| true).await["state"], "open");
+
+    let own_origin = app.base.clone();
+    let resp = client
+        .post(&ack)
+        .header("Origin", own_origin)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_device_key_is_stored_sealed_never_in_the_clear() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    use sqlx::Connection;
+    let stored: String = if app.database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT key_hex FROM devices WHERE id = $1")
+            .bind(&d.id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT key_hex FROM devices WHERE id = $1")
+            .bind(&d.id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    assert!(stored.starts_with("v1:"), "{stored}");
+    assert!(!stored.contains(&d.key));
+    // And the device still works with the key it was given.
+    let device = app.connect(&d).await;
+    device.alarm("panic", None, None).await.unwrap();
+    assert_eq!(
+        device
+            .next_feedback(std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+            .st,
+        "received"
+    );
+}

@@ -171,9 +171,13 @@ CREATE TABLE audit_log (
     action  TEXT NOT NULL,
     subject TEXT,
     case_id TEXT,
-    detail  TEXT
+    detail  TEXT,
+    -- Hash chain (src/audit.rs): an edited or deleted row breaks it.
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
 );
 CREATE INDEX audit_by_case ON audit_log(case_id);
+CREATE INDEX audit_by_actor ON audit_log(actor, at);
 
 -- The instances sharing a broker subscription: a dead one's persistent session is drained
 -- and ended by the leader, so its share of the devices is not queued for nobody.

@@ -188,6 +188,15 @@ pub struct HistoryEntry {
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SecurityEvent {
+    pub id: i64,
+    pub at: String,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
@@ -196,6 +205,16 @@ pub struct AuditEntry {
     pub subject: Option<String>,
     pub case_id: Option<String>,
     pub detail: Option<String>,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub case_id: Option<String>,
+    pub actor: Option<String>,
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+    pub limit: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -314,6 +333,8 @@ pub trait Store: Send + Sync + 'static {
     /// is the only writer.
     fn changes_from_elsewhere(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;
 
+    /// Stored security events, newest first.
+    async fn security_events(&self, limit: i64) -> Result<Vec<SecurityEvent>>;
     async fn security_event(
         &self,
         device_id: Option<&str>,
@@ -383,7 +404,9 @@ pub trait Store: Send + Sync + 'static {
         supervision_class: &str,
     ) -> Result<DeviceRecord>;
 
-    async fn audit_entries(&self, case_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>>;
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Recomputes the audit hash chain from the first entry.
+    async fn verify_audit(&self) -> Result<crate::audit::Verdict>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

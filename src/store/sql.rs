@@ -66,6 +66,7 @@ macro_rules! sql_store {
     ($name:ident, $db:ty, $pool:ty, $migrations:literal) => {
         pub struct $name {
             pool: $pool,
+            audit_lock: tokio::sync::Mutex<()>,
         }
 
         impl $name {
@@ -1000,6 +1001,19 @@ macro_rules! sql_store {
                 Ok(seq.unwrap_or(0))
             }
 
+            async fn security_events(&self, limit: i64) -> Result<Vec<SecurityEvent>> {
+                let rows: Vec<(i64, i64, Option<String>, String, String)> = sqlx::query_as(
+                    "SELECT id, at, device_id, kind, detail FROM security_events ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, at, device_id, kind, detail)| SecurityEvent { id, at: rfc3339(at), device_id, kind, detail })
+                    .collect())
+            }
+
             async fn security_event(&self, device_id: Option<&str>, kind: &str, detail: &str, at: Millis) -> Result<()> {
                 sqlx::query("INSERT INTO security_events (at, device_id, kind, detail) VALUES ($1, $2, $3, $4)")
                     .bind(at)
@@ -1012,8 +1026,20 @@ macro_rules! sql_store {
             }
 
             async fn audit(&self, actor: Option<&str>, action: &str, subject: Option<&str>, case_id: Option<&str>, detail: Option<&str>, at: Millis) -> Result<()> {
+                // One writer at a time extends the chain: in this process by the mutex, across
+                // instances by the per-backend lock taken inside the transaction.
+                let _one_writer = self.audit_lock.lock().await;
+                let mut tx = self.pool.begin().await?;
+                Self::lock_audit_chain(&mut tx).await?;
+                let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let prev = prev.map(|p| p.0).unwrap_or_else(|| crate::audit::GENESIS.to_owned());
+                let record = crate::audit::Record { at, actor, action, subject, case_id, detail };
+                let hash = crate::audit::entry_hash(&prev, &record);
                 sqlx::query(
-                    "INSERT INTO audit_log (at, actor, action, subject, case_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(at)
                 .bind(actor)
@@ -1021,9 +1047,32 @@ macro_rules! sql_store {
                 .bind(subject)
                 .bind(case_id)
                 .bind(detail)
-                .execute(&self.pool)
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn verify_audit(&self) -> Result<crate::audit::Verdict> {
+                type Row = (i64, i64, Option<String>, String, Option<String>, Option<String>, Option<String>, String, String);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT id, at, actor, action, subject, case_id, detail, prev_hash, hash FROM audit_log ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(crate::audit::verify(rows.iter().map(|r| {
+                    let record = crate::audit::Record {
+                        at: r.1,
+                        actor: r.2.as_deref(),
+                        action: &r.3,
+                        subject: r.4.as_deref(),
+                        case_id: r.5.as_deref(),
+                        detail: r.6.as_deref(),
+                    };
+                    (r.0, r.7.as_str(), r.8.as_str(), record)
+                })))
             }
 
             async fn heard_since(&self, since: Millis) -> Result<Vec<(String, Millis)>> {
@@ -1186,14 +1235,18 @@ macro_rules! sql_store {
                 self.device(id).await
             }
 
-            async fn audit_entries(&self, case_id: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
+            async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
                 let rows: Vec<(i64, i64, Option<String>, String, Option<String>, Option<String>, Option<String>)> =
                     sqlx::query_as(
                         "SELECT id, at, actor, action, subject, case_id, detail FROM audit_log \
-                         WHERE ($1 IS NULL OR case_id = $1) ORDER BY id DESC LIMIT $2",
+                         WHERE ($1 IS NULL OR case_id = $1) AND ($2 IS NULL OR actor = $2) \
+                         AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY id DESC LIMIT $5",
                     )
-                    .bind(case_id)
-                    .bind(limit)
+                    .bind(&filter.case_id)
+                    .bind(&filter.actor)
+                    .bind(filter.from)
+                    .bind(filter.to)
+                    .bind(filter.limit)
                     .fetch_all(&self.pool)
                     .await?;
                 Ok(rows
@@ -1227,6 +1280,11 @@ sql_store!(
 );
 
 impl SqliteStore {
+    /// SQLite has one writer at a time already.
+    async fn lock_audit_chain(_tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
     /// One process per SQLite file: its own hub already knows every change.
     async fn announce(_tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, _seq: i64) -> Result<()> {
         Ok(())
@@ -1264,7 +1322,10 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            audit_lock: Default::default(),
+        })
     }
 }
 
@@ -1318,6 +1379,15 @@ impl Drop for PgLeadership {
 const CHANGES_CHANNEL: &str = "vakt_alert_changes";
 
 impl PostgresStore {
+    /// Instances append to the audit chain one at a time (released at commit).
+    async fn lock_audit_chain(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LEADER_LOCK + 1)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// Announces a change at commit (NOTIFY is transactional): other instances push it to
     /// their consoles.
     async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, seq: i64) -> Result<()> {
@@ -1381,7 +1451,10 @@ impl PostgresStore {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            audit_lock: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

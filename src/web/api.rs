@@ -869,7 +869,7 @@ pub async fn add_device(
         id: req.id.clone(),
         kind: req.kind,
         model: optional_text("model", req.model.as_deref(), 100)?,
-        key_hex: key.to_hex(),
+        key_hex: s.directory.vault().seal(&key, &req.id),
         hb_interval_s: req.hb_interval_s,
         status: DeviceStatus::InStock,
         case_id: None,
@@ -1346,11 +1346,18 @@ async fn tell_device(s: &AppState, alert: &Alert, st: Feedback) {
 #[derive(Deserialize, IntoParams)]
 pub struct AuditQuery {
     pub case_id: Option<String>,
+    /// Only what this user did or saw.
+    pub user: Option<String>,
+    /// RFC 3339; entries at or after.
+    pub from: Option<String>,
+    /// RFC 3339; entries before.
+    pub to: Option<String>,
+    /// At most this many, newest first (default 500, at most 10000).
     pub limit: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = [crate::store::AuditEntry]), (status = 403, body = Problem)))]
+    responses((status = 200, body = [crate::store::AuditEntry]), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn audit(
     State(s): State<AppState>,
     caller: Caller,
@@ -1359,10 +1366,67 @@ pub async fn audit(
     if !caller.is_admin() {
         return Err(ApiError::Forbidden);
     }
-    let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
+    let time = |field: &str, v: Option<&str>| match v {
+        None => Ok(None),
+        Some(t) => parse_rfc3339(t)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(field, "not an RFC 3339 time")),
+    };
+    let filter = crate::store::AuditFilter {
+        case_id: q.case_id,
+        actor: q.user,
+        from: time("from", q.from.as_deref())?,
+        to: time("to", q.to.as_deref())?,
+        limit: q.limit.unwrap_or(500).clamp(1, 10_000),
+    };
+    let entries = s.store.audit_entries(&filter).await?;
+    // Reading the audit trail is itself a consultation worth a line.
+    s.store
+        .audit(
+            Some(&caller.username),
+            "audit_read",
+            None,
+            filter.case_id.as_deref(),
+            None,
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(entries))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// At most this many, newest first (default 500, at most 10000).
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/security-events", tag = "audit", params(LimitQuery),
+    responses((status = 200, body = [crate::store::SecurityEvent]), (status = 403, body = Problem)))]
+pub async fn security_events(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Vec<crate::store::SecurityEvent>>> {
+    if !caller.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
     Ok(Json(
-        s.store.audit_entries(q.case_id.as_deref(), limit).await?,
+        s.store
+            .security_events(q.limit.unwrap_or(500).clamp(1, 10_000))
+            .await?,
     ))
+}
+
+#[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
+    responses((status = 200, body = crate::audit::Verdict), (status = 403, body = Problem)))]
+pub async fn verify_audit(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<crate::audit::Verdict>> {
+    if !caller.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Json(s.store.verify_audit().await?))
 }
 
 // ---------------------------------------------------------------- users
@@ -1372,6 +1436,15 @@ pub struct UserOut {
     pub username: String,
     pub role: Role,
     pub region: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NewUserOut {
+    pub username: String,
+    pub role: Role,
+    pub region: Option<String>,
+    /// For admins and coordinators: the `otpauth://` URI of their second factor, shown once.
+    pub totp_uri: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -1412,7 +1485,7 @@ pub async fn create_user(
     State(s): State<AppState>,
     caller: Caller,
     Body(req): Body<NewUser>,
-) -> ApiResult<(StatusCode, Json<UserOut>)> {
+) -> ApiResult<(StatusCode, Json<NewUserOut>)> {
     if !caller.is_admin() {
         return Err(ApiError::Forbidden);
     }
@@ -1430,12 +1503,15 @@ pub async fn create_user(
         return Err(ApiError::invalid("password", "at least 12 characters"));
     }
     let region = optional_text("region", req.region.as_deref(), 100)?;
+    // Admins and coordinators log in with a second factor; the secret is shown this once.
+    let totp_secret =
+        matches!(req.role, Role::Admin | Role::Coordinator).then(super::totp::new_secret);
     let user = crate::store::User {
         username: username.clone(),
         role: req.role,
         region: region.clone(),
         password_hash: super::auth::hash_password(&req.password),
-        totp_secret: None,
+        totp_secret: totp_secret.clone(),
     };
     let now = now_ms();
     s.store.insert_user(&user, now).await?;
@@ -1449,12 +1525,14 @@ pub async fn create_user(
             now,
         )
         .await?;
+    let totp_uri = totp_secret.map(|s| super::totp::uri(&username, &s));
     Ok((
         StatusCode::CREATED,
-        Json(UserOut {
+        Json(NewUserOut {
             username,
             role: req.role,
             region,
+            totp_uri,
         }),
     ))
 }

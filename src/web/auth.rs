@@ -132,6 +132,9 @@ impl FromRequestParts<AppState> for Caller {
             };
         }
         let token = cookie_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        if !parts.method.is_safe() && cross_site(&parts.headers) {
+            return Err(ApiError::Forbidden);
+        }
         let idle_since = now - state.config.session_idle_s as Millis * 1000;
         let created_since = now - state.config.session_absolute_s as Millis * 1000;
         match state
@@ -145,16 +148,109 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller's network address, when the server knows it.
+pub struct PeerAddr(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<PeerAddr, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+/// Whether a browser says the request comes from another site. A cookie-carrying change
+/// from another site is a forgery attempt (SameSite=Strict stops it in current browsers;
+/// this stops it in the rest). Clients that send neither header are not browsers.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(host) = header("host") else {
+        return header("origin").is_some();
+    };
+    match header("origin") {
+        Some("null") => true,
+        Some(origin) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        None => false,
+    }
+}
+
 /// Failed logins per username, to slow down guessing.
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<String, Vec<Millis>>>,
+    used_steps: Mutex<HashMap<String, i64>>,
 }
 
 const THROTTLE_WINDOW_MS: Millis = 15 * 60 * 1000;
 const THROTTLE_MAX_FAILURES: usize = 5;
 
+/// What the second factor said at a login.
+enum SecondFactor {
+    /// Neither set up nor required for this role.
+    NotNeeded,
+    Passed,
+    /// Wrong, reused, or required but not set up.
+    Failed,
+    /// Set up, and no code was given: ask for it.
+    Missing,
+    NotChecked,
+}
+
+impl AppState {
+    fn second_factor(&self, user: &User, code: Option<&str>, now: Millis) -> SecondFactor {
+        let required = self.config.require_second_factor
+            && matches!(user.role, Role::Admin | Role::Coordinator);
+        let Some(secret) = &user.totp_secret else {
+            return if required {
+                SecondFactor::Failed
+            } else {
+                SecondFactor::NotNeeded
+            };
+        };
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+            return SecondFactor::Missing;
+        };
+        match super::totp::matching_step(secret, code, now / 1000) {
+            Some(step) if self.throttle.use_step(&user.username, step) => SecondFactor::Passed,
+            _ => SecondFactor::Failed,
+        }
+    }
+}
+
+const ADDRESS_MAX_FAILURES: usize = 30;
+
 impl Throttle {
+    fn blocked_address(&self, key: &str, now: Millis) -> bool {
+        if key.is_empty() {
+            return false;
+        }
+        let mut map = self.failures.lock().expect("throttle lock");
+        let list = map.entry(key.to_owned()).or_default();
+        list.retain(|t| now - t < THROTTLE_WINDOW_MS);
+        list.len() >= ADDRESS_MAX_FAILURES
+    }
+
+    /// A one-time code's time step may be used once per user: a code seen on a shoulder
+    /// or in a log cannot log in again.
+    fn use_step(&self, user: &str, step: i64) -> bool {
+        let mut used = self.used_steps.lock().expect("throttle lock");
+        match used.get(user) {
+            Some(last) if *last >= step => false,
+            _ => {
+                used.insert(user.to_owned(), step);
+                true
+            }
+        }
+    }
+
     fn blocked(&self, key: &str, now: Millis) -> bool {
         let mut map = self.failures.lock().expect("throttle lock");
         let list = map.entry(key.to_owned()).or_default();
@@ -193,10 +289,18 @@ pub struct Me {
               (status = 401, body = super::error::Problem), (status = 429, body = super::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let now = now_ms();
-    if state.throttle.blocked(&req.username, now) {
+    if cross_site(&headers) {
+        return Err(ApiError::Forbidden);
+    }
+    // Guessing is slowed per user and per address, so neither many users from one place
+    // nor one user from many places gets far.
+    let address = peer.map(|p| format!("ip:{}", p.ip())).unwrap_or_default();
+    if state.throttle.blocked(&req.username, now) || state.throttle.blocked_address(&address, now) {
         return Err(ApiError::TooManyRequests);
     }
     let user = match state.store.user(&req.username).await {
@@ -212,8 +316,24 @@ pub async fn login(
             false
         }
     };
+    let second_factor = match &user {
+        Some(u) if ok => state.second_factor(u, req.totp.as_deref(), now),
+        _ => SecondFactor::NotChecked,
+    };
+    if let SecondFactor::Missing = second_factor {
+        return Err(ApiError::invalid(
+            "totp",
+            "a one-time code from your authenticator app is required",
+        ));
+    }
+    let ok = ok
+        && matches!(
+            second_factor,
+            SecondFactor::Passed | SecondFactor::NotNeeded
+        );
     let Some(user) = user.filter(|_| ok) else {
         state.throttle.fail(&req.username, now);
+        state.throttle.fail(&address, now);
         crate::metrics::Metrics::inc(&state.metrics.logins_failed_total);
         let _ = state
             .store

@@ -6,6 +6,7 @@ pub mod console;
 pub mod error;
 pub mod json;
 pub mod sse;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -59,7 +60,7 @@ impl AppState {
         api::list_users, api::create_user, api::console_config, api::status,
         api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device,
         api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, sse::stream,
-        api::audit, healthz, readyz, metrics,
+        api::audit, api::verify_audit, api::security_events, healthz, readyz, metrics,
     ),
     components(schemas(error::Problem)),
     tags((name = "alerts", description = "What duty officers see and act on"))
@@ -105,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/alerts/{id}/resolve", post(api::resolve_alert))
         .route("/api/audit", get(api::audit))
+        .route("/api/audit/verify", get(api::verify_audit))
+        .route("/api/security-events", get(api::security_events))
         .route(
             "/api/orders/{id}",
             get(api::get_order).patch(api::patch_order),

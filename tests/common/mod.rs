@@ -77,6 +77,7 @@ pub struct TestApp {
     pub admin: reqwest::Client,
     pub anonymous: reqwest::Client,
     pub dir: tempfile::TempDir,
+    pub database_url: String,
 }
 
 pub struct IssuedDevice {
@@ -98,7 +99,7 @@ impl TestApp {
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(dir.path()).await;
-        let mut config = test_config(dir.path(), url);
+        let mut config = test_config(dir.path(), url.clone());
         change(&mut config);
         let running = vakt::start(config, vakt::StartOptions::default())
             .await
@@ -112,6 +113,7 @@ impl TestApp {
             anonymous: reqwest::Client::new(),
             running,
             dir,
+            database_url: url,
         };
         app.officer = app.client_for("officer", Role::Officer, None).await;
         app.coordinator = app.client_for("coordinator", Role::Coordinator, None).await;
@@ -333,6 +335,24 @@ where
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs SQL on the test's database behind the backend's back (to play the attacker).
+pub async fn tamper(database_url: &str, sql: &str) {
+    use sqlx::Connection;
+    if database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
 }
 
