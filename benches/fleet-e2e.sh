@@ -15,8 +15,9 @@ cd "$root"
 cargo build --release --bins -q
 bin=$root/target/release
 work=$(mktemp -d)
-mqtt_port=18830
-http_port=18080
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+mqtt_port=$(free_port)
+http_port=$(free_port)
 cleanup() {
   kill "${fleet_pid:-}" "${vakt_pid:-}" "${broker_pid:-}" 2>/dev/null || true
   wait 2>/dev/null || true

@@ -883,7 +883,7 @@ pub async fn add_device(
     s.store
         .audit(actor, "device_added", Some(&record.id), None, None, now)
         .await?;
-    s.refresh_directory().await;
+    s.refresh_device(&record.id).await;
     Ok(NewDeviceOut {
         id: record.id,
         key: key.to_hex(),
@@ -977,7 +977,7 @@ pub async fn patch_device(
             now,
         )
         .await?;
-    s.refresh_directory().await;
+    s.refresh_device(&id).await;
     // The device learns its new interval from the signed, retained configuration.
     if let (Some(hb), Some(downlink)) = (hb, &s.downlink) {
         downlink.config(&d.id, hb).await;
@@ -1033,7 +1033,7 @@ pub async fn issue_device(
             now,
         )
         .await?;
-    s.refresh_directory().await;
+    s.refresh_device(&id).await;
     if let (Some(hb), Some(downlink)) = (d.hb_interval_s, &s.downlink) {
         downlink.config(&d.id, hb).await;
     }
@@ -1080,7 +1080,7 @@ pub async fn return_device(
             now,
         )
         .await?;
-    s.refresh_directory().await;
+    s.refresh_device(&id).await;
     Ok(Json(device_out(&s, &d, now)))
 }
 

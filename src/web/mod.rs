@@ -42,6 +42,13 @@ pub struct AppState {
 
 impl AppState {
     /// After a coordinator's change, the ingest sees the new cases, orders and devices.
+    /// After a change to one device: only its entry is read again.
+    pub async fn refresh_device(&self, id: &str) {
+        if let Err(e) = self.directory.refresh_device(&self.store, id).await {
+            tracing::error!(error = %e, "could not refresh the device in the directory");
+        }
+    }
+
     pub async fn refresh_directory(&self) {
         if let Err(e) = self.directory.reload(&self.store).await {
             tracing::error!(error = %e, "could not refresh the device directory");
