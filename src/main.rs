@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Check the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage devices.
     Device {
         #[command(subcommand)]
@@ -86,6 +91,12 @@ enum TokenCommand {
         #[arg(long)]
         username: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit log's hash chain; exits non-zero at the first broken entry.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +206,22 @@ async fn run() -> anyhow::Result<()> {
                 .await?;
             println!("{token}");
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let store = vakt::open_store(&config).await?;
+            let verdict = store.verify_audit().await?;
+            match verdict.first_broken {
+                None => {
+                    println!("audit log intact: {} entries, chain verified", verdict.entries);
+                    Ok(())
+                }
+                Some(id) => bail!(
+                    "audit log broken at entry {id} (of {} read): an entry was edited or deleted there",
+                    verdict.entries
+                ),
+            }
         }
         Command::Device {
             command:
