@@ -74,6 +74,8 @@ pub struct SupervisionConfig {
     pub overdue_p3_s: u64,
     /// Orders with zones that end within this many days raise a reminder.
     pub order_ending_days: u64,
+    /// Personal data of a closed case is erased this many days after closing.
+    pub erase_closed_after_days: u64,
 }
 
 impl Default for SupervisionConfig {
@@ -84,6 +86,7 @@ impl Default for SupervisionConfig {
             overdue_p2_s: 120,
             overdue_p3_s: 600,
             order_ending_days: 7,
+            erase_closed_after_days: 90,
         }
     }
 }

@@ -813,3 +813,69 @@ async fn a_device_key_is_stored_sealed_never_in_the_clear() {
         "received"
     );
 }
+
+#[tokio::test]
+async fn a_closed_case_has_its_personal_data_erased_after_the_retention_period_and_the_erasure_is_audited(
+) {
+    let app = TestApp::start_with(|c| c.supervision.erase_closed_after_days = 0).await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    device
+        .alarm("panic", Some(fix_near_home()), None)
+        .await
+        .unwrap();
+    let alert = app.wait_for_alert(&d.id, |_| true).await;
+    let _: Value = app
+        .post(
+            &app.officer,
+            &format!("/api/alerts/{}/resolve", alert["id"]),
+            json!({"outcome": "false_alarm", "note": "Anna called back"}),
+        )
+        .await;
+    let _: Value = app
+        .post(
+            &app.coordinator,
+            &format!("/api/cases/{}/close", d.case_id),
+            json!({}),
+        )
+        .await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let audit = app
+            .get(&app.admin, &format!("/api/audit?case_id={}", d.case_id))
+            .await;
+        if audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "case_erased")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never erased");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let person = app
+        .get(
+            &app.coordinator,
+            &format!("/api/persons/{}?reason=statistics", d.person_id),
+        )
+        .await;
+    assert_eq!(person["name"], "(erased)");
+    assert!(person["address"].is_null() && person["phone"].is_null());
+    let kept = app
+        .get(&app.officer, &format!("/api/alerts/{}", alert["id"]))
+        .await;
+    assert_eq!(
+        kept["alert"]["kind"], "panic",
+        "the alert stays for statistics"
+    );
+    assert_eq!(kept["alert"]["outcome"], "false_alarm");
+    assert!(kept["alert"]["position"].is_null());
+    assert!(
+        !kept.to_string().contains("Mikael Berg"),
+        "no restrained person left: {kept}"
+    );
+    assert!(!kept.to_string().contains("Anna called back"));
+}

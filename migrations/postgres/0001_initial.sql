@@ -42,7 +42,9 @@ CREATE TABLE cases (
     response_plan TEXT,
     relatives     TEXT NOT NULL DEFAULT '[]',
     created_at    BIGINT NOT NULL,
-    closed_at     BIGINT
+    closed_at     BIGINT,
+    -- Set when personal data of the closed case was erased (retention).
+    erased_at     BIGINT
 );
 
 CREATE TABLE orders (

@@ -42,7 +42,9 @@ CREATE TABLE cases (
     response_plan TEXT,
     relatives     TEXT NOT NULL DEFAULT '[]',
     created_at    INTEGER NOT NULL,
-    closed_at     INTEGER
+    closed_at     INTEGER,
+    -- Set when personal data of the closed case was erased (retention).
+    erased_at     INTEGER
 );
 
 CREATE TABLE orders (

@@ -394,6 +394,10 @@ pub trait Store: Send + Sync + 'static {
     async fn stale_instances(&self, client_id: &str, before: Millis)
         -> Result<Vec<(String, bool)>>;
     async fn forget_instance(&self, client_id: &str) -> Result<()>;
+    /// Erases the personal data of cases closed before `closed_before`: the person's name,
+    /// phone and address, positions, the restrained persons and zones, free-text notes.
+    /// Alerts stay, pseudonymised, for statistics. Returns the case ids erased.
+    async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>>;
     /// Who leads supervision among the instances sharing this store.
     fn leadership(&self) -> Box<dyn Leadership>;
     /// Sets a device's coordinator settings.

@@ -1218,6 +1218,63 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>> {
+                let due: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, person_id FROM cases WHERE closed_at IS NOT NULL AND closed_at < $1 AND erased_at IS NULL",
+                )
+                .bind(closed_before)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut erased = Vec::new();
+                for (case_id, person_id) in due {
+                    let mut tx = self.pool.begin().await?;
+                    // The person keeps an id (alerts point at it) and nothing else.
+                    sqlx::query(
+                        "UPDATE persons SET name = '(erased)', phone = NULL, address_text = NULL, \
+                         address_lat = NULL, address_lon = NULL WHERE id = $1 \
+                         AND NOT EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND id <> $2 AND erased_at IS NULL)",
+                    )
+                    .bind(&person_id)
+                    .bind(&case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE orders SET restrained_name = '(erased)', restrained_description = NULL, \
+                         restrained_vehicle = NULL, restrained_photo_ref = NULL, zones = '[]' WHERE case_id = $1",
+                    )
+                    .bind(&case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE alerts SET lat = NULL, lon = NULL, acc_m = NULL, note = NULL, \
+                         reasons = '[\"(erased after retention)\"]', trigger_reasons = '[]' WHERE case_id = $1",
+                    )
+                    .bind(&case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE alert_history SET note = NULL WHERE alert_id IN (SELECT id FROM alerts WHERE case_id = $1)",
+                    )
+                    .bind(&case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE devices SET last_lat = NULL, last_lon = NULL, last_pos_at = NULL WHERE case_id = $1",
+                    )
+                    .bind(&case_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE cases SET response_plan = NULL, relatives = '[]', erased_at = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(&case_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    erased.push(case_id);
+                }
+                Ok(erased)
+            }
+
             fn leadership(&self) -> Box<dyn Leadership> {
                 self.new_leadership()
             }

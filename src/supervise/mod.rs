@@ -154,6 +154,7 @@ impl Supervisor {
         let mut heard_poll = tokio::time::interval(HEARD_POLL_EVERY);
         let mut timers = tokio::time::interval(Duration::from_secs(1));
         let mut orders = tokio::time::interval(Duration::from_secs(60));
+        let mut retention = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -168,6 +169,7 @@ impl Supervisor {
                         }
                         self.resync_silent().await;
                         self.orders_ending().await;
+                        self.erase_closed_cases().await;
                     } else if leading && !now_leading {
                         tracing::warn!("this instance no longer leads supervision");
                     }
@@ -178,6 +180,7 @@ impl Supervisor {
                     // A coordinator's change may have added an order that ends soon.
                     if self.sync_tracked().await && leading {
                         self.orders_ending().await;
+                        self.erase_closed_cases().await;
                     }
                     let waiting = self.peers_pending.as_ref().is_some_and(|p| p.get());
                     if leading && !waiting {
@@ -195,6 +198,7 @@ impl Supervisor {
                 _ = heard_poll.tick() => self.poll_heard(leading).await,
                 _ = timers.tick(), if leading => self.overdue().await,
                 _ = orders.tick(), if leading => self.orders_ending().await,
+                _ = retention.tick(), if leading => self.erase_closed_cases().await,
             }
         }
     }
@@ -466,6 +470,40 @@ impl Supervisor {
                     tracing::warn!(alert = a.id, error = %e, "could not mark an alert overdue")
                 }
             }
+        }
+    }
+
+    /// Retention: personal data of cases closed long enough ago is erased, and the erasure
+    /// is itself on the audit trail.
+    async fn erase_closed_cases(&mut self) {
+        let now = now_ms();
+        let days = self.config.supervision.erase_closed_after_days as Millis;
+        match self
+            .store
+            .erase_closed_cases(now - days * 24 * 3600 * 1000, now)
+            .await
+        {
+            Ok(erased) => {
+                for case_id in erased {
+                    tracing::info!(case = %case_id, "personal data of a closed case erased");
+                    let detail = format!("closed more than {days} days ago");
+                    if let Err(e) = self
+                        .store
+                        .audit(
+                            None,
+                            "case_erased",
+                            Some(&case_id),
+                            Some(&case_id),
+                            Some(&detail),
+                            now,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not audit an erasure");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention run failed"),
         }
     }
 
