@@ -12,7 +12,7 @@ DURATION=${DURATION:-600}
 HB=${HB:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cargo build --release --bins -q
+cargo build --release --workspace --bins -q
 bin=$root/target/release
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

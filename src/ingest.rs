@@ -592,26 +592,9 @@ impl Ingest {
             Vec::new()
         };
         match triage::triage(&self.policy, ctx, trigger, now, &alarm_positions) {
-            Decision::Raise {
-                kind,
-                priority,
-                position,
-                trigger,
-                context,
-            } => {
-                let raise = Raise {
-                    device_id: device_id.to_owned(),
-                    origin,
-                    answer_device: is_alarm,
-                    case_id: Some(ctx.case.id.clone()),
-                    region: Some(ctx.case.region.clone()),
-                    kind,
-                    priority,
-                    position,
-                    trigger,
-                    context,
-                    at: now,
-                };
+            decision @ Decision::Raise { .. } => {
+                let raise =
+                    Raise::for_decision(decision, ctx, origin, is_alarm, now).expect("a raise");
                 self.raise(&raise).await
             }
             Decision::MarkCancel => {
@@ -701,27 +684,8 @@ impl Ingest {
         }
         rt.bad_signatures.clear();
         let trigger = Trigger::BadSignatures { count };
-        if let Decision::Raise {
-            kind,
-            priority,
-            position,
-            trigger,
-            context,
-        } = triage::triage(&self.policy, &ctx, &trigger, now, &[])
-        {
-            let raise = Raise {
-                device_id: device_id.to_owned(),
-                origin: None,
-                answer_device: false,
-                case_id: Some(ctx.case.id.clone()),
-                region: Some(ctx.case.region.clone()),
-                kind,
-                priority,
-                position,
-                trigger,
-                context,
-                at: now,
-            };
+        let decision = triage::triage(&self.policy, &ctx, &trigger, now, &[]);
+        if let Some(raise) = Raise::for_decision(decision, &ctx, None, false, now) {
             self.raise(&raise).await;
         }
     }

@@ -156,6 +156,42 @@ pub struct Raise {
     pub at: Millis,
 }
 
+impl Raise {
+    /// What the store must do for a triage decision to raise an alert about a device of the
+    /// case in `ctx`; `None` for every other decision.
+    pub fn for_decision(
+        decision: crate::domain::triage::Decision,
+        ctx: &crate::domain::correlate::DeviceContext,
+        origin: Option<(u32, u32)>,
+        answer_device: bool,
+        at: Millis,
+    ) -> Option<Raise> {
+        let crate::domain::triage::Decision::Raise {
+            kind,
+            priority,
+            position,
+            trigger,
+            context,
+        } = decision
+        else {
+            return None;
+        };
+        Some(Raise {
+            device_id: ctx.device_id.clone(),
+            origin,
+            answer_device,
+            case_id: Some(ctx.case.id.clone()),
+            region: Some(ctx.case.region.clone()),
+            kind,
+            priority,
+            position,
+            trigger,
+            context,
+            at,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RaiseOutcome {
     Opened(AlertChange),

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cluster::PeersPending;
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::domain::triage::{self, Decision, Trigger};
+use crate::domain::triage::{self, Trigger};
 use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -335,28 +335,9 @@ impl Supervisor {
             interval_s: hb,
             grace_s: grace,
         };
-        let Decision::Raise {
-            kind,
-            priority,
-            position,
-            trigger,
-            context,
-        } = triage::triage(&self.config.policy, &ctx, &trigger, now, &[])
-        else {
+        let decision = triage::triage(&self.config.policy, &ctx, &trigger, now, &[]);
+        let Some(raise) = Raise::for_decision(decision, &ctx, None, false, now) else {
             return;
-        };
-        let raise = Raise {
-            device_id: device.to_owned(),
-            origin: None,
-            answer_device: false,
-            case_id: Some(ctx.case.id.clone()),
-            region: Some(ctx.case.region.clone()),
-            kind,
-            priority,
-            position,
-            trigger,
-            context,
-            at: now,
         };
         match self.store.raise(&raise).await {
             Ok(RaiseOutcome::Opened(change)) | Ok(RaiseOutcome::Updated(change)) => {
