@@ -212,6 +212,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         downlink: Some(ingest.downlink),
         supervision: Some(supervision),
         throttle: Arc::default(),
+        shutdown: Some(shutdown_rx.clone()),
     };
     let app = web::router(state.clone());
     let mut stop = shutdown_rx.clone();

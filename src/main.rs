@@ -368,7 +368,13 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     let _ = stop_tx.send(true);
-    running.stop().await;
+    // Consoles end their streams at the stop; anything still hanging after that is cut.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), running.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took longer than 5 s; stopping anyway");
+    }
     Ok(())
 }
 
@@ -402,6 +408,7 @@ fn offline_state(
         downlink: None,
         supervision: None,
         throttle: Default::default(),
+        shutdown: None,
     })
 }
 

@@ -552,15 +552,21 @@ async fn an_unknown_device_is_counted_and_recorded_as_a_security_event() {
         .unwrap();
     app.wait_for_metric("vakt_unknown_devices_total", 1).await;
     assert!(app.metric("vakt_security_events_total").await >= 1);
-    let events = app.get(&app.admin, "/api/security-events").await;
-    assert!(
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "unknown_device"),
-        "{events}"
-    );
+    // The event is stored right after it is counted.
+    let admin = app.admin.clone();
+    let url = app.url("/api/security-events");
+    wait_for("the stored security event", Duration::from_secs(5), || {
+        let req = admin.get(&url).send();
+        async move {
+            let events: Value = req.await.unwrap().json().await.unwrap();
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "unknown_device")
+        }
+    })
+    .await;
     let resp = app
         .officer
         .get(app.url("/api/security-events"))

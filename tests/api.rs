@@ -589,8 +589,19 @@ async fn a_case_keeps_its_relatives() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let case = app
+    let masked = app
         .get(&app.officer, &format!("/api/cases/{}", d.case_id))
+        .await;
+    assert_eq!(
+        masked["relatives"][0]["name"], "***",
+        "relatives of a protected person point to them"
+    );
+    assert!(masked["relatives"][0]["phone"].is_null());
+    let case = app
+        .get(
+            &app.officer,
+            &format!("/api/cases/{}?reason=call-back", d.case_id),
+        )
         .await;
     assert_eq!(case["relatives"], relatives);
     let resp = app

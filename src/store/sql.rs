@@ -467,7 +467,7 @@ macro_rules! sql_store {
             }
 
             async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 if let Some(risk) = patch.risk {
                     sqlx::query("UPDATE cases SET risk = $1 WHERE id = $2")
                         .bind(risk.as_str())
@@ -660,7 +660,7 @@ macro_rules! sql_store {
             }
 
             async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 for (id, h) in batch {
                     sqlx::query(
                         "UPDATE devices SET last_heard_at = COALESCE($1, last_heard_at), \
@@ -695,7 +695,7 @@ macro_rules! sql_store {
             }
 
             async fn raise(&self, r: &Raise) -> Result<RaiseOutcome> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 // The write comes first so SQLite takes its write lock at once (no upgrade
                 // deadlock), and so a redelivered message stops here.
                 if let Some((boot, seq)) = r.origin {
@@ -804,7 +804,7 @@ macro_rules! sql_store {
             }
 
             async fn record_message(&self, device_id: &str, boot: u32, seq: u32, kind: &str, at: Millis) -> Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let fresh = sqlx::query(
                     "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -828,7 +828,7 @@ macro_rules! sql_store {
             }
 
             async fn cancel(&self, device_id: &str, boot: u32, seq: u32, at: Millis) -> Result<CancelOutcome> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let fresh = sqlx::query(
                     "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
                      VALUES ($1, $2, $3, 'cancel', $4) ON CONFLICT DO NOTHING",
@@ -910,7 +910,7 @@ macro_rules! sql_store {
             }
 
             async fn acknowledge(&self, id: i64, by: &str, note: Option<&str>, at: Millis) -> Result<AlertChange> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "UPDATE alerts SET state = 'acknowledged', acknowledged_by = $1, acknowledged_at = $2 \
                      WHERE id = $3 AND state = 'open'",
@@ -934,7 +934,7 @@ macro_rules! sql_store {
             }
 
             async fn resolve(&self, id: i64, by: &str, outcome: Outcome, note: Option<&str>, at: Millis) -> Result<AlertChange> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 // Resolving an alert nobody acknowledged also records who took it.
                 let done = sqlx::query(
                     "UPDATE alerts SET state = 'resolved', resolved_by = $1, resolved_at = $2, outcome = $3, note = $4, \
@@ -1029,7 +1029,7 @@ macro_rules! sql_store {
                 // One writer at a time extends the chain: in this process by the mutex, across
                 // instances by the per-backend lock taken inside the transaction.
                 let _one_writer = self.audit_lock.lock().await;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 Self::lock_audit_chain(&mut tx).await?;
                 let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
                     .fetch_optional(&mut *tx)
@@ -1104,7 +1104,7 @@ macro_rules! sql_store {
                 back_online: Option<bool>,
                 at: Millis,
             ) -> Result<Option<AlertChange>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let found: Option<(i64,)> = sqlx::query_as(
                     "UPDATE alerts SET back_online = COALESCE($1, back_online), last_at = last_at \
                      WHERE device_id = $2 AND incident = $3 AND state <> 'resolved' RETURNING id",
@@ -1124,7 +1124,7 @@ macro_rules! sql_store {
             }
 
             async fn mark_overdue(&self, id: i64, priority: Priority, note: &str, at: Millis) -> Result<Option<AlertChange>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "UPDATE alerts SET overdue = TRUE, priority = CASE WHEN priority < $1 THEN priority ELSE $1 END \
                      WHERE id = $2 AND state = 'open' AND overdue = FALSE",
@@ -1152,7 +1152,7 @@ macro_rules! sql_store {
                 context: &[String],
                 at: Millis,
             ) -> Result<Option<AlertChange>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let (trigger_json, reasons) = reasons_json(trigger, context)?;
                 let inserted: Option<(i64,)> = sqlx::query_as(
                     "INSERT INTO alerts (priority, kind, incident, state, case_id, region, first_at, last_at, count, \
@@ -1179,7 +1179,7 @@ macro_rules! sql_store {
             }
 
             async fn instance_alive(&self, client_id: &str, leading: bool, at: Millis) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO instances (client_id, last_seen, is_leader) VALUES ($1, $2, $3) \
                      ON CONFLICT (client_id) DO UPDATE SET last_seen = excluded.last_seen, is_leader = excluded.is_leader",
@@ -1227,7 +1227,7 @@ macro_rules! sql_store {
                 .await?;
                 let mut erased = Vec::new();
                 for (case_id, person_id) in due {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     // The person keeps an id (alerts point at it) and nothing else.
                     sqlx::query(
                         "UPDATE persons SET name = '(erased)', phone = NULL, address_text = NULL, \
@@ -1337,6 +1337,15 @@ sql_store!(
 );
 
 impl SqliteStore {
+    /// Every transaction here writes: take SQLite's write lock at BEGIN, so a transaction
+    /// that reads first (the audit chain) waits its turn instead of failing with a stale
+    /// snapshot when another writer got in between.
+    async fn begin_write(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// SQLite has one writer at a time already.
     async fn lock_audit_chain(_tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
         Ok(())
@@ -1436,6 +1445,12 @@ impl Drop for PgLeadership {
 const CHANGES_CHANNEL: &str = "vakt_alert_changes";
 
 impl PostgresStore {
+    async fn begin_write(
+        &self,
+    ) -> std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// Instances append to the audit chain one at a time (released at commit).
     async fn lock_audit_chain(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")

@@ -96,7 +96,7 @@ pub struct ReasonQuery {
 }
 
 #[utoipa::path(post, path = "/api/persons", tag = "persons", request_body = NewPerson,
-    responses((status = 201, body = PersonOut), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = PersonOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_person(
     State(s): State<AppState>,
     caller: Caller,
@@ -159,7 +159,7 @@ pub async fn list_persons(
 }
 
 #[utoipa::path(get, path = "/api/persons/{id}", tag = "persons", params(("id" = String, Path), ReasonQuery),
-    responses((status = 200, body = PersonOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = PersonOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_person(
     State(s): State<AppState>,
     caller: Caller,
@@ -261,6 +261,19 @@ fn case_out(c: &Case) -> CaseOut {
     }
 }
 
+/// The case as a caller may see it: relatives of a protected person point to that person,
+/// so they are masked with it.
+fn case_out_masked(c: &Case, masked: bool) -> CaseOut {
+    let mut out = case_out(c);
+    if masked {
+        for r in &mut out.relatives {
+            r.name = MASK.into();
+            r.phone = None;
+        }
+    }
+    out
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CaseDetail {
     #[serde(flatten)]
@@ -271,7 +284,7 @@ pub struct CaseDetail {
 }
 
 #[utoipa::path(post, path = "/api/cases", tag = "cases", request_body = NewCase,
-    responses((status = 201, body = CaseOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = CaseOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_case(
     State(s): State<AppState>,
     caller: Caller,
@@ -344,7 +357,7 @@ async fn case_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Ca
 }
 
 #[utoipa::path(get, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path), ReasonQuery),
-    responses((status = 200, body = CaseDetail), (status = 404, body = Problem)))]
+    responses((status = 200, body = CaseDetail), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_case(
     State(s): State<AppState>,
     caller: Caller,
@@ -366,7 +379,7 @@ pub async fn get_case(
             .filter(|d| d.case_id.as_deref() == Some(case.id.as_str()))
             .map(|d| device_out(&s, d, now))
             .collect(),
-        case: case_out(&case),
+        case: case_out_masked(&case, person_out(&person, reveal).masked),
     }))
 }
 
@@ -390,7 +403,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 #[utoipa::path(patch, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path)), request_body = CaseChange,
-    responses((status = 200, body = CaseOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = CaseOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_case(
     State(s): State<AppState>,
     caller: Caller,
@@ -430,7 +443,7 @@ pub async fn patch_case(
 }
 
 #[utoipa::path(post, path = "/api/cases/{id}/close", tag = "cases", params(("id" = String, Path)),
-    responses((status = 200, body = CaseOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = CaseOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn close_case(
     State(s): State<AppState>,
     caller: Caller,
@@ -526,7 +539,7 @@ pub fn order_out(o: &Order) -> OrderOut {
 }
 
 #[utoipa::path(post, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), request_body = NewOrder,
-    responses((status = 201, body = OrderOut), (status = 422, body = Problem)))]
+    responses((status = 201, body = OrderOut), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_order(
     State(s): State<AppState>,
     caller: Caller,
@@ -629,7 +642,7 @@ async fn order_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<O
 }
 
 #[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path)),
-    responses((status = 200, body = OrderOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = OrderOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_order(
     State(s): State<AppState>,
     caller: Caller,
@@ -654,7 +667,7 @@ pub struct OrderChange {
 }
 
 #[utoipa::path(patch, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path)), request_body = OrderChange,
-    responses((status = 200, body = OrderOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = OrderOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_order(
     State(s): State<AppState>,
     caller: Caller,
@@ -693,7 +706,7 @@ pub async fn patch_order(
     Ok(Json(order_out(&order)))
 }
 
-#[utoipa::path(get, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = [OrderOut])))]
+#[utoipa::path(get, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = [OrderOut]), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_orders(
     State(s): State<AppState>,
     caller: Caller,
@@ -843,7 +856,7 @@ pub fn device_out(s: &AppState, d: &DeviceRecord, now: i64) -> DeviceOut {
 }
 
 #[utoipa::path(post, path = "/api/devices", tag = "devices", request_body = NewDevice,
-    responses((status = 201, body = NewDeviceOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = NewDeviceOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_device(
     State(s): State<AppState>,
     caller: Caller,
@@ -919,7 +932,7 @@ fn device_visible(caller: &Caller, index: &Index, d: &DeviceRecord) -> bool {
 }
 
 #[utoipa::path(get, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)),
-    responses((status = 200, body = DeviceOut), (status = 404, body = Problem)))]
+    responses((status = 200, body = DeviceOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_device(
     State(s): State<AppState>,
     caller: Caller,
@@ -944,7 +957,7 @@ pub struct DeviceChange {
 }
 
 #[utoipa::path(patch, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)), request_body = DeviceChange,
-    responses((status = 200, body = DeviceOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = DeviceOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_device(
     State(s): State<AppState>,
     caller: Caller,
@@ -993,7 +1006,7 @@ pub struct IssueRequest {
 }
 
 #[utoipa::path(post, path = "/api/devices/{id}/issue", tag = "devices", params(("id" = String, Path)), request_body = IssueRequest,
-    responses((status = 200, body = DeviceOut), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = DeviceOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn issue_device(
     State(s): State<AppState>,
     caller: Caller,
@@ -1050,7 +1063,7 @@ pub struct ReturnRequest {
 }
 
 #[utoipa::path(post, path = "/api/devices/{id}/return", tag = "devices", params(("id" = String, Path)), request_body = ReturnRequest,
-    responses((status = 200, body = DeviceOut), (status = 409, body = Problem)))]
+    responses((status = 200, body = DeviceOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn return_device(
     State(s): State<AppState>,
     caller: Caller,
@@ -1149,7 +1162,7 @@ pub struct AlertQuery {
 }
 
 #[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(AlertQuery),
-    responses((status = 200, body = [AlertOut], description = "In queue order: priority, then oldest first")))]
+    responses((status = 200, body = [AlertOut], description = "In queue order: priority, then oldest first"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_alerts(
     State(s): State<AppState>,
     caller: Caller,
@@ -1198,7 +1211,7 @@ async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Al
 }
 
 #[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", params(("id" = i64, Path), ReasonQuery),
-    responses((status = 200, body = AlertDetail), (status = 404, body = Problem)))]
+    responses((status = 200, body = AlertDetail), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_alert(
     State(s): State<AppState>,
     caller: Caller,
@@ -1264,7 +1277,9 @@ pub async fn get_alert(
     Ok(Json(AlertDetail {
         history: s.store.alert_history(alert.id).await?,
         alert: alert_out(&alert, &index),
-        case: case.as_ref().map(case_out),
+        case: case
+            .as_ref()
+            .map(|c| case_out_masked(c, person.as_ref().is_some_and(|p| p.masked))),
         person,
         device,
         orders: orders.iter().map(order_out).collect(),
@@ -1278,8 +1293,8 @@ pub struct AckRequest {
     pub note: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/alerts/{id}/ack", tag = "alerts", params(("id" = i64, Path)), request_body = AckRequest,
-    responses((status = 200, body = AlertOut), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/api/alerts/{id}/ack", tag = "alerts", params(("id" = i64, Path)), request_body = Option<AckRequest>,
+    responses((status = 200, body = AlertOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn ack_alert(
     State(s): State<AppState>,
     caller: Caller,
@@ -1313,7 +1328,7 @@ pub struct ResolveRequest {
 }
 
 #[utoipa::path(post, path = "/api/alerts/{id}/resolve", tag = "alerts", params(("id" = i64, Path)), request_body = ResolveRequest,
-    responses((status = 200, body = AlertOut), (status = 400, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = AlertOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn resolve_alert(
     State(s): State<AppState>,
     caller: Caller,
@@ -1357,7 +1372,7 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = [crate::store::AuditEntry]), (status = 403, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = [crate::store::AuditEntry]), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn audit(
     State(s): State<AppState>,
     caller: Caller,
@@ -1401,7 +1416,7 @@ pub struct LimitQuery {
 }
 
 #[utoipa::path(get, path = "/api/security-events", tag = "audit", params(LimitQuery),
-    responses((status = 200, body = [crate::store::SecurityEvent]), (status = 403, body = Problem)))]
+    responses((status = 200, body = [crate::store::SecurityEvent]), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn security_events(
     State(s): State<AppState>,
     caller: Caller,
@@ -1418,7 +1433,7 @@ pub async fn security_events(
 }
 
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
-    responses((status = 200, body = crate::audit::Verdict), (status = 403, body = Problem)))]
+    responses((status = 200, body = crate::audit::Verdict), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn verify_audit(
     State(s): State<AppState>,
     caller: Caller,
@@ -1458,7 +1473,7 @@ pub struct NewUser {
     pub region: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = [UserOut]), (status = 403, body = Problem)))]
+#[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = [UserOut]), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_users(
     State(s): State<AppState>,
     caller: Caller,
@@ -1480,7 +1495,7 @@ pub async fn list_users(
 }
 
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
-    responses((status = 201, body = UserOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = UserOut), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_user(
     State(s): State<AppState>,
     caller: Caller,

@@ -286,7 +286,7 @@ pub struct Me {
 
 #[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Me, description = "Logged in; the session cookie is set"),
-              (status = 401, body = super::error::Problem), (status = 429, body = super::error::Problem)))]
+              (status = 400, body = super::error::Problem, content_type = "application/problem+json"), (status = 401, body = super::error::Problem, content_type = "application/problem+json"), (status = 429, body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn login(
     State(state): State<AppState>,
     PeerAddr(peer): PeerAddr,
@@ -387,7 +387,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
     Ok(resp)
 }
 
-#[utoipa::path(get, path = "/api/me", tag = "auth", responses((status = 200, body = Me), (status = 401, body = super::error::Problem)))]
+#[utoipa::path(get, path = "/api/me", tag = "auth", responses((status = 200, body = Me), (status = 401, body = super::error::Problem, content_type = "application/problem+json")))]
 pub async fn me(caller: Caller) -> axum::Json<Me> {
     axum::Json(Me {
         username: caller.username,

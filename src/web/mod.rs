@@ -38,6 +38,9 @@ pub struct AppState {
     /// Absent likewise for commands that do not serve.
     pub supervision: Option<crate::supervise::Supervision>,
     pub throttle: Arc<auth::Throttle>,
+    /// Turns `true` when the server stops: live streams end then, so shutdown does not
+    /// wait on consoles that never hang up.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl AppState {

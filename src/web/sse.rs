@@ -66,8 +66,15 @@ async fn feed(
         }
     }
     let mut status_tick = tokio::time::interval(Duration::from_secs(10));
+    let mut shutdown = s.shutdown.clone();
     loop {
         tokio::select! {
+            _ = async {
+                match shutdown.as_mut() {
+                    Some(rx) => { let _ = rx.wait_for(|stop| *stop).await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => return,
             msg = live.recv() => match msg {
                 Ok(change) => {
                     if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {

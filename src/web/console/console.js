@@ -1,23 +1,22 @@
-// vakt duty-officer console.
+// vakt duty-officer console: the live alert queue, its detail and actions.
 //
 // Plain ES module, no build step, no dependencies. Served at /console.js under
-// a strict CSP: no inline scripts or styles, no eval, same-origin requests only.
-//
-// Rules followed throughout:
-// - Server-provided strings are only ever written with textContent or
-//   setAttribute, never parsed as HTML.
-// - All user-visible text comes from i18n.js.
-// - Visibility is switched with the `hidden` attribute and CSS classes, never
-//   with element.style (CSP style-src 'self').
+// a strict CSP: no inline scripts or styles, no eval, same-origin requests
+// only (plus the tile server, when one is configured). See common.js for the
+// rules on text and visibility that every page follows.
 
-import { t, tEnum, getLang, setLang, applyStatic, locale } from './i18n.js';
+import { t, tEnum, getLang, setLang, applyStatic } from './i18n.js';
+import {
+  $, el, button, fillDl, phoneLink, isTypingTarget, nowMs, timeMs, fmtTime, fmtClock, fmtAge,
+  api, apiOptional, ApiError, setUnauthorizedHandler, OUTCOMES, wireLoginForm, setLoginMessage, normaliseUser,
+} from './common.js';
+import { renderSituationMap, validPosition } from './map.js';
 
 // ---------------------------------------------------------------------------
 // Configuration
 // ---------------------------------------------------------------------------
 
 const STREAM_URL = '/api/alerts/stream';
-const REQUEST_TIMEOUT_MS = 15000;
 // Belt and braces: the event stream should carry every change, but a stalled
 // proxy can keep a dead stream "open". A periodic re-fetch bounds how long a
 // missed event can go unseen.
@@ -25,6 +24,9 @@ const RESYNC_INTERVAL_MS = 30000;
 const SYNC_RETRY_MS = 5000;
 const RECONNECT_MIN_MS = 1000;
 const RECONNECT_MAX_MS = 30000;
+// The stream sends `status` every 10 s; without one for this long the strip
+// is marked as stale rather than showing old values as current.
+const STATUS_STALE_MS = 35000;
 // While an urgent notice is unanswered the alarm sound repeats this often.
 const ALARM_REPEAT_MS = 15000;
 // A lost live connection gets an audible warning once it lasts this long.
@@ -32,8 +34,10 @@ const LOST_SOUND_AFTER_MS = 20000;
 const FLASH_OK_MS = 6000;
 
 const STATE_RANK = { open: 0, acknowledged: 1, resolved: 2 };
-const OUTCOMES = ['police_dispatched', 'false_alarm', 'technical', 'test', 'other'];
 const URGENT_NOTICES = new Set(['new_p1', 'overdue', 'repeated']);
+// Kinds raised by a message from the device itself: the device is told
+// "received", then "accepted" on acknowledge and "resolved" (spec/protocol.md).
+const DEVICE_MESSAGE_KINDS = new Set(['panic', 'fall', 'tamper', 'power_loss', 'low_battery']);
 
 // ---------------------------------------------------------------------------
 // State
@@ -50,11 +54,13 @@ const state = {
   detailSeq: 0,               // guards against out-of-order detail responses
   detailFormsFor: null,       // id the action forms were last reset for
   focusResolveOnLoad: false,  // 'r' pressed before the detail had loaded
-  systemStatus: null,         // last `status` event payload
+  detailDirty: false,         // the shown alert changed since the detail was drawn
+  systemStatus: null,         // last GET /api/status or `status` event payload
+  systemStatusAt: 0,
+  tileUrl: null,              // from GET /api/console-config; null: geometry only
   conn: 'idle',               // idle | connecting | live | lost | syncing
   lostSince: 0,
   syncFailed: false,
-  clockOffsetMs: 0,           // server clock minus local clock, when notable
 };
 
 const stream = { es: null, retryMs: RECONNECT_MIN_MS, retryTimer: 0, syncRetryTimer: 0 };
@@ -64,100 +70,13 @@ const sound = { ctx: null, on: false, busyUntil: 0, busyRank: -1 };
 const rows = new Map();       // id -> <tr>, reused across renders to keep focus
 const noticeNodes = new Map(); // id -> {node, signature} currently in the notice box
 
-const $ = (id) => document.getElementById(id);
-
-// ---------------------------------------------------------------------------
-// Small DOM and formatting helpers
-// ---------------------------------------------------------------------------
-
-/** Creates an element with an optional class and text (always as textContent). */
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
-
-function keyOf(id) {
-  return String(id);
-}
-
-function timeMs(iso) {
-  const ms = Date.parse(iso);
-  return Number.isFinite(ms) ? ms : 0;
-}
-
-/** Local clock corrected by the server's Date header when they differ notably. */
-function nowMs() {
-  return Date.now() + state.clockOffsetMs;
-}
-
-let dateFormatter = null;
-let dateFormatterLang = null;
-
-function fmtTime(iso) {
-  if (!iso) return t('dash');
-  const ms = Date.parse(iso);
-  if (!Number.isFinite(ms)) return String(iso);
-  if (dateFormatterLang !== getLang()) {
-    dateFormatter = new Intl.DateTimeFormat(locale(), {
-      year: 'numeric', month: '2-digit', day: '2-digit',
-      hour: '2-digit', minute: '2-digit', second: '2-digit',
-    });
-    dateFormatterLang = getLang();
-  }
-  return dateFormatter.format(new Date(ms));
-}
-
-const pad2 = (n) => String(n).padStart(2, '0');
-
-/** "45 s", "2 min 05 s", "1 h 02 min", "1 d 03 h". */
-function fmtAge(ms) {
-  const total = Math.max(0, Math.floor(ms / 1000));
-  const d = Math.floor(total / 86400);
-  const h = Math.floor((total % 86400) / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  if (d > 0) return t('age_d_h', { d, h: pad2(h) });
-  if (h > 0) return t('age_h_min', { h, m: pad2(m) });
-  if (m > 0) return t('age_min_s', { m, s: pad2(s) });
-  return t('age_s', { s });
-}
-
-function fmtNumber(n, digits) {
-  return new Intl.NumberFormat(locale(), {
-    minimumFractionDigits: digits, maximumFractionDigits: digits,
-  }).format(n);
-}
-
-function fmtDistance(m) {
-  if (m >= 1000) return t('dist_km', { n: fmtNumber(m / 1000, m % 1000 === 0 ? 0 : 1) });
-  return t('dist_m', { n: fmtNumber(Math.round(m), 0) });
-}
-
-function isTypingTarget(node) {
-  if (!node || !node.tagName) return false;
-  const tag = node.tagName;
-  return tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || node.isContentEditable;
-}
-
-/** Fills a <dl> from [labelKey, value] rows; value may be text or a Node. */
-function fillDl(dl, entries) {
-  dl.replaceChildren();
-  for (const [labelKey, value] of entries) {
-    dl.append(el('dt', null, t(labelKey)));
-    const dd = el('dd');
-    if (value instanceof Node) dd.append(value);
-    else dd.textContent = value === null || value === undefined || value === '' ? t('dash') : String(value);
-    dl.append(dd);
-  }
-}
+const keyOf = (id) => String(id);
 
 function prioClass(priority) {
   return [1, 2, 3, 4].includes(priority) ? `prio-${priority}` : 'prio-x';
 }
 
-/** The big priority badge: colour from the class, and the number as text. */
+/** The priority badge: colour from the class, and the number as text. */
 function fillPrioBadge(node, priority) {
   node.className = `prio-badge ${prioClass(priority)}`;
   node.replaceChildren(
@@ -166,84 +85,8 @@ function fillPrioBadge(node, priority) {
   );
 }
 
-// ---------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-/**
- * JSON request to the same-origin API. Throws ApiError with a user-readable
- * message (problem+json detail or title). A 401 during a session ends it.
- */
-async function api(method, path, body) {
-  const headers = { Accept: 'application/json, application/problem+json' };
-  if (method !== 'GET') headers['X-Vakt-Csrf'] = '1';
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-
-  const ctrl = new AbortController();
-  const timer = setTimeout(() => ctrl.abort(), REQUEST_TIMEOUT_MS);
-  try {
-    let res;
-    try {
-      res = await fetch(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: 'same-origin',
-        cache: 'no-store',
-        signal: ctrl.signal,
-      });
-    } catch (err) {
-      throw new ApiError(0, t(err && err.name === 'AbortError' ? 'err_timeout' : 'err_network'));
-    }
-    noteServerClock(res);
-    const data = await readBody(res);
-    if (res.status === 401 && state.user && path !== '/api/login') {
-      onSessionExpired();
-    }
-    if (!res.ok) throw new ApiError(res.status, problemMessage(data, res.status));
-    return data;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function readBody(res) {
-  if (res.status === 204) return null;
-  const text = await res.text().catch(() => '');
-  if (!text) return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
-}
-
-function problemMessage(data, status) {
-  if (data && typeof data === 'object') {
-    if (typeof data.detail === 'string' && data.detail) return data.detail;
-    if (typeof data.title === 'string' && data.title) return data.title;
-  }
-  return t('err_http', { status });
-}
-
-/**
- * Ages are computed on this machine; if its clock is off, every age would be
- * wrong. The Date header has one-second resolution, so only offsets larger
- * than a few seconds are applied.
- */
-function noteServerClock(res) {
-  const header = res.headers.get('Date');
-  const serverMs = header ? Date.parse(header) : NaN;
-  if (!Number.isFinite(serverMs)) return;
-  const offset = serverMs + 500 - Date.now();
-  state.clockOffsetMs = Math.abs(offset) > 3000 ? offset : 0;
+function caseLabel(alert) {
+  return alert.case_reference || alert.case_id || t('dash');
 }
 
 // ---------------------------------------------------------------------------
@@ -296,61 +139,23 @@ function showLoginView(message, { notice = false } = {}) {
   $('console-view').hidden = true;
   $('status-strip').hidden = true;
   $('logout-btn').hidden = true;
+  $('admin-link').hidden = true;
   $('sound-toggle').hidden = true;
   $('sound-prompt').hidden = true;
   $('login-view').hidden = false;
-  setLoginError(message || '', notice);
+  setLoginMessage(message || '', notice);
   $('login-username').focus();
 }
 
-function setLoginError(message, notice = false) {
-  const box = $('login-error');
-  box.textContent = message;
-  box.className = notice ? 'muted' : 'error';
-  box.hidden = !message;
-}
-
-async function onLoginSubmit(event) {
-  event.preventDefault();
-  const username = $('login-username').value.trim();
-  const password = $('login-password').value;
-  const totp = $('login-totp').value.replace(/\s+/g, '');
-  if (!username || !password) {
-    setLoginError(t('login_missing'));
-    return;
-  }
-  const body = { username, password };
-  if (totp) body.totp = totp;
-
-  const button = $('login-submit');
-  button.disabled = true;
-  button.textContent = t('login_busy');
-  try {
-    const user = await api('POST', '/api/login', body);
-    $('login-password').value = '';
-    $('login-totp').value = '';
-    startSession(user);
-  } catch (err) {
-    setLoginError(err.status === 401 ? err.message || t('login_failed') : err.message);
-  } finally {
-    button.disabled = false;
-    button.textContent = t('login_submit');
-  }
-}
-
 function startSession(user) {
-  state.user = {
-    username: String(user && user.username != null ? user.username : ''),
-    role: user && user.role != null ? String(user.role) : '',
-    region: user && user.region != null ? String(user.region) : null,
-  };
-  setLoginError('');
+  state.user = normaliseUser(user);
   hideError();
   $('boot').hidden = true;
   $('login-view').hidden = true;
   $('console-view').hidden = false;
   $('status-strip').hidden = false;
   $('logout-btn').hidden = false;
+  $('admin-link').hidden = !['coordinator', 'admin'].includes(state.user.role);
   $('sound-toggle').hidden = false;
   renderSound();
   renderUser();
@@ -358,14 +163,38 @@ function startSession(user) {
   renderDetailPanel();
 
   stopTimers();
-  timers.tick = setInterval(tickAges, 1000);
+  timers.tick = setInterval(tick, 1000);
   timers.resync = setInterval(() => { resyncQueue(); }, RESYNC_INTERVAL_MS);
   timers.alarm = setInterval(repeatAlarm, ALARM_REPEAT_MS);
 
+  loadConsoleConfig();
+  loadSystemStatus();
   openStream();
   // Put the keyboard in the queue once it has loaded, unless the officer
   // has already moved focus somewhere.
   resyncQueue().then(focusFirstRowIfIdle);
+}
+
+/** Tile server for the situation map; absent or null means geometry only. */
+async function loadConsoleConfig() {
+  try {
+    const config = await apiOptional('GET', '/api/console-config');
+    const url = config && typeof config.tile_url === 'string' ? config.tile_url : null;
+    state.tileUrl = url && /^https?:\/\//.test(url) ? url : null;
+    if (state.detail) renderDetailPanel();
+  } catch {
+    state.tileUrl = null; // the map works without tiles
+  }
+}
+
+/** The first status comes from the API; afterwards the stream sends one every 10 s. */
+async function loadSystemStatus() {
+  try {
+    const status = await apiOptional('GET', '/api/status');
+    if (status && typeof status === 'object') setSystemStatus(status);
+  } catch {
+    // The stream will bring it.
+  }
 }
 
 /** Tears down everything that belongs to a session. */
@@ -388,6 +217,7 @@ function endSession(message, options) {
   $('queue-body').replaceChildren();
   renderNotices();
   renderDetailPanel();
+  renderSystemStatus();
   hideError();
   document.title = t('app_title');
   showLoginView(message, options);
@@ -406,8 +236,8 @@ function onSessionExpired() {
 }
 
 async function onLogout() {
-  const button = $('logout-btn');
-  button.disabled = true;
+  const logout = $('logout-btn');
+  logout.disabled = true;
   try {
     await api('POST', '/api/logout', {});
     endSession(t('logged_out'), { notice: true });
@@ -415,7 +245,7 @@ async function onLogout() {
     if (err.status === 401) endSession(t('logged_out'), { notice: true });
     else showError(t('err_logout', { msg: err.message }));
   } finally {
-    button.disabled = false;
+    logout.disabled = false;
   }
 }
 
@@ -442,8 +272,9 @@ function closeStream() {
 }
 
 /**
- * (Re)connected. Events may have been missed while down, so the queue is
- * fetched again before the "connection lost" banner goes away.
+ * (Re)connected. The browser sent Last-Event-ID, so the server replays what
+ * we missed; the queue is also fetched again before the "connection lost"
+ * banner goes away, in case the gap was longer than the server keeps.
  */
 async function onStreamOpen() {
   stream.retryMs = RECONNECT_MIN_MS;
@@ -491,13 +322,17 @@ function onAlertEvent(ev) {
   if (!isAlert(alert)) return;
   if (sync.buffer) sync.buffer.push(alert);
   applyAlert(alert);
-  renderAll();
+  renderLive();
 }
 
 function onStatusEvent(ev) {
   const data = parseEventData(ev);
-  if (!data || typeof data !== 'object') return;
+  if (data && typeof data === 'object') setSystemStatus(data);
+}
+
+function setSystemStatus(data) {
   state.systemStatus = data;
+  state.systemStatusAt = Date.now();
   renderSystemStatus();
 }
 
@@ -539,7 +374,8 @@ function compareAlerts(a, b) {
 /**
  * True when `next` must not replace `prev` because it is older: alert state
  * only moves forward, and last_at never decreases. Replayed events and
- * snapshots that raced with live events are dropped by this rule.
+ * snapshots that raced with live events are dropped by this rule. (Overdue
+ * and priority changes keep last_at, so equal times are applied.)
  */
 function isStale(prev, next) {
   if (!prev) return false;
@@ -598,7 +434,7 @@ async function runSync() {
     applySnapshot([...(Array.isArray(open) ? open : []), ...(Array.isArray(acked) ? acked : [])]);
     for (const alert of sync.buffer) applyAlert(alert);
     state.syncFailed = false;
-    renderAll();
+    renderLive();
     return true;
   } catch (err) {
     if (state.user) {
@@ -680,7 +516,9 @@ function addNotice(id, kind, alert) {
 /**
  * The notice box is an assertive live region: screen readers read out what
  * is added or changed. So notices are reconciled, not rebuilt, and a notice
- * is only replaced when its wording changes.
+ * is only replaced when its wording changes. An overdue notice names how
+ * many whole minutes the alert has waited, so it is announced again every
+ * minute until someone acknowledges.
  */
 function renderNotices() {
   const box = $('notices');
@@ -692,7 +530,7 @@ function renderNotices() {
   }
   for (const [id, notice] of state.notices) {
     const heading = t(`notice_${notice.kind}`);
-    const text = noticeText(notice.alert);
+    const text = noticeText(notice.kind, notice.alert);
     const signature = `${notice.kind}|${heading}|${text}`;
     const entry = noticeNodes.get(id);
     if (entry && entry.signature === signature) continue;
@@ -703,25 +541,24 @@ function renderNotices() {
   }
 }
 
-function noticeText(alert) {
-  return t('notice_text', {
+function noticeText(kind, alert) {
+  const text = t('notice_text', {
     priority: alert.priority ?? '?',
     kind: tEnum('kind', alert.kind),
-    case: alert.case_reference || alert.case_id || t('dash'),
+    case: caseLabel(alert),
     region: alert.region || t('dash'),
   });
+  if (kind !== 'overdue') return text;
+  const minutes = Math.floor((nowMs() - timeMs(alert.first_at)) / 60000);
+  return minutes < 1 ? text : `${text} – ${t('notice_waiting', { n: minutes })}`;
 }
 
 function buildNotice(id, kind, heading, body) {
   const item = el('div', `notice notice-${kind}`);
   const text = el('p', 'notice-text');
   text.append(el('strong', null, heading), ' ', el('span', null, body));
-  const open = el('button', 'btn btn-small', t('notice_open'));
-  open.type = 'button';
-  open.addEventListener('click', () => selectAlert(id, { focusRow: true }));
-  const dismiss = el('button', 'btn btn-small', t('notice_dismiss'));
-  dismiss.type = 'button';
-  dismiss.addEventListener('click', () => {
+  const open = button(t('notice_open'), 'btn btn-small', () => selectAlert(id, { focusRow: true }));
+  const dismiss = button(t('notice_dismiss'), 'btn btn-small', () => {
     state.notices.delete(id);
     renderNotices();
     updateTitle();
@@ -785,6 +622,40 @@ function playTone(ctx, at, { f, dur, type, vol }) {
   osc.stop(at + dur + 0.01);
 }
 
+const SOUND_KEY = 'vakt.console.sound';
+
+/** The officer's choice survives a reload; the browser still needs a gesture to play. */
+function rememberSound(on) {
+  try {
+    localStorage.setItem(SOUND_KEY, on ? 'on' : 'off');
+  } catch {
+    // Not remembered; the prompt asks again after a reload.
+  }
+}
+
+function soundWasOn() {
+  try {
+    return localStorage.getItem(SOUND_KEY) === 'on';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * After a reload the officer's first click or key press anywhere turns the
+ * sound back on, if it was on before: no one has to remember to do it.
+ */
+function restoreSoundOnFirstGesture() {
+  if (!soundWasOn()) return;
+  const restore = () => {
+    document.removeEventListener('pointerdown', restore, true);
+    document.removeEventListener('keydown', restore, true);
+    if (!sound.on) enableSound();
+  };
+  document.addEventListener('pointerdown', restore, true);
+  document.addEventListener('keydown', restore, true);
+}
+
 /** Must run inside a user gesture, or the browser keeps audio blocked. */
 function enableSound() {
   const Ctx = window.AudioContext || window.webkitAudioContext;
@@ -800,6 +671,7 @@ function enableSound() {
     return;
   }
   sound.on = true;
+  rememberSound(true);
   renderSound();
   playPattern('confirm');
 }
@@ -807,6 +679,7 @@ function enableSound() {
 function toggleSound() {
   if (sound.on) {
     sound.on = false;
+    rememberSound(false);
     renderSound();
   } else {
     enableSound();
@@ -819,6 +692,7 @@ function renderSound() {
   toggle.setAttribute('aria-pressed', String(sound.on));
   toggle.classList.toggle('btn-warn', !sound.on);
   $('sound-prompt').hidden = !state.user || sound.on;
+  $('sound-prompt-text').textContent = t(soundWasOn() ? 'sound_prompt_again' : 'sound_prompt');
 }
 
 /** Periodic reminder while an urgent notice is unanswered or the link is down. */
@@ -838,13 +712,24 @@ function renderAll() {
   renderDetailPanel();
 }
 
+/**
+ * After live events: the queue and notices always, the detail (with its map)
+ * only when its own alert changed, so a busy night does not redraw it for
+ * every other device's message.
+ */
+function renderLive() {
+  renderQueue();
+  renderNotices();
+  if (state.detailDirty) renderDetailPanel();
+}
+
 function renderUser() {
   if (!state.user) return;
   $('st-user').textContent = t('user_label', {
     user: state.user.username,
     role: tEnum('role', state.user.role),
   });
-  $('st-region').textContent = t('user_region', { region: state.user.region || t('region_all') });
+  $('st-region').textContent = state.user.region || t('region_all');
 }
 
 function isLost() {
@@ -863,9 +748,10 @@ function renderConn() {
   // Only rewrite when changed: role="alert" re-announces on every change.
   if (banner.textContent !== text) banner.textContent = text;
   banner.hidden = !text;
-  $('st-system').classList.toggle('stale', isLost());
+  renderSystemStatus();
 }
 
+/** Open alerts per priority as this officer's queue holds them, plus acknowledged. */
 function renderCounts() {
   const box = $('st-counts');
   box.replaceChildren(el('span', 'muted', t('counts_label')));
@@ -886,28 +772,31 @@ function renderCounts() {
   box.append(el('span', 'count count-acked', t('count_acked', { n: acked })));
 }
 
+/** Broker, database and silent devices, from GET /api/status and the stream. */
 function renderSystemStatus() {
   const box = $('st-system');
   const s = state.systemStatus;
   box.replaceChildren();
-  if (!s) {
+  if (!s || !state.user) {
     box.hidden = true;
     return;
   }
   const flag = (labelKey, value) => {
     if (typeof value !== 'boolean') return;
-    box.append(el('span', value ? 'sys sys-ok' : 'sys sys-down',
-      `${t(labelKey)}: ${t(value ? 'sys_ok' : 'sys_down')}`));
+    const item = el('span', value ? 'sys sys-ok' : 'sys sys-down', `${t(labelKey)}: ${t(value ? 'sys_ok' : 'sys_down')}`);
+    box.append(item);
   };
   flag('sys_broker', s.broker);
   flag('sys_database', s.database);
   if (Number.isFinite(s.devices_silent)) {
-    box.append(el('span', s.devices_silent > 0 ? 'sys sys-warn' : 'sys sys-ok',
-      t('sys_silent', { n: s.devices_silent })));
+    box.append(el('span', s.devices_silent > 0 ? 'sys sys-warn' : 'sys sys-ok', t('sys_silent', { n: s.devices_silent })));
   }
   box.hidden = box.childElementCount === 0;
-  // Values from before a lost connection may be out of date.
-  box.classList.toggle('stale', isLost());
+  // Values from before a lost connection, or too old, may be out of date.
+  const stale = isLost() || Date.now() - state.systemStatusAt > STATUS_STALE_MS;
+  box.classList.toggle('stale', stale);
+  if (stale) box.setAttribute('title', t('sys_stale'));
+  else box.removeAttribute('title');
 }
 
 function updateTitle() {
@@ -968,13 +857,16 @@ function createRow(id) {
   const tr = document.createElement('tr');
   tr.dataset.id = id;
   tr.tabIndex = 0;
-  for (let i = 0; i < 8; i += 1) tr.append(document.createElement('td'));
+  for (let i = 0; i < 6; i += 1) tr.append(document.createElement('td'));
   return tr;
 }
 
+const AGE_CELL = 3;
+
+/** Two lines per row (kind over case, risk over region) keep the queue narrow. */
 function fillRow(tr, alert) {
   const id = keyOf(alert.id);
-  const [cPrio, cKind, cCase, cRisk, cRegion, cAge, cState, cCount] = tr.children;
+  const [cPrio, cKindCase, cRiskRegion, cAge, cState, cCount] = tr.children;
   tr.className = [
     'row', prioClass(alert.priority), `state-${alert.state}`,
     isOverdue(alert) ? 'overdue' : '', state.selectedId === id ? 'selected' : '',
@@ -986,12 +878,13 @@ function fillRow(tr, alert) {
   fillPrioBadge(badge, alert.priority);
   cPrio.replaceChildren(badge);
 
-  cKind.replaceChildren(el('span', 'kind', tEnum('kind', alert.kind)));
-  if (alert.cancel_pressed) cKind.append(el('span', 'tag tag-warn', t('cancel_marker')));
+  cKindCase.replaceChildren(el('span', 'kind', tEnum('kind', alert.kind)), el('span', 'sub case-ref', caseLabel(alert)));
+  if (alert.cancel_pressed) cKindCase.append(el('span', 'tag tag-warn', t('cancel_marker')));
 
-  cCase.textContent = alert.case_reference || alert.case_id || t('dash');
-  cRisk.replaceChildren(el('span', `risk risk-${alert.risk}`, alert.risk ? tEnum('risk', alert.risk) : t('dash')));
-  cRegion.textContent = alert.region || t('dash');
+  cRiskRegion.replaceChildren(
+    el('span', `risk risk-${alert.risk}`, alert.risk ? tEnum('risk', alert.risk) : t('dash')),
+    el('span', 'sub muted', alert.region || t('dash')),
+  );
 
   cAge.className = 'num age';
   tr.dataset.firstAt = String(timeMs(alert.first_at));
@@ -999,7 +892,7 @@ function fillRow(tr, alert) {
 
   cState.replaceChildren(el('span', `state state-${alert.state}`, tEnum('state', alert.state)));
   if (alert.state === 'acknowledged' && alert.acknowledged_by) {
-    cState.append(el('span', 'muted small', t('acked_by', { user: alert.acknowledged_by })));
+    cState.append(el('span', 'muted small by', t('acked_by', { user: alert.acknowledged_by })));
   }
   if (isOverdue(alert)) cState.append(el('span', 'tag tag-overdue', t('overdue')));
 
@@ -1007,15 +900,18 @@ function fillRow(tr, alert) {
   cCount.textContent = alert.count ?? 1;
 }
 
-/** Updates only the age texts, once a second. */
-function tickAges() {
+/** Once a second: ages, the clock, overdue notices' waiting time, status staleness. */
+function tick() {
   const now = nowMs();
   for (const tr of rows.values()) {
-    const cell = tr.children[5];
+    const cell = tr.children[AGE_CELL];
     const text = fmtAge(now - Number(tr.dataset.firstAt));
     if (cell.textContent !== text) cell.textContent = text;
   }
-  if (state.detail) renderDetailSub(state.detail.data.alert);
+  if (state.detail) renderDetailSub(state.detail.data.alert, state.detail.data.case);
+  $('st-clock').textContent = fmtClock(new Date(now).toISOString());
+  renderNotices();
+  if (state.systemStatus) renderSystemStatus();
 }
 
 function focusFirstRowIfIdle() {
@@ -1039,6 +935,10 @@ function onQueueClick(event) {
   if (id !== null) selectAlert(id);
 }
 
+/**
+ * Shortcuts work wherever the officer is not typing: on a queue row they act
+ * on that row, elsewhere in the panels on the alert whose detail is open.
+ */
 function onKeyDown(event) {
   if (!state.user || event.defaultPrevented) return;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -1058,6 +958,11 @@ function onKeyDown(event) {
       if (rowId === null) return;
       moveRowFocus(event.target.closest('tr'), event.key === 'ArrowDown' ? 1 : -1);
       break;
+    case 'Home':
+    case 'End':
+      if (rowId === null) return;
+      focusRowAt(event.key === 'Home' ? 0 : -1);
+      break;
     case 'a':
     case 'A':
       if (!inPanels || targetId === null) return;
@@ -1076,6 +981,12 @@ function onKeyDown(event) {
 
 function moveRowFocus(tr, step) {
   const target = step > 0 ? tr.nextElementSibling : tr.previousElementSibling;
+  if (target) target.focus();
+}
+
+function focusRowAt(index) {
+  const body = $('queue-body');
+  const target = index < 0 ? body.lastElementChild : body.children[index];
   if (target) target.focus();
 }
 
@@ -1102,12 +1013,17 @@ function selectAlert(id, { focusRow = false } = {}) {
 }
 
 function closeDetail() {
+  const id = state.selectedId;
   state.selectedId = null;
   state.detail = null;
   state.detailSeq += 1;
   state.focusResolveOnLoad = false;
   highlightSelectedRow();
   renderDetailPanel();
+  // Back to where the officer came from, not to the top of the page.
+  const row = id !== null ? rows.get(id) : null;
+  if (row) row.focus();
+  else focusRowAt(0);
 }
 
 /** `reason` is only set after the officer stated one to reveal a protected identity. */
@@ -1148,8 +1064,20 @@ function refreshDetail() {
 /** Keeps the open detail in step with live updates of its alert. */
 function mergeIntoDetail(alert) {
   if (!state.detail || state.detail.id !== keyOf(alert.id)) return;
-  if (isStale(state.detail.data.alert, alert)) return;
+  const shown = state.detail.data.alert;
+  if (isStale(shown, alert)) return;
   state.detail.data.alert = alert;
+  state.detailDirty = true;
+  // History, device health and position context come with the detail only.
+  if (alert.state !== shown.state || alert.count !== shown.count) scheduleDetailRefresh();
+}
+
+let detailRefreshTimer = 0;
+
+/** Several changes in a burst (e.g. repeated presses) cost one re-read. */
+function scheduleDetailRefresh() {
+  clearTimeout(detailRefreshTimer);
+  detailRefreshTimer = setTimeout(refreshDetail, 300);
 }
 
 function openResolve(id) {
@@ -1186,7 +1114,7 @@ async function acknowledge(id, note) {
   if (state.pending.has(key)) return;
   await runAction(key, 'ack', note ? { note } : {}, () => {
     if (state.detail && state.detail.id === key) $('ack-note').value = '';
-    showOk(t('msg_acked', { case: alert.case_reference || key }));
+    showOk(t('msg_acked', { case: caseLabel(alert) }));
   });
 }
 
@@ -1209,7 +1137,7 @@ async function resolve(id, outcome, note) {
       $('resolve-outcome').value = '';
       $('resolve-note').value = '';
     }
-    showOk(t('msg_resolved', { case: alert.case_reference || key }));
+    showOk(t('msg_resolved', { case: caseLabel(alert) }));
   });
 }
 
@@ -1262,12 +1190,14 @@ function onRevealSubmit(event) {
 
 function showRevealForm() {
   $('reveal-form').hidden = false;
+  $('d-person-note').hidden = true;
   $('reveal-error').hidden = true;
   $('reveal-reason').focus();
 }
 
 function hideRevealForm() {
   $('reveal-form').hidden = true;
+  $('d-person-note').hidden = false;
   $('reveal-reason').value = '';
   $('reveal-btn').focus();
 }
@@ -1277,6 +1207,7 @@ function hideRevealForm() {
 // ---------------------------------------------------------------------------
 
 function renderDetailPanel() {
+  state.detailDirty = false;
   const detail = state.detail;
   const hasSelection = state.selectedId !== null;
   $('detail-placeholder').hidden = hasSelection;
@@ -1290,14 +1221,21 @@ function renderDetailPanel() {
   if (!detail) return;
 
   resetFormsIfNewAlert(detail.id);
-  const { alert } = detail.data;
-  renderDetailHeader(alert);
+  const { alert, person, orders } = detail.data;
+  const kase = detail.data.case;
+  renderDetailHeader(alert, kase);
+  renderLinked(detail.data.linked_alert_ids);
   renderActions(alert);
+  renderPlan(kase);
+  renderPerson(person, detail.reason, kase);
+  renderOrders(orders);
+  renderSituationMap($('d-map'), $('d-map-legend'), {
+    position: alert.position,
+    address: person && person.address,
+    orders,
+    tileUrl: state.tileUrl,
+  });
   renderReasons(alert.reasons);
-  renderCase(detail.data.case, alert);
-  renderPerson(detail.data.person, detail.reason);
-  renderMap($('d-map'), $('d-map-legend'), alert, detail.data.person, detail.data.orders);
-  renderOrders(detail.data.orders);
   renderDevice(detail.data.device, alert);
   renderAlertFacts(alert);
   renderHistory(detail.data.history);
@@ -1319,15 +1257,13 @@ function resetFormsIfNewAlert(id) {
   $('reveal-reason').value = '';
   $('reveal-error').hidden = true;
   clearActionError();
+  $('detail-panel').scrollTop = 0;
 }
 
-function renderDetailHeader(alert) {
+function renderDetailHeader(alert, kase) {
   fillPrioBadge($('d-priority'), alert.priority);
-  $('d-title').textContent = t('detail_title', {
-    kind: tEnum('kind', alert.kind),
-    case: alert.case_reference || alert.case_id || t('dash'),
-  });
-  renderDetailSub(alert);
+  $('d-title').textContent = t('detail_title', { kind: tEnum('kind', alert.kind), case: caseLabel(alert) });
+  renderDetailSub(alert, kase);
   $('detail').className = `detail ${prioClass(alert.priority)}${isOverdue(alert) ? ' overdue' : ''}`;
 
   $('d-overdue').hidden = !isOverdue(alert);
@@ -1343,13 +1279,32 @@ function renderDetailHeader(alert) {
     : '';
 }
 
-function renderDetailSub(alert) {
+/** "Risk high · Stockholm · Open · age 1 min 05 s · count 2", refreshed every second. */
+function renderDetailSub(alert, kase) {
+  const risk = (kase && kase.risk) || alert.risk;
   const text = [
+    risk ? t('detail_risk', { risk: tEnum('risk', risk) }) : null,
+    (kase && kase.region) || alert.region,
     tEnum('state', alert.state),
     t('detail_age', { age: fmtAge(nowMs() - timeMs(alert.first_at)) }),
     t('detail_count', { n: alert.count ?? 1 }),
-  ].join(' · ');
+  ].filter(Boolean).join(' · ');
   if ($('d-sub').textContent !== text) $('d-sub').textContent = text;
+}
+
+/** Another device of the same case has an unresolved alert: one incident, shown together. */
+function renderLinked(ids) {
+  const box = $('d-linked');
+  const list = (Array.isArray(ids) ? ids : []).map(keyOf);
+  box.replaceChildren();
+  box.hidden = list.length === 0;
+  if (list.length === 0) return;
+  box.append(el('span', null, t('linked_alerts')), ' ');
+  list.forEach((id, i) => {
+    if (i > 0) box.append(', ');
+    const link = button(t('linked_alert', { id }), 'linklike', () => selectAlert(id, { focusRow: true }));
+    box.append(link);
+  });
 }
 
 function renderActions(alert) {
@@ -1373,6 +1328,13 @@ function syncResolveButton() {
   $('resolve-btn').disabled = select.disabled || !OUTCOMES.includes(select.value);
 }
 
+function renderPlan(kase) {
+  const plan = $('d-plan');
+  const text = kase && kase.response_plan;
+  plan.textContent = text || t('no_plan');
+  plan.classList.toggle('muted', !text);
+}
+
 function renderReasons(reasons) {
   const list = $('d-reasons');
   list.replaceChildren();
@@ -1381,38 +1343,43 @@ function renderReasons(reasons) {
   if (items.length === 0) list.append(el('li', 'muted', t('no_reasons')));
 }
 
-function renderCase(kase, alert) {
-  const c = kase || {};
-  fillDl($('d-case'), [
-    ['f_reference', c.reference || alert.case_reference],
-    ['f_risk', el('span', `risk risk-${c.risk || alert.risk}`, tEnum('risk', c.risk || alert.risk))],
-    ['f_region', c.region || alert.region],
-  ]);
-  const plan = $('d-plan');
-  plan.textContent = c.response_plan || t('no_plan');
-  plan.classList.toggle('muted', !c.response_plan);
-}
-
-function renderPerson(person, reason) {
+/**
+ * The person and the relatives to call. A masked person shows one line and
+ * the reveal button, not rows of "***".
+ */
+function renderPerson(person, reason, kase) {
   const p = person || {};
   const masked = p.masked === true;
-  const note = $('d-person-note');
-  if (masked) {
-    note.textContent = t(reason ? 'reveal_still_masked' : 'masked_note');
-  } else if (p.protected_identity) {
-    note.textContent = t('revealed_note');
-  }
-  note.hidden = !(masked || p.protected_identity);
+  let note = '';
+  if (masked) note = t(reason ? 'reveal_still_masked' : 'masked_note');
+  else if (p.protected_identity) note = t('revealed_note');
+  $('d-person-note-text').textContent = note;
+  $('d-person-note').hidden = !note;
+  $('reveal-btn').hidden = !masked;
+  if (!masked) $('reveal-form').hidden = true;
 
-  const phone = p.phone ? el('a', 'phone', p.phone) : null;
-  if (phone) phone.setAttribute('href', `tel:${String(p.phone).replace(/[^0-9+]/g, '')}`);
-  fillDl($('d-person'), [
-    ['f_name', p.name],
-    ['f_phone', phone],
+  const rows = masked ? [] : [
+    ['f_name', p.name ? el('strong', 'person-name', p.name) : null],
+    ['f_phone', p.phone ? phoneLink(p.phone) : null],
     ['f_address', p.address && p.address.text],
-    ['f_protected', t(p.protected_identity ? 'yes' : 'no')],
-  ]);
-  $('reveal-area').hidden = !masked;
+  ];
+  rows.push(['sec_relatives', relativesList(kase)]);
+  fillDl($('d-person'), rows);
+}
+
+/** Relatives from the case (name, relation, phone): who else to call. */
+function relativesList(kase) {
+  const relatives = kase && Array.isArray(kase.relatives) ? kase.relatives : [];
+  if (relatives.length === 0) return el('span', 'muted', t('no_relatives'));
+  const list = el('ul', 'relatives');
+  for (const r of relatives) {
+    const li = el('li');
+    li.append(el('span', 'rel-name', r.name || t('dash')));
+    if (r.relation) li.append(' ', el('span', 'muted', `(${r.relation})`));
+    if (r.phone) li.append(' ', phoneLink(r.phone));
+    list.append(li);
+  }
+  return list;
 }
 
 function renderOrders(orders) {
@@ -1426,44 +1393,59 @@ function renderOrders(orders) {
   for (const order of list) box.append(buildOrder(order));
 }
 
+/** The restrained person first and large: the officer passes it on to the patrol. */
 function buildOrder(order) {
   const card = el('div', 'order');
   const restrained = order.restrained || {};
-  card.append(el('p', 'order-kind', tEnum('order', order.kind)));
+  const head = el('p', 'order-head');
+  head.append(el('span', 'order-label', t('f_restrained')), ' ', el('strong', 'restrained-name', restrained.name || t('dash')));
+  card.append(head);
   const dl = el('dl', 'kv');
   const zones = Array.isArray(order.zones) ? order.zones : [];
   fillDl(dl, [
-    ['f_restrained', restrained.name],
     ['f_description', restrained.description],
+    ['f_vehicle', restrained.vehicle],
+    ['f_order_kind', tEnum('order', order.kind)],
     ['f_valid', t('valid_range', { from: fmtTime(order.valid_from), to: fmtTime(order.valid_to) })],
     ['f_zones', zones.map((z) => (z && z.name) || t('dash')).join(', ')],
-    ['f_order_id', order.id],
-  ]);
+    ['f_tag', order.tag_device_id],
+  ].filter(([key, value]) => key !== 'f_tag' || value));
   card.append(dl);
   return card;
 }
 
 function renderDevice(device, alert) {
   const dl = $('d-device');
+  const feedback = feedbackState(alert);
   if (!device) {
     fillDl(dl, [['f_device_id', alert.device_id]]);
-    dl.append(el('dd', 'muted', t('no_device')));
+    if (alert.device_id) dl.append(el('dd', 'muted', t('no_device')));
     return;
   }
-  // Health is what the device last told about itself (GET /api/devices/{id}).
+  // Health is what the device last told about itself.
   const health = device.health || {};
+  const connection = health.connection
+    ? el('span', `conn-state conn-state-${health.connection}`, tEnum('devstatus', health.connection))
+    : null;
   fillDl(dl, [
     ['f_device_id', device.id],
     ['f_device_kind', device.kind ? tEnum('devkind', device.kind) : null],
-    ['f_model', device.model],
-    ['f_status', device.status ? tEnum('devstatus', device.status) : null],
-    ['f_connection', health.connection ? tEnum('devstatus', health.connection) : null],
+    ['f_feedback', feedback ? t(`feedback_${feedback}`) : null],
+    ['f_connection', connection],
     ['f_last_heard', health.last_heard_at ? fmtTime(health.last_heard_at) : null],
     ['f_battery', Number.isFinite(health.battery)
       ? t(health.charging ? 'battery_pct_charging' : 'battery_pct', { n: health.battery }) : null],
     ['f_signal', Number.isFinite(health.rssi) ? t('rssi_dbm', { n: health.rssi }) : null],
+    ['f_last_test', health.last_test_at ? fmtTime(health.last_test_at) : null],
+    ['f_model', device.model],
     ['f_firmware', health.fw],
-  ]);
+  ].filter(([key, value]) => key !== 'f_feedback' || value));
+}
+
+/** What the holder's device shows: it follows the alert (spec/protocol.md "Feedback"). */
+function feedbackState(alert) {
+  if (!DEVICE_MESSAGE_KINDS.has(alert.kind)) return null;
+  return { open: 'received', acknowledged: 'accepted', resolved: 'resolved' }[alert.state] || null;
 }
 
 function renderAlertFacts(alert) {
@@ -1494,291 +1476,12 @@ function renderHistory(history) {
   }
   for (const h of items) {
     const li = el('li');
-    li.append(
-      el('time', 'h-at', fmtTime(h.at)),
-      el('span', 'h-action', tEnum('action', h.action)),
-      el('span', 'h-actor', h.actor || t('actor_system')),
-    );
+    const at = el('time', 'h-at', fmtTime(h.at));
+    if (h.at) at.setAttribute('datetime', h.at);
+    li.append(at, el('span', 'h-action', tEnum('action', h.action)), el('span', 'h-actor', h.actor || t('actor_system')));
     if (h.note) li.append(el('span', 'h-note', h.note));
     list.append(li);
   }
-}
-
-// ---------------------------------------------------------------------------
-// Situation map: inline SVG, no tiles, north up
-// ---------------------------------------------------------------------------
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
-const MAP_W = 640;
-const MAP_H = 400;
-const MAP_PAD = 44;          // px kept free around the shapes for markers and labels
-const MAP_MIN_SPAN_M = 300;  // never zoom in further than this, so a lone point has context
-const M_PER_DEG = (6371008.8 * Math.PI) / 180;
-let mapSeq = 0;
-
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = String(text);
-  return node;
-}
-
-const r1 = (n) => Math.round(n * 10) / 10;
-
-function isLonLat(c) {
-  return Array.isArray(c) && c.length >= 2 && Number.isFinite(c[0]) && Number.isFinite(c[1])
-    && Math.abs(c[0]) <= 180 && Math.abs(c[1]) <= 90;
-}
-
-function validPosition(p) {
-  if (!p || !isLonLat([p.lon, p.lat])) return null;
-  return { lat: p.lat, lon: p.lon, acc: Number.isFinite(p.acc_m) && p.acc_m > 0 ? p.acc_m : 0 };
-}
-
-/** Reads zones from the orders; GeoJSON Point (+radius_m) or Polygon. */
-function collectZones(orders) {
-  const zones = [];
-  const bad = [];
-  for (const order of Array.isArray(orders) ? orders : []) {
-    for (const zone of Array.isArray(order && order.zones) ? order.zones : []) {
-      const parsed = parseZone(zone);
-      if (parsed) zones.push(parsed);
-      else bad.push((zone && zone.name) || t('dash'));
-    }
-  }
-  return { zones, bad };
-}
-
-function parseZone(zone) {
-  const g = zone && zone.geometry;
-  const name = (zone && zone.name) || '';
-  if (!g) return null;
-  if (g.type === 'Point' && isLonLat(g.coordinates)) {
-    const r = Number(zone.radius_m);
-    return Number.isFinite(r) && r > 0
-      ? { name, type: 'circle', center: g.coordinates, r }
-      : { name, type: 'point', center: g.coordinates };
-  }
-  if (g.type === 'Polygon' && Array.isArray(g.coordinates)) {
-    const rings = g.coordinates.filter((ring) => Array.isArray(ring) && ring.length >= 3 && ring.every(isLonLat));
-    if (rings.length > 0) return { name, type: 'polygon', rings };
-  }
-  return null;
-}
-
-/**
- * Local equirectangular projection around (lat0, lon0): metres east and north.
- * x = (lon - lon0)·cos(lat0), y = lat - lat0, both scaled to metres. Good to
- * well under 1 % over the few kilometres a situation map spans.
- */
-function makeProjection(lat0, lon0) {
-  const kx = Math.cos((lat0 * Math.PI) / 180) * M_PER_DEG;
-  return ([lon, lat]) => [(lon - lon0) * kx, (lat - lat0) * M_PER_DEG];
-}
-
-function makeBounds() {
-  return {
-    minX: Infinity, minY: Infinity, maxX: -Infinity, maxY: -Infinity,
-    add([x, y], r = 0) {
-      this.minX = Math.min(this.minX, x - r);
-      this.maxX = Math.max(this.maxX, x + r);
-      this.minY = Math.min(this.minY, y - r);
-      this.maxY = Math.max(this.maxY, y + r);
-    },
-  };
-}
-
-/** Uniform scale so everything fits with a margin; SVG y grows downwards. */
-function fitView(b) {
-  const cx = (b.minX + b.maxX) / 2;
-  const cy = (b.minY + b.maxY) / 2;
-  const spanX = Math.max(b.maxX - b.minX, MAP_MIN_SPAN_M);
-  const spanY = Math.max(b.maxY - b.minY, MAP_MIN_SPAN_M);
-  const s = Math.min((MAP_W - 2 * MAP_PAD) / spanX, (MAP_H - 2 * MAP_PAD) / spanY);
-  return { s, px: ([x, y]) => [MAP_W / 2 + (x - cx) * s, MAP_H / 2 - (y - cy) * s] };
-}
-
-function renderMap(container, legend, alert, person, orders) {
-  container.replaceChildren();
-  legend.replaceChildren();
-
-  const pos = validPosition(alert.position);
-  const addr = person && person.address && isLonLat([person.address.lon, person.address.lat])
-    ? person.address : null;
-  const { zones, bad } = collectZones(orders);
-
-  const origin = pos || addr || firstZoneCoordinate(zones);
-  if (!origin) {
-    container.append(el('p', 'muted', t('map_empty')));
-    addLegendNotes(legend, pos, bad);
-    return;
-  }
-  const project = makeProjection(origin.lat, origin.lon);
-  const shapes = projectShapes(project, pos, addr, zones);
-  const view = fitView(shapes.bounds);
-
-  const titleId = `map-title-${++mapSeq}`;
-  const root = svg('svg', {
-    viewBox: `0 0 ${MAP_W} ${MAP_H}`, class: 'map-svg', role: 'img', 'aria-labelledby': titleId,
-  });
-  root.append(svg('title', { id: titleId }, t('map_title')));
-  root.append(svg('rect', { x: 0, y: 0, width: MAP_W, height: MAP_H, class: 'map-bg' }));
-  drawGrid(root, view);
-  for (const zone of shapes.zones) drawZone(root, view, zone);
-  if (shapes.addr) drawAddress(root, view, shapes.addr);
-  if (shapes.pos) drawPosition(root, view, shapes.pos);
-  drawNorthArrow(root);
-  drawScaleBar(root, view);
-  container.append(root);
-
-  buildLegend(legend, pos, zones, addr);
-  addLegendNotes(legend, pos, bad);
-}
-
-function firstZoneCoordinate(zones) {
-  const z = zones[0];
-  if (!z) return null;
-  const c = z.type === 'polygon' ? z.rings[0][0] : z.center;
-  return { lon: c[0], lat: c[1] };
-}
-
-function projectShapes(project, pos, addr, zones) {
-  const bounds = makeBounds();
-  const out = { bounds, pos: null, addr: null, zones: [] };
-  if (pos) {
-    out.pos = { c: project([pos.lon, pos.lat]), r: pos.acc };
-    bounds.add(out.pos.c, pos.acc);
-  }
-  if (addr) {
-    out.addr = { c: project([addr.lon, addr.lat]) };
-    bounds.add(out.addr.c);
-  }
-  for (const z of zones) {
-    if (z.type === 'polygon') {
-      const rings = z.rings.map((ring) => ring.map(project));
-      rings.forEach((ring) => ring.forEach((p) => bounds.add(p)));
-      out.zones.push({ name: z.name, type: 'polygon', rings });
-    } else {
-      const c = project(z.center);
-      bounds.add(c, z.r || 0);
-      out.zones.push({ name: z.name, type: z.type, c, r: z.r || 0 });
-    }
-  }
-  return out;
-}
-
-/** Faint grid at the scale-bar step, to help judge distances. */
-function drawGrid(root, view) {
-  const step = niceLength(MAP_W / view.s / 4);
-  const stepPx = step * view.s;
-  if (stepPx < 20) return;
-  const g = svg('g', { class: 'map-grid' });
-  for (let x = (MAP_W / 2) % stepPx; x < MAP_W; x += stepPx) g.append(svg('line', { x1: r1(x), y1: 0, x2: r1(x), y2: MAP_H }));
-  for (let y = (MAP_H / 2) % stepPx; y < MAP_H; y += stepPx) g.append(svg('line', { x1: 0, y1: r1(y), x2: MAP_W, y2: r1(y) }));
-  root.append(g);
-}
-
-function drawZone(root, view, zone) {
-  const g = svg('g', { class: 'map-zone' });
-  // Labels sit just inside the top edge, leaving the middle (where the
-  // address or the alarm often is) free.
-  let labelAt;
-  if (zone.type === 'polygon') {
-    // Holes are extra rings; evenodd leaves them unfilled.
-    const outer = zone.rings[0].map((p) => view.px(p));
-    const d = zone.rings.map((ring) => `M${ring.map((p) => view.px(p).map(r1).join(',')).join('L')}Z`).join('');
-    g.append(svg('path', { d, 'fill-rule': 'evenodd', class: 'zone-shape' }));
-    const top = Math.min(...outer.map((p) => p[1]));
-    const height = Math.max(...outer.map((p) => p[1])) - top;
-    labelAt = [view.px(centroid(zone.rings[0]))[0], height > 40 ? top + 16 : top - 6];
-  } else {
-    const [x, y] = view.px(zone.c);
-    const r = zone.type === 'circle' ? Math.max(zone.r * view.s, 3) : 5;
-    g.append(svg('circle', { cx: r1(x), cy: r1(y), r: r1(r), class: zone.type === 'circle' ? 'zone-shape' : 'zone-point' }));
-    labelAt = [x, r > 40 ? y - r + 18 : y - r - 6];
-  }
-  if (zone.name) {
-    g.append(svg('text', { x: r1(labelAt[0]), y: r1(labelAt[1]), class: 'map-label zone-label', 'text-anchor': 'middle' }, zone.name));
-  }
-  root.append(g);
-}
-
-function centroid(ring) {
-  const n = ring.length;
-  const sum = ring.reduce((acc, [x, y]) => [acc[0] + x, acc[1] + y], [0, 0]);
-  return [sum[0] / n, sum[1] / n];
-}
-
-function drawAddress(root, view, addr) {
-  const [x, y] = view.px(addr.c);
-  const g = svg('g', { class: 'map-address' });
-  // A small house: square body with a roof.
-  g.append(svg('path', { d: `M${r1(x - 7)},${r1(y + 7)}V${r1(y - 1)}L${r1(x)},${r1(y - 8)}L${r1(x + 7)},${r1(y - 1)}V${r1(y + 7)}Z` }));
-  g.append(svg('text', { x: r1(x + 11), y: r1(y + 4), class: 'map-label' }, t('map_address')));
-  root.append(g);
-}
-
-function drawPosition(root, view, pos) {
-  const [x, y] = view.px(pos.c);
-  const g = svg('g', { class: 'map-position' });
-  if (pos.r > 0) g.append(svg('circle', { cx: r1(x), cy: r1(y), r: r1(Math.max(pos.r * view.s, 1)), class: 'acc' }));
-  g.append(svg('circle', { cx: r1(x), cy: r1(y), r: 7, class: 'dot' }));
-  g.append(svg('path', { d: `M${r1(x - 12)},${r1(y)}H${r1(x + 12)}M${r1(x)},${r1(y - 12)}V${r1(y + 12)}`, class: 'cross' }));
-  g.append(svg('text', { x: r1(x + 12), y: r1(y - 10), class: 'map-label' }, t('map_alarm')));
-  root.append(g);
-}
-
-function drawNorthArrow(root) {
-  const x = MAP_W - 28;
-  const y = 16;
-  const g = svg('g', { class: 'map-north' });
-  g.append(svg('rect', { x: x - 16, y: y - 6, width: 32, height: 52, rx: 4, class: 'map-box' }));
-  g.append(svg('path', { d: `M${x},${y}L${x + 8},${y + 22}L${x},${y + 17}L${x - 8},${y + 22}Z` }));
-  g.append(svg('text', { x, y: y + 40, 'text-anchor': 'middle', class: 'map-label north-label' }, t('map_north')));
-  root.append(g);
-}
-
-/** A round length (1, 2 or 5 × 10^n metres) no longer than `maxM`. */
-function niceLength(maxM) {
-  const pow = 10 ** Math.floor(Math.log10(Math.max(maxM, 1)));
-  for (const m of [5, 2, 1]) if (m * pow <= maxM) return m * pow;
-  return pow;
-}
-
-function drawScaleBar(root, view) {
-  const metres = niceLength(MAP_W / view.s / 4);
-  const len = metres * view.s;
-  const x = 16;
-  const y = MAP_H - 18;
-  const g = svg('g', { class: 'map-scale' });
-  g.append(svg('rect', { x: x - 8, y: y - 24, width: r1(len + 16), height: 34, rx: 4, class: 'map-box' }));
-  g.append(svg('path', { d: `M${x},${y - 6}V${y}H${r1(x + len)}V${y - 6}`, class: 'scale-line' }));
-  g.append(svg('text', { x, y: y - 10, class: 'map-label' }, fmtDistance(metres)));
-  root.append(g);
-}
-
-function buildLegend(legend, pos, zones, addr) {
-  const item = (cls, text) => {
-    const li = el('li');
-    li.append(el('span', `swatch ${cls}`), el('span', null, text));
-    legend.append(li);
-  };
-  if (pos) {
-    item('swatch-position', pos.acc
-      ? t('legend_position', { acc: Math.round(pos.acc) })
-      : t('legend_position_noacc'));
-  }
-  for (const z of zones) {
-    item('swatch-zone', z.type === 'circle'
-      ? t('legend_zone_circle', { name: z.name, r: Math.round(z.r) })
-      : t('legend_zone', { name: z.name }));
-  }
-  if (addr) item('swatch-address', t('legend_address'));
-}
-
-function addLegendNotes(legend, pos, bad) {
-  if (!pos) legend.append(el('li', 'muted', t('legend_no_position')));
-  for (const name of bad) legend.append(el('li', 'muted', t('legend_zone_bad', { name })));
 }
 
 // ---------------------------------------------------------------------------
@@ -1795,7 +1498,6 @@ function rerenderForLanguage() {
   $('lang-select').value = getLang();
   renderSound();
   renderConn();
-  renderSystemStatus();
   if (state.user) {
     renderUser();
     renderAll();
@@ -1809,9 +1511,22 @@ function rerenderForLanguage() {
 // Start-up
 // ---------------------------------------------------------------------------
 
+/** The map is drawn at its shown width; redraw when that changes notably. */
+function watchMapWidth() {
+  if (typeof ResizeObserver === 'undefined') return;
+  let lastWidth = 0;
+  const observer = new ResizeObserver((entries) => {
+    const width = Math.round(entries[0].contentRect.width);
+    if (Math.abs(width - lastWidth) < 16 || !state.detail) return;
+    lastWidth = width;
+    renderDetailPanel();
+  });
+  observer.observe($('d-map'));
+}
+
 function wireEvents() {
   $('lang-select').addEventListener('change', onLanguageChange);
-  $('login-form').addEventListener('submit', onLoginSubmit);
+  wireLoginForm(startSession);
   $('logout-btn').addEventListener('click', onLogout);
   $('sound-toggle').addEventListener('click', toggleSound);
   $('sound-enable').addEventListener('click', enableSound);
@@ -1827,6 +1542,7 @@ function wireEvents() {
   $('reveal-form').addEventListener('submit', onRevealSubmit);
   $('reveal-form').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') hideRevealForm(); });
   document.addEventListener('keydown', onKeyDown);
+  watchMapWidth();
   // Background tabs may throttle timers; catch up as soon as we are visible.
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible' && state.user) resyncQueue();
@@ -1837,7 +1553,9 @@ async function boot() {
   applyStatic(document);
   $('lang-select').value = getLang();
   document.title = t('app_title');
+  setUnauthorizedHandler(onSessionExpired);
   wireEvents();
+  restoreSoundOnFirstGesture();
   try {
     const me = await api('GET', '/api/me');
     startSession(me);

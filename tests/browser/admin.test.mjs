@@ -1,0 +1,288 @@
+// The coordinators' pages in a real Chromium: a coordinator registers a
+// person, a case, an order with a zone drawn on the map and a device, all
+// through the pages; then an alarm from that device reaches a duty officer
+// with what the coordinator entered.
+
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startVakt, totpCode, waitFor } from './lib/vakt.mjs';
+import { launch, openPage, login, SHOT_DIR } from './lib/browser.mjs';
+
+const ADDRESS = { text: 'Sveavägen 44, 111 34 Stockholm', lat: 59.3389, lon: 18.0605 };
+const REF = 'SE-2026-7001';
+const DEVICE = 'alarm-7001';
+
+describe("coordinators' pages", () => {
+  let vakt;
+  let browser;
+  let page;
+  let key;
+  let caseId;
+
+  before(async () => {
+    vakt = await startVakt({
+      users: [
+        { username: 'coord', role: 'coordinator', region: 'Stockholm' },
+        { username: 'officer', role: 'officer', region: 'Stockholm' },
+        { username: 'boss', role: 'admin' },
+      ],
+    });
+    browser = await launch();
+    page = await openPage(browser, { viewport: { width: 1366, height: 900 } });
+  });
+
+  after(async () => {
+    if (page) await writeFile(join(SHOT_DIR, 'admin-requests.log'), page.requestLog.join('\n'));
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+  });
+
+  // The page after every step, to look at when something fails.
+  let step = 0;
+  afterEach(async () => {
+    step += 1;
+    await page.screenshot({ path: join(SHOT_DIR, `admin-${String(step).padStart(2, '0')}.png`), fullPage: true }).catch(() => {});
+  });
+
+  it('logs a coordinator in to the cases page, without the admins-only users tab', async () => {
+    await login(page, `${vakt.url}/admin`, 'coord', { vakt });
+    await page.getByRole('heading', { name: 'Cases', level: 1 }).waitFor();
+    await page.getByRole('link', { name: 'Persons' }).waitFor();
+    assert.equal(await page.getByRole('link', { name: 'Users' }).count(), 0);
+  });
+
+  it('registers persons, one with a protected identity, checking the form in the page first', async () => {
+    await page.getByRole('link', { name: 'Persons' }).click();
+    await page.getByRole('heading', { name: 'New person' }).waitFor();
+    const personForm = page.locator('#person-form');
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    const name = personForm.getByLabel('Name', { exact: true });
+    await page.getByText('This field is required.').waitFor();
+    assert.equal(await name.getAttribute('aria-invalid'), 'true');
+
+    await name.fill('Anna Svensson');
+    await personForm.getByLabel('Phone').fill('+46 70 111 22 33');
+    await personForm.getByLabel('Address').fill(ADDRESS.text);
+    await personForm.getByLabel('Latitude').fill('59,3389'); // a Swedish decimal comma is fine
+    await personForm.getByLabel('Longitude').fill(String(ADDRESS.lon));
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await page.getByText('Anna Svensson is registered.').waitFor();
+    await page.locator('#persons-body tr', { hasText: 'Anna Svensson' }).waitFor();
+
+    await personForm.getByLabel('Name', { exact: true }).fill('Leila Haddad');
+    await personForm.getByLabel('Protected identity').check();
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await page.getByText('Leila Haddad is registered.').waitFor();
+    // In lists a protected identity stays hidden.
+    await page.locator('#persons-body tr', { hasText: 'Protected identity' }).waitFor();
+    assert.equal(await page.locator('#persons-body').getByText('Leila Haddad').count(), 0);
+  });
+
+  it('creates a case with risk, response plan and a relative', async () => {
+    await page.getByRole('link', { name: 'Cases' }).click();
+    const caseForm = page.locator('#case-form');
+    await caseForm.getByLabel('Reference').fill(REF);
+    await caseForm.getByLabel('Protected person').selectOption({ label: 'Anna Svensson' });
+    await caseForm.getByLabel('Risk level').selectOption('high');
+    assert.equal(await caseForm.getByLabel('Region').inputValue(), 'Stockholm');
+    assert.equal(await caseForm.getByLabel('Region').getAttribute('readonly'), '');
+    await caseForm.getByLabel('Response plan').fill('Send a patrol at once. Call Anna; if no answer, call her brother.');
+    await caseForm.getByRole('button', { name: 'Add relative' }).click();
+    const relative = page.locator('#case-relatives .relative-row').first();
+    await relative.getByLabel('Name').fill('Erik Svensson');
+    await relative.getByLabel('Relation').fill('brother');
+    await relative.getByLabel('Phone').fill('+46 70 999 88 77');
+    await caseForm.getByRole('button', { name: 'Create case' }).click();
+    await page.getByRole('heading', { name: `Case ${REF}` }).waitFor();
+    caseId = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
+    const kase = await vakt.api('coord', 'GET', `/api/cases/${caseId}`);
+    assert.equal(kase.risk, 'high');
+    assert.deepEqual(kase.relatives, [{ name: 'Erik Svensson', relation: 'brother', phone: '+46 70 999 88 77' }]);
+  });
+
+  it('registers an order with an exclusion zone drawn on the map with the pointer', async () => {
+    await page.getByRole('button', { name: 'New order' }).click();
+    const form = page.locator('#order-form');
+    await form.getByRole('button', { name: 'Register order' }).click();
+    await form.getByText('This field is required.').waitFor();
+
+    await form.getByLabel('Restrained person').fill('Mikael Berg');
+    await form.getByLabel('Description').fill('about 185 cm, short dark hair');
+    await form.getByLabel('Order', { exact: true }).selectOption('extended');
+    await form.getByRole('button', { name: 'Draw area' }).click();
+    // The map opens centred on the registered address; draw a square around it.
+    const map = form.locator('.zone-map svg');
+    const box = await map.boundingBox();
+    const at = (fx, fy) => [box.x + box.width * fx, box.y + box.height * fy];
+    for (const [fx, fy] of [[0.4, 0.35], [0.6, 0.35], [0.6, 0.65], [0.4, 0.65]]) {
+      await page.mouse.click(...at(fx, fy));
+    }
+    await form.getByText('4 corners.').waitFor();
+    await page.mouse.click(...at(0.4, 0.35)); // back on the first corner closes it
+    const zoneName = form.getByLabel('Name of zone 1');
+    await zoneName.waitFor();
+    assert.equal(await zoneName.evaluate((n) => n === document.activeElement), true, 'the new zone is ready to be named');
+    await zoneName.fill('Home');
+    await page.screenshot({ path: join(SHOT_DIR, 'admin-order-form.png'), fullPage: true });
+    await form.getByRole('button', { name: 'Register order' }).click();
+    await page.getByText('The order is registered.').waitFor();
+    const card = page.locator('.order-card', { hasText: 'Mikael Berg' });
+    await card.locator('dd').getByText('Home', { exact: true }).waitFor();
+    assert.equal(await card.locator('svg .zone-shape').count(), 1, 'the card maps the zone');
+
+    const [order] = await vakt.api('coord', 'GET', `/api/cases/${caseId}/orders`);
+    const ring = order.zones[0].geometry.coordinates[0];
+    assert.equal(order.zones[0].geometry.type, 'Polygon');
+    assert.equal(ring.length, 5, 'four corners and the closing point');
+    const lons = ring.map((c) => c[0]);
+    const lats = ring.map((c) => c[1]);
+    assert.ok(Math.min(...lons) < ADDRESS.lon && ADDRESS.lon < Math.max(...lons), 'the square is around the address (east-west)');
+    assert.ok(Math.min(...lats) < ADDRESS.lat && ADDRESS.lat < Math.max(...lats), 'the square is around the address (north-south)');
+  });
+
+  it('adds a device, shows its key once, and refuses a bad id next to the field', async () => {
+    await page.getByRole('link', { name: 'Devices' }).click();
+    await page.getByRole('heading', { name: 'Add a device' }).waitFor();
+    const deviceForm = page.locator('#device-form');
+    const id = deviceForm.getByLabel('Device ID');
+    await id.fill('bad id!');
+    await deviceForm.getByRole('button', { name: 'Add device' }).click();
+    await page.locator('#device-form .field-error').waitFor();
+    assert.equal(await id.getAttribute('aria-invalid'), 'true');
+    assert.match(await page.locator('#device-form .field-error').innerText(), /Invalid value: 3 to 64/);
+
+    await id.fill(DEVICE);
+    await deviceForm.getByLabel('Model').fill('Larmpaket 3');
+    await deviceForm.getByRole('button', { name: 'Add device' }).click();
+    const keyBox = page.locator('#device-key-box');
+    await keyBox.getByText('Device key – shown only this once').waitFor();
+    key = (await page.locator('#device-key').innerText()).trim();
+    assert.match(key, /^[0-9a-f]{64}$/);
+    await page.getByRole('button', { name: 'I have noted the key' }).click();
+    await keyBox.waitFor({ state: 'hidden' });
+    assert.equal((await page.content()).includes(key), false, 'the key is gone from the page');
+    await page.reload();
+    await page.locator('#devices-body tr', { hasText: DEVICE }).waitFor();
+    assert.equal((await page.content()).includes(key), false, 'and is never shown again');
+  });
+
+  it('issues the device to the case holder', async () => {
+    const row = page.locator('#devices-body tr', { hasText: DEVICE });
+    await row.getByRole('button', { name: `Issue ${DEVICE}` }).click();
+    const form = page.locator('#dev-issue-form');
+    await form.getByLabel('Case').selectOption({ label: REF });
+    assert.match(await form.getByLabel('Holder').locator('option:checked').innerText(), /Anna Svensson – the case's protected person/);
+    await form.getByRole('button', { name: 'Issue' }).click();
+    await page.getByText(`${DEVICE} is issued in case ${REF}.`).waitFor();
+    await row.getByText('Issued').waitFor();
+    await row.getByRole('link', { name: REF }).waitFor();
+    await page.screenshot({ path: join(SHOT_DIR, 'admin-devices.png'), fullPage: true });
+  });
+
+  it('brings an alarm from that device to a duty officer with the order and zone drawn above', async () => {
+    const officer = await openPage(browser);
+    await login(officer, vakt.url, 'officer', { vakt });
+    await officer.locator('#st-conn.conn-live').waitFor();
+    await vakt.alarm({ id: DEVICE, key, kind: 'panic', lat: ADDRESS.lat + 0.0001, lon: ADDRESS.lon, acc: 8 });
+    await officer.locator('#queue-body tr', { hasText: REF }).click();
+    const detail = officer.locator('#detail');
+    await detail.getByText('Mikael Berg').first().waitFor();
+    await detail.getByText('Erik Svensson').waitFor();
+    await waitFor(async () => /Exclusion zone “Home” – THE ALARM IS INSIDE/.test(await officer.locator('#d-map-legend').innerText()),
+      { what: 'the legend to say the alarm is inside the drawn zone' });
+    assert.deepEqual(officer.problems, []);
+    await officer.context().close();
+  });
+
+  it('edits the order: a new vehicle and a circle typed in by keyboard', async () => {
+    await page.goto(`${vakt.url}/admin#/cases/${encodeURIComponent(caseId)}`);
+    await page.getByRole('button', { name: 'Edit the order against Mikael Berg' }).click();
+    const form = page.locator('#order-form');
+    await form.getByLabel('Vehicle').fill('black Volvo V70, ABC 123');
+    await form.getByText('Add a circle by coordinates').click();
+    await form.getByLabel('Latitude').fill('59.3420');
+    await form.getByLabel('Longitude').fill('18.0500');
+    await form.getByLabel('Radius (m)').last().fill('250');
+    await form.getByRole('button', { name: 'Add circle' }).click();
+    await form.getByLabel('Name of zone 2').fill('School');
+    await form.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('The order is saved.').waitFor();
+    const card = page.locator('.order-card', { hasText: 'Mikael Berg' });
+    await card.getByText('black Volvo V70, ABC 123').waitFor();
+    await card.getByText('Home; School (radius 250 m)').waitFor();
+  });
+
+  it('returns the device', async () => {
+    await page.getByRole('link', { name: 'Devices' }).click();
+    const row = page.locator('#devices-body tr', { hasText: DEVICE });
+    await row.getByRole('button', { name: `Register the return of ${DEVICE}` }).click();
+    const returnForm = page.locator('#dev-return-form');
+    await returnForm.getByLabel('Reason', { exact: true }).fill('Case ended, device handed back');
+    await returnForm.getByRole('button', { name: 'Register return' }).click();
+    await page.getByText(`The return of ${DEVICE} is registered.`).waitFor();
+    await row.getByText('Returned').waitFor();
+  });
+
+  it('switches the pages to Swedish', async () => {
+    await page.locator('#lang-select').selectOption('sv');
+    await page.getByRole('link', { name: 'Ärenden' }).waitFor();
+    await page.getByRole('heading', { name: 'Lägg till en enhet' }).waitFor();
+    await page.locator('#lang-select').selectOption('en');
+    await page.getByRole('heading', { name: 'Add a device' }).waitFor();
+  });
+
+  it('lets an admin add users, who can then log in, a coordinator with a one-time code', async () => {
+    const admin = await openPage(browser);
+    await login(admin, `${vakt.url}/admin#/users`, 'boss', { vakt });
+    await admin.getByRole('heading', { name: 'New user' }).waitFor();
+    const userForm = admin.locator('#user-form');
+    await userForm.getByLabel('Username').fill('night-officer');
+    await userForm.getByLabel('Password').fill('short');
+    await userForm.getByRole('button', { name: 'Create user' }).click();
+    await userForm.locator('.field-error', { hasText: 'At least 12 characters.' }).waitFor();
+    await userForm.getByLabel('Password').fill('a long enough night password');
+    await userForm.getByLabel('Role').selectOption('officer');
+    await userForm.getByLabel('Region').fill('Stockholm');
+    await userForm.getByRole('button', { name: 'Create user' }).click();
+    await admin.locator('#users-body tr', { hasText: 'night-officer' }).waitFor();
+
+    const newcomer = await openPage(browser);
+    await login(newcomer, vakt.url, 'night-officer', { password: 'a long enough night password', vakt });
+    await newcomer.getByRole('heading', { name: 'Alert queue' }).waitFor();
+    await newcomer.context().close();
+
+    // A coordinator needs a second factor: its key is shown once, here.
+    await userForm.getByLabel('Username').fill('day-coordinator');
+    await userForm.getByLabel('Password').fill('another long password');
+    await userForm.getByLabel('Role').selectOption('coordinator');
+    await userForm.getByRole('button', { name: 'Create user' }).click();
+    const totpBox = admin.locator('#user-totp-box');
+    await totpBox.getByText('One-time code key for day-coordinator – shown only this once').waitFor();
+    const link = (await admin.locator('#user-totp-uri').innerText()).trim();
+    assert.match(link, /^otpauth:\/\/totp\/.*secret=[A-Z2-7]+/);
+    const secret = /secret=([A-Z2-7]+)/.exec(link)[1];
+    assert.equal((await admin.locator('#user-totp-secret').innerText()).replace(/\s/g, ''), secret);
+    await totpBox.getByRole('button', { name: 'The user has it' }).click();
+    await totpBox.waitFor({ state: 'hidden' });
+    assert.equal((await admin.content()).includes(secret), false, 'the key is gone from the page');
+    await admin.context().close();
+
+    const coordinator = await openPage(browser);
+    await coordinator.goto(`${vakt.url}/admin`);
+    await coordinator.locator('#login-username').fill('day-coordinator');
+    await coordinator.locator('#login-password').fill('another long password');
+    await coordinator.locator('#login-submit').click();
+    await coordinator.getByText('Enter the one-time code from your authenticator app.').waitFor();
+    assert.equal(await coordinator.locator('#login-totp').evaluate((n) => n === document.activeElement), true);
+    await coordinator.locator('#login-totp').fill(totpCode(secret, Math.floor(Date.now() / 30000)));
+    await coordinator.locator('#login-submit').click();
+    await coordinator.getByRole('heading', { name: 'Cases', level: 1 }).waitFor();
+    await coordinator.context().close();
+  });
+
+  it('had no script errors, CSP violations or missing translations', () => {
+    assert.deepEqual(page.problems, []);
+  });
+});

@@ -1,0 +1,346 @@
+// The duty-officer console in a real Chromium against a real vakt, with
+// alarms from the real firmware simulator over MQTT.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startVakt, seedCase, waitFor } from './lib/vakt.mjs';
+import { launch, openPage, login, SHOT_DIR } from './lib/browser.mjs';
+import { startTileServer } from './lib/tiles.mjs';
+
+const ANNA = {
+  reference: 'SE-2026-0417',
+  person: 'Anna Lindqvist',
+  phone: '+46 70 123 45 67',
+  address: 'Drottninggatan 71, 111 36 Stockholm',
+  lat: 59.3366,
+  lon: 18.0612,
+  region: 'Stockholm',
+  risk: 'high',
+  plan: 'Send a patrol at once. Call Anna; if no answer, call her sister.',
+  relatives: [{ name: 'Karin Lindqvist', relation: 'sister', phone: '+46 70 765 43 21' }],
+  restrained: 'Mikael Berg',
+  description: 'about 185 cm, short dark hair, grey hooded jacket',
+  vehicle: 'black Volvo V70, ABC 123',
+  deviceId: 'alarm-0417',
+  extraZones: [{
+    name: 'Workplace',
+    geometry: { type: 'Polygon', coordinates: [[[18.0700, 59.3400], [18.0760, 59.3400], [18.0760, 59.3425], [18.0700, 59.3425], [18.0700, 59.3400]]] },
+  }],
+};
+
+// More cases, so the queue looks like a night shift for the README screenshot.
+const OTHERS = [
+  { reference: 'SE-2026-0388', person: 'Sara Nilsson', phone: '+46 70 000 00 01', address: 'Hornsgatan 100, 117 26 Stockholm', lat: 59.3170, lon: 18.0480, region: 'Stockholm', risk: 'medium', plan: 'Call Sara first; send a patrol if she does not answer within one minute.', restrained: 'Johan Ek', description: 'about 175 cm, beard, glasses', deviceId: 'alarm-0388' },
+  { reference: 'SE-2026-0402', person: 'Leila Haddad', phone: '+46 70 000 00 02', address: 'Götgatan 45, 118 26 Stockholm', lat: 59.3130, lon: 18.0730, region: 'Stockholm', risk: 'critical', plan: 'Send the nearest patrol at once, blue lights.', restrained: 'Peter Holm', description: 'about 190 cm, shaved head', deviceId: 'alarm-0402', protectedIdentity: true },
+  { reference: 'SE-2026-0355', person: 'Eva Johansson', phone: '+46 70 000 00 03', address: 'Odengatan 60, 113 22 Stockholm', lat: 59.3440, lon: 18.0560, region: 'Stockholm', risk: 'low', plan: 'Call Eva; send a patrol if the call-back fails.', restrained: 'Lars Öberg', description: 'about 170 cm, grey hair', deviceId: 'alarm-0355' },
+];
+
+describe('duty-officer console', () => {
+  let vakt;
+  let browser;
+  let officer;      // officer1's page, kept open through the tests
+  let second;       // officer2's page, to see the same queue elsewhere
+  let anna;
+
+  before(async () => {
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer', region: 'Stockholm' },
+        { username: 'officer2', role: 'officer' },
+        { username: 'coord', role: 'coordinator', region: 'Stockholm' },
+      ],
+    });
+    anna = await seedCase(vakt, 'coord', ANNA);
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+  });
+
+  it('refuses a wrong password and then logs the officer in', async () => {
+    officer = await openPage(browser);
+    await officer.goto(vakt.url);
+    await officer.locator('#login-username').fill('officer1');
+    await officer.locator('#login-password').fill('not the password at all');
+    await officer.locator('#login-submit').click();
+    await officer.getByText('Login failed.').waitFor();
+
+    await login(officer, vakt.url, 'officer1', { vakt });
+    await officer.getByRole('heading', { name: 'Alert queue' }).waitFor();
+    await officer.getByText('No open alerts.').waitFor();
+    await officer.locator('#st-conn.conn-live').waitFor();
+    // Sound needs one click in a browser; the officer gives it.
+    await officer.getByRole('button', { name: 'Enable sound' }).click();
+    await officer.locator('#sound-toggle[aria-pressed="true"]').waitFor();
+  });
+
+  it('shows a panic from a real MQTT device without a reload in under a second, with a priority-1 notice', async () => {
+    second = await openPage(browser);
+    await login(second, vakt.url, 'officer2', { vakt });
+    await second.locator('#st-conn.conn-live').waitFor();
+
+    // Marks the document, and records when the first row appears in it.
+    await officer.evaluate(() => {
+      window.noReloadMarker = true;
+      window.rowSeenAt = null;
+      const body = document.getElementById('queue-body');
+      new MutationObserver(() => {
+        if (window.rowSeenAt === null && body.querySelector('tr')) window.rowSeenAt = Date.now();
+      }).observe(body, { childList: true });
+    });
+
+    const { sentAt } = await vakt.alarm({ id: anna.deviceId, key: anna.key, kind: 'panic', lat: 59.3367, lon: 18.0615, acc: 12 });
+    assert.ok(sentAt, 'firmware-sim reported the publish');
+    const row = officer.locator('#queue-body tr').first();
+    await row.waitFor();
+    const seenAt = await officer.evaluate(() => window.rowSeenAt);
+    const latency = seenAt - sentAt;
+    console.log(`# live arrival: published → row visible in ${latency} ms`);
+    assert.ok(latency < 1000, `the alert took ${latency} ms to appear`);
+    assert.equal(await officer.evaluate(() => window.noReloadMarker), true, 'the page was not reloaded');
+
+    await assertRowShows(row, ['1', 'Panic', ANNA.reference, 'High', 'Stockholm', 'Open']);
+    const notice = officer.getByRole('alert').filter({ hasText: 'NEW PRIORITY 1 ALERT' });
+    await notice.waitFor();
+    assert.match(await notice.innerText(), new RegExp(ANNA.reference));
+    assert.match(await officer.title(), /PRIORITY 1/);
+    await second.locator('#queue-body tr', { hasText: ANNA.reference }).waitFor();
+  });
+
+  it('opens the detail with the response plan, relatives, restrained person and a map of zones and position', async () => {
+    await officer.getByRole('alert').getByRole('button', { name: 'Open' }).first().click();
+    const detail = officer.locator('#detail');
+    await detail.waitFor();
+    await detail.getByRole('heading', { name: `Panic – case ${ANNA.reference}` }).waitFor();
+    for (const text of [ANNA.plan, ANNA.person, ANNA.phone, 'Karin Lindqvist', ANNA.restrained, ANNA.description, ANNA.vehicle]) {
+      await detail.getByText(text, { exact: false }).first().waitFor();
+    }
+    const map = officer.locator('#d-map svg[role="img"]');
+    await map.waitFor();
+    assert.equal(await map.locator('.zone-shape').count(), 2, 'both exclusion zones are drawn');
+    assert.equal(await map.locator('.zone-hit').count(), 1, 'the zone with the alarm in it stands out');
+    assert.equal(await map.locator('.map-position .dot').count(), 1, 'the alarm position is drawn');
+    assert.equal(await map.locator('.map-position .acc').count(), 1, 'with its accuracy circle');
+    assert.equal(await map.locator('.map-address').count(), 1, 'and the registered address');
+    assert.equal(await map.locator('.map-scale').count(), 1, 'with a scale bar');
+    const legend = await officer.locator('#d-map-legend').innerText();
+    assert.match(legend, /Exclusion zone “Home” \(radius 300 m\) – THE ALARM IS INSIDE/);
+    assert.match(legend, /Exclusion zone “Workplace” – [\d.,]+ m outside/);
+    assert.match(legend, /Registered address – \d+ m from the alarm/);
+    assert.match(await detail.innerText(), /Device was told\s+Received/);
+  });
+
+  it('acknowledges with the keyboard; it survives a reload and shows on another officer’s screen', async () => {
+    const row = officer.locator('#queue-body tr', { hasText: ANNA.reference });
+    await row.focus();
+    await officer.keyboard.press('a');
+    await row.getByText('Acknowledged').waitFor();
+    await row.getByText('by officer1').waitFor();
+    await officer.getByRole('alert').filter({ hasText: 'NEW PRIORITY 1 ALERT' }).waitFor({ state: 'detached' });
+    const detail = officer.locator('#detail');
+    await waitFor(async () => /Device was told\s+Accepted/.test(await detail.innerText()), { what: 'the device feedback to show "accepted"' });
+
+    // The other officer's console changes live, without a reload.
+    await second.locator('#queue-body tr', { hasText: ANNA.reference }).getByText('by officer1').waitFor();
+
+    await officer.reload();
+    await officer.locator('#queue-body tr', { hasText: ANNA.reference }).getByText('Acknowledged').waitFor();
+    await second.reload();
+    await second.locator('#queue-body tr', { hasText: ANNA.reference }).getByText('by officer1').waitFor();
+  });
+
+  it('resolves only with an outcome, all by keyboard, and the alert leaves every queue', async () => {
+    const row = officer.locator('#queue-body tr', { hasText: ANNA.reference });
+    await row.focus();
+    await officer.keyboard.press('r');
+    const outcome = officer.locator('#resolve-outcome');
+    await waitFor(() => outcome.evaluate((node) => node === document.activeElement), { what: 'the outcome to take focus' });
+    assert.equal(await officer.locator('#resolve-btn').isDisabled(), true, 'no outcome, no resolve');
+    await officer.keyboard.press('ArrowDown');
+    assert.equal(await outcome.inputValue(), 'police_dispatched');
+    await officer.keyboard.press('Tab');
+    await officer.keyboard.type('Patrol 2314 on site, all calm.');
+    await officer.keyboard.press('Tab');
+    await officer.keyboard.press('Enter');
+    await officer.getByText(`Alert for case ${ANNA.reference} resolved.`).waitFor();
+    await officer.getByText('No open alerts.').waitFor();
+    await second.getByText('No open alerts.').waitFor();
+    await officer.reload();
+    await officer.getByText('No open alerts.').waitFor();
+  });
+
+  it('switches between Swedish and English, and remembers the choice', async () => {
+    await officer.locator('#lang-select').selectOption('sv');
+    await officer.getByRole('heading', { name: 'Larmkö' }).waitFor();
+    await officer.getByText('Inga öppna larm.').waitFor();
+    assert.equal(await officer.locator('html').getAttribute('lang'), 'sv');
+    await officer.reload();
+    await officer.getByRole('heading', { name: 'Larmkö' }).waitFor();
+    await officer.getByRole('button', { name: 'Logga ut' }).waitFor();
+    // Sound was on before the reload: the first click brings it back.
+    await officer.getByText('Ljudet är AV efter omladdningen').waitFor();
+    await officer.getByRole('heading', { name: 'Larmkö' }).click();
+    await officer.locator('#sound-toggle[aria-pressed="true"]').waitFor();
+    await officer.locator('#lang-select').selectOption('en');
+    await officer.getByRole('heading', { name: 'Alert queue' }).waitFor();
+    await officer.getByRole('button', { name: 'Log out' }).waitFor();
+  });
+
+  it('shows a dropped live connection at once and catches up after it returns', async () => {
+    await vakt.crash();
+    const banner = officer.getByRole('alert').filter({ hasText: 'LIVE CONNECTION LOST' });
+    await banner.waitFor({ timeout: 5000 });
+    await vakt.start();
+    await officer.locator('#st-conn.conn-live').waitFor({ timeout: 20000 });
+    await banner.waitFor({ state: 'detached' });
+    await vakt.alarm({ id: anna.deviceId, key: anna.key, kind: 'fall', lat: 59.3367, lon: 18.0615 });
+    await officer.locator('#queue-body tr', { hasText: 'Fall' }).waitFor();
+    await second.locator('#queue-body tr', { hasText: 'Fall' }).waitFor();
+  });
+
+  it('takes the README screenshot: a night-shift queue with a detail open', async () => {
+    const cases = [];
+    for (const spec of OTHERS) cases.push(await seedCase(vakt, 'coord', spec));
+    const [sara, leila, eva] = cases;
+    await vakt.alarm({ id: eva.deviceId, key: eva.key, kind: 'low_battery' });
+    await vakt.alarm({ id: sara.deviceId, key: sara.key, kind: 'tamper', lat: 59.3172, lon: 18.0476 });
+    await vakt.alarm({ id: leila.deviceId, key: leila.key, kind: 'panic', lat: 59.3141, lon: 18.0745, acc: 25 });
+    // The fall from the previous test is being handled.
+    const fall = officer.locator('#queue-body tr', { hasText: 'Fall' });
+    await fall.focus();
+    await officer.keyboard.press('a');
+    await fall.getByText('by officer1').waitFor();
+    await waitFor(async () => (await officer.locator('#queue-body tr').count()) === 4, { what: 'four alerts in the queue' });
+
+    const panic = officer.locator('#queue-body tr', { hasText: leila.kase.reference });
+    await panic.click();
+    await officer.locator('#detail').getByText('Peter Holm').first().waitFor();
+    await officer.locator('#d-map svg').waitFor();
+    // Let the ages tick and the confirmation line go, as on a real screen.
+    await officer.locator('#flash-ok:empty').waitFor({ state: 'attached', timeout: 10000 });
+    await officer.waitForTimeout(1000);
+    const path = process.env.VAKT_SCREENSHOT || join(SHOT_DIR, 'console.png');
+    await officer.screenshot({ path });
+    console.log(`# screenshot: ${path}`);
+  });
+
+  it('reveals a protected identity only with a stated reason', async () => {
+    const detail = officer.locator('#detail');
+    await detail.getByText('Protected identity – details hidden.').waitFor();
+    assert.equal(await detail.getByText('Leila Haddad').count(), 0);
+    await detail.getByRole('button', { name: 'Reveal (state reason)' }).click();
+    const reason = officer.getByLabel('Reason for viewing (logged)');
+    await reason.fill('Panic alarm, calling her back');
+    await reason.press('Enter');
+    await detail.getByText('Leila Haddad').waitFor();
+    await detail.getByText('Protected identity shown – this view is logged.').waitFor();
+    // Revealed, the address is on the map too.
+    await officer.locator('#d-map .map-address').waitFor();
+  });
+
+  it('had no script errors, CSP violations or missing translations', () => {
+    assert.deepEqual([...officer.problems, ...second.problems], []);
+  });
+});
+
+/** Each text appears somewhere in the row, in order of the columns. */
+async function assertRowShows(row, texts) {
+  const text = (await row.innerText()).replace(/\s+/g, ' ');
+  let from = 0;
+  for (const expected of texts) {
+    const at = text.indexOf(expected, from);
+    assert.ok(at >= 0, `row "${text}" should show "${expected}"`);
+    from = at + expected.length;
+  }
+}
+
+describe('duty-officer console: an alert not acknowledged in time', () => {
+  let vakt;
+  let browser;
+
+  before(async () => {
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer' },
+        { username: 'coord', role: 'coordinator' },
+      ],
+      toml: '[supervision]\noverdue_p1_s = 3\n',
+    });
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+  });
+
+  it('stands out as overdue and is announced again', async () => {
+    const anna = await seedCase(vakt, 'coord', ANNA);
+    const page = await openPage(browser);
+    await login(page, vakt.url, 'officer1', { vakt });
+    await page.locator('#st-conn.conn-live').waitFor();
+    await vakt.alarm({ id: anna.deviceId, key: anna.key, kind: 'panic', lat: ANNA.lat, lon: ANNA.lon });
+    const notices = page.locator('#notices');
+    await notices.getByText('NEW PRIORITY 1 ALERT').waitFor();
+    await page.locator('#queue-body tr').click();
+
+    await notices.getByText('OVERDUE – NOT ACKNOWLEDGED').waitFor({ timeout: 15000 });
+    const row = page.locator('#queue-body tr.overdue', { hasText: ANNA.reference });
+    await row.getByText('OVERDUE').waitFor();
+    await page.locator('#d-overdue').getByText('OVERDUE: this alert has not been acknowledged in time.').waitFor();
+    assert.equal(await notices.getByText('NEW PRIORITY 1 ALERT').count(), 0, 'the overdue notice replaced the first one');
+    await page.screenshot({ path: join(SHOT_DIR, 'console-overdue.png') });
+
+    await page.keyboard.press('a');
+    await row.waitFor({ state: 'detached' });
+    await notices.getByText('OVERDUE').waitFor({ state: 'detached' });
+    assert.deepEqual(page.problems, []);
+  });
+});
+
+describe('duty-officer console: street tiles beneath the situation map', () => {
+  let vakt;
+  let browser;
+  let tiles;
+
+  before(async () => {
+    tiles = await startTileServer();
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer' },
+        { username: 'coord', role: 'coordinator' },
+      ],
+      env: { VAKT_MAP_TILE_URL: tiles.template },
+    });
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+    if (tiles) await tiles.close();
+  });
+
+  it('lays the configured tiles under the zones and the position, allowed by the page policy', async () => {
+    const anna = await seedCase(vakt, 'coord', ANNA);
+    const page = await openPage(browser);
+    await login(page, vakt.url, 'officer1', { vakt });
+    await page.locator('#st-conn.conn-live').waitFor();
+    await vakt.alarm({ id: anna.deviceId, key: anna.key, kind: 'panic', lat: ANNA.lat, lon: ANNA.lon });
+    await page.locator('#queue-body tr').click();
+    const map = page.locator('#d-map svg');
+    await map.locator('.map-tiles image').first().waitFor({ state: 'attached' });
+    await waitFor(() => tiles.requests.length > 0, { what: 'the browser to fetch tiles' });
+    // Tiles first, geometry on top, all in one drawing.
+    const order = await map.evaluate((svg) => [...svg.children].map((n) => n.getAttribute('class')));
+    assert.ok(order.indexOf('map-tiles') < order.indexOf('map-zone zone-hit'), `tiles beneath zones: ${order}`);
+    const loaded = await map.locator('.map-tiles image').first().evaluate((img) => img.getBBox().width > 0);
+    assert.ok(loaded);
+    await page.getByText(`Map: ${new URL(tiles.template.replace(/[{}]/g, '')).host}`).waitFor();
+    await page.screenshot({ path: join(SHOT_DIR, 'console-tiles.png') });
+    assert.deepEqual(page.problems, []);
+  });
+});

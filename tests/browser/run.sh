@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The browser tests in one command: installs what is missing (Debian's
+# chromium, the npm package playwright-core, which never downloads a
+# browser), builds vakt and firmware-sim, and runs the suites against a real
+# vakt of their own. Exits non-zero when a test fails.
+#
+#   tests/browser/run.sh                      run everything
+#   tests/browser/run.sh --update-screenshot  also write docs/console.png for the README
+#   tests/browser/run.sh console.test.mjs     run one suite
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+
+suites=()
+for arg in "$@"; do
+  case "$arg" in
+    --update-screenshot) export VAKT_SCREENSHOT="$repo/docs/console.png" ;;
+    *) suites+=("$arg") ;;
+  esac
+done
+[ ${#suites[@]} -gt 0 ] || suites=(i18n.test.mjs console.test.mjs admin.test.mjs)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ ! -x "$CHROMIUM" ]; then
+  echo "== installing chromium (Debian package)"
+  apt_install chromium
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== installing node and npm (Debian packages)"
+  apt_install nodejs npm
+fi
+
+cd "$here"
+# playwright-core only: it drives the installed Chromium and downloads nothing.
+if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+echo "== cargo build --bins"
+(cd "$repo" && cargo build --workspace --bins)
+
+echo "== browser tests: ${suites[*]}"
+start=$SECONDS
+status=0
+node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${suites[@]}" || status=$?
+echo "== browser tests took $((SECONDS - start)) s"
+if [ -n "${VAKT_SCREENSHOT:-}" ]; then echo "== screenshot: $VAKT_SCREENSHOT"; fi
+exit "$status"
