@@ -88,20 +88,23 @@ fn run(n: usize) -> Run {
         by_step[(p / step) as usize].push(i as u32);
     }
     while t < 600 * S {
+        // The beats of this 200 ms step, each at its own millisecond.
         let bucket = &by_step[((t % (60 * S)) / step) as usize];
         let started = Instant::now();
         for &i in bucket {
             let i = i as usize;
-            if stops_at(i).is_some_and(|stop| t >= stop) {
+            let at = t + phase[i] % step;
+            if stops_at(i).is_some_and(|stop| at >= stop) {
                 continue;
             }
-            l.heard(&ids[i], t);
-            last_beat[i] = t;
+            l.heard(&ids[i], at);
+            last_beat[i] = at;
             beats += 1;
         }
         beat_time += started.elapsed();
+        // The leader sweeps at the end of the step, as it does every 200 ms.
         let started = Instant::now();
-        let events = l.sweep(t);
+        let events = l.sweep(t + step);
         sweep_time += started.elapsed();
         for e in events {
             if let LivenessEvent::Silent {
@@ -110,7 +113,9 @@ fn run(n: usize) -> Run {
             {
                 let i: usize = device[4..].parse().unwrap();
                 assert!(stops_at(i).is_some(), "false silence for {device}");
-                lateness.push(t - deadline);
+                let exact_deadline = last_beat[i] + 150 * S;
+                assert!(deadline >= exact_deadline, "declared early");
+                lateness.push(t + step - exact_deadline);
             }
         }
         t += step;
