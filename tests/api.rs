@@ -239,6 +239,14 @@ async fn bad_input_is_a_problem_naming_the_field_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(problem(resp).await.0, 400);
+    let resp = app
+        .coordinator
+        .post(app.url("/api/persons"))
+        .json(&json!(["Eva Array", null, null, true]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, 400, "an array is no object");
 
     let d = app.issued_device("Stockholm").await;
     let resp = app
