@@ -59,6 +59,23 @@ async fn a_panic_from_an_issued_device_opens_a_correlated_priority_1_alert_and_t
         "{reasons:?}"
     );
     assert!((alert["position"]["lat"].as_f64().unwrap() - (HOME.0 + 0.0004)).abs() < 1e-6);
+
+    // The same reasons with codes and facts, for a console that words them in its language.
+    let details = alert["reason_details"].as_array().unwrap();
+    assert_eq!(details.len(), reasons.len());
+    assert_eq!(details[0]["code"], "panic_pressed");
+    assert_eq!(details[0]["text"], "Panic button pressed");
+    let order = details
+        .iter()
+        .find(|r| r["code"] == "order_in_force")
+        .expect("the order in force, coded");
+    assert_eq!(order["values"]["restrained"], "Mikael Berg");
+    let address = details
+        .iter()
+        .find(|r| r["code"] == "distance_to_address")
+        .expect("the distance to the address, coded");
+    assert!(address["values"]["distance_m"].as_i64().unwrap() > 0);
+    assert_eq!(alert["feedback"], "received", "what the device was told");
 }
 
 #[tokio::test]
@@ -282,6 +299,7 @@ async fn acknowledge_and_resolve_reach_the_device_and_the_queue() {
     assert_eq!(acked["acknowledged_by"], "officer");
     let f = device.next_feedback(Duration::from_secs(5)).await.unwrap();
     assert_eq!((f.boot, f.seq, f.st.as_str()), (boot, seq, "accepted"));
+    assert_eq!(acked["feedback"], "accepted");
 
     let resolved: Value = app
         .post(
@@ -294,6 +312,7 @@ async fn acknowledge_and_resolve_reach_the_device_and_the_queue() {
     assert_eq!(resolved["outcome"], "police_dispatched");
     let f = device.next_feedback(Duration::from_secs(5)).await.unwrap();
     assert_eq!((f.boot, f.seq, f.st.as_str()), (boot, seq, "resolved"));
+    assert_eq!(resolved["feedback"], "resolved");
     assert!(app.open_alerts().await.iter().all(|a| a["id"] != id));
 
     // A new panic after resolving is a new incident.

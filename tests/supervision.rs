@@ -46,6 +46,10 @@ async fn a_device_with_a_2_s_interval_and_1_s_grace_is_declared_silent_between_5
         .as_str()
         .unwrap()
         .starts_with("No message from the device since"));
+    assert_eq!(alert["reason_details"][0]["code"], "silent");
+    assert_eq!(alert["reason_details"][0]["values"]["hb_s"], 2);
+    assert_eq!(alert["reason_details"][1]["code"], "priority_by_risk");
+    assert!(alert["feedback"].is_null(), "no device message opened it");
     let device = app
         .get(&app.officer, &format!("/api/devices/{}", d.id))
         .await;

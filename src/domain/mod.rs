@@ -372,6 +372,59 @@ impl Outcome {
     }
 }
 
+/// One reason behind an alert's priority. The `code` and its `values` let a console say it in
+/// the officer's language; `text` says it in English for every other reader (API clients,
+/// exports, logs), so an alert never depends on a translation table to be understood.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    /// What kind of reason, e.g. `panic_pressed`, `order_in_force`, `distance_to_address`.
+    pub code: String,
+    /// The reason's facts by name (distances in metres, times in RFC 3339, names as given).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// The reason in English words.
+    pub text: String,
+}
+
+impl Reason {
+    pub fn new(code: &str, text: impl Into<String>) -> Reason {
+        Reason {
+            code: code.to_owned(),
+            values: serde_json::Map::new(),
+            text: text.into(),
+        }
+    }
+
+    /// Adds one named fact; `None` adds nothing, so optional facts read naturally.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Reason {
+        let value = value.into();
+        if !value.is_null() {
+            self.values.insert(name.to_owned(), value);
+        }
+        self
+    }
+
+    /// Reads a stored list. Alerts stored before reasons had codes hold plain sentences; they
+    /// come back as code `text`, which every console shows as written.
+    pub fn list_from_json(json: &str) -> Result<Vec<Reason>, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Coded(Reason),
+            Plain(String),
+        }
+        let stored: Vec<Stored> = serde_json::from_str(json)?;
+        Ok(stored
+            .into_iter()
+            .map(|s| match s {
+                Stored::Coded(r) => r,
+                Stored::Plain(text) => Reason::new("text", text),
+            })
+            .collect())
+    }
+}
+
 /// What an officer sees and acts on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -386,7 +439,7 @@ pub struct Alert {
     pub last_at: Millis,
     pub count: i64,
     pub position: Option<Position>,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub overdue: bool,
     /// A silent device heard again for two intervals; the alert stays until resolved.
     pub back_online: bool,

@@ -3,7 +3,7 @@
 
 use super::correlate::{self, DeviceContext};
 use super::geo;
-use super::{AlertKind, DeviceKind, Millis, Position, Priority};
+use super::{AlertKind, DeviceKind, Millis, Position, Priority, Reason};
 use crate::protocol::AlarmKind;
 
 /// Thresholds of the policy; configuration with the policy's defaults.
@@ -64,10 +64,10 @@ pub enum Decision {
         kind: AlertKind,
         priority: Priority,
         position: Option<Position>,
-        /// What happened, in words; a repeated trigger adds its lines to the alert's.
-        trigger: Vec<String>,
+        /// What happened; a repeated trigger adds its reasons to the alert's.
+        trigger: Vec<Reason>,
         /// The case, orders and place as they stand now; replaces the alert's on update.
-        context: Vec<String>,
+        context: Vec<Reason>,
     },
     /// Mark the device's open alert: the holder pressed cancel.
     MarkCancel,
@@ -88,7 +88,7 @@ pub fn triage(
 ) -> Decision {
     let elevated = ctx.case.risk.is_elevated();
     let raise =
-        |kind, priority, position: Option<Position>, trigger: Vec<String>| Decision::Raise {
+        |kind, priority, position: Option<Position>, trigger: Vec<Reason>| Decision::Raise {
             kind,
             priority,
             position,
@@ -101,20 +101,17 @@ pub fn triage(
             match kind {
                 // A tag is worn by the restrained person: its buttons are nobody's emergency.
                 AlarmKind::Panic | AlarmKind::Fall if ctx.kind == DeviceKind::Tag => Decision::Nothing,
-                AlarmKind::Panic => raise(AlertKind::Panic, Priority::P1, p, vec!["Panic button pressed".into()]),
-                AlarmKind::Fall => raise(AlertKind::Fall, Priority::P1, p, vec!["Fall detected".into()]),
+                AlarmKind::Panic => raise(AlertKind::Panic, Priority::P1, p, vec![Reason::new("panic_pressed", "Panic button pressed")]),
+                AlarmKind::Fall => raise(AlertKind::Fall, Priority::P1, p, vec![Reason::new("fall_detected", "Fall detected")]),
                 AlarmKind::Tamper | AlarmKind::PowerLoss => {
                     let (alert, what) = if *kind == AlarmKind::Tamper {
-                        (AlertKind::Tamper, "Tamper detected on the device")
+                        (AlertKind::Tamper, Reason::new("tamper_detected", "Tamper detected on the device"))
                     } else {
-                        (AlertKind::PowerLoss, "The device lost its power")
+                        (AlertKind::PowerLoss, Reason::new("power_lost", "The device lost its power"))
                     };
-                    let mut first = vec![what.to_owned()];
+                    let mut first = vec![what];
                     let priority = if elevated {
-                        first.push(format!(
-                            "Priority 1 because the case risk is {}",
-                            ctx.case.risk.as_str()
-                        ));
+                        first.push(raised_by_risk(Priority::P1, ctx));
                         Priority::P1
                     } else {
                         Priority::P2
@@ -123,8 +120,12 @@ pub fn triage(
                 }
                 AlarmKind::LowBattery => {
                     let what = match battery {
-                        Some(b) => format!("The device reports a low battery ({b} %)"),
-                        None => "The device reports a low battery".to_owned(),
+                        Some(b) => Reason::new(
+                            "low_battery_reported",
+                            format!("The device reports a low battery ({b} %)"),
+                        )
+                        .with("battery_pct", *b),
+                        None => Reason::new("low_battery_reported", "The device reports a low battery"),
                     };
                     raise(AlertKind::LowBattery, Priority::P4, p, vec![what])
                 }
@@ -138,7 +139,11 @@ pub fn triage(
                     AlertKind::LowBattery,
                     Priority::P4,
                     None,
-                    vec![format!("Battery at {battery} % in the last heartbeat")],
+                    vec![Reason::new(
+                        "low_battery_heartbeat",
+                        format!("Battery at {battery} % in the last heartbeat"),
+                    )
+                    .with("battery_pct", *battery)],
                 )
             } else {
                 Decision::Nothing
@@ -148,25 +153,33 @@ pub fn triage(
             AlertKind::BadSignatures,
             Priority::P2,
             None,
-            vec![format!(
-                "{count} messages with a bad signature within {} min: the device may have been tampered with",
-                policy.bad_signature_window_s / 60
-            )],
+            vec![Reason::new(
+                "bad_signatures",
+                format!(
+                    "{count} messages with a bad signature within {} min: the device may have been tampered with",
+                    policy.bad_signature_window_s / 60
+                ),
+            )
+            .with("count", *count)
+            .with("window_min", policy.bad_signature_window_s / 60)],
         ),
         Trigger::Silent {
             last_heard,
             interval_s,
             grace_s,
         } => {
-            let mut first = vec![format!(
-                "No message from the device since {} (heartbeat every {interval_s} s, grace {grace_s} s): the holder may be unprotected",
-                super::rfc3339(*last_heard)
-            )];
+            let mut first = vec![Reason::new(
+                "silent",
+                format!(
+                    "No message from the device since {} (heartbeat every {interval_s} s, grace {grace_s} s): the holder may be unprotected",
+                    super::rfc3339(*last_heard)
+                ),
+            )
+            .with("last_heard_at", super::rfc3339(*last_heard))
+            .with("hb_s", *interval_s)
+            .with("grace_s", *grace_s)];
             let priority = if elevated {
-                first.push(format!(
-                    "Priority 2 because the case risk is {}",
-                    ctx.case.risk.as_str()
-                ));
+                first.push(raised_by_risk(Priority::P2, ctx));
                 Priority::P2
             } else {
                 Priority::P3
@@ -182,6 +195,20 @@ pub fn triage(
     }
 }
 
+/// The case's risk lifted the priority: said, since an officer may wonder why.
+fn raised_by_risk(priority: Priority, ctx: &DeviceContext) -> Reason {
+    Reason::new(
+        "priority_by_risk",
+        format!(
+            "Priority {} because the case risk is {}",
+            priority.get(),
+            ctx.case.risk.as_str()
+        ),
+    )
+    .with("priority", priority.get())
+    .with("risk", ctx.case.risk.as_str())
+}
+
 /// A tag's position: inside a zone of its order, or near the protected person's device.
 fn tag_position(
     policy: &PolicyConfig,
@@ -189,7 +216,7 @@ fn tag_position(
     p: Position,
     at: Millis,
     alarm_positions: AlarmPositions,
-    raise: impl Fn(AlertKind, Priority, Option<Position>, Vec<String>) -> Decision,
+    raise: impl Fn(AlertKind, Priority, Option<Position>, Vec<Reason>) -> Decision,
 ) -> Decision {
     let Some(order) = ctx.tag_order(at) else {
         return Decision::Nothing;
@@ -200,10 +227,16 @@ fn tag_position(
             AlertKind::TagInZone,
             Priority::P1,
             Some(p),
-            vec![format!(
-                "Restrained person {} (tag {}) is inside exclusion zone '{zone}'",
-                order.restrained.name, ctx.device_id
-            )],
+            vec![Reason::new(
+                "tag_in_zone",
+                format!(
+                    "Restrained person {} (tag {}) is inside exclusion zone '{zone}'",
+                    order.restrained.name, ctx.device_id
+                ),
+            )
+            .with("restrained", order.restrained.name.as_str())
+            .with("tag", ctx.device_id.as_str())
+            .with("zone", zone.as_str())],
         );
     }
     let nearest = alarm_positions
@@ -215,12 +248,19 @@ fn tag_position(
             AlertKind::TagNear,
             Priority::P1,
             Some(p),
-            vec![format!(
-                "Restrained person {} (tag {}) is {} from the last known position of alarm device {device}",
-                order.restrained.name,
-                ctx.device_id,
-                geo::describe_distance(d)
-            )],
+            vec![Reason::new(
+                "tag_near",
+                format!(
+                    "Restrained person {} (tag {}) is {} from the last known position of alarm device {device}",
+                    order.restrained.name,
+                    ctx.device_id,
+                    geo::describe_distance(d)
+                ),
+            )
+            .with("restrained", order.restrained.name.as_str())
+            .with("tag", ctx.device_id.as_str())
+            .with("distance_m", d.round() as i64)
+            .with("device", device.as_str())],
         ),
         _ => Decision::Nothing,
     }
@@ -381,9 +421,12 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(trigger, vec!["Panic button pressed".to_owned()]);
-        assert_eq!(context[0], "Case 2026-4711: risk level high");
-        assert!(context[1].contains("Erik Nilsson"));
+        assert_eq!(
+            trigger,
+            vec![Reason::new("panic_pressed", "Panic button pressed")]
+        );
+        assert_eq!(context[0].text, "Case 2026-4711: risk level high");
+        assert!(context[1].text.contains("Erik Nilsson"));
     }
 
     fn tag_context() -> DeviceContext {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Alert, AlertKind, Case, DeviceKind, DeviceStatus, Millis, Order, Outcome, Person, Position,
-    Priority, Risk,
+    Priority, Reason, Risk,
 };
 
 pub use sql::{PostgresStore, SqliteStore};
@@ -150,9 +150,9 @@ pub struct Raise {
     pub priority: Priority,
     pub position: Option<Position>,
     /// What happened; accumulates over a repeated incident.
-    pub trigger: Vec<String>,
+    pub trigger: Vec<Reason>,
     /// Case, orders and place now; replaced on every update.
-    pub context: Vec<String>,
+    pub context: Vec<Reason>,
     pub at: Millis,
 }
 
@@ -420,8 +420,8 @@ pub trait Store: Send + Sync + 'static {
         kind: AlertKind,
         priority: Priority,
         case: &Case,
-        trigger: &[String],
-        context: &[String],
+        trigger: &[Reason],
+        context: &[Reason],
         at: Millis,
     ) -> Result<Option<AlertChange>>;
     /// This instance (its MQTT client id) is alive; `leading` when it leads supervision.

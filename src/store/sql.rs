@@ -31,8 +31,8 @@ const ORDER_COLUMNS: &str = "id, case_id, kind, restrained_name, restrained_desc
 const MAX_TRIGGER_LINES: usize = 12;
 
 /// The stored trigger lines, and the full reasons an officer reads: triggers, then context.
-fn reasons_json(trigger: &[String], context: &[String]) -> Result<(String, String)> {
-    let all: Vec<&String> = trigger.iter().chain(context).collect();
+fn reasons_json(trigger: &[Reason], context: &[Reason]) -> Result<(String, String)> {
+    let all: Vec<&Reason> = trigger.iter().chain(context).collect();
     Ok((
         serde_json::to_string(trigger).map_err(|_| corrupt("reasons"))?,
         serde_json::to_string(&all).map_err(|_| corrupt("reasons"))?,
@@ -209,7 +209,7 @@ macro_rules! sql_store {
                         ),
                         _ => None,
                     },
-                    reasons: serde_json::from_str(&reasons).map_err(|_| corrupt("reasons"))?,
+                    reasons: Reason::list_from_json(&reasons).map_err(|_| corrupt("reasons"))?,
                     overdue: row.try_get("overdue")?,
                     back_online: row.try_get("back_online")?,
                     cancel_pressed: row.try_get("cancel_pressed")?,
@@ -725,11 +725,11 @@ macro_rules! sql_store {
                 let id_seq_opened = match existing {
                     Some((id, priority, old_trigger)) => {
                         let priority = (priority as u8).min(r.priority.get());
-                        let mut trigger: Vec<String> =
-                            serde_json::from_str(&old_trigger).map_err(|_| corrupt("trigger reasons"))?;
-                        for line in &r.trigger {
-                            if !trigger.contains(line) {
-                                trigger.push(line.clone());
+                        let mut trigger =
+                            Reason::list_from_json(&old_trigger).map_err(|_| corrupt("trigger reasons"))?;
+                        for reason in &r.trigger {
+                            if !trigger.contains(reason) {
+                                trigger.push(reason.clone());
                             }
                         }
                         // A long incident keeps its first words and its latest ones.
@@ -1148,8 +1148,8 @@ macro_rules! sql_store {
                 kind: AlertKind,
                 priority: Priority,
                 case: &Case,
-                trigger: &[String],
-                context: &[String],
+                trigger: &[Reason],
+                context: &[Reason],
                 at: Millis,
             ) -> Result<Option<AlertChange>> {
                 let mut tx = self.begin_write().await?;
@@ -1247,7 +1247,7 @@ macro_rules! sql_store {
                     .await?;
                     sqlx::query(
                         "UPDATE alerts SET lat = NULL, lon = NULL, acc_m = NULL, note = NULL, \
-                         reasons = '[\"(erased after retention)\"]', trigger_reasons = '[]' WHERE case_id = $1",
+                         reasons = '[{\"code\":\"erased\",\"text\":\"(erased after retention)\"}]', trigger_reasons = '[]' WHERE case_id = $1",
                     )
                     .bind(&case_id)
                     .execute(&mut *tx)

@@ -14,7 +14,7 @@ use crate::cluster::PeersPending;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::domain::triage::{self, Trigger};
-use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority};
+use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{Raise, RaiseOutcome, SharedStore};
@@ -511,17 +511,19 @@ impl Supervisor {
             else {
                 continue;
             };
-            let trigger = vec![format!(
-                "Restraining order ({}) against {} ends {}; its exclusion zones stop counting then",
-                order.kind.as_str(),
-                order.restrained.name,
-                &rfc3339(order.valid_to)[..16].replace('T', " ")
-            )];
-            let context = vec![format!(
-                "Case {}: risk level {}",
-                case.reference,
-                case.risk.as_str()
-            )];
+            let trigger = vec![Reason::new(
+                "order_ending",
+                format!(
+                    "Restraining order ({}) against {} ends {}; its exclusion zones stop counting then",
+                    order.kind.as_str(),
+                    order.restrained.name,
+                    &rfc3339(order.valid_to)[..16].replace('T', " ")
+                ),
+            )
+            .with("order_kind", order.kind.as_str())
+            .with("restrained", order.restrained.name.as_str())
+            .with("valid_to", rfc3339(order.valid_to))];
+            let context = vec![crate::domain::correlate::case_risk(case)];
             match self
                 .store
                 .raise_notice(

@@ -1114,7 +1114,15 @@ pub struct AlertOut {
     pub last_at: String,
     pub count: i64,
     pub position: Option<Position>,
+    /// Why this priority, in English words, in order: what happened, then the case, the
+    /// orders in force and where the position lies.
     pub reasons: Vec<String>,
+    /// The same reasons with a code and their facts, for a client that words them itself.
+    pub reason_details: Vec<crate::domain::Reason>,
+    /// What the holder's device has been told about this alarm (`received`, `accepted`,
+    /// `resolved`); absent when no device message opened the alert.
+    #[schema(value_type = Option<String>, example = "received")]
+    pub feedback: Option<&'static str>,
     pub overdue: bool,
     /// For a silence alert: the device has been heard again for two intervals.
     pub back_online: bool,
@@ -1142,7 +1150,9 @@ pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
         last_at: rfc3339(a.last_at),
         count: a.count,
         position: a.position,
-        reasons: a.reasons.clone(),
+        reasons: a.reasons.iter().map(|r| r.text.clone()).collect(),
+        reason_details: a.reasons.clone(),
+        feedback: feedback_told(a).map(Feedback::as_str),
         overdue: a.overdue,
         back_online: a.back_online,
         cancel_pressed: a.cancel_pressed,
@@ -1152,6 +1162,17 @@ pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
         resolved_at: a.resolved_at.map(rfc3339),
         outcome: a.outcome,
     }
+}
+
+/// The device is answered on every change of an alarm it raised (spec/protocol.md, "Feedback
+/// to the device"): `received` once stored, `accepted` at acknowledge, `resolved` at resolve.
+fn feedback_told(a: &Alert) -> Option<Feedback> {
+    a.origin?;
+    Some(match a.state {
+        AlertState::Open => Feedback::Received,
+        AlertState::Acknowledged => Feedback::Accepted,
+        AlertState::Resolved => Feedback::Resolved,
+    })
 }
 
 #[derive(Deserialize, IntoParams)]

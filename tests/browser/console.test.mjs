@@ -131,6 +131,21 @@ describe('duty-officer console', () => {
     assert.match(legend, /Exclusion zone “Workplace” – [\d.,]+ m outside/);
     assert.match(legend, /Registered address – \d+ m from the alarm/);
     assert.match(await detail.innerText(), /Device was told\s+Received/);
+
+    // The reasons are the server's facts worded by the page: Swedish in Swedish.
+    const reasons = officer.locator('#d-reasons');
+    assert.match(await reasons.innerText(), /^Panic button pressed$/m);
+    assert.match(await reasons.innerText(), /Position is inside exclusion zone “Home”/);
+    await officer.locator('#lang-select').selectOption('sv');
+    await reasons.getByText('Larmknappen tryckt', { exact: true }).waitFor();
+    const swedish = await reasons.innerText();
+    assert.match(swedish, new RegExp(`Ärende ${ANNA.reference}: risknivå hög`));
+    assert.match(swedish, new RegExp(`Utvidgat kontaktförbud gäller till .*: förbudsperson ${ANNA.restrained}, ${ANNA.description}`));
+    assert.match(swedish, /Positionen är inne i förbudsområdet ”Home”/);
+    assert.match(swedish, /Positionen är \d+ m från den registrerade adressen/);
+    assert.doesNotMatch(swedish, /Position is|Case |Restraining order/, 'no English left');
+    await officer.locator('#lang-select').selectOption('en');
+    await reasons.getByText('Panic button pressed', { exact: true }).waitFor();
   });
 
   it('acknowledges with the keyboard; it survives a reload and shows on another officer’s screen', async () => {

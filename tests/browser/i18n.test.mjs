@@ -85,4 +85,31 @@ describe('translations', () => {
     }
     assert.deepEqual(missing, []);
   });
+
+  it('words every reason code the server can give, in both languages', async () => {
+    const { table } = await loadI18n();
+    // Every `Reason::new("code", ...)` in the Rust sources is a code the console may receive.
+    const codes = new Set(['erased']); // written by the retention erasure in SQL
+    for (const file of await rustSources(join(REPO, 'src'))) {
+      const text = await readFile(file, 'utf8');
+      for (const m of text.matchAll(/Reason::new\(\s*"(\w+)"/g)) if (m[1] !== 'text') codes.add(m[1]);
+    }
+    assert.ok(codes.size >= 20, `found ${codes.size} reason codes`);
+    for (const lang of ['sv', 'en']) {
+      const known = new Set(Object.keys(table(lang)));
+      const missing = [...codes].filter((code) => !known.has(`reason_${code}`));
+      assert.deepEqual(missing, [], `${lang}: reason codes without words`);
+    }
+  });
 });
+
+async function rustSources(dir) {
+  const { readdir } = await import('node:fs/promises');
+  const out = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...await rustSources(path));
+    else if (entry.name.endsWith('.rs')) out.push(path);
+  }
+  return out;
+}

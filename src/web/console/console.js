@@ -5,9 +5,9 @@
 // only (plus the tile server, when one is configured). See common.js for the
 // rules on text and visibility that every page follows.
 
-import { t, tEnum, getLang, setLang, applyStatic } from './i18n.js';
+import { t, tEnum, has as hasText, getLang, setLang, applyStatic } from './i18n.js';
 import {
-  $, el, button, fillDl, phoneLink, isTypingTarget, nowMs, timeMs, fmtTime, fmtClock, fmtAge,
+  $, el, button, fillDl, phoneLink, isTypingTarget, nowMs, timeMs, fmtTime, fmtDate, fmtClock, fmtAge, fmtDistance,
   api, apiOptional, ApiError, setUnauthorizedHandler, OUTCOMES, wireLoginForm, setLoginMessage, normaliseUser,
 } from './common.js';
 import { renderSituationMap, validPosition } from './map.js';
@@ -35,9 +35,6 @@ const FLASH_OK_MS = 6000;
 
 const STATE_RANK = { open: 0, acknowledged: 1, resolved: 2 };
 const URGENT_NOTICES = new Set(['new_p1', 'overdue', 'repeated']);
-// Kinds raised by a message from the device itself: the device is told
-// "received", then "accepted" on acknowledge and "resolved" (spec/protocol.md).
-const DEVICE_MESSAGE_KINDS = new Set(['panic', 'fall', 'tamper', 'power_loss', 'low_battery']);
 
 // ---------------------------------------------------------------------------
 // State
@@ -1235,7 +1232,7 @@ function renderDetailPanel() {
     orders,
     tileUrl: state.tileUrl,
   });
-  renderReasons(alert.reasons);
+  renderReasons(alert);
   renderDevice(detail.data.device, alert);
   renderAlertFacts(alert);
   renderHistory(detail.data.history);
@@ -1335,12 +1332,36 @@ function renderPlan(kase) {
   plan.classList.toggle('muted', !text);
 }
 
-function renderReasons(reasons) {
+function renderReasons(alert) {
   const list = $('d-reasons');
   list.replaceChildren();
-  const items = Array.isArray(reasons) ? reasons : [];
-  for (const reason of items) list.append(el('li', null, reason));
+  const coded = Array.isArray(alert.reason_details) ? alert.reason_details : null;
+  const items = coded || (Array.isArray(alert.reasons) ? alert.reasons : []);
+  for (const reason of items) {
+    list.append(el('li', null, typeof reason === 'string' ? reason : reasonText(reason)));
+  }
   if (items.length === 0) list.append(el('li', 'muted', t('no_reasons')));
+}
+
+/**
+ * One reason in the page language, from its code and facts. A code this page does not
+ * know (a newer server) is shown in the server's own words, never dropped.
+ */
+function reasonText(reason) {
+  const v = reason.values || {};
+  let key = `reason_${reason.code}`;
+  if (reason.code === 'low_battery_reported' && Number.isFinite(v.battery_pct)) key += '_pct';
+  if (!hasText(key)) return reason.text || '';
+  const details = [v.description, v.vehicle].filter(Boolean).map((d) => `, ${d}`).join('');
+  return t(key, {
+    ...v,
+    risk: v.risk ? tEnum('risk', v.risk).toLowerCase() : v.risk,
+    order_kind: v.order_kind ? tEnum('order', v.order_kind) : v.order_kind,
+    valid_to: v.valid_to ? (reason.code === 'order_ending' ? fmtTime(v.valid_to) : fmtDate(v.valid_to)) : v.valid_to,
+    last_heard_at: v.last_heard_at ? fmtTime(v.last_heard_at) : v.last_heard_at,
+    distance: Number.isFinite(v.distance_m) ? fmtDistance(v.distance_m) : undefined,
+    details,
+  });
 }
 
 /**
@@ -1442,10 +1463,9 @@ function renderDevice(device, alert) {
   ].filter(([key, value]) => key !== 'f_feedback' || value));
 }
 
-/** What the holder's device shows: it follows the alert (spec/protocol.md "Feedback"). */
+/** What the holder's device has been told about this alarm, as the server says. */
 function feedbackState(alert) {
-  if (!DEVICE_MESSAGE_KINDS.has(alert.kind)) return null;
-  return { open: 'received', acknowledged: 'accepted', resolved: 'resolved' }[alert.state] || null;
+  return ['received', 'accepted', 'resolved'].includes(alert.feedback) ? alert.feedback : null;
 }
 
 function renderAlertFacts(alert) {

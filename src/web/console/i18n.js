@@ -121,6 +121,27 @@ const STRINGS = {
     sec_alert: 'Larm',
     sec_history: 'Historik',
     no_reasons: 'Inga skäl angivna.',
+    reason_panic_pressed: 'Larmknappen tryckt',
+    reason_fall_detected: 'Fall upptäckt',
+    reason_tamper_detected: 'Enheten har manipulerats',
+    reason_power_lost: 'Enheten har förlorat strömmen',
+    reason_priority_by_risk: 'Prioritet {priority} eftersom ärendets risknivå är {risk}',
+    reason_low_battery_reported: 'Enheten rapporterar låg batterinivå',
+    reason_low_battery_reported_pct: 'Enheten rapporterar låg batterinivå ({battery_pct} %)',
+    reason_low_battery_heartbeat: 'Batteriet på {battery_pct} % i senaste hjärtslaget',
+    reason_bad_signatures: '{count} meddelanden med felaktig signatur inom {window_min} min: enheten kan ha manipulerats',
+    reason_silent: 'Inget meddelande från enheten sedan {last_heard_at} (hjärtslag var {hb_s} s, marginal {grace_s} s): den skyddade kan stå utan skydd',
+    reason_tag_in_zone: 'Förbudspersonen {restrained} (fotboja {tag}) är inne i förbudsområdet ”{zone}”',
+    reason_tag_near: 'Förbudspersonen {restrained} (fotboja {tag}) är {distance} från larmenheten {device}s senast kända position',
+    reason_case_risk: 'Ärende {reference}: risknivå {risk}',
+    reason_no_order_in_force: 'Inget kontaktförbud gäller',
+    reason_order_in_force: '{order_kind} gäller till {valid_to}: förbudsperson {restrained}{details}',
+    reason_no_position: 'Ingen position i meddelandet',
+    reason_inside_zone: 'Positionen är inne i förbudsområdet ”{zone}”',
+    reason_distance_to_zone: 'Positionen är {distance} från förbudsområdet ”{zone}”',
+    reason_distance_to_address: 'Positionen är {distance} från den registrerade adressen',
+    reason_order_ending: '{order_kind} mot {restrained} upphör {valid_to}; förbudsområdena slutar då att gälla',
+    reason_erased: '(raderat efter lagringstiden)',
     no_plan: 'Ingen insatsplan registrerad.',
     no_device: 'Ingen information om enheten.',
     no_orders: 'Inga gällande kontaktförbud.',
@@ -557,6 +578,27 @@ const STRINGS = {
     sec_alert: 'Alert',
     sec_history: 'History',
     no_reasons: 'No reasons given.',
+    reason_panic_pressed: 'Panic button pressed',
+    reason_fall_detected: 'Fall detected',
+    reason_tamper_detected: 'Tamper detected on the device',
+    reason_power_lost: 'The device lost its power',
+    reason_priority_by_risk: 'Priority {priority} because the case risk is {risk}',
+    reason_low_battery_reported: 'The device reports a low battery',
+    reason_low_battery_reported_pct: 'The device reports a low battery ({battery_pct} %)',
+    reason_low_battery_heartbeat: 'Battery at {battery_pct} % in the last heartbeat',
+    reason_bad_signatures: '{count} messages with a bad signature within {window_min} min: the device may have been tampered with',
+    reason_silent: 'No message from the device since {last_heard_at} (heartbeat every {hb_s} s, grace {grace_s} s): the holder may be unprotected',
+    reason_tag_in_zone: 'Restrained person {restrained} (tag {tag}) is inside exclusion zone “{zone}”',
+    reason_tag_near: 'Restrained person {restrained} (tag {tag}) is {distance} from the last known position of alarm device {device}',
+    reason_case_risk: 'Case {reference}: risk level {risk}',
+    reason_no_order_in_force: 'No restraining order in force',
+    reason_order_in_force: '{order_kind} in force until {valid_to}: restrained person {restrained}{details}',
+    reason_no_position: 'No position in the message',
+    reason_inside_zone: 'Position is inside exclusion zone “{zone}”',
+    reason_distance_to_zone: 'Position is {distance} from exclusion zone “{zone}”',
+    reason_distance_to_address: 'Position is {distance} from the registered address',
+    reason_order_ending: '{order_kind} against {restrained} ends {valid_to}; its exclusion zones stop counting then',
+    reason_erased: '(erased after retention)',
     no_plan: 'No response plan recorded.',
     no_device: 'No device information.',
     no_orders: 'No active restraining orders.',
@@ -947,6 +989,11 @@ export function t(key, vars) {
       ? String(vars[name])
       : whole
   ));
+}
+
+/** True when the current language has a text for `key`. */
+export function has(key) {
+  return Object.prototype.hasOwnProperty.call(STRINGS[current], key);
 }
 
 /** Translation of an API enumeration value; unknown values are shown as they are. */
