@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The browser tests in one command: installs what is missing (Debian's
-# chromium, the npm package playwright-core, which never downloads a
-# browser), builds vakt and firmware-sim, and runs the suites against a real
-# vakt of their own. Exits non-zero when a test fails.
+# chromium and firefox-esr, the npm packages playwright-core and
+# puppeteer-core, which never download a browser), builds vakt and
+# firmware-sim, and runs the suites against a real vakt of their own. Exits
+# non-zero when a test fails.
 #
 #   tests/browser/run.sh                      run everything
 #   tests/browser/run.sh --update-screenshot  also write docs/console.png for the README
 #   tests/browser/run.sh console.test.mjs     run one suite
+#   tests/browser/run.sh firefox.test.mjs     the console in Firefox only
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+export FIREFOX="${FIREFOX:-/usr/bin/firefox-esr}"
 
 suites=()
 for arg in "$@"; do
@@ -20,7 +23,7 @@ for arg in "$@"; do
     *) suites+=("$arg") ;;
   esac
 done
-[ ${#suites[@]} -gt 0 ] || suites=(i18n.test.mjs console.test.mjs admin.test.mjs)
+[ ${#suites[@]} -gt 0 ] || suites=(i18n.test.mjs console.test.mjs admin.test.mjs firefox.test.mjs)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -35,14 +38,19 @@ if [ ! -x "$CHROMIUM" ]; then
   echo "== installing chromium (Debian package)"
   apt_install chromium
 fi
+if [ ! -x "$FIREFOX" ]; then
+  echo "== installing firefox-esr (Debian package)"
+  apt_install firefox-esr
+fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "== installing node and npm (Debian packages)"
   apt_install nodejs npm
 fi
 
 cd "$here"
-# playwright-core only: it drives the installed Chromium and downloads nothing.
-if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# playwright-core drives the installed Chromium, puppeteer-core the installed
+# Firefox (over WebDriver BiDi); neither downloads a browser.
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== npm ci"
   npm ci --no-audit --no-fund
 fi
