@@ -94,7 +94,8 @@ pub fn start(
 }
 
 /// Devices log in as themselves (client id = username = device id) with their key as the
-/// password; returned and lost devices are refused.
+/// password (during a key rotation the next key too, since the device may switch before it
+/// has been heard signing with it); returned and lost devices are refused.
 fn authenticate(
     directory: &Directory,
     backend_secret: &str,
@@ -113,7 +114,10 @@ fn authenticate(
             matches!(
                 d.status,
                 crate::domain::DeviceStatus::InStock | crate::domain::DeviceStatus::Issued
-            ) && constant_time_eq(password.as_bytes(), d.key.to_hex().as_bytes())
+            ) && (constant_time_eq(password.as_bytes(), d.key.to_hex().as_bytes())
+                || d.next_key.as_ref().is_some_and(|(next, _)| {
+                    constant_time_eq(password.as_bytes(), next.to_hex().as_bytes())
+                }))
         }
         None => false,
     }

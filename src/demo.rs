@@ -252,6 +252,7 @@ async fn add_device(
             issued_at: None,
             supervision_class: "standard".into(),
             health: DeviceHealth::default(),
+            key_rotation: Default::default(),
         })
         .await
 }

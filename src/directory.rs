@@ -9,11 +9,14 @@ use crate::domain::correlate::DeviceContext;
 use crate::domain::{Case, DeviceKind, DeviceStatus};
 use crate::keys::KeyVault;
 use crate::protocol::DeviceKey;
-use crate::store::{SharedStore, StoreError};
+use crate::store::{DeviceRecord, SharedStore, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct DeviceEntry {
     pub key: DeviceKey,
+    /// While a key rotation waits for the device: the new key, and its sealed form as stored
+    /// (which names the rotation when it completes).
+    pub next_key: Option<(DeviceKey, String)>,
     pub kind: DeviceKind,
     pub status: DeviceStatus,
     /// Heartbeat interval set by a coordinator; wins over the device's `hello`.
@@ -91,12 +94,8 @@ impl Directory {
         let entry = match record {
             None => None,
             Some(d) => {
-                let key = match self.vault.open(&d.key_hex, &d.id) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        tracing::error!(device = %d.id, error = %e, "device ignored");
-                        return Ok(());
-                    }
+                let Some((key, next_key)) = self.open_keys(&d) else {
+                    return Ok(());
                 };
                 let context = match (&d.status, &d.case_id) {
                     (DeviceStatus::Issued, Some(case_id)) => {
@@ -120,6 +119,7 @@ impl Directory {
                 };
                 Some(DeviceEntry {
                     key,
+                    next_key,
                     kind: d.kind,
                     status: d.status,
                     hb_interval_s: d.hb_interval_s,
@@ -144,6 +144,28 @@ impl Directory {
         Ok(())
     }
 
+    /// The device's key and, during a rotation, its next key. A key this master key cannot
+    /// open leaves the device out (logged): it could only ever fail signatures.
+    fn open_keys(&self, d: &DeviceRecord) -> Option<(DeviceKey, Option<(DeviceKey, String)>)> {
+        let key = match self.vault.open(&d.key_hex, &d.id) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(device = %d.id, error = %e, "device ignored");
+                return None;
+            }
+        };
+        let next = d.key_rotation.next_key_hex.as_ref().and_then(|sealed| {
+            match self.vault.open(sealed, &d.id) {
+                Ok(k) => Some((k, sealed.clone())),
+                Err(e) => {
+                    tracing::error!(device = %d.id, error = %e, "next key ignored");
+                    None
+                }
+            }
+        });
+        Some((key, next))
+    }
+
     /// Rebuilds the whole index from the store and swaps it in at once.
     pub async fn reload(&self, store: &SharedStore) -> Result<(), StoreError> {
         let (devices, cases, persons, orders) = (
@@ -163,12 +185,8 @@ impl Directory {
         }
         let mut index = Index::default();
         for d in devices {
-            let key = match self.vault.open(&d.key_hex, &d.id) {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::error!(device = %d.id, error = %e, "device ignored");
-                    continue;
-                }
+            let Some((key, next_key)) = self.open_keys(&d) else {
+                continue;
             };
             let context = match (&d.status, &d.case_id) {
                 (DeviceStatus::Issued, Some(case_id)) => cases
@@ -189,6 +207,7 @@ impl Directory {
                 d.id.clone(),
                 DeviceEntry {
                     key,
+                    next_key,
                     kind: d.kind,
                     status: d.status,
                     hb_interval_s: d.hb_interval_s,

@@ -16,7 +16,7 @@ use crate::domain::triage::{self, Decision, PolicyConfig, Trigger};
 use crate::domain::{now_ms, DeviceKind, DeviceStatus, Millis, Position};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::protocol::{self, Feedback, Freshness, Message, Payload, ProtocolError, ReplayWindow};
+use crate::protocol::{self, Feedback, Freshness, Message, Payload, ReplayWindow};
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 use crate::supervise::Supervision;
 
@@ -77,21 +77,29 @@ impl Downlink {
         }
     }
 
-    /// Publishes the device's configuration, retained, so it gets it at its next connect.
-    pub async fn config(&self, device_id: &str, hb_s: u32) {
+    /// Publishes the device's configuration as the directory holds it (the coordinator's
+    /// interval, a next key waiting), retained, so the device gets it at its next connect
+    /// too. True once queued.
+    pub async fn config(&self, device_id: &str) -> bool {
         let (Some(entry), Ok(device)) = (
             self.directory.device(device_id),
             protocol::DeviceId::parse(device_id),
         ) else {
-            return;
+            return false;
         };
-        let (topic, body) = protocol::config_body(&device, &entry.key, hb_s, now_ms());
-        if let Err(e) = self
+        let next = entry.next_key.as_ref().map(|(key, _)| key);
+        let (topic, body) =
+            protocol::config_body(&device, &entry.key, entry.hb_interval_s, next, now_ms());
+        match self
             .client
             .publish(topic, QoS::AtLeastOnce, true, body)
             .await
         {
-            tracing::warn!(device = device_id, error = %e, "could not queue config");
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(device = device_id, error = %e, "could not queue config");
+                false
+            }
         }
     }
 }
@@ -103,6 +111,8 @@ struct DeviceRuntime {
     bad_signatures: VecDeque<Millis>,
     low_battery_raised: bool,
     last_position: Option<Position>,
+    /// When a bad signature last made us re-read this device's keys.
+    keys_reread_at: Millis,
 }
 
 pub struct Ingest {
@@ -123,6 +133,9 @@ pub struct Ingest {
 
 /// A message from an unknown device reloads the directory at most this often.
 const DIRECTORY_RELOAD_MIN_MS: Millis = 2_000;
+/// A bad signature re-reads the device's keys (another instance may have rotated them) at
+/// most this often per device, so a forger cannot make us query the store per message.
+const KEYS_REREAD_MIN_MS: Millis = 10_000;
 
 /// Security events of one kind from one device are stored at most this often.
 const SECURITY_EVENT_EVERY_MS: Millis = 10_000;
@@ -427,15 +440,30 @@ impl Ingest {
                 .await;
             return;
         };
-        let message = match protocol::verify(envelope, &entry.key) {
-            Ok(m) => m,
-            Err(ProtocolError::BadSignature) => {
-                Metrics::inc(&self.metrics.bad_signatures_total);
-                self.security_event(Some(&device_id), "bad_signature", topic)
+        let signed = match protocol::signed_by(&envelope, &entry.key) {
+            Ok(true) => Some(entry),
+            Ok(false) => {
+                self.signed_with_next_key(&device_id, &envelope, entry)
+                    .await
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.malformed_total);
+                self.security_event(Some(&device_id), "malformed", &format!("{topic}: {e}"))
                     .await;
-                self.count_bad_signature(&device_id, &entry).await;
                 return;
             }
+        };
+        let Some(entry) = signed else {
+            Metrics::inc(&self.metrics.bad_signatures_total);
+            self.security_event(Some(&device_id), "bad_signature", topic)
+                .await;
+            if let Some(entry) = self.directory.device(&device_id) {
+                self.count_bad_signature(&device_id, &entry).await;
+            }
+            return;
+        };
+        let message = match protocol::decode(envelope) {
+            Ok(m) => m,
             Err(e) => {
                 Metrics::inc(&self.metrics.malformed_total);
                 self.security_event(Some(&device_id), "malformed", &format!("{topic}: {e}"))
@@ -502,8 +530,8 @@ impl Ingest {
                 health.hello_hb_s = Some(*hb_s);
                 self.supervision
                     .reported_interval(&device_id, *hb_s, &self.directory);
-                if let Some(hb) = entry.hb_interval_s {
-                    self.downlink.config(&device_id, hb).await;
+                if entry.hb_interval_s.is_some() || entry.next_key.is_some() {
+                    self.downlink.config(&device_id).await;
                 }
                 None
             }
@@ -661,6 +689,70 @@ impl Ingest {
                 Some((id, p))
             })
             .collect()
+    }
+
+    /// A message the current key did not sign may carry the device's next key: then the
+    /// rotation is complete, and the new key is the only one from now on. The keys are
+    /// re-read first (rate-limited) when this instance knows of no next key, since another
+    /// instance or the command line may have started the rotation. The entry to go on with,
+    /// or `None` for a bad signature.
+    async fn signed_with_next_key(
+        &mut self,
+        device_id: &str,
+        envelope: &protocol::Envelope,
+        mut entry: DeviceEntry,
+    ) -> Option<DeviceEntry> {
+        let now = now_ms();
+        let rt = self.devices.entry(device_id.to_owned()).or_default();
+        if entry.next_key.is_none() && now - rt.keys_reread_at >= KEYS_REREAD_MIN_MS {
+            rt.keys_reread_at = now;
+            if let Err(e) = self.directory.refresh_device(&self.store, device_id).await {
+                tracing::warn!(device = device_id, error = %e, "could not re-read the device's keys");
+            }
+            entry = self.directory.device(device_id)?;
+            if protocol::signed_by(envelope, &entry.key).unwrap_or(false) {
+                return Some(entry);
+            }
+        }
+        let (next, sealed) = entry.next_key.clone()?;
+        if !protocol::signed_by(envelope, &next).unwrap_or(false) {
+            return None;
+        }
+        let completed = self
+            .durably(|store| {
+                let (id, sealed) = (device_id.to_owned(), sealed.clone());
+                async move { store.complete_key_rotation(&id, &sealed, now).await }
+            })
+            .await;
+        if completed == Some(true) {
+            let detail = "the device signs with its new key; the old one is no longer accepted";
+            if let Err(e) = self
+                .store
+                .audit(
+                    None,
+                    "device_key_rotated",
+                    Some(device_id),
+                    None,
+                    Some(detail),
+                    now,
+                )
+                .await
+            {
+                tracing::error!(device = device_id, error = %e, "could not audit the key rotation");
+            }
+            tracing::info!(device = device_id, "device key rotation complete");
+        }
+        if let Err(e) = self.directory.refresh_device(&self.store, device_id).await {
+            tracing::warn!(device = device_id, error = %e, "could not re-read the device's keys");
+        }
+        // The retained cfg still carries the wrapped key under the old one: replace it with
+        // one signed by the new key.
+        self.downlink.config(device_id).await;
+        Some(self.directory.device(device_id).unwrap_or(DeviceEntry {
+            key: next,
+            next_key: None,
+            ..entry
+        }))
     }
 
     async fn count_bad_signature(&mut self, device_id: &str, entry: &DeviceEntry) {

@@ -214,6 +214,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         throttle: Arc::default(),
         shutdown: Some(shutdown_rx.clone()),
     };
+    tokio::spawn(announce_key_rotations_regularly(
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
     let app = web::router(state.clone());
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(async move {
@@ -233,6 +237,24 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         shutdown: shutdown_tx,
         server,
     })
+}
+
+/// Key rotations started by `vakt device rotate-key` (which has no broker link) reach their
+/// devices from here, within seconds.
+async fn announce_key_rotations_regularly(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match web::api::announce_key_rotations(&state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(devices = n, "announced new device keys"),
+                    Err(e) => tracing::warn!(error = %e, "could not announce key rotations"),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn refresh_regularly(

@@ -113,6 +113,12 @@ enum DeviceCommand {
         #[arg(long)]
         hb: Option<u32>,
     },
+    /// Give a device a new key. A running vakt tells the device in a signed cfg within
+    /// seconds; the old key stays valid until the device signs with the new one.
+    RotateKey {
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[tokio::main]
@@ -248,6 +254,22 @@ async fn run() -> anyhow::Result<()> {
                     println!("The key is shown this once: give it to the device now.");
                     Ok(())
                 }
+                Err(e) => bail!("{}", problem_text(e)),
+            }
+        }
+        Command::Device {
+            command: DeviceCommand::RotateKey { id },
+        } => {
+            let store = vakt::open_store(&config).await?;
+            let state = offline_state(store, config)?;
+            match vakt::web::api::rotate_key(&state, &id, None).await {
+                Ok((_, key)) => {
+                    println!("device {id}: new key {}", key.to_hex());
+                    println!("The key is shown this once. A running vakt sends it to the device in a signed cfg within seconds;");
+                    println!("the old key stays valid until the device signs a message with the new one.");
+                    Ok(())
+                }
+                Err(vakt::web::error::ApiError::NotFound) => bail!("no device {id}"),
                 Err(e) => bail!("{}", problem_text(e)),
             }
         }

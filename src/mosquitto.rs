@@ -276,6 +276,7 @@ mod tests {
             issued_at: None,
             supervision_class: "standard".into(),
             health: DeviceHealth::default(),
+            key_rotation: Default::default(),
         }
     }
 

@@ -289,6 +289,7 @@ async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, Str
                 issued_at: None,
                 supervision_class: "standard".into(),
                 health: DeviceHealth::default(),
+                key_rotation: Default::default(),
             })
             .await
             .unwrap();

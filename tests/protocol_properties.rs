@@ -247,9 +247,34 @@ proptest! {
         let members = firmware_sim::verify(&skey, &topic, text.as_bytes()).unwrap();
         prop_assert_eq!(&members["st"], &json!(st.as_str()));
         prop_assert_eq!(&members["seq"], &json!(seq));
-        let (topic, text) = protocol::config_body(&id, &vkey, hb, ts);
+        let (topic, text) = protocol::config_body(&id, &vkey, Some(hb), None, ts);
         let members = firmware_sim::verify(&skey, &topic, text.as_bytes()).unwrap();
         prop_assert_eq!(&members["hb"], &json!(hb));
+        prop_assert!(!members.contains_key("newkey"));
+    }
+
+    /// A key handed over in `cfg` is what firmware-sim unwraps with the key that signed it,
+    /// and never appears in clear.
+    #[test]
+    fn a_rotated_key_in_cfg_unwraps_in_firmware_sim(
+        key in any::<[u8; 32]>(), next in any::<[u8; 32]>(), device in "[A-Za-z0-9_-]{3,64}",
+        ts in any::<i64>(), hb in prop::option::of(1u32..=86_400),
+    ) {
+        let (vkey, skey) = keys(key);
+        let (vnext, snext) = keys(next);
+        let id = DeviceId::parse(&device).unwrap();
+        let (topic, text) = protocol::config_body(&id, &vkey, hb, Some(&vnext), ts);
+        prop_assert!(!text.contains(&hex::encode(next)));
+        let members = firmware_sim::verify(&skey, &topic, text.as_bytes()).unwrap();
+        let wrapped = members["newkey"].as_str().unwrap();
+        let unwrapped = firmware_sim::unwrap_new_key(&skey, &topic, ts, wrapped).unwrap();
+        prop_assert_eq!(unwrapped, snext);
+        prop_assert_eq!(members.get("hb").cloned(), hb.map(|h| json!(h)));
+        // And the backend's own inverse agrees.
+        prop_assert_eq!(
+            protocol::unwrap_next_key(&vkey, &topic, ts, wrapped).map(|k| k.to_hex()),
+            Some(hex::encode(next))
+        );
     }
 
     /// Out-of-range members are refused, after the signature, naming the member.

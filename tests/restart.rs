@@ -155,6 +155,7 @@ async fn seed(store: &SharedStore) -> (String, String, String) {
             issued_at: None,
             supervision_class: "standard".into(),
             health: DeviceHealth::default(),
+            key_rotation: Default::default(),
         })
         .await
         .unwrap();

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context as _};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
-    Publish, QoS, Request, SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Outgoing, Packet, Publish, QoS, Request, SubscribeFilter, SubscribeReasonCode,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{is_valid_device_id, now_ms, topic, Fix};
-use crate::signing::{signed_body, verify, DeviceKey};
+use crate::signing::{signed_body, unwrap_new_key, verify, DeviceKey, VerifyError};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// How long `connect` waits for the broker's ConnAck and SubAck.
@@ -76,10 +76,25 @@ struct Hello {
     hb_s: u32,
 }
 
+/// The device's keys, as a device keeps them in flash across a key rotation.
+struct KeyRing {
+    /// Signs everything the device sends.
+    current: DeviceKey,
+    /// The key the backend still holds until it has heard the device sign with `current`;
+    /// downlink signed with it is still genuine. Forgotten at the first downlink signed
+    /// with `current`.
+    previous: Option<DeviceKey>,
+    /// The MQTT password in use is `previous`: the broker refused `current` (its password
+    /// file may not have the new key yet).
+    password_is_previous: bool,
+}
+
 /// What the public handle and the event loop task share.
 struct Shared {
     id: String,
-    key: DeviceKey,
+    keys: Mutex<KeyRing>,
+    /// New keys taken from a signed `cfg`.
+    rotations: AtomicU64,
     boot: u32,
     next_seq: AtomicU32,
     client: AsyncClient,
@@ -121,7 +136,12 @@ impl SimDevice {
         let (cfg_tx, cfg_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
             id,
-            key: opts.key,
+            keys: Mutex::new(KeyRing {
+                current: opts.key,
+                previous: None,
+                password_is_previous: false,
+            }),
+            rotations: AtomicU64::new(0),
             boot: opts.boot,
             next_seq: AtomicU32::new(0),
             client,
@@ -248,7 +268,9 @@ impl SimDevice {
             .await
             .ok_or_else(|| anyhow!("device event loop ended"))?;
         let ack_topic = topic(&self.shared.id, "ack");
-        let body = verify(&self.shared.key, &ack_topic, &payload)
+        let (body, _) = self
+            .shared
+            .verify_downlink(&ack_topic, &payload)
             .map_err(|e| anyhow!("rejected ack on {ack_topic}: {e}"))?;
         Feedback::from_body(&body)
     }
@@ -288,6 +310,16 @@ impl SimDevice {
         self.shared.rejected_cfg.load(Ordering::Relaxed)
     }
 
+    /// The key the device signs with now (it changes when a `cfg` hands over a new one).
+    pub fn key(&self) -> DeviceKey {
+        self.shared.current_key()
+    }
+
+    /// How many new keys the device has taken from a signed `cfg`.
+    pub fn key_rotations(&self) -> u64 {
+        self.shared.rotations.load(Ordering::Relaxed)
+    }
+
     /// Sends DISCONNECT (so no last will) and ends the session task.
     pub async fn disconnect(mut self) -> anyhow::Result<()> {
         self.shared.client.disconnect().await?;
@@ -305,6 +337,67 @@ impl Drop for SimDevice {
 }
 
 impl Shared {
+    fn current_key(&self) -> DeviceKey {
+        self.keys.lock().expect("key lock").current.clone()
+    }
+
+    /// Checks a downlink body against the current key, then the previous one. Returns the
+    /// members and the key that signed them.
+    fn verify_downlink(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(Map<String, Value>, DeviceKey), VerifyError> {
+        let mut keys = self.keys.lock().expect("key lock");
+        match verify(&keys.current, topic, payload) {
+            Ok(body) => {
+                // The backend signs with the new key: it has taken it up.
+                keys.previous = None;
+                keys.password_is_previous = false;
+                Ok((body, keys.current.clone()))
+            }
+            Err(e) => match &keys.previous {
+                Some(previous) => verify(previous, topic, payload).map(|b| (b, previous.clone())),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// A genuine `cfg` with `newkey` hands the device a new key: from now on it signs with
+    /// it. Returns the key when it is new.
+    fn take_new_key(
+        &self,
+        topic: &str,
+        cfg: &Map<String, Value>,
+        signer: &DeviceKey,
+    ) -> Option<DeviceKey> {
+        let wrapped = cfg.get("newkey")?.as_str()?;
+        let ts = cfg.get("ts")?.as_i64()?;
+        let new = unwrap_new_key(signer, topic, ts, wrapped).ok()?;
+        let mut keys = self.keys.lock().expect("key lock");
+        if new == keys.current {
+            return None; // the retained cfg of a rotation already taken
+        }
+        keys.previous = Some(signer.clone());
+        keys.current = new.clone();
+        keys.password_is_previous = false;
+        self.rotations.fetch_add(1, Ordering::Relaxed);
+        Some(new)
+    }
+
+    /// The password for the next connection attempt; after a refusal it alternates between
+    /// the new key and the previous one.
+    fn password(&self, refused: bool) -> String {
+        let mut keys = self.keys.lock().expect("key lock");
+        if refused && keys.previous.is_some() {
+            keys.password_is_previous = !keys.password_is_previous;
+        }
+        match (&keys.previous, keys.password_is_previous) {
+            (Some(previous), true) => previous.to_hex(),
+            _ => keys.current.to_hex(),
+        }
+    }
+
     async fn send_hello(&self, hello: &Hello) -> anyhow::Result<(u32, u32)> {
         let members = [
             ("fw", json!(hello.fw)),
@@ -334,7 +427,7 @@ impl Shared {
             }
         }
         let topic = topic(&self.id, suffix);
-        let body = signed_body(&self.key, &topic, &all)?;
+        let body = signed_body(&self.current_key(), &topic, &all)?;
         self.publish_raw(&topic, body.into_bytes()).await?;
         Ok((boot, seq))
     }
@@ -356,20 +449,24 @@ impl Shared {
             .send_modify(|n| *n = n.saturating_sub(acknowledged));
     }
 
-    fn on_publish(&self, publish: Publish) {
+    /// Returns a new key when a `cfg` handed one over (the next connection logs in with it).
+    fn on_publish(&self, publish: Publish) -> Option<DeviceKey> {
         if publish.topic == topic(&self.id, "ack") {
             // Verified by the reader, so that a forged ack surfaces as an error there.
             let _ = self.acks.send(publish.payload.to_vec());
         } else if publish.topic == topic(&self.id, "cfg") && !publish.payload.is_empty() {
-            match verify(&self.key, &publish.topic, &publish.payload) {
-                Ok(cfg) => {
+            match self.verify_downlink(&publish.topic, &publish.payload) {
+                Ok((cfg, signer)) => {
+                    let new = self.take_new_key(&publish.topic, &cfg, &signer);
                     self.cfg.send_replace(Some(cfg));
+                    return new;
                 }
                 Err(_) => {
                     self.rejected_cfg.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
+        None
     }
 }
 
@@ -406,7 +503,13 @@ async fn handshake(eventloop: &mut EventLoop, shared: &Shared) -> anyhow::Result
                 }
                 return Ok(());
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => shared.on_publish(publish),
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if shared.on_publish(publish).is_some() {
+                    eventloop
+                        .mqtt_options
+                        .set_credentials(&shared.id, shared.password(false));
+                }
+            }
             Ok(_) => {}
             Err(ConnectionError::ConnectionRefused(code)) => {
                 bail!("broker refused the connection: {code:?}")
@@ -438,16 +541,32 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
                     !connack.session_present,
                 ));
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => shared.on_publish(publish),
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if shared.on_publish(publish).is_some() {
+                    eventloop
+                        .mqtt_options
+                        .set_credentials(&shared.id, shared.password(false));
+                }
+            }
             Ok(Event::Incoming(Packet::PubAck(_))) => shared.settle(1),
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
-            Err(_) => {
+            Err(e) => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                // A broker whose password file still has the old key refuses the new one.
+                let refused = matches!(
+                    e,
+                    ConnectionError::ConnectionRefused(
+                        ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized
+                    )
+                );
+                eventloop
+                    .mqtt_options
+                    .set_credentials(&shared.id, shared.password(refused));
                 // The will is signed once per connection attempt, so its
                 // `ts` says when this connection was made.
-                if let Ok(will) = last_will(&shared.id, &shared.key, shared.boot) {
+                if let Ok(will) = last_will(&shared.id, &shared.current_key(), shared.boot) {
                     eventloop.mqtt_options.set_last_will(will);
                 }
             }

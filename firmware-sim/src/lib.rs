@@ -16,4 +16,4 @@ pub use fleet::{
     run_fleet, FleetConfig, FleetDevice, FleetEvent, FleetReport, FLEET_FW, FLEET_MODEL,
 };
 pub use protocol::{boot_from_clock, is_valid_device_id, now_ms, topic, Fix, ALARM_KINDS};
-pub use signing::{sign, signed_body, verify, DeviceKey, VerifyError};
+pub use signing::{sign, signed_body, unwrap_new_key, verify, DeviceKey, VerifyError};

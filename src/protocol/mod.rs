@@ -276,17 +276,24 @@ pub fn open(topic: &str, bytes: &[u8]) -> Result<Envelope, ProtocolError> {
 
 /// Second step: the signature, then the members of the topic.
 pub fn verify(envelope: Envelope, key: &DeviceKey) -> Result<Message, ProtocolError> {
-    let mac = envelope
-        .body
-        .str("mac")
-        .ok_or(ProtocolError::Member("mac"))?;
-    if !key.verify(&envelope.topic, &envelope.body.canonical(), mac) {
+    if !signed_by(&envelope, key)? {
         return Err(ProtocolError::BadSignature);
     }
     decode(envelope)
 }
 
-fn decode(envelope: Envelope) -> Result<Message, ProtocolError> {
+/// Whether `key` made the envelope's `mac`; for a device that may sign with either of two
+/// keys while its key is rotated. Decode with `decode` once one key fits.
+pub fn signed_by(envelope: &Envelope, key: &DeviceKey) -> Result<bool, ProtocolError> {
+    let mac = envelope
+        .body
+        .str("mac")
+        .ok_or(ProtocolError::Member("mac"))?;
+    Ok(key.verify(&envelope.topic, &envelope.body.canonical(), mac))
+}
+
+/// The members of the topic, from an envelope whose signature was checked.
+pub fn decode(envelope: Envelope) -> Result<Message, ProtocolError> {
     let b = &envelope.body;
     let boot = u32_member(b, "boot")?;
     let ts = b.int("ts").ok_or(ProtocolError::Member("ts"))?;
@@ -436,14 +443,53 @@ pub fn feedback_body(
 }
 
 /// A signed, retained `cfg` body carrying the heartbeat interval the backend expects.
-pub fn config_body(device: &DeviceId, key: &DeviceKey, hb_s: u32, ts_ms: i64) -> (String, String) {
-    let mut body = Body::default();
-    body.insert_int("hb", hb_s as i64);
-    body.insert_int("ts", ts_ms);
+///
+/// `hb` is the interval a coordinator set (absent: the device keeps its own). `next_key`,
+/// while a key rotation waits for the device, travels as `newkey`, wrapped so that only a
+/// holder of the current key can read it (see `wrap_next_key`); the whole body is signed
+/// with the current key, so nobody else can hand a device a key.
+pub fn config_body(
+    device: &DeviceId,
+    key: &DeviceKey,
+    hb_s: Option<u32>,
+    next_key: Option<&DeviceKey>,
+    ts_ms: i64,
+) -> (String, String) {
     let topic = topic(device, "cfg");
+    let mut body = Body::default();
+    if let Some(hb) = hb_s {
+        body.insert_int("hb", hb as i64);
+    }
+    if let Some(next) = next_key {
+        body.insert_str("newkey", &wrap_next_key(key, &topic, ts_ms, next));
+    }
+    body.insert_int("ts", ts_ms);
     let mac = key.sign(&topic, &body.canonical());
     let text = body.with_mac(&mac);
     (topic, text)
+}
+
+/// `hex(next XOR HMAC-SHA256(current, topic + "\n" + "newkey " + ts))`: a one-time pad from
+/// the current key, unique per topic and `ts`. Its input never starts with `{`, so it is never
+/// the input of a signature anybody can see.
+pub fn wrap_next_key(current: &DeviceKey, topic: &str, ts_ms: i64, next: &DeviceKey) -> String {
+    let pad = current
+        .mac(topic, &format!("newkey {ts_ms}"))
+        .finalize()
+        .into_bytes();
+    let wrapped: Vec<u8> = next.0.iter().zip(pad.iter()).map(|(k, p)| k ^ p).collect();
+    hex::encode(wrapped)
+}
+
+/// The inverse of `wrap_next_key` (XOR is its own inverse), for tests and tools.
+pub fn unwrap_next_key(
+    current: &DeviceKey,
+    topic: &str,
+    ts_ms: i64,
+    wrapped_hex: &str,
+) -> Option<DeviceKey> {
+    let wrapped = DeviceKey::from_hex(wrapped_hex)?;
+    DeviceKey::from_hex(&wrap_next_key(current, topic, ts_ms, &wrapped))
 }
 
 #[cfg(test)]

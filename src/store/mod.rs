@@ -116,6 +116,19 @@ pub struct DeviceRecord {
     /// Which grace period silence detection allows (configuration names the classes).
     pub supervision_class: String,
     pub health: DeviceHealth,
+    pub key_rotation: KeyRotation,
+}
+
+/// A device key being replaced: the next key (sealed) waits until the device has signed a
+/// message with it, so neither side is ever left with a key the other does not know.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyRotation {
+    pub next_key_hex: Option<String>,
+    pub requested_at: Option<Millis>,
+    /// When the signed `cfg` carrying the next key was published; `None` while it waits.
+    pub announced_at: Option<Millis>,
+    /// When the device last switched to a new key.
+    pub rotated_at: Option<Millis>,
 }
 
 /// What the device last told about itself; flushed in batches, never a row per heartbeat.
@@ -443,6 +456,23 @@ pub trait Store: Send + Sync + 'static {
         hb_interval_s: Option<u32>,
         supervision_class: &str,
     ) -> Result<DeviceRecord>;
+
+    /// Puts a new key (sealed) beside the device's current one; a later rotation replaces a
+    /// pending one. Returned and lost devices get none (`Conflict`).
+    async fn begin_key_rotation(
+        &self,
+        id: &str,
+        next_key_hex: &str,
+        at: Millis,
+    ) -> Result<DeviceRecord>;
+    /// Records that the `cfg` carrying the next key went out.
+    async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()>;
+    /// The device signed with `next_key_hex`: it becomes the key. False when another
+    /// rotation replaced it meanwhile (or it already completed).
+    async fn complete_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis)
+        -> Result<bool>;
+    /// Devices whose next key has not been announced yet (asked for from the command line).
+    async fn key_rotations_to_announce(&self) -> Result<Vec<String>>;
 
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// Recomputes the audit hash chain from the first entry.

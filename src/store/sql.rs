@@ -23,7 +23,7 @@ const DEVICE_COLUMNS: &str =
     "id, kind, model, key_hex, hb_interval_s, supervision_class, status, case_id, \
     holder_person_id, created_at, issued_at, last_heard_at, battery, charging, rssi, fw, \
     reported_model, hello_hb_s, online, last_boot, last_seq, last_test_at, last_lat, last_lon, \
-    last_pos_at";
+    last_pos_at, next_key_hex, key_rotation_requested_at, key_rotation_announced_at, key_rotated_at";
 
 const ORDER_COLUMNS: &str = "id, case_id, kind, restrained_name, restrained_description, \
     restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id";
@@ -153,6 +153,12 @@ macro_rules! sql_store {
                     created_at: row.try_get("created_at")?,
                     issued_at: row.try_get("issued_at")?,
                     supervision_class: row.try_get("supervision_class")?,
+                    key_rotation: KeyRotation {
+                        next_key_hex: row.try_get("next_key_hex")?,
+                        requested_at: row.try_get("key_rotation_requested_at")?,
+                        announced_at: row.try_get("key_rotation_announced_at")?,
+                        rotated_at: row.try_get("key_rotated_at")?,
+                    },
                     health: DeviceHealth {
                         last_heard_at: row.try_get("last_heard_at")?,
                         battery: row
@@ -1290,6 +1296,62 @@ macro_rules! sql_store {
                     return Err(StoreError::NotFound);
                 }
                 self.device(id).await
+            }
+
+            async fn begin_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<DeviceRecord> {
+                let done = sqlx::query(
+                    "UPDATE devices SET next_key_hex = $1, key_rotation_requested_at = $2, \
+                     key_rotation_announced_at = NULL WHERE id = $3 AND status IN ('in_stock', 'issued')",
+                )
+                .bind(next_key_hex)
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let d = self.device(id).await?;
+                    return Err(StoreError::Conflict(format!(
+                        "device {id} is {}: a returned or lost device gets no new key",
+                        d.status.as_str()
+                    )));
+                }
+                self.device(id).await
+            }
+
+            async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "UPDATE devices SET key_rotation_announced_at = $1 WHERE id = $2 AND next_key_hex = $3",
+                )
+                .bind(at)
+                .bind(id)
+                .bind(next_key_hex)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn complete_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE devices SET key_hex = next_key_hex, next_key_hex = NULL, key_rotated_at = $1, \
+                     key_rotation_requested_at = NULL, key_rotation_announced_at = NULL \
+                     WHERE id = $2 AND next_key_hex = $3",
+                )
+                .bind(at)
+                .bind(id)
+                .bind(next_key_hex)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn key_rotations_to_announce(&self) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT id FROM devices WHERE next_key_hex IS NOT NULL AND key_rotation_announced_at IS NULL \
+                     AND status IN ('in_stock', 'issued') ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
             async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {

@@ -807,6 +807,20 @@ pub struct DeviceOut {
     pub holder_person_id: Option<String>,
     pub issued_at: Option<String>,
     pub health: HealthOut,
+    /// Present while a new key waits for the device to take it up.
+    pub key_rotation: Option<KeyRotationOut>,
+    /// When the device last switched to a new key.
+    pub key_rotated_at: Option<String>,
+}
+
+/// A key rotation under way: `requested` until the signed `cfg` carrying the new key is
+/// published, then `announced` until the device signs a message with the new key.
+#[derive(Serialize, ToSchema)]
+pub struct KeyRotationOut {
+    /// `requested` or `announced`.
+    pub state: &'static str,
+    pub requested_at: Option<String>,
+    pub announced_at: Option<String>,
 }
 
 /// The interval the backend holds a device to: the coordinator's, else the device's own.
@@ -852,6 +866,20 @@ pub fn device_out(s: &AppState, d: &DeviceRecord, now: i64) -> DeviceOut {
             hb_interval_s: hb,
             last_test_at: d.health.last_test_at.map(rfc3339),
         },
+        key_rotation: d
+            .key_rotation
+            .next_key_hex
+            .as_ref()
+            .map(|_| KeyRotationOut {
+                state: if d.key_rotation.announced_at.is_some() {
+                    "announced"
+                } else {
+                    "requested"
+                },
+                requested_at: d.key_rotation.requested_at.map(rfc3339),
+                announced_at: d.key_rotation.announced_at.map(rfc3339),
+            }),
+        key_rotated_at: d.key_rotation.rotated_at.map(rfc3339),
     }
 }
 
@@ -891,6 +919,7 @@ pub async fn add_device(
         issued_at: None,
         supervision_class: class,
         health: DeviceHealth::default(),
+        key_rotation: Default::default(),
     };
     s.store.insert_device(&record).await?;
     s.store
@@ -992,8 +1021,8 @@ pub async fn patch_device(
         .await?;
     s.refresh_device(&id).await;
     // The device learns its new interval from the signed, retained configuration.
-    if let (Some(hb), Some(downlink)) = (hb, &s.downlink) {
-        downlink.config(&d.id, hb).await;
+    if let (Some(_), Some(downlink)) = (hb, &s.downlink) {
+        downlink.config(&d.id).await;
     }
     Ok(Json(device_out(&s, &d, now)))
 }
@@ -1047,8 +1076,8 @@ pub async fn issue_device(
         )
         .await?;
     s.refresh_device(&id).await;
-    if let (Some(hb), Some(downlink)) = (d.hb_interval_s, &s.downlink) {
-        downlink.config(&d.id, hb).await;
+    if let (Some(_), Some(downlink)) = (d.hb_interval_s, &s.downlink) {
+        downlink.config(&d.id).await;
     }
     Ok(Json(device_out(&s, &d, now)))
 }
@@ -1095,6 +1124,91 @@ pub async fn return_device(
         .await?;
     s.refresh_device(&id).await;
     Ok(Json(device_out(&s, &d, now)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedKeyOut {
+    pub id: String,
+    /// The new key, 64 hex characters: shown this once, for re-provisioning a device that
+    /// lost its memory. The device itself gets it in its signed `cfg`.
+    pub key: String,
+    pub device: DeviceOut,
+}
+
+/// Gives a device a new key. The old one stays valid until the device signs a message with
+/// the new one, which it learns from a signed `cfg` (docs/protocol.md, "Key rotation").
+#[utoipa::path(post, path = "/api/devices/{id}/rotate-key", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = RotatedKeyOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn rotate_device_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RotatedKeyOut>> {
+    caller.require(&[Role::Coordinator])?;
+    let current = s.store.device(&id).await?;
+    if !device_visible(&caller, &s.directory.snapshot(), &current) {
+        return Err(ApiError::NotFound);
+    }
+    let (d, key) = rotate_key(&s, &id, Some(&caller.username)).await?;
+    Ok(Json(RotatedKeyOut {
+        id: d.id.clone(),
+        key: key.to_hex(),
+        device: device_out(&s, &d, now_ms()),
+    }))
+}
+
+/// Shared by the API and `vakt device rotate-key`: stores the sealed next key and, when this
+/// process talks to the broker, announces it at once; otherwise a running vakt announces it
+/// within seconds (`announce_key_rotations`).
+pub async fn rotate_key(
+    s: &AppState,
+    id: &str,
+    actor: Option<&str>,
+) -> ApiResult<(DeviceRecord, DeviceKey)> {
+    let key = DeviceKey::generate();
+    let now = now_ms();
+    let sealed = s.directory.vault().seal(&key, id);
+    let mut d = s.store.begin_key_rotation(id, &sealed, now).await?;
+    s.store
+        .audit(
+            actor,
+            "device_key_rotation_started",
+            Some(id),
+            d.case_id.as_deref(),
+            None,
+            now,
+        )
+        .await?;
+    s.refresh_device(id).await;
+    if let Some(downlink) = &s.downlink {
+        if downlink.config(id).await {
+            s.store.key_rotation_announced(id, &sealed, now).await?;
+            d.key_rotation.announced_at = Some(now);
+        }
+    }
+    Ok((d, key))
+}
+
+/// Publishes the `cfg` of rotations started elsewhere (the command line, another instance
+/// whose broker link was down) and records that they went out.
+pub async fn announce_key_rotations(s: &AppState) -> Result<usize, crate::store::StoreError> {
+    let Some(downlink) = &s.downlink else {
+        return Ok(0);
+    };
+    let mut announced = 0;
+    for id in s.store.key_rotations_to_announce().await? {
+        s.directory.refresh_device(&s.store, &id).await?;
+        let Some((_, sealed)) = s.directory.device(&id).and_then(|e| e.next_key) else {
+            continue;
+        };
+        if downlink.config(&id).await {
+            s.store
+                .key_rotation_announced(&id, &sealed, now_ms())
+                .await?;
+            announced += 1;
+        }
+    }
+    Ok(announced)
 }
 
 // ---------------------------------------------------------------- alerts

@@ -68,7 +68,7 @@ impl AppState {
         api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
         api::create_order, api::list_orders, api::get_order, api::patch_order,
         api::list_users, api::create_user, api::console_config, api::status,
-        api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device,
+        api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device, api::rotate_device_key,
         api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, sse::stream,
         api::audit, api::verify_audit, api::security_events, healthz, readyz, metrics,
     ),
@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/devices/{id}/issue", post(api::issue_device))
         .route("/api/devices/{id}/return", post(api::return_device))
+        .route("/api/devices/{id}/rotate-key", post(api::rotate_device_key))
         .route("/api/alerts", get(api::list_alerts))
         .route("/api/alerts/stream", get(sse::stream))
         .route("/api/alerts/{id}", get(api::get_alert))

@@ -214,6 +214,28 @@ describe("coordinators' pages", () => {
     await card.getByText('Home; School (radius 250 m)').waitFor();
   });
 
+  it('gives the device a new key, shown once; an alarm signed with it completes the change', async () => {
+    await page.getByRole('link', { name: 'Devices' }).click();
+    const row = page.locator('#devices-body tr', { hasText: DEVICE });
+    page.once('dialog', (dialog) => dialog.accept());
+    await row.getByRole('button', { name: `Give ${DEVICE} a new key` }).click();
+    const keyBox = page.locator('#device-key-box');
+    await keyBox.getByText('The device gets the new key by itself').waitFor();
+    const newKey = (await page.locator('#device-key').innerText()).trim();
+    assert.match(newKey, /^[0-9a-f]{64}$/);
+    assert.notEqual(newKey, key);
+    await row.getByText('Key change under way').waitFor();
+    await page.getByRole('button', { name: 'I have noted the key' }).click();
+    // The device signs with the new key (here the simulator is given it directly): the
+    // backend takes it up and the old one is done with.
+    await vakt.alarm({ id: DEVICE, key: newKey, kind: 'panic' });
+    await waitFor(async () => {
+      await page.locator('#devices-refresh').click();
+      return !(await row.innerText()).includes('Key change under way');
+    }, { what: 'the key change to complete' });
+    key = newKey;
+  });
+
   it('returns the device', async () => {
     await page.getByRole('link', { name: 'Devices' }).click();
     const row = page.locator('#devices-body tr', { hasText: DEVICE });

@@ -887,7 +887,7 @@ function renderDevices() {
     }
     tr.append(
       td(deviceCell(d)),
-      td(el('span', `tag ${STATUS_TAG[d.status] || 'tag-muted'}`, tEnum('devstatus', d.status))),
+      td(statusCell(d)),
       td(caseCell),
       td(d.status === 'issued' ? connectionCell(d.health) : t('dash')),
       td(batteryText(d.health)),
@@ -897,6 +897,15 @@ function renderDevices() {
     body.append(tr);
   }
   $('devices-empty').hidden = list.length > 0;
+}
+
+function statusCell(d) {
+  const cell = el('span', 'status-cell');
+  cell.append(el('span', `tag ${STATUS_TAG[d.status] || 'tag-muted'}`, tEnum('devstatus', d.status)));
+  if (d.key_rotation) {
+    cell.append(' ', el('span', 'tag tag-warn', t('key_rotation_pending')));
+  }
+  return cell;
 }
 
 function deviceActions(d) {
@@ -910,7 +919,29 @@ function deviceActions(d) {
     ret.setAttribute('aria-label', t('device_return_named', { id: d.id }));
     box.append(ret);
   }
+  if (d.status === 'in_stock' || d.status === 'issued') {
+    const rotate = button(t('device_rotate'), 'btn btn-small', () => rotateDeviceKey(d));
+    rotate.setAttribute('aria-label', t('device_rotate_named', { id: d.id }));
+    box.append(rotate);
+  }
   return box;
+}
+
+/**
+ * A new key for the device. The device gets it by itself in its signed configuration; the
+ * key is still shown once, for re-programming a device that lost its memory.
+ */
+async function rotateDeviceKey(d) {
+  if (!window.confirm(t('device_rotate_confirm', { id: d.id }))) return;
+  try {
+    const rotated = await api('POST', `/api/devices/${encodeURIComponent(d.id)}/rotate-key`);
+    showDeviceKey(rotated, true);
+    showOk(t('msg_key_rotated', { id: d.id }));
+    await loadLists({ devices: true });
+    renderDevices();
+  } catch (err) {
+    showError(err.message || String(err));
+  }
 }
 
 async function onDeviceSubmit(event) {
@@ -935,8 +966,9 @@ async function onDeviceSubmit(event) {
 }
 
 /** The key exists on screen only until the coordinator says it is noted. */
-function showDeviceKey(created) {
+function showDeviceKey(created, rotated = false) {
   state.shownKey = created.key;
+  $('device-key-help').textContent = t(rotated ? 'device_key_rotated_help' : 'device_key_help');
   $('device-key-id').textContent = t('device_key_for', { id: created.id });
   $('device-key').textContent = created.key;
   $('device-key-box').hidden = false;

@@ -1,0 +1,6 @@
+-- Device key rotation: the next key waits here (sealed like key_hex) until the device has
+-- signed a message with it; announced_at says when the signed cfg carrying it was published.
+ALTER TABLE devices ADD COLUMN next_key_hex TEXT;
+ALTER TABLE devices ADD COLUMN key_rotation_requested_at INTEGER;
+ALTER TABLE devices ADD COLUMN key_rotation_announced_at INTEGER;
+ALTER TABLE devices ADD COLUMN key_rotated_at INTEGER;
