@@ -114,10 +114,14 @@ async fn a_rotated_key_reaches_the_device_in_a_signed_cfg_and_then_only_the_new_
     app.wait_for_metric("vakt_bad_signatures_total", before + 1)
         .await;
     device.disconnect().await.unwrap();
-    assert!(
-        connect_with(&app, &d.id, &old, 2).await.is_err(),
-        "the old key no longer logs in"
-    );
+    if std::env::var("VAKT_TEST_MQTT_URL").is_err() {
+        // The embedded broker checks passwords against the register; an external broker has
+        // its own password file (`vakt broker mosquitto-files`).
+        assert!(
+            connect_with(&app, &d.id, &old, 2).await.is_err(),
+            "the old key no longer logs in"
+        );
+    }
     let again = connect_with(&app, &d.id, &new, 2)
         .await
         .expect("the new key logs in");
