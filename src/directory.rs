@@ -2,7 +2,7 @@
 //! correlation context of its case (orders, zones, address). Rebuilt from the store when a
 //! coordinator changes something, so the ingest never queries the database per message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use crate::domain::correlate::DeviceContext;
@@ -31,9 +31,18 @@ pub struct Index {
     pub devices: HashMap<String, DeviceEntry>,
     /// Every case, open or closed, for labelling alerts without a query.
     pub cases: HashMap<String, Case>,
+    /// Persons with a protected identity (a person's flag is set when they are registered).
+    pub protected_persons: HashSet<String>,
 }
 
 impl Index {
+    /// Whether the case is about a person with a protected identity.
+    pub fn case_is_protected(&self, case_id: Option<&str>) -> bool {
+        case_id
+            .and_then(|id| self.cases.get(id))
+            .is_some_and(|c| self.protected_persons.contains(&c.person_id))
+    }
+
     /// Alarm devices of a case, for the proximity rule of tags.
     pub fn alarm_devices_of_case(&self, case_id: &str) -> Vec<String> {
         self.devices
@@ -91,6 +100,7 @@ impl Directory {
             Err(e) => return Err(e),
         };
         let mut case = None;
+        let mut protected = None;
         let entry = match record {
             None => None,
             Some(d) => {
@@ -101,8 +111,10 @@ impl Directory {
                     (DeviceStatus::Issued, Some(case_id)) => {
                         let c = store.case(case_id).await?;
                         case = Some(c.clone());
+                        let person = store.person(&c.person_id).await?;
+                        protected = Some((person.id.clone(), person.protected_identity));
                         if c.closed_at.is_none() {
-                            let address = store.person(&c.person_id).await?.address;
+                            let address = person.address;
                             let orders = store.orders_of_case(case_id).await?;
                             Some(Arc::new(DeviceContext {
                                 device_id: d.id.clone(),
@@ -137,6 +149,9 @@ impl Directory {
             };
             if let Some(c) = case {
                 index.cases.insert(c.id.clone(), c);
+            }
+            if let Some((person, true)) = protected {
+                index.protected_persons.insert(person);
             }
         }
         self.generation
@@ -217,6 +232,11 @@ impl Directory {
             );
         }
         index.cases = cases;
+        index.protected_persons = persons
+            .values()
+            .filter(|p| p.protected_identity)
+            .map(|p| p.id.clone())
+            .collect();
         *self.inner.write().expect("directory lock") = Arc::new(index);
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);

@@ -594,3 +594,68 @@ async fn an_unknown_device_is_counted_and_recorded_as_a_security_event() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+#[tokio::test]
+async fn a_protected_persons_position_shows_while_the_alert_is_open_and_is_withheld_once_resolved_unless_a_reason_is_given(
+) {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await; // the holder has a protected identity
+    let device = app.connect(&d).await;
+    device
+        .alarm("panic", Some(fix_near_home()), None)
+        .await
+        .unwrap();
+    device.next_feedback(Duration::from_secs(5)).await.unwrap();
+    let open = app.wait_for_alert(&d.id, |_| true).await;
+    let id = open["id"].as_i64().unwrap();
+    assert!(
+        open["position"]["lat"].is_number(),
+        "officers need it to send help"
+    );
+    assert_eq!(open["position_masked"], false);
+
+    let resolved: Value = app
+        .post(
+            &app.officer,
+            &format!("/api/alerts/{id}/resolve"),
+            json!({"outcome": "false_alarm"}),
+        )
+        .await;
+    for alert in [
+        resolved,
+        app.get(&app.officer, "/api/alerts?state=resolved").await[0].clone(),
+        app.get(&app.officer, &format!("/api/alerts/{id}")).await["alert"].clone(),
+    ] {
+        assert_eq!(alert["id"], id);
+        assert!(alert["position"].is_null(), "{alert}");
+        assert_eq!(alert["position_masked"], true);
+        let reasons = alert["reasons"].to_string();
+        assert!(!reasons.contains("Position is"), "{reasons}");
+        assert!(reasons.contains("Panic button pressed"), "{reasons}");
+    }
+
+    let shown = app
+        .get(
+            &app.officer,
+            &format!("/api/alerts/{id}?reason=review%20of%20the%20incident"),
+        )
+        .await;
+    assert!(shown["alert"]["position"]["lat"].is_number());
+    assert_eq!(shown["alert"]["position_masked"], false);
+    assert!(shown["alert"]["reasons"]
+        .to_string()
+        .contains("from the registered address"));
+    let audit = app
+        .get(&app.admin, &format!("/api/audit?case_id={}", d.case_id))
+        .await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "person_revealed"
+                && e["actor"] == "officer"
+                && e["detail"] == "review of the incident"),
+        "{audit}"
+    );
+}

@@ -1237,6 +1237,10 @@ pub struct AlertOut {
     /// `resolved`); absent when no device message opened the alert.
     #[schema(value_type = Option<String>, example = "received")]
     pub feedback: Option<&'static str>,
+    /// The position and the reasons that place it are withheld: a resolved alert of a
+    /// person with a protected identity is position history. `?reason=` on the detail
+    /// shows them (and is logged).
+    pub position_masked: bool,
     pub overdue: bool,
     /// For a silence alert: the device has been heard again for two intervals.
     pub back_online: bool,
@@ -1248,7 +1252,35 @@ pub struct AlertOut {
     pub outcome: Option<Outcome>,
 }
 
+/// Reasons that say where a position lies; withheld with the position.
+const PLACING_REASONS: [&str; 3] = ["inside_zone", "distance_to_zone", "distance_to_address"];
+
+/// An alert as every client sees it, with a protected person's position history withheld.
 pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
+    alert_out_as(a, index, false)
+}
+
+/// `revealed`: the caller stated a reason (logged) to see a protected person's details.
+///
+/// An open or acknowledged alert always shows where the alarm came from: the officer needs
+/// it to send help. Once resolved, it is only where the protected person was, and is kept
+/// from view like their address.
+pub fn alert_out_as(a: &Alert, index: &Index, revealed: bool) -> AlertOut {
+    let masked = a.state == AlertState::Resolved
+        && !revealed
+        && index.case_is_protected(a.case_id.as_deref());
+    let mut out = alert_out_unmasked(a, index);
+    if masked {
+        out.position = None;
+        out.position_masked = true;
+        out.reason_details
+            .retain(|r| !PLACING_REASONS.contains(&r.code.as_str()));
+        out.reasons = out.reason_details.iter().map(|r| r.text.clone()).collect();
+    }
+    out
+}
+
+fn alert_out_unmasked(a: &Alert, index: &Index) -> AlertOut {
     let case = a.case_id.as_ref().and_then(|id| index.cases.get(id));
     AlertOut {
         id: a.id,
@@ -1267,6 +1299,7 @@ pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
         reasons: a.reasons.iter().map(|r| r.text.clone()).collect(),
         reason_details: a.reasons.clone(),
         feedback: feedback_told(a).map(Feedback::as_str),
+        position_masked: false,
         overdue: a.overdue,
         back_online: a.back_online,
         cancel_pressed: a.cancel_pressed,
@@ -1360,11 +1393,12 @@ pub async fn get_alert(
         Some(id) => Some(s.store.case(id).await?),
         None => None,
     };
+    let mut revealed = false;
     let person = match &case {
         Some(c) => {
             let p = s.store.person(&c.person_id).await?;
-            let reveal = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id)).await?;
-            Some(person_out(&p, reveal))
+            revealed = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id)).await?;
+            Some(person_out(&p, revealed))
         }
         None => None,
     };
@@ -1411,7 +1445,7 @@ pub async fn get_alert(
         .await?;
     Ok(Json(AlertDetail {
         history: s.store.alert_history(alert.id).await?,
-        alert: alert_out(&alert, &index),
+        alert: alert_out_as(&alert, &index, revealed),
         case: case
             .as_ref()
             .map(|c| case_out_masked(c, person.as_ref().is_some_and(|p| p.masked))),

@@ -1477,7 +1477,7 @@ function renderAlertFacts(alert) {
     ['f_count', alert.count ?? 1],
     ['f_position', pos ? t(pos.acc ? 'position_fmt' : 'position_fmt_noacc', {
       lat: pos.lat.toFixed(5), lon: pos.lon.toFixed(5), acc: pos.acc ? Math.round(pos.acc) : 0,
-    }) : t('position_none')],
+    }) : t(alert.position_masked ? 'position_masked' : 'position_none')],
     ['f_acked', alert.acknowledged_by
       ? t('by_at', { user: alert.acknowledged_by, at: fmtTime(alert.acknowledged_at) }) : null],
     ['f_resolved', alert.resolved_by

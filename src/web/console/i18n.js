@@ -178,6 +178,7 @@ const STRINGS = {
     position_fmt: '{lat}, {lon} (±{acc} m)',
     position_fmt_noacc: '{lat}, {lon}',
     position_none: 'Ingen position',
+    position_masked: 'Dold: skyddad identitet och avslutat larm (ange skäl för att visa)',
     actor_system: 'systemet',
 
     masked_note: 'Skyddad identitet – uppgifterna är dolda.',
@@ -641,6 +642,7 @@ const STRINGS = {
     position_fmt: '{lat}, {lon} (±{acc} m)',
     position_fmt_noacc: '{lat}, {lon}',
     position_none: 'No position',
+    position_masked: 'Withheld: protected identity and a resolved alert (state a reason to show it)',
     actor_system: 'system',
 
     masked_note: 'Protected identity – details hidden.',
