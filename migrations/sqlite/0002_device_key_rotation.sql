@@ -4,3 +4,8 @@ ALTER TABLE devices ADD COLUMN next_key_hex TEXT;
 ALTER TABLE devices ADD COLUMN key_rotation_requested_at INTEGER;
 ALTER TABLE devices ADD COLUMN key_rotation_announced_at INTEGER;
 ALTER TABLE devices ADD COLUMN key_rotated_at INTEGER;
+
+-- The service looks for rotations to announce every few seconds; only the few under way
+-- are indexed, so that costs nothing at a million devices.
+CREATE INDEX devices_key_rotation_to_announce ON devices (id)
+    WHERE next_key_hex IS NOT NULL AND key_rotation_announced_at IS NULL;
