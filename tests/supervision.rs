@@ -131,11 +131,23 @@ async fn an_unacknowledged_priority_1_alert_is_flagged_overdue_and_pushed_again(
     let detail = app
         .get(&app.officer, &format!("/api/alerts/{}", alert["id"]))
         .await;
-    assert!(detail["history"]
-        .as_array()
-        .unwrap()
+    let history = detail["history"].as_array().unwrap();
+    let overdue = history
         .iter()
-        .any(|h| h["action"] == "overdue"));
+        .find(|h| h["action"] == "overdue")
+        .expect("an overdue entry");
+    // In English words, and as a code with its facts for the console to word.
+    assert!(overdue["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("not acknowledged within"));
+    assert_eq!(overdue["note_code"], "not_acknowledged");
+    assert!(overdue["note_values"]["limit_s"].as_u64().unwrap() > 0);
+    let opened = &history[0];
+    assert_eq!(opened["action"], "opened");
+    assert_eq!(opened["note_code"], "message");
+    assert_eq!(opened["note_values"]["kind"], "panic");
+    assert!(opened["note_values"]["seq"].is_u64());
 }
 
 #[tokio::test]

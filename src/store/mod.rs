@@ -233,7 +233,13 @@ pub struct HistoryEntry {
     pub at: String,
     pub actor: Option<String>,
     pub action: String,
+    /// In English, or as the officer wrote it.
     pub note: Option<String>,
+    /// For the backend's own notes: which sentence `note` is (a reason code, see
+    /// docs/policy.md) and its facts, so a console can word it in its language.
+    pub note_code: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub note_values: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -411,7 +417,7 @@ pub trait Store: Send + Sync + 'static {
         device_id: &str,
         incident: &str,
         action: &str,
-        note: &str,
+        note: &Reason,
         back_online: Option<bool>,
         at: Millis,
     ) -> Result<Option<AlertChange>>;
@@ -421,7 +427,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: i64,
         priority: Priority,
-        note: &str,
+        note: &Reason,
         at: Millis,
     ) -> Result<Option<AlertChange>>;
     /// Opens an alert about no device (e.g. an order about to end) once per `incident`,

@@ -39,11 +39,34 @@ fn reasons_json(trigger: &[Reason], context: &[Reason]) -> Result<(String, Strin
     ))
 }
 
-fn origin_note(origin: Option<(u32, u32)>) -> String {
-    match origin {
-        Some((boot, seq)) => format!(" (boot {boot}, seq {seq})"),
-        None => String::new(),
-    }
+/// The history note of a device message that opened or repeated an alert.
+fn message_note(code: &str, prefix: &str, kind: AlertKind, origin: Option<(u32, u32)>) -> Reason {
+    let text = match origin {
+        Some((boot, seq)) => format!("{prefix}{} (boot {boot}, seq {seq})", kind.as_str()),
+        None => format!("{prefix}{}", kind.as_str()),
+    };
+    Reason::new(code, text)
+        .with("kind", kind.as_str())
+        .with("boot", origin.map(|o| o.0))
+        .with("seq", origin.map(|o| o.1))
+}
+
+#[derive(serde::Deserialize)]
+struct NoteFacts {
+    code: String,
+    #[serde(default)]
+    values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An officer's own words: stored as written, with no code.
+fn officer_note(note: Option<&str>) -> Option<Reason> {
+    note.map(|n| Reason::new("text", n))
+}
+
+/// The code and values of a note, for the `note_facts` column; none for plain words.
+fn note_facts(note: Option<&Reason>) -> Option<String> {
+    let note = note.filter(|n| n.code != "text")?;
+    Some(serde_json::json!({"code": note.code, "values": note.values}).to_string())
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -240,16 +263,17 @@ macro_rules! sql_store {
                 at: i64,
                 actor: Option<&str>,
                 action: &str,
-                note: Option<&str>,
+                note: Option<&Reason>,
             ) -> Result<i64> {
                 sqlx::query(
-                    "INSERT INTO alert_history (alert_id, at, actor, action, note) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO alert_history (alert_id, at, actor, action, note, note_facts) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(alert_id)
                 .bind(at)
                 .bind(actor)
                 .bind(action)
-                .bind(note)
+                .bind(note.map(|n| n.text.as_str()))
+                .bind(note_facts(note))
                 .execute(&mut **tx)
                 .await?;
                 let (seq,): (i64,) =
@@ -758,7 +782,7 @@ macro_rules! sql_store {
                         .bind(&trigger_json)
                         .execute(&mut *tx)
                         .await?;
-                        let note = format!("again: {}{}", r.kind.as_str(), origin_note(r.origin));
+                        let note = message_note("message_again", "again: ", r.kind, r.origin);
                         let seq = Self::history_and_event(&mut tx, id, r.at, None, "repeated", Some(&note)).await?;
                         (id, seq, false)
                     }
@@ -785,7 +809,7 @@ macro_rules! sql_store {
                         .bind(&trigger_json)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let note = format!("{}{}", r.kind.as_str(), origin_note(r.origin));
+                        let note = message_note("message", "", r.kind, r.origin);
                         let seq = Self::history_and_event(&mut tx, id, r.at, None, "opened", Some(&note)).await?;
                         (id, seq, true)
                     }
@@ -865,7 +889,7 @@ macro_rules! sql_store {
                     at,
                     None,
                     "cancel_pressed",
-                    Some("holder pressed cancel: verify by call-back"),
+                    Some(&Reason::new("cancel_pressed", "holder pressed cancel: verify by call-back")),
                 )
                 .await?;
                 let alert = Self::alert_in(&mut tx, id).await?;
@@ -898,19 +922,25 @@ macro_rules! sql_store {
             }
 
             async fn alert_history(&self, id: i64) -> Result<Vec<HistoryEntry>> {
-                let rows: Vec<(i64, Option<String>, String, Option<String>)> = sqlx::query_as(
-                    "SELECT at, actor, action, note FROM alert_history WHERE alert_id = $1 ORDER BY id",
+                let rows: Vec<(i64, Option<String>, String, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT at, actor, action, note, note_facts FROM alert_history WHERE alert_id = $1 ORDER BY id",
                 )
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(at, actor, action, note)| HistoryEntry {
-                        at: rfc3339(at),
-                        actor,
-                        action,
-                        note,
+                    .map(|(at, actor, action, note, facts)| {
+                        // Facts that do not read are left out: the English note still says it.
+                        let facts = facts.and_then(|f| serde_json::from_str::<NoteFacts>(&f).ok());
+                        HistoryEntry {
+                            at: rfc3339(at),
+                            actor,
+                            action,
+                            note,
+                            note_code: facts.as_ref().map(|f| f.code.clone()),
+                            note_values: facts.map(|f| f.values),
+                        }
                     })
                     .collect())
             }
@@ -933,7 +963,8 @@ macro_rules! sql_store {
                         current.state.as_str()
                     )));
                 }
-                let event_seq = Self::history_and_event(&mut tx, id, at, Some(by), "acknowledged", note).await?;
+                let event_seq =
+                    Self::history_and_event(&mut tx, id, at, Some(by), "acknowledged", officer_note(note).as_ref()).await?;
                 let alert = Self::alert_in(&mut tx, id).await?;
                 tx.commit().await?;
                 Ok(AlertChange { event_seq, alert })
@@ -962,6 +993,9 @@ macro_rules! sql_store {
                     Some(n) => format!("{}: {n}", outcome.as_str()),
                     None => outcome.as_str().to_owned(),
                 };
+                let line = Reason::new("outcome", line)
+                    .with("outcome", outcome.as_str())
+                    .with("note", note);
                 let event_seq = Self::history_and_event(&mut tx, id, at, Some(by), "resolved", Some(&line)).await?;
                 let alert = Self::alert_in(&mut tx, id).await?;
                 tx.commit().await?;
@@ -1106,7 +1140,7 @@ macro_rules! sql_store {
                 device_id: &str,
                 incident: &str,
                 action: &str,
-                note: &str,
+                note: &Reason,
                 back_online: Option<bool>,
                 at: Millis,
             ) -> Result<Option<AlertChange>> {
@@ -1129,7 +1163,7 @@ macro_rules! sql_store {
                 Ok(Some(AlertChange { event_seq, alert }))
             }
 
-            async fn mark_overdue(&self, id: i64, priority: Priority, note: &str, at: Millis) -> Result<Option<AlertChange>> {
+            async fn mark_overdue(&self, id: i64, priority: Priority, note: &Reason, at: Millis) -> Result<Option<AlertChange>> {
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "UPDATE alerts SET overdue = TRUE, priority = CASE WHEN priority < $1 THEN priority ELSE $1 END \
@@ -1259,7 +1293,7 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query(
-                        "UPDATE alert_history SET note = NULL WHERE alert_id IN (SELECT id FROM alerts WHERE case_id = $1)",
+                        "UPDATE alert_history SET note = NULL, note_facts = NULL WHERE alert_id IN (SELECT id FROM alerts WHERE case_id = $1)",
                     )
                     .bind(&case_id)
                     .execute(&mut *tx)

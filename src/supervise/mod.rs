@@ -306,18 +306,18 @@ impl Supervisor {
                 device, last_heard, ..
             } => self.raise_silent(&device, last_heard, now).await,
             LivenessEvent::Reminder { device, n } => {
-                let note = format!("still silent: reminder {n} ({} min)", n * 15);
+                let note = Reason::new(
+                    "still_silent",
+                    format!("still silent: reminder {n} ({} min)", n * 15),
+                )
+                .with("n", n)
+                .with("minutes", n * 15);
                 self.annotate(&device, "reminder", &note, None, now).await;
             }
             LivenessEvent::BackOnline { device } => {
-                self.annotate(
-                    &device,
-                    "back_online",
-                    "heard again for two heartbeat intervals",
-                    Some(true),
-                    now,
-                )
-                .await;
+                let note = Reason::new("heard_again", "heard again for two heartbeat intervals");
+                self.annotate(&device, "back_online", &note, Some(true), now)
+                    .await;
             }
         }
     }
@@ -389,7 +389,7 @@ impl Supervisor {
         &mut self,
         device: &str,
         action: &str,
-        note: &str,
+        note: &Reason,
         back_online: Option<bool>,
         now: Millis,
     ) {
@@ -432,15 +432,18 @@ impl Supervisor {
             if now - a.first_at < limit_s as Millis * 1000 {
                 continue;
             }
-            let note = format!(
-                "not acknowledged within {} s{}",
-                limit_s,
-                if raised != a.priority {
-                    format!("; priority raised to {}", raised.get())
-                } else {
-                    String::new()
-                }
-            );
+            let raised_to = (raised != a.priority).then(|| raised.get());
+            let note = Reason::new(
+                "not_acknowledged",
+                format!(
+                    "not acknowledged within {limit_s} s{}",
+                    raised_to
+                        .map(|p| format!("; priority raised to {p}"))
+                        .unwrap_or_default()
+                ),
+            )
+            .with("limit_s", limit_s)
+            .with("raised_to", raised_to);
             match self.store.mark_overdue(a.id, raised, &note, now).await {
                 Ok(Some(change)) => {
                     crate::metrics::Metrics::inc(&self.metrics.overdue_alerts_total);

@@ -144,6 +144,8 @@ describe('duty-officer console', () => {
     assert.match(swedish, /Positionen är inne i förbudsområdet ”Home”/);
     assert.match(swedish, /Positionen är \d+ m från den registrerade adressen/);
     assert.doesNotMatch(swedish, /Position is|Case |Restraining order/, 'no English left');
+    // The backend's own history notes too.
+    assert.match(await officer.locator('#d-history').innerText(), /Överfallslarm \(boot \d+, seq \d+\)/);
     await officer.locator('#lang-select').selectOption('en');
     await reasons.getByText('Panic button pressed', { exact: true }).waitFor();
   });

@@ -1355,6 +1355,11 @@ function reasonText(reason) {
   const details = [v.description, v.vehicle].filter(Boolean).map((d) => `, ${d}`).join('');
   return t(key, {
     ...v,
+    kind: v.kind ? tEnum('kind', v.kind) : v.kind,
+    outcome: v.outcome ? tEnum('outcome', v.outcome) : v.outcome,
+    origin: Number.isFinite(v.boot) ? ` (boot ${v.boot}, seq ${v.seq})` : '',
+    raised: Number.isFinite(v.raised_to) ? t('raised_to', { p: v.raised_to }) : '',
+    note: v.note ? `: ${v.note}` : '',
     risk: v.risk ? tEnum('risk', v.risk).toLowerCase() : v.risk,
     order_kind: v.order_kind ? tEnum('order', v.order_kind) : v.order_kind,
     valid_to: v.valid_to ? (reason.code === 'order_ending' ? fmtTime(v.valid_to) : fmtDate(v.valid_to)) : v.valid_to,
@@ -1499,7 +1504,9 @@ function renderHistory(history) {
     const at = el('time', 'h-at', fmtTime(h.at));
     if (h.at) at.setAttribute('datetime', h.at);
     li.append(at, el('span', 'h-action', tEnum('action', h.action)), el('span', 'h-actor', h.actor || t('actor_system')));
-    if (h.note) li.append(el('span', 'h-note', h.note));
+    // The backend's own notes come with a code and facts: worded in the page language.
+    const note = h.note_code ? reasonText({ code: h.note_code, values: h.note_values, text: h.note }) : h.note;
+    if (note) li.append(el('span', 'h-note', note));
     list.append(li);
   }
 }
