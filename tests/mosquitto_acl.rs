@@ -562,3 +562,81 @@ async fn a_device_returned_after_it_connected_is_put_out_at_the_next_reload() {
     backend.publish(&topic(B, "ack"), "still here", false).await;
     b.received_until(&topic(B, "ack"), "still here").await;
 }
+
+#[tokio::test]
+async fn a_device_given_a_new_key_logs_in_with_its_old_one_while_the_password_file_has_only_that() {
+    let broker = Broker::start().await;
+    let old = vakt::protocol::DeviceKey::from_hex(broker.key(A)).unwrap();
+    let device = firmware_sim::SimDevice::connect(firmware_sim::SimOptions {
+        host: "127.0.0.1".into(),
+        port: broker.port,
+        device_id: A.into(),
+        key: broker.key(A).parse().unwrap(),
+        boot: 1,
+    })
+    .await
+    .expect("the device logs in with its key");
+    let mut watcher = broker.backend("vakt-watch").await;
+    watcher.subscribe("vakt/v1/dev/+/hb").await;
+
+    // The backend hands the device a new key in its signed, retained cfg, as vakt does.
+    let new = vakt::protocol::DeviceKey::generate();
+    let id = vakt::protocol::DeviceId::parse(A).unwrap();
+    let (cfg_topic, cfg) = vakt::protocol::config_body(&id, &old, None, Some(&new), now_ms());
+    let backend = broker.backend("vakt-1").await;
+    backend.publish(&cfg_topic, &cfg, true).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while device.key().to_hex() != new.to_hex() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the device never took up its new key"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The password file still has the old key. Another session under the device's id takes
+    // the connection over and goes, so the device must log in again: its new key is
+    // refused, its old one lets it in.
+    drop(broker.device(A).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = broker.log_text();
+        let refused = log.find("not authorised");
+        // The device's own sessions log in with clean session off (`c0`).
+        if refused.is_some_and(|at| log[at..].contains(&format!("as {A} (p2, c0"))) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no refusal of the new key and login with the old one:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (boot, seq) = device.heartbeat(77, false, -60).await.unwrap();
+    device
+        .flush(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}:\n{}", broker.log_text()));
+
+    // What it sends is signed with the new key.
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let (topic, body) = watcher.publishes.recv().await.expect("connected");
+            seen.push(String::from_utf8_lossy(&body).into_owned());
+            if String::from_utf8_lossy(&body).contains(&format!("\"seq\":{seq}")) {
+                return (topic, body);
+            }
+        }
+    })
+    .await;
+    let (topic, body) = found.unwrap_or_else(|_| {
+        panic!(
+            "the heartbeat never reached the backend; it got {seen:?}:\n{}",
+            broker.log_text()
+        )
+    });
+    let envelope = vakt::protocol::open(&topic, &body).unwrap();
+    let message = vakt::protocol::verify(envelope, &new).expect("signed with the new key");
+    assert_eq!((message.boot, message.seq), (boot, Some(seq)));
+}
