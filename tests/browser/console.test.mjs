@@ -244,6 +244,33 @@ describe('duty-officer console', () => {
     console.log(`# screenshot: ${path}`);
   });
 
+  it('fits a 1366×768 laptop and grows for a wall screen, never scrolling sideways', async () => {
+    const layout = () => officer.evaluate(() => {
+      const box = (id) => document.getElementById(id).getBoundingClientRect();
+      return {
+        overflow: document.documentElement.scrollWidth - window.innerWidth,
+        rootFont: parseFloat(getComputedStyle(document.documentElement).fontSize),
+        queue: box('queue-body'),
+        detail: box('detail'),
+        ack: document.querySelector('#detail button.btn-primary, #detail button')?.getBoundingClientRect(),
+      };
+    });
+    for (const [width, height] of [[1366, 768], [1920, 1080], [3840, 2160]]) {
+      await officer.setViewportSize({ width, height });
+      await officer.waitForTimeout(300); // the map redraws at its new width
+      const l = await layout();
+      assert.ok(l.overflow <= 0, `${width}×${height}: ${l.overflow} px wider than the screen`);
+      // Queue and detail side by side, both on screen from the top.
+      assert.ok(l.queue.width > 0 && l.detail.width > 0, `${width}×${height}: queue and detail shown`);
+      assert.ok(l.detail.left >= l.queue.right - 1, `${width}×${height}: the detail beside the queue`);
+      assert.ok(l.queue.top < height && l.detail.top < height, `${width}×${height}: both start on screen`);
+      if (width >= 3400) assert.ok(l.rootFont >= 32, `wall screen: text ${l.rootFont} px`);
+      if (width === 1366) assert.ok(l.rootFont >= 14, `laptop: text ${l.rootFont} px`);
+      await officer.screenshot({ path: join(SHOT_DIR, `console-${width}x${height}.png`) });
+    }
+    await officer.setViewportSize({ width: 1366, height: 768 });
+  });
+
   it('reveals a protected identity only with a stated reason', async () => {
     const detail = officer.locator('#detail');
     await detail.getByText('Protected identity – details hidden.').waitFor();
