@@ -745,14 +745,28 @@ impl Ingest {
         if let Err(e) = self.directory.refresh_device(&self.store, device_id).await {
             tracing::warn!(device = device_id, error = %e, "could not re-read the device's keys");
         }
-        // The retained cfg still carries the wrapped key under the old one: replace it with
-        // one signed by the new key.
-        self.downlink.config(device_id).await;
-        Some(self.directory.device(device_id).unwrap_or(DeviceEntry {
+        let fresh = self.directory.device(device_id).unwrap_or(DeviceEntry {
             key: next,
             next_key: None,
             ..entry
-        }))
+        });
+        match completed {
+            // The retained cfg still carries the wrapped key under the old one: replace it
+            // with one signed by the new key.
+            Some(true) => {
+                self.downlink.config(device_id).await;
+            }
+            // Another instance completed this rotation (the key is now the device's), or a
+            // later rotation replaced it (then this key was never taken up and counts no more).
+            Some(false) if !protocol::signed_by(envelope, &fresh.key).unwrap_or(false) => {
+                return None;
+            }
+            Some(false) => {}
+            // The store refused for good: the message is still the device's own, signed with
+            // a key we issued; it is taken in, and the rotation completes at a later message.
+            None => {}
+        }
+        Some(fresh)
     }
 
     async fn count_bad_signature(&mut self, device_id: &str, entry: &DeviceEntry) {
