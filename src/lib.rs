@@ -82,11 +82,20 @@ impl Running {
 
 /// Opens the store named by the configuration, creating the data directory for SQLite.
 pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+    open_store_with(config, store::SERVICE_PATIENCE).await
+}
+
+/// The store for a command-line tool, which may run beside a busy service.
+pub async fn open_store_for_command(config: &Config) -> Result<SharedStore, StartError> {
+    open_store_with(config, store::COMMAND_PATIENCE).await
+}
+
+async fn open_store_with(config: &Config, patience: Duration) -> Result<SharedStore, StartError> {
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     }
-    Ok(store::open(&config.database_url()).await?)
+    Ok(store::open_with_patience(&config.database_url(), patience).await?)
 }
 
 /// Starts everything `vakt serve` runs and returns once it listens.

@@ -147,7 +147,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve => serve(config, false).await,
         Command::Demo => serve(config, true).await,
         Command::Migrate => {
-            vakt::open_store(&config).await?;
+            vakt::open_store_for_command(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url()));
             Ok(())
         }
@@ -159,7 +159,7 @@ async fn run() -> anyhow::Result<()> {
                     region,
                 },
         } => {
-            let store = vakt::open_store(&config).await?;
+            let store = vakt::open_store_for_command(&config).await?;
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
@@ -200,7 +200,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { username },
         } => {
-            let store = vakt::open_store(&config).await?;
+            let store = vakt::open_store_for_command(&config).await?;
             store
                 .user(&username)
                 .await
@@ -216,7 +216,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let store = vakt::open_store(&config).await?;
+            let store = vakt::open_store_for_command(&config).await?;
             let verdict = store.verify_audit().await?;
             match verdict.first_broken {
                 None => {
@@ -238,7 +238,7 @@ async fn run() -> anyhow::Result<()> {
                     hb,
                 },
         } => {
-            let store = vakt::open_store(&config).await?;
+            let store = vakt::open_store_for_command(&config).await?;
             let state = offline_state(store, config)?;
             let req = vakt::web::api::NewDevice {
                 id,
@@ -260,7 +260,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Device {
             command: DeviceCommand::RotateKey { id },
         } => {
-            let store = vakt::open_store(&config).await?;
+            let store = vakt::open_store_for_command(&config).await?;
             let state = offline_state(store, config)?;
             match vakt::web::api::rotate_key(&state, &id, None).await {
                 Ok((_, key)) => {
@@ -293,7 +293,7 @@ async fn mosquitto_files(
         .mqtt_username
         .clone()
         .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned());
-    let store = vakt::open_store(&config).await?;
+    let store = vakt::open_store_for_command(&config).await?;
     let vault = config.key_vault()?;
     // The broker checks the keys in its own hashed form: open the sealed ones here.
     let mut devices = store.devices().await?;
@@ -439,6 +439,8 @@ fn problem_text(e: vakt::web::error::ApiError) -> String {
     match e {
         Invalid { field, detail } => format!("{field}: {detail}"),
         BadRequest { detail, .. } | Conflict(detail) | Unavailable(detail) => detail,
+        Internal => "the database could not do it (the error is logged above); nothing was changed"
+            .to_owned(),
         other => format!("{other:?}"),
     }
 }

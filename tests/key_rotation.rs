@@ -275,3 +275,38 @@ async fn vakt_device_rotate_key_on_the_command_line_reaches_a_connected_device_t
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(said.contains("no device no-such-device"), "{said}");
 }
+
+#[tokio::test]
+async fn a_second_rotation_replaces_the_first_and_the_first_new_key_never_counts() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let old: DeviceKey = d.key.parse().unwrap();
+    let path = format!("/api/devices/{}/rotate-key", d.id);
+    let first: Value = app.post(&app.coordinator, &path, json!({})).await;
+    let second: Value = app.post(&app.coordinator, &path, json!({})).await;
+    let first: DeviceKey = first["key"].as_str().unwrap().parse().unwrap();
+    let second: DeviceKey = second["key"].as_str().unwrap().parse().unwrap();
+
+    // The device, still on its old key, gets the latest cfg: the second key.
+    let device = connect_with(&app, &d.id, &old, 1).await.unwrap();
+    wait_for(
+        "the device takes up the second key",
+        Duration::from_secs(15),
+        || async { device.key() == second },
+    )
+    .await;
+
+    let before = app.metric("vakt_bad_signatures_total").await;
+    let (topic, body) = heartbeat_signed_with(&d.id, &first, 1, 1000);
+    device.publish_raw(&topic, body).await.unwrap();
+    app.wait_for_metric("vakt_bad_signatures_total", before + 1)
+        .await;
+
+    let (boot, seq) = device.alarm("panic", None, None).await.unwrap();
+    let f = device.next_feedback(Duration::from_secs(5)).await.unwrap();
+    assert_eq!((f.boot, f.seq, f.st.as_str()), (boot, seq, "received"));
+    let status = app
+        .get(&app.coordinator, &format!("/api/devices/{}", d.id))
+        .await;
+    assert!(status["key_rotation"].is_null(), "{status}");
+}

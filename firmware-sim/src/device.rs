@@ -1,6 +1,6 @@
 //! One simulated device: an MQTT 3.1.1 session that signs what it sends and verifies what it receives.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ struct Shared {
     acks: mpsc::UnboundedSender<Vec<u8>>,
     cfg: watch::Sender<Option<Map<String, Value>>>,
     rejected_cfg: AtomicU64,
+    /// `ts` of the newest `cfg` taken: an older one (a retained copy, a replay) is ignored.
+    cfg_ts: AtomicI64,
     /// Repeated after every reconnect, as the protocol asks of a device.
     hello: Mutex<Option<Hello>>,
 }
@@ -149,6 +151,7 @@ impl SimDevice {
             acks: acks_tx,
             cfg: cfg_tx,
             rejected_cfg: AtomicU64::new(0),
+            cfg_ts: AtomicI64::new(i64::MIN),
             hello: Mutex::new(None),
         });
         let address = format!("{}:{}", opts.host, opts.port);
@@ -457,6 +460,10 @@ impl Shared {
         } else if publish.topic == topic(&self.id, "cfg") && !publish.payload.is_empty() {
             match self.verify_downlink(&publish.topic, &publish.payload) {
                 Ok((cfg, signer)) => {
+                    let ts = cfg.get("ts").and_then(Value::as_i64).unwrap_or(i64::MIN);
+                    if ts < self.cfg_ts.fetch_max(ts, Ordering::SeqCst) {
+                        return None; // older than one already taken
+                    }
                     let new = self.take_new_key(&publish.topic, &cfg, &signer);
                     self.cfg.send_replace(Some(cfg));
                     return new;

@@ -496,10 +496,23 @@ pub trait Leadership: Send {
 
 /// Opens the store named by a database URL (`sqlite://…` or `postgres://…`) and migrates it.
 pub async fn open(url: &str) -> Result<SharedStore> {
+    open_with_patience(url, SERVICE_PATIENCE).await
+}
+
+/// How long the service waits for SQLite's one writer before a call fails; the ingest
+/// retries its own writes beyond that.
+pub const SERVICE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+/// A command-line tool beside a busy service waits longer: an operator would rather wait
+/// than type it again.
+pub const COMMAND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `patience`: how long a SQLite write waits for another writer (PostgreSQL has no such
+/// wait to set).
+pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Result<SharedStore> {
     let store: SharedStore = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Arc::new(PostgresStore::connect(url).await?)
     } else {
-        Arc::new(SqliteStore::connect(url).await?)
+        Arc::new(SqliteStore::connect(url, patience).await?)
     };
     store.migrate().await?;
     Ok(store)

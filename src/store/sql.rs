@@ -1470,7 +1470,7 @@ impl SqliteStore {
 
     /// Opens (creating if needed) a SQLite file in WAL mode with full sync: an alarm that
     /// was committed survives a crash of the process and of the machine.
-    pub async fn connect(url: &str) -> Result<SqliteStore> {
+    pub async fn connect(url: &str, patience: std::time::Duration) -> Result<SqliteStore> {
         use sqlx::sqlite::{
             SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
         };
@@ -1479,7 +1479,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(patience);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
