@@ -726,13 +726,14 @@ impl Ingest {
             .await;
         if completed == Some(true) {
             let detail = "the device signs with its new key; the old one is no longer accepted";
+            let case_id = entry.context.as_ref().map(|c| c.case.id.clone());
             if let Err(e) = self
                 .store
                 .audit(
                     None,
                     "device_key_rotated",
                     Some(device_id),
-                    None,
+                    case_id.as_deref(),
                     Some(detail),
                     now,
                 )

@@ -80,7 +80,9 @@ async fn a_rotated_key_reaches_the_device_in_a_signed_cfg_and_then_only_the_new_
         .await;
     assert!(status["key_rotation"].is_null(), "{status}");
     assert!(status["key_rotated_at"].is_string(), "{status}");
-    let audit = app.get(&app.admin, "/api/audit?limit=200").await;
+    let audit = app
+        .get(&app.admin, &format!("/api/audit?case_id={}", d.case_id))
+        .await;
     let actions: Vec<&str> = audit
         .as_array()
         .unwrap()
