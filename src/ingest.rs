@@ -10,6 +10,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
+use crate::broker::EmbeddedBroker;
 use crate::directory::{DeviceEntry, Directory};
 use crate::domain::correlate::DeviceContext;
 use crate::domain::triage::{self, Decision, PolicyConfig, Trigger};
@@ -51,9 +52,32 @@ impl BrokerLink {
 /// Sends signed downlink messages to devices; shared by the ingest and the API.
 #[derive(Clone)]
 pub struct Downlink {
-    client: AsyncClient,
+    sink: DownlinkSink,
     directory: Directory,
     metrics: Arc<Metrics>,
+}
+
+/// Where downlink goes: through the backend's client on an external broker, or straight
+/// into the embedded broker.
+#[derive(Clone)]
+enum DownlinkSink {
+    Client(AsyncClient),
+    Embedded(EmbeddedBroker),
+}
+
+impl DownlinkSink {
+    async fn publish(&self, topic: String, retain: bool, body: String) -> Result<(), String> {
+        match self {
+            DownlinkSink::Client(c) => c
+                .publish(topic, QoS::AtLeastOnce, retain, body)
+                .await
+                .map_err(|e| e.to_string()),
+            DownlinkSink::Embedded(b) => {
+                b.publish(&topic, body.into(), retain);
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Downlink {
@@ -67,11 +91,7 @@ impl Downlink {
         };
         let (topic, body) =
             protocol::feedback_body(&device, &entry.key, origin.0, origin.1, st, now_ms());
-        match self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, body)
-            .await
-        {
+        match self.sink.publish(topic, false, body).await {
             Ok(()) => Metrics::inc(&self.metrics.feedback_sent_total),
             Err(e) => tracing::warn!(device = device_id, error = %e, "could not queue feedback"),
         }
@@ -90,11 +110,7 @@ impl Downlink {
         let next = entry.next_key.as_ref().map(|(key, _)| key);
         let (topic, body) =
             protocol::config_body(&device, &entry.key, entry.hb_interval_s, next, now_ms());
-        match self
-            .client
-            .publish(topic, QoS::AtLeastOnce, true, body)
-            .await
-        {
+        match self.sink.publish(topic, true, body).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(device = device_id, error = %e, "could not queue config");
@@ -121,7 +137,8 @@ pub struct Ingest {
     hub: Hub,
     metrics: Arc<Metrics>,
     policy: PolicyConfig,
-    client: AsyncClient,
+    /// The backend's own session on an external broker; `None` on the embedded broker.
+    client: Option<AsyncClient>,
     downlink: Downlink,
     devices: HashMap<String, DeviceRuntime>,
     pending_health: HashMap<String, DeviceHealth>,
@@ -151,7 +168,11 @@ pub struct IngestHandle {
 /// A message to take in, and who acknowledges it to the broker once it is stored.
 pub struct Delivery {
     pub publish: Publish,
-    /// `None`: the ingest's own connection; `Some`: tell this sender instead.
+    /// The device that published it, where the broker is ours and knows (the embedded one);
+    /// `None` on an external broker, whose ACL keeps devices on their own topics.
+    pub publisher: Option<String>,
+    /// `None`: the ingest's own session on an external broker (nothing to tell on the
+    /// embedded one); `Some`: tell this sender instead.
     pub done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -165,20 +186,16 @@ pub struct IngestParts {
     pub supervision: Supervision,
 }
 
-/// Connects to the broker and starts the ingest; returns at once.
+/// Messages waiting for the ingest. The embedded broker stops reading a device's connection
+/// when its share is full, so a burst waits here or in the device, never in a lossy log.
+const DELIVERY_QUEUE: usize = 10_000;
+
+/// Connects to an external broker and starts the ingest; returns at once.
 pub async fn start(
     link: BrokerLink,
     parts: IngestParts,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
-    let IngestParts {
-        store,
-        directory,
-        hub,
-        metrics,
-        policy,
-        supervision,
-    } = parts;
     let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
     options
         .set_clean_session(false)
@@ -190,40 +207,53 @@ pub async fn start(
         options.set_credentials(user, link.password.clone().unwrap_or_default());
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
-    let downlink = Downlink {
-        client: client.clone(),
-        directory: directory.clone(),
-        metrics: metrics.clone(),
-    };
-    let mut ingest = Ingest {
-        store,
-        directory,
-        hub,
-        metrics: metrics.clone(),
-        policy,
-        client: client.clone(),
-        downlink: downlink.clone(),
-        devices: HashMap::new(),
-        pending_health: HashMap::new(),
-        security_last: HashMap::new(),
-        last_reload: 0,
-        supervision,
-    };
-    ingest.restore().await?;
+    let metrics = parts.metrics.clone();
+    let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+    let downlink = Ingest::start(
+        parts,
+        Some(client.clone()),
+        DownlinkSink::Client(client.clone()),
+        rx,
+        shutdown.clone(),
+    )
+    .await?;
     let filter = match &link.share_group {
         Some(group) => format!("$share/{group}/{}", protocol::UPLINK_FILTER),
         None => protocol::UPLINK_FILTER.to_owned(),
     };
-    let (tx, rx) = mpsc::channel(10_000);
     tokio::spawn(poll(
         eventloop,
         client,
         filter,
         tx.clone(),
         metrics,
-        shutdown.clone(),
+        shutdown,
     ));
-    tokio::spawn(ingest.process(rx, shutdown));
+    Ok(IngestHandle {
+        downlink,
+        deliveries: tx,
+    })
+}
+
+/// Starts the embedded broker on `listener` with the ingest behind it; returns at once.
+pub async fn start_embedded(
+    listener: tokio::net::TcpListener,
+    parts: IngestParts,
+    shutdown: watch::Receiver<bool>,
+) -> Result<IngestHandle, StoreError> {
+    let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+    let broker = EmbeddedBroker::new(parts.directory.clone(), tx.clone(), parts.metrics.clone());
+    let metrics = parts.metrics.clone();
+    let downlink = Ingest::start(
+        parts,
+        None,
+        DownlinkSink::Embedded(broker.clone()),
+        rx,
+        shutdown.clone(),
+    )
+    .await?;
+    broker.serve(listener, shutdown);
+    metrics.broker_connected.store(true, Ordering::Relaxed);
     Ok(IngestHandle {
         downlink,
         deliveries: tx,
@@ -270,6 +300,7 @@ pub async fn drain_session(
                     let (done, stored) = tokio::sync::oneshot::channel();
                     let delivery = Delivery {
                         publish: p.clone(),
+                        publisher: None,
                         done: Some(done),
                     };
                     if deliveries.send(delivery).await.is_err() || stored.await.is_err() {
@@ -337,6 +368,7 @@ async fn poll(
                 if tx
                     .send(Delivery {
                         publish: p,
+                        publisher: None,
                         done: None,
                     })
                     .await
@@ -356,6 +388,46 @@ async fn poll(
 }
 
 impl Ingest {
+    /// Builds the ingest, restores what it remembers, and runs it on `rx`.
+    async fn start(
+        parts: IngestParts,
+        client: Option<AsyncClient>,
+        sink: DownlinkSink,
+        rx: mpsc::Receiver<Delivery>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Downlink, StoreError> {
+        let IngestParts {
+            store,
+            directory,
+            hub,
+            metrics,
+            policy,
+            supervision,
+        } = parts;
+        let downlink = Downlink {
+            sink,
+            directory: directory.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut ingest = Ingest {
+            store,
+            directory,
+            hub,
+            metrics,
+            policy,
+            client,
+            downlink: downlink.clone(),
+            devices: HashMap::new(),
+            pending_health: HashMap::new(),
+            security_last: HashMap::new(),
+            last_reload: 0,
+            supervision,
+        };
+        ingest.restore().await?;
+        tokio::spawn(ingest.process(rx, shutdown));
+        Ok(downlink)
+    }
+
     /// Restores the anti-replay windows and last positions from the store.
     async fn restore(&mut self) -> Result<(), StoreError> {
         for d in self.store.devices().await? {
@@ -377,18 +449,19 @@ impl Ingest {
         loop {
             tokio::select! {
                 d = rx.recv() => match d {
-                    Some(Delivery { publish: p, done }) => {
-                        self.handle(&p.topic, &p.payload).await;
+                    Some(Delivery { publish: p, publisher, done }) => {
+                        self.handle_from(publisher.as_deref(), &p).await;
                         // Only now, with everything stored, may the broker forget the message.
-                        match done {
-                            Some(done) => {
+                        match (done, &self.client) {
+                            (Some(done), _) => {
                                 let _ = done.send(());
                             }
-                            None => {
-                                if let Err(e) = self.client.ack(&p).await {
+                            (None, Some(client)) => {
+                                if let Err(e) = client.ack(&p).await {
                                     tracing::warn!(error = %e, "could not acknowledge to the broker");
                                 }
                             }
+                            (None, None) => {}
                         }
                     }
                     None => break,
@@ -411,6 +484,24 @@ impl Ingest {
                 self.pending_health.entry(id).or_insert(h);
             }
         }
+    }
+
+    /// A publish as the broker hands it over. On the embedded broker, which has no ACL of its
+    /// own, a device may write only to its own uplink topics and never retained: anything
+    /// else is refused here, before it could count against another device (three forged
+    /// signatures on a victim's topic would otherwise raise a tamper alert on its case).
+    async fn handle_from(&mut self, publisher: Option<&str>, p: &Publish) {
+        if let Some(publisher) = publisher {
+            if let Err(why) = protocol::may_publish(publisher, &p.topic, p.retain) {
+                Metrics::inc(&self.metrics.messages_total);
+                Metrics::inc(&self.metrics.topic_denied_total);
+                let detail = format!("{}: {why}", p.topic);
+                self.security_event(Some(publisher), "topic_denied", &detail)
+                    .await;
+                return;
+            }
+        }
+        self.handle(&p.topic, &p.payload).await;
     }
 
     /// One message, start to end. Never fails: what cannot be taken in is counted and

@@ -122,25 +122,27 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     )
     .await?;
 
-    let (link, mqtt_host, mqtt_port) = match &config.mqtt_url {
+    let parts = ingest::IngestParts {
+        store: store.clone(),
+        directory: directory.clone(),
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        policy: config.policy.clone(),
+        supervision: supervision.clone(),
+    };
+    let (ingest, mqtt_host, mqtt_port) = match &config.mqtt_url {
         None => {
-            let addr = broker::choose_addr(config.mqtt_listen, options.fallback_ports)?;
-            let secret = web::auth::new_token().0;
-            broker::start(addr, directory.clone(), secret.clone())?;
+            let listener = broker::bind(config.mqtt_listen, options.fallback_ports).await?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| broker::BrokerError::Bind(config.mqtt_listen, e))?;
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
             } else {
                 addr.ip().to_string()
             };
-            let link = ingest::BrokerLink {
-                host: host.clone(),
-                port: addr.port(),
-                client_id: config.mqtt_client_id.clone(),
-                username: Some(broker::BACKEND_USER.to_owned()),
-                password: Some(secret),
-                share_group: None,
-            };
-            (link, host, addr.port())
+            let ingest = ingest::start_embedded(listener, parts, shutdown_rx.clone()).await?;
+            (ingest, host, addr.port())
         }
         Some(url) => {
             let (host, port) = ingest::BrokerLink::parse_url(url)
@@ -153,29 +155,20 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                 password: config.mqtt_password.as_ref().map(|s| s.0.clone()),
                 share_group: Some(config.mqtt_share_group.clone()).filter(|g| !g.is_empty()),
             };
-            (link, host, port)
+            let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
+            if clustered {
+                tokio::spawn(cluster::run(
+                    store.clone(),
+                    link,
+                    ingest.deliveries.clone(),
+                    metrics.clone(),
+                    peers_pending.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+            (ingest, host, port)
         }
     };
-    let parts = ingest::IngestParts {
-        store: store.clone(),
-        directory: directory.clone(),
-        hub: hub.clone(),
-        metrics: metrics.clone(),
-        policy: config.policy.clone(),
-        supervision: supervision.clone(),
-    };
-    let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
-
-    if clustered {
-        tokio::spawn(cluster::run(
-            store.clone(),
-            link,
-            ingest.deliveries.clone(),
-            metrics.clone(),
-            peers_pending,
-            shutdown_rx.clone(),
-        ));
-    }
 
     // Consoles on this instance see what other instances commit too.
     if let Some(mut changes) = store.changes_from_elsewhere() {

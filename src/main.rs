@@ -137,7 +137,7 @@ async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VAKT_LOG")
-                .unwrap_or_else(|_| "info,rumqttd=warn,rumqttc=warn,sqlx=warn".into()),
+                .unwrap_or_else(|_| "info,rumqttc=warn,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -52,6 +52,9 @@ counters! {
     logins_failed_total: "Failed logins.",
     silence_alerts_total: "Silence alerts raised (or updated) by supervision.",
     overdue_alerts_total: "Alerts flagged overdue.",
+    topic_denied_total: "Publishes refused because the device wrote outside its own uplink topics, or retained.",
+    broker_logins_refused_total: "Logins the embedded broker refused.",
+    broker_downlink_dropped_total: "Downlink messages the embedded broker dropped for an offline device (its queue was full).",
 }
 
 impl Metrics {

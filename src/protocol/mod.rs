@@ -160,6 +160,18 @@ pub fn topic(device: &DeviceId, leaf: &str) -> String {
     format!("{TOPIC_PREFIX}{device}/{leaf}")
 }
 
+/// The write rights of a logged-in device (the Mosquitto ACL's `write vakt/v1/dev/%u/…`):
+/// only its own uplink topics, and never retained, since a retained uplink would be handed
+/// to whoever subscribes next, long after the device meant it.
+pub fn may_publish(device: &str, topic: &str, retain: bool) -> Result<(), &'static str> {
+    match parse_topic(topic) {
+        Ok((id, _)) if id.as_str() != device => Err("another device's topic"),
+        Ok(_) if retain => Err("devices may not publish retained messages"),
+        Ok(_) => Ok(()),
+        Err(_) => Err("not one of the device's uplink topics"),
+    }
+}
+
 /// A position as devices send it: 1e-7 degrees WGS84 and an accuracy in metres.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fix {

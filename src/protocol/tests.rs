@@ -130,3 +130,20 @@ proptest! {
         prop_assert_eq!(DeviceId::parse(&s).is_ok(), valid);
     }
 }
+
+#[test]
+fn a_device_may_publish_only_to_its_own_uplink_and_never_retained() {
+    assert_eq!(
+        may_publish("dev-1", "vakt/v1/dev/dev-1/alarm", false),
+        Ok(())
+    );
+    assert_eq!(
+        may_publish("dev-1", "vakt/v1/dev/dev-1/state", false),
+        Ok(())
+    );
+    assert!(may_publish("dev-1", "vakt/v1/dev/dev-2/alarm", false).is_err());
+    assert!(may_publish("dev-1", "vakt/v1/dev/dev-1/alarm", true).is_err());
+    assert!(may_publish("dev-1", "vakt/v1/dev/dev-1/ack", false).is_err());
+    assert!(may_publish("dev-1", "vakt/v1/dev/dev-1/cfg", false).is_err());
+    assert!(may_publish("dev-1", "elsewhere", false).is_err());
+}

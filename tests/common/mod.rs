@@ -1,6 +1,6 @@
 //! The test harness: a real vakt (real broker, real database, real HTTP) per test.
 //!
-//! With no environment it runs on the embedded defaults (rumqttd on a free port, SQLite in a
+//! With no environment it runs on the embedded defaults (the embedded broker on a free port, SQLite in a
 //! temporary directory). `VAKT_TEST_POSTGRES=postgres://user@host:port` gives every test a
 //! fresh PostgreSQL database on that server instead; `VAKT_TEST_MQTT_URL=mqtt://host:port`
 //! puts the backend and the devices on that external broker.
@@ -120,6 +120,12 @@ impl TestApp {
         app.admin = app.client_for("admin", Role::Admin, None).await;
         app.wait_until_ready().await;
         app
+    }
+
+    /// Whether the devices talk to the embedded broker (which checks topic rights itself)
+    /// rather than an external one.
+    pub fn embedded_broker(&self) -> bool {
+        self.running.state.config.mqtt_url.is_none()
     }
 
     pub fn url(&self, path: &str) -> String {
