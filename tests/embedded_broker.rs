@@ -1,0 +1,297 @@
+//! The embedded broker as a device, or someone holding one device's key, meets it: logins,
+//! topic rights, the last will and a persistent session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_for, TestApp};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+fn options(app: &TestApp, id: &str, password: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(id, &app.running.mqtt_host, app.running.mqtt_port);
+    o.set_credentials(id, password)
+        .set_keep_alive(Duration::from_secs(5))
+        .set_clean_session(true);
+    o
+}
+
+/// Polls until `want` matches an event, failing after a few seconds.
+async fn until(eventloop: &mut EventLoop, want: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => {}
+                Err(e) => panic!("connection failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the awaited MQTT event")
+}
+
+#[tokio::test]
+async fn a_login_with_a_wrong_key_or_an_unknown_id_is_refused() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    for (id, password) in [
+        (d.id.as_str(), "0".repeat(64)),
+        ("nobody-knows", d.key.clone()),
+        ("vakt-backend", String::new()),
+    ] {
+        let (_client, mut eventloop) = AsyncClient::new(options(&app, id, &password), 10);
+        let refused = tokio::time::timeout(Duration::from_secs(5), eventloop.poll())
+            .await
+            .expect("an answer");
+        assert!(refused.is_err(), "{id} logged in with a wrong password");
+    }
+    app.wait_for_metric("vakt_broker_logins_refused_total", 3)
+        .await;
+}
+
+#[tokio::test]
+async fn a_device_cannot_subscribe_to_another_devices_topics_or_to_everything() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let a = app.issued_device("Stockholm").await;
+    let b = app.issued_device("Stockholm").await;
+    let (client, mut eventloop) = AsyncClient::new(options(&app, &a.id, &a.key), 10);
+    let filters = [
+        format!("vakt/v1/dev/{}/ack", b.id),
+        "vakt/v1/dev/+/alarm".to_owned(),
+        "#".to_owned(),
+        format!("vakt/v1/dev/{}/ack", a.id),
+    ];
+    for f in &filters {
+        client.subscribe(f, QoS::AtLeastOnce).await.unwrap();
+    }
+    let mut codes = Vec::new();
+    while codes.len() < filters.len() {
+        if let Event::Incoming(Packet::SubAck(ack)) = until(&mut eventloop, |e| {
+            matches!(e, Event::Incoming(Packet::SubAck(_)))
+        })
+        .await
+        {
+            codes.extend(ack.return_codes);
+        }
+    }
+    use rumqttc::SubscribeReasonCode::{Failure, Success};
+    assert_eq!(
+        codes,
+        vec![Failure, Failure, Failure, Success(QoS::AtLeastOnce)]
+    );
+
+    // Device b's alarm is answered to b only: a sees nothing of it.
+    let device_b = app.connect(&b).await;
+    device_b.alarm("panic", None, None).await.unwrap();
+    let fb = device_b
+        .next_feedback(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(fb.st, "received");
+    let seen_by_a = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = eventloop.poll().await {
+                return p.topic;
+            }
+        }
+    })
+    .await;
+    assert!(seen_by_a.is_err(), "a read {seen_by_a:?}");
+}
+
+#[tokio::test]
+async fn garbage_written_to_another_devices_topic_is_refused_and_raises_nothing_on_its_case() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let attacker = app.issued_device("Stockholm").await;
+    let victim = app.issued_device("Stockholm").await;
+    let device = app.connect(&attacker).await;
+    let forged = format!(
+        r#"{{"boot":1,"kind":"panic","seq":7,"ts":1,"mac":"{}"}}"#,
+        "0".repeat(64)
+    );
+    for _ in 0..5 {
+        device
+            .publish_raw(
+                &format!("vakt/v1/dev/{}/alarm", victim.id),
+                forged.clone().into_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    device.flush(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(app.metric("vakt_topic_denied_total").await, 5);
+    assert_eq!(app.metric("vakt_bad_signatures_total").await, 0);
+    assert!(app
+        .open_alerts()
+        .await
+        .iter()
+        .all(|a| a["device_id"] != victim.id.as_str()));
+}
+
+#[tokio::test]
+async fn a_retained_uplink_is_refused() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let (client, mut eventloop) = AsyncClient::new(options(&app, &d.id, &d.key), 10);
+    client
+        .publish(
+            format!("vakt/v1/dev/{}/alarm", d.id),
+            QoS::AtLeastOnce,
+            true,
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+    until(&mut eventloop, |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_)))
+    })
+    .await;
+    assert_eq!(app.metric("vakt_topic_denied_total").await, 1);
+}
+
+#[tokio::test]
+async fn the_last_will_is_published_when_the_connection_dies_and_not_after_a_disconnect() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    device.heartbeat(80, false, -70).await.unwrap();
+    device.flush(Duration::from_secs(5)).await.unwrap();
+    let online = |app: &TestApp, want: &'static str| {
+        let (client, url) = (
+            app.officer.clone(),
+            app.url(&format!("/api/devices/{}", d.id)),
+        );
+        async move {
+            wait_for("the device's online state", Duration::from_secs(10), || {
+                let req = client.get(&url).send();
+                async move {
+                    let v: serde_json::Value = req.await.unwrap().json().await.unwrap();
+                    v["health"]["connection"] == want
+                }
+            })
+            .await
+        }
+    };
+    online(&app, "online").await;
+    // Dropping the device cuts its connection without DISCONNECT.
+    drop(device);
+    online(&app, "connection_lost").await;
+
+    // A clean DISCONNECT publishes no will. (The device restarted: a new boot.)
+    let again = firmware_sim::SimDevice::connect(firmware_sim::SimOptions {
+        host: app.running.mqtt_host.clone(),
+        port: app.running.mqtt_port,
+        device_id: d.id.clone(),
+        key: d.key.parse().unwrap(),
+        boot: 2,
+    })
+    .await
+    .unwrap();
+    again.heartbeat(80, false, -70).await.unwrap();
+    again.flush(Duration::from_secs(5)).await.unwrap();
+    online(&app, "online").await;
+    again.disconnect().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    online(&app, "online").await;
+}
+
+#[tokio::test]
+async fn an_answer_sent_while_the_device_was_offline_reaches_it_when_it_comes_back() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let mut o = options(&app, &d.id, &d.key);
+    o.set_clean_session(false);
+    let topic = format!("vakt/v1/dev/{}/ack", d.id);
+    {
+        let (client, mut eventloop) = AsyncClient::new(o.clone(), 10);
+        client.subscribe(&topic, QoS::AtLeastOnce).await.unwrap();
+        until(&mut eventloop, |e| {
+            matches!(e, Event::Incoming(Packet::SubAck(_)))
+        })
+        .await;
+    }
+    // The session lives on without its connection; the backend answers an alarm meanwhile.
+    let device = app.connect(&d).await;
+    device.alarm("panic", None, None).await.unwrap();
+    device.flush(Duration::from_secs(5)).await.unwrap();
+    device.disconnect().await.unwrap();
+
+    let alert = app.wait_for_alert(&d.id, |_| true).await;
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let resp = app
+        .officer
+        .post(app.url(&format!("/api/alerts/{}/ack", alert["id"])))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let _ = client;
+    // The officer's acknowledgement was published while the device was away.
+    until(&mut eventloop, |e| match e {
+        Event::Incoming(Packet::Publish(p)) if p.topic == topic => {
+            let body: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
+            body["st"] == "accepted"
+        }
+        _ => false,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_login_with_the_same_id_ends_the_first_without_its_will() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() {
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let mut o = options(&app, &d.id, &d.key);
+    o.set_last_will(LastWill::new(
+        format!("vakt/v1/dev/{}/state", d.id),
+        b"not even signed".to_vec(),
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (_first, mut first_loop) = AsyncClient::new(o.clone(), 10);
+    until(&mut first_loop, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await;
+    let (_second, mut second_loop) = AsyncClient::new(o, 10);
+    until(&mut second_loop, |e| {
+        matches!(e, Event::Incoming(Packet::ConnAck(_)))
+    })
+    .await;
+    let first_ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if first_loop.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(first_ended.is_ok(), "the first connection is still open");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The will would have been a malformed message: none arrived.
+    assert_eq!(app.metric("vakt_malformed_total").await, 0);
+}
