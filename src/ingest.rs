@@ -146,6 +146,9 @@ pub struct Ingest {
     security_last: HashMap<(String, &'static str), Millis>,
     last_reload: Millis,
     supervision: Supervision,
+    /// Set when the store refused (for good) what the message in hand asked for: then it is
+    /// not acknowledged, since a PUBACK would tell the device it is stored.
+    refused_by_store: bool,
 }
 
 /// A message from an unknown device reloads the directory at most this often.
@@ -422,6 +425,7 @@ impl Ingest {
             security_last: HashMap::new(),
             last_reload: 0,
             supervision,
+            refused_by_store: false,
         };
         ingest.restore().await?;
         tokio::spawn(ingest.process(rx, shutdown));
@@ -451,6 +455,11 @@ impl Ingest {
                 d = rx.recv() => match d {
                     Some(Delivery { publish: p, publisher, done }) => {
                         self.handle_from(publisher.as_deref(), &p).await;
+                        if std::mem::take(&mut self.refused_by_store) {
+                            // Dropping `done` tells the embedded broker to close the device's
+                            // connection without a PUBACK; it sends the message again.
+                            continue;
+                        }
                         // Only now, with everything stored, may the broker forget the message.
                         match (done, &self.client) {
                             (Some(done), _) => {
@@ -676,7 +685,10 @@ impl Ingest {
             None => true,
         };
         if !taken_in {
-            // Not recorded as seen: a redelivery or the device's own retry gets another try.
+            // Not recorded as seen, and not acknowledged: a redelivery or the device's own
+            // repeat gets another try.
+            self.refused_by_store = true;
+            Metrics::inc(&self.metrics.store_refused_total);
             return;
         }
         if let Some((boot, seq)) = origin {

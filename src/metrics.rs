@@ -49,6 +49,7 @@ counters! {
     alerts_updated_total: "Alerts updated by a repeated trigger.",
     feedback_sent_total: "Signed acks sent to devices.",
     store_retries_total: "Store writes retried after a database error.",
+    store_refused_total: "Messages not acknowledged because the store refused, for good, what they asked for.",
     logins_failed_total: "Failed logins.",
     silence_alerts_total: "Silence alerts raised (or updated) by supervision.",
     overdue_alerts_total: "Alerts flagged overdue.",

@@ -295,3 +295,39 @@ async fn a_second_login_with_the_same_id_ends_the_first_without_its_will() {
     // The will would have been a malformed message: none arrived.
     assert_eq!(app.metric("vakt_malformed_total").await, 0);
 }
+
+#[tokio::test]
+async fn an_alarm_the_store_refuses_is_not_acknowledged_and_is_taken_in_once_the_store_takes_it() {
+    let app = TestApp::start().await;
+    if !app.embedded_broker() || app.database_url.starts_with("postgres") {
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    common::tamper(
+        &app.database_url,
+        "CREATE TRIGGER refuse_alerts BEFORE INSERT ON alerts \
+         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+    )
+    .await;
+    device.alarm("panic", None, None).await.unwrap();
+    app.wait_for_metric("vakt_store_refused_total", 1).await;
+    // No PUBACK and no `received`: the device must not believe the alarm arrived.
+    assert!(device.flush(Duration::from_secs(2)).await.is_err());
+    assert!(device
+        .next_feedback(Duration::from_millis(500))
+        .await
+        .is_err());
+    assert!(app
+        .open_alerts()
+        .await
+        .iter()
+        .all(|a| a["device_id"] != d.id.as_str()));
+
+    common::tamper(&app.database_url, "DROP TRIGGER refuse_alerts").await;
+    // The device sends it again after its connection was closed, and now it is stored.
+    device.flush(Duration::from_secs(30)).await.unwrap();
+    app.wait_for_alert(&d.id, |a| a["priority"] == 1).await;
+    let f = device.next_feedback(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f.st, "received");
+}

@@ -177,6 +177,11 @@ impl Connection {
                 return End::Lost(e);
             }
             let window_open = staged.len() + working.len() < UPLINK_WINDOW;
+            if !window_open {
+                // While we do not read, the device's silence is ours: its keep-alive counts
+                // again from when we listen.
+                heard = Instant::now();
+            }
             let quiet_until = keep_alive.map(|k| heard + k);
             tokio::select! {
                 read = reader.read_buf(&mut rbuf), if window_open => {
@@ -212,8 +217,8 @@ impl Connection {
                 }
                 Some((receipt, taken)) = working.next(), if !working.is_empty() => {
                     if !taken {
-                        // The ingest stopped before it had the message: no PUBACK, so the
-                        // device sends it again to whoever runs next.
+                        // The ingest stopped before it had the message, or could not store
+                        // it: no PUBACK, and a new connection makes the device send it again.
                         return End::Shutdown;
                     }
                     match receipt {
@@ -229,7 +234,7 @@ impl Connection {
                     }
                     Some(Command::TakenOver) | None => return End::TakenOver,
                 },
-                _ = sleep_until(quiet_until) => {
+                _ = sleep_until(quiet_until), if window_open => {
                     return End::Lost("keep-alive expired".into());
                 }
                 _ = shutdown.changed() => return End::Shutdown,
