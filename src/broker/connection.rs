@@ -29,7 +29,7 @@ const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// Publishes of one connection that the ingest has not finished with yet. Past this the
 /// connection is not read: the device's own inflight limit then holds it back, so a burst
 /// waits for the backend instead of being taken and lost.
-const UPLINK_WINDOW: usize = 64;
+const UPLINK_WINDOW: usize = 16;
 /// Downlink publishes sent and not yet acknowledged by the device.
 const DOWNLINK_INFLIGHT: usize = 32;
 /// A device that does not read what it is sent for this long is cut off.
