@@ -2,12 +2,15 @@
 //!
 //! [`SimDevice`] is one device with a real MQTT session; [`run_fleet`] drives
 //! many of them for demos and load tests. The signing code is written from
-//! the protocol text alone, so that it cross-checks the backend's.
+//! the protocol text alone, so that it cross-checks the backend's. [`repeat`]
+//! holds the rule by which a device sends an alarm again until the backend's
+//! signed `received` arrives: the reference for device makers.
 
 mod canonical;
 mod device;
 mod fleet;
 mod protocol;
+pub mod repeat;
 mod signing;
 
 pub use canonical::{canonical_json, canonical_without_mac, CanonicalError};
