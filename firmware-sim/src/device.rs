@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{is_valid_device_id, now_ms, topic, Fix};
+use crate::pubacks::{Pending, PubackTally};
 use crate::repeat::Repeats;
 use crate::signing::{signed_body, unwrap_new_key, verify, DeviceKey, VerifyError};
 
@@ -118,6 +119,9 @@ struct Shared {
     repeat_wake: Notify,
     /// Whether a connection is up with its subscriptions in place; repeats wait for it.
     online: watch::Sender<bool>,
+    /// Held while a publish is queued, so the tally learns kinds in the client's order.
+    queue_order: tokio::sync::Mutex<()>,
+    pubacks: Mutex<PubackTally>,
 }
 
 /// A simulated alarm device connected to a broker.
@@ -170,6 +174,8 @@ impl SimDevice {
             repeats_sent: AtomicU64::new(0),
             repeat_wake: Notify::new(),
             online: watch::Sender::new(true),
+            queue_order: tokio::sync::Mutex::new(()),
+            pubacks: Mutex::new(PubackTally::default()),
         });
         let address = format!("{}:{}", opts.host, opts.port);
         tokio::time::timeout(CONNECT_TIMEOUT, handshake(&mut eventloop, &shared))
@@ -357,6 +363,16 @@ impl SimDevice {
         self.shared.repeats_sent.load(Ordering::Relaxed)
     }
 
+    /// How many publishes on `vakt/v1/dev/{id}/{suffix}` the broker has acknowledged
+    /// (PUBACK), repeats included. A PUBACK only says the broker has the message.
+    pub fn broker_acked(&self, suffix: &str) -> u64 {
+        self.shared
+            .pubacks
+            .lock()
+            .expect("puback lock")
+            .acked(suffix)
+    }
+
     /// Alarms given up unanswered because newer unanswered ones took their place.
     pub fn dropped_alarms(&self) -> u64 {
         self.shared.repeats.lock().expect("repeats lock").dropped()
@@ -511,13 +527,18 @@ impl Shared {
 
     async fn publish_raw(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
         self.unacked.send_modify(|n| *n += 1);
+        let kind = topic.rsplit('/').next().unwrap_or_default();
+        let order = self.queue_order.lock().await;
+        self.pubacks.lock().expect("puback lock").queued(kind);
         let sent = self
             .client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await;
         if sent.is_err() {
+            self.pubacks.lock().expect("puback lock").unqueued();
             self.settle(1);
         }
+        drop(order);
         Ok(sent?)
     }
 
@@ -630,15 +651,20 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
         // A broker without our session discards what rumqttc kept for
         // retransmission; those publishes will never be acknowledged.
         let resendable = if eventloop.network.is_none() {
-            unacked_publishes(&eventloop)
+            pending_publishes(&eventloop)
         } else {
-            0
+            Pending::default()
         };
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff = MIN_BACKOFF;
                 if !connack.session_present {
-                    shared.settle(resendable);
+                    shared.settle(resendable.fresh + resendable.retransmit.len());
+                    shared
+                        .pubacks
+                        .lock()
+                        .expect("puback lock")
+                        .session_lost(&resendable);
                 }
                 tokio::spawn(after_reconnect(
                     Arc::clone(&shared),
@@ -652,7 +678,20 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
                         .set_credentials(&shared.id, shared.password(false));
                 }
             }
-            Ok(Event::Incoming(Packet::PubAck(_))) => shared.settle(1),
+            Ok(Event::Incoming(Packet::PubAck(puback))) => {
+                shared.settle(1);
+                shared
+                    .pubacks
+                    .lock()
+                    .expect("puback lock")
+                    .puback(puback.pkid);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                shared.pubacks.lock().expect("puback lock").outgoing(pkid);
+            }
+            Ok(Event::Outgoing(Outgoing::AwaitAck(pkid))) => {
+                shared.pubacks.lock().expect("puback lock").collided(pkid);
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
@@ -679,12 +718,16 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
     }
 }
 
-fn unacked_publishes(eventloop: &EventLoop) -> usize {
-    eventloop
-        .pending
-        .iter()
-        .filter(|request| matches!(request, Request::Publish(p) if p.qos != QoS::AtMostOnce))
-        .count()
+fn pending_publishes(eventloop: &EventLoop) -> Pending {
+    let mut pending = Pending::default();
+    for request in &eventloop.pending {
+        match request {
+            Request::Publish(p) if p.qos != QoS::AtMostOnce && p.pkid == 0 => pending.fresh += 1,
+            Request::Publish(p) if p.qos != QoS::AtMostOnce => pending.retransmit.push(p.pkid),
+            _ => {}
+        }
+    }
+    pending
 }
 
 /// Spawned because the event loop task must keep polling while these wait

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use firmware_sim::{
-    canonical_without_mac, run_fleet, signed_body, topic, verify, DeviceKey, FleetConfig,
+    canonical_without_mac, run_fleet, signed_body, topic, verify, Burst, DeviceKey, FleetConfig,
     FleetDevice, FleetEvent, SimDevice, SimOptions,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -360,13 +360,22 @@ async fn a_device_id_outside_the_protocol_pattern_is_refused() {
 
 /// Answers every alarm of the given devices with a signed `received` ack.
 async fn fake_backend(keys: HashMap<String, DeviceKey>) {
+    answering_backend(keys, false).await
+}
+
+/// `lose_first_copies`: acts as if the first copy of every alarm was lost on its way.
+async fn answering_backend(keys: HashMap<String, DeviceKey>, lose_first_copies: bool) {
     let mut alarms = Observer::watch("vakt/v1/dev/+/alarm").await;
+    let mut seen = std::collections::HashSet::new();
     tokio::spawn(async move {
         while let Some(alarm) = alarms.incoming.recv().await {
             let Some(id) = alarm.topic.split('/').nth(3) else {
                 continue;
             };
             let Some(key) = keys.get(id) else { continue };
+            if lose_first_copies && seen.insert(alarm.payload.clone()) {
+                continue;
+            }
             let body = verify(key, &alarm.topic, &alarm.payload).unwrap();
             let ack_topic = topic(id, "ack");
             let members = [
@@ -585,4 +594,82 @@ async fn a_received_for_an_alarm_the_device_does_not_hold_changes_nothing() {
     assert_eq!(device.next_feedback(WAIT).await.unwrap().seq, alarm.1 + 1);
     assert_eq!(device.unanswered_alarms(), [alarm]);
     device.disconnect().await.unwrap();
+}
+
+fn keys_of(devices: &[FleetDevice]) -> HashMap<String, DeviceKey> {
+    devices
+        .iter()
+        .map(|d| (d.id.clone(), d.key.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_burst_reports_per_device_what_was_sent_answered_and_acknowledged() {
+    let devices = fleet_of(2);
+    fake_backend(keys_of(&devices)).await;
+    let mut cfg = FleetConfig::new(HOST, PORT, devices.clone());
+    cfg.connect_rate = 0;
+    cfg.burst = Some(Burst {
+        messages: 200,
+        alarm_every: 20,
+        wait: Duration::from_secs(10),
+    });
+
+    let report = timeout(Duration::from_secs(20), run_fleet(cfg))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(
+        (report.alarms, report.received, report.unanswered),
+        (20, 20, 0)
+    );
+    assert_eq!((report.heartbeats, report.heartbeats_acked), (380, 380));
+    assert_eq!(report.latencies.len(), 20);
+    assert_eq!(report.per_device.len(), 2);
+    for device in &report.per_device {
+        assert_eq!(device.alarms_sent.len(), 10, "{device:?}");
+        // hello is seq 0, then every 20th of the 200 messages is an alarm.
+        let seqs: Vec<u32> = device.alarms_sent.iter().map(|(_, seq)| *seq).collect();
+        assert_eq!(seqs, (1..=10).map(|n| n * 20).collect::<Vec<_>>());
+        let mut answered = device.alarms_answered.clone();
+        answered.sort();
+        assert_eq!(answered, device.alarms_sent);
+        assert_eq!(
+            (device.heartbeats_sent, device.heartbeats_acked),
+            (190, 190)
+        );
+    }
+    let json = report.to_json();
+    assert_eq!(json["per_device"][0]["alarms_sent"][0][1], 20);
+    assert_eq!(json["unanswered"], 0);
+}
+
+#[tokio::test]
+async fn in_a_burst_alarms_whose_first_copy_is_lost_are_answered_after_a_repeat() {
+    let devices = fleet_of(1);
+    answering_backend(keys_of(&devices), true).await;
+    let mut cfg = FleetConfig::new(HOST, PORT, devices);
+    cfg.connect_rate = 0;
+    cfg.burst = Some(Burst {
+        messages: 40,
+        alarm_every: 10,
+        wait: Duration::from_secs(15),
+    });
+
+    let report = timeout(Duration::from_secs(25), run_fleet(cfg))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(
+        (report.alarms, report.received, report.unanswered),
+        (4, 4, 0)
+    );
+    assert!(report.repeats >= 4, "{report:?}");
+    assert!(
+        report.latencies[0] >= Duration::from_millis(4_500),
+        "{report:?}"
+    );
+    assert_eq!(report.per_device[0].repeats, report.repeats);
 }
