@@ -627,10 +627,13 @@ impl Ingest {
         };
         let origin = message.seq.map(|seq| (message.boot, seq));
         let is_alarm = matches!(message.payload, Payload::Alarm { .. });
+        let late_since = late.then_some(message.device_ts_ms);
         let taken_in = match trigger {
             Some(trigger) => {
-                self.act(&ctx, &device_id, &trigger, origin, is_alarm, now)
-                    .await
+                self.act(
+                    &ctx, &device_id, &trigger, origin, is_alarm, late_since, now,
+                )
+                .await
             }
             None => true,
         };
@@ -687,6 +690,8 @@ impl Ingest {
     }
 
     /// Triage and the store: true once what the message asks for is durably done.
+    /// `late_since`: the device's time of a message taken in after it left the window.
+    #[allow(clippy::too_many_arguments)]
     async fn act(
         &mut self,
         ctx: &DeviceContext,
@@ -694,6 +699,7 @@ impl Ingest {
         trigger: &Trigger,
         origin: Option<(u32, u32)>,
         is_alarm: bool,
+        late_since: Option<Millis>,
         now: Millis,
     ) -> bool {
         let alarm_positions = if ctx.kind == DeviceKind::Tag {
@@ -701,7 +707,11 @@ impl Ingest {
         } else {
             Vec::new()
         };
-        match triage::triage(&self.policy, ctx, trigger, now, &alarm_positions) {
+        let mut decision = triage::triage(&self.policy, ctx, trigger, now, &alarm_positions);
+        if let Some(sent) = late_since {
+            decision = triage::arrived_late(decision, sent);
+        }
+        match decision {
             decision @ Decision::Raise { .. } => {
                 let raise =
                     Raise::for_decision(decision, ctx, origin, is_alarm, now).expect("a raise");

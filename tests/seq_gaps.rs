@@ -116,6 +116,11 @@ async fn an_alarm_that_never_arrived_is_taken_in_when_the_device_repeats_it_late
     assert_eq!(alert["priority"], 1);
     assert_eq!(alert["state"], "open");
     assert!(!alert["position"].is_null());
+    assert_eq!(alert["reason_details"][0]["code"], "panic_pressed");
+    assert_eq!(
+        alert["reason_details"][1]["code"], "arrived_late",
+        "the officer reads that it may have been pressed a while ago"
+    );
     assert_eq!(app.metric("vakt_messages_late_total").await, 1);
     assert_eq!(app.metric("vakt_replays_total").await, 0);
     health_when(&app, &d.id, |h| h["messages_late"] == 1).await;

@@ -222,6 +222,39 @@ pub fn triage(
     }
 }
 
+/// An alarm taken in after its seq had left the anti-replay window: the device repeated it
+/// because the first copy was lost, so it may have been pressed well before now. Said, with
+/// the device's own time, so an officer does not take it for a fresh one.
+pub fn arrived_late(decision: Decision, device_ts: Millis) -> Decision {
+    let Decision::Raise {
+        kind,
+        priority,
+        position,
+        mut trigger,
+        context,
+    } = decision
+    else {
+        return decision;
+    };
+    trigger.push(
+        Reason::new(
+            "arrived_late",
+            format!(
+                "Arrived late: the device repeated it after the first copy was lost; sent at {} by the device's clock",
+                super::rfc3339(device_ts)
+            ),
+        )
+        .with("device_time", super::rfc3339(device_ts)),
+    );
+    Decision::Raise {
+        kind,
+        priority,
+        position,
+        trigger,
+        context,
+    }
+}
+
 /// Whether a `cancel` marks the device's open emergency alert: only when the holder pressed
 /// it after every alarm of that alert, in the device's own `(boot, seq)` order. A cancel that
 /// arrives late (a repeat the window can no longer place, or reordered in transit) must not
@@ -507,6 +540,22 @@ mod tests {
         for (name, cancel, alarm, marks) in table {
             assert_eq!(cancel_marks(*cancel, *alarm), *marks, "{name}");
         }
+    }
+
+    #[test]
+    fn an_alarm_that_arrived_late_says_so_and_keeps_its_priority() {
+        let d = arrived_late(decide(Risk::Low, alarm(AlarmKind::Panic)), 0);
+        assert_eq!(priority(&d), (AlertKind::Panic, 1));
+        let Decision::Raise { trigger, .. } = d else {
+            panic!()
+        };
+        assert_eq!(trigger[0].code, "panic_pressed");
+        assert_eq!(trigger[1].code, "arrived_late");
+        assert_eq!(
+            arrived_late(Decision::MarkCancel, 0),
+            Decision::MarkCancel,
+            "only an alert has reasons to add to"
+        );
     }
 
     #[test]
