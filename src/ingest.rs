@@ -126,6 +126,8 @@ struct DeviceRuntime {
     window: ReplayWindow,
     bad_signatures: VecDeque<Millis>,
     low_battery_raised: bool,
+    /// Missing messages over the policy's window: one technical alert per episode.
+    missing: triage::MissingEpisode,
     last_position: Option<Position>,
     /// When a bad signature last made us re-read this device's keys.
     keys_reread_at: Millis,
@@ -490,7 +492,7 @@ impl Ingest {
         if let Err(e) = self.store.flush_health(&batch).await {
             tracing::warn!(error = %e, "device health flush failed; keeping it for the next one");
             for (id, h) in batch {
-                self.pending_health.entry(id).or_insert(h);
+                self.pending_health.entry(id).or_default().keep_unflushed(h);
             }
         }
     }
@@ -597,6 +599,10 @@ impl Ingest {
                 }
                 return;
             }
+            Freshness::Replay if matches!(message.payload, Payload::Alarm { .. }) => {
+                self.late_alarm(&entry, message).await;
+                return;
+            }
             Freshness::Replay => {
                 Metrics::inc(&self.metrics.replays_total);
                 let detail = format!("{topic}: boot {} seq {:?}", message.boot, message.seq);
@@ -610,10 +616,55 @@ impl Ingest {
         self.take_in(&entry, message).await;
     }
 
-    async fn take_in(&mut self, entry: &DeviceEntry, message: Message) {
+    /// An alarm below the window or from an older boot, validly signed: the device repeats an
+    /// alarm until it hears `received`, however far its seq has moved on meanwhile. Held
+    /// already: answered again, nothing else changes. Never arrived: taken in late, as usual.
+    async fn late_alarm(&mut self, entry: &DeviceEntry, message: Message) {
+        let (device_id, boot) = (message.device.to_string(), message.boot);
+        let Some(seq) = message.seq else {
+            return;
+        };
+        let held = self
+            .durably(|s| {
+                let id = device_id.clone();
+                async move { s.holds_message(&id, boot, seq).await }
+            })
+            .await;
+        match held {
+            Some(true) => {
+                Metrics::inc(&self.metrics.duplicates_total);
+                self.downlink
+                    .feedback(&device_id, (boot, seq), Feedback::Received)
+                    .await;
+            }
+            Some(false) => {
+                Metrics::inc(&self.metrics.messages_accepted_total);
+                if self.take_in(entry, message).await {
+                    Metrics::inc(&self.metrics.messages_late_total);
+                    self.pending_health
+                        .entry(device_id)
+                        .or_default()
+                        .messages_late += 1;
+                }
+            }
+            // The store could not say: not acknowledged, and the device's next repeat asks
+            // again.
+            None => self.refused_by_store = true,
+        }
+    }
+
+    /// True once the message is taken in (stored where it must be, answered if an alarm).
+    async fn take_in(&mut self, entry: &DeviceEntry, message: Message) -> bool {
         let now = now_ms();
         let device_id = message.device.to_string();
         let ctx = entry.context.clone().expect("checked by the caller");
+        // A message the window can no longer place is an old one: it says nothing about the
+        // device's battery or whereabouts now.
+        let late = message.seq.is_some_and(|seq| {
+            self.devices
+                .get(&device_id)
+                .is_some_and(|rt| rt.window.check(message.boot, seq) == Freshness::Replay)
+        });
         let health = self.pending_health.entry(device_id.clone()).or_default();
         let offline = matches!(message.payload, Payload::Offline);
         // The last will is the broker speaking, not the device: it is no sign of life.
@@ -653,11 +704,11 @@ impl Ingest {
                 })
             }
             Payload::Alarm { kind, batt, fix } => {
-                if let Some(b) = batt {
-                    health.battery = Some(*b);
+                if let Some(b) = batt.filter(|_| !late) {
+                    health.battery = Some(b);
                 }
                 let position = fix.and_then(|f| Position::new(f.lat(), f.lon(), Some(f.acc_m)));
-                if let Some(p) = position {
+                if let Some(p) = position.filter(|_| !late) {
                     rt.last_position = Some(p);
                     health.last_position = Some((p, now));
                 }
@@ -677,10 +728,13 @@ impl Ingest {
         };
         let origin = message.seq.map(|seq| (message.boot, seq));
         let is_alarm = matches!(message.payload, Payload::Alarm { .. });
+        let late_since = late.then_some(message.device_ts_ms);
         let taken_in = match trigger {
             Some(trigger) => {
-                self.act(&ctx, &device_id, &trigger, origin, is_alarm, now)
-                    .await
+                self.act(
+                    &ctx, &device_id, &trigger, origin, is_alarm, late_since, now,
+                )
+                .await
             }
             None => true,
         };
@@ -689,11 +743,11 @@ impl Ingest {
             // repeat gets another try.
             self.refused_by_store = true;
             Metrics::inc(&self.metrics.store_refused_total);
-            return;
+            return false;
         }
         if let Some((boot, seq)) = origin {
             let rt = self.devices.entry(device_id.clone()).or_default();
-            rt.window.record(boot, seq);
+            let missing = rt.window.record(boot, seq);
             let health = self.pending_health.entry(device_id.clone()).or_default();
             if let Some((boot, seq)) = rt.window.highest() {
                 health.last_boot = Some(boot);
@@ -704,10 +758,44 @@ impl Ingest {
                     .feedback(&device_id, (boot, seq), Feedback::Received)
                     .await;
             }
+            self.count_missing(&ctx, &device_id, missing, now).await;
+        }
+        true
+    }
+
+    /// Counts the seqs the window has just given up on, and raises the technical alert once
+    /// an episode of them reaches the policy's threshold.
+    async fn count_missing(
+        &mut self,
+        ctx: &DeviceContext,
+        device_id: &str,
+        missing: u64,
+        now: Millis,
+    ) {
+        if missing > 0 {
+            self.metrics
+                .messages_missing_total
+                .fetch_add(missing, Ordering::Relaxed);
+            self.pending_health
+                .entry(device_id.to_owned())
+                .or_default()
+                .messages_missing += missing;
+        }
+        let rt = self.devices.entry(device_id.to_owned()).or_default();
+        let Some(count) = rt.missing.note(&self.policy, now, missing) else {
+            return;
+        };
+        tracing::warn!(device = device_id, count, "messages missing");
+        let trigger = Trigger::MessagesMissing { count };
+        let decision = triage::triage(&self.policy, ctx, &trigger, now, &[]);
+        if let Some(raise) = Raise::for_decision(decision, ctx, None, false, now) {
+            self.raise(&raise).await;
         }
     }
 
     /// Triage and the store: true once what the message asks for is durably done.
+    /// `late_since`: the device's time of a message taken in after it left the window.
+    #[allow(clippy::too_many_arguments)]
     async fn act(
         &mut self,
         ctx: &DeviceContext,
@@ -715,6 +803,7 @@ impl Ingest {
         trigger: &Trigger,
         origin: Option<(u32, u32)>,
         is_alarm: bool,
+        late_since: Option<Millis>,
         now: Millis,
     ) -> bool {
         let alarm_positions = if ctx.kind == DeviceKind::Tag {
@@ -722,7 +811,11 @@ impl Ingest {
         } else {
             Vec::new()
         };
-        match triage::triage(&self.policy, ctx, trigger, now, &alarm_positions) {
+        let mut decision = triage::triage(&self.policy, ctx, trigger, now, &alarm_positions);
+        if let Some(sent) = late_since {
+            decision = triage::arrived_late(decision, sent);
+        }
+        match decision {
             decision @ Decision::Raise { .. } => {
                 let raise =
                     Raise::for_decision(decision, ctx, origin, is_alarm, now).expect("a raise");
@@ -754,7 +847,17 @@ impl Ingest {
                 .await
                 .is_some()
             }
-            Decision::Nothing => true,
+            // An alarm is still on record, so that a repeat of it is known as held.
+            Decision::Nothing => match (trigger, origin) {
+                (Trigger::Alarm { kind, .. }, Some((boot, seq))) if is_alarm => self
+                    .durably(|s| {
+                        let id = device_id.to_owned();
+                        async move { s.record_message(&id, boot, seq, kind.as_str(), now).await }
+                    })
+                    .await
+                    .is_some(),
+                _ => true,
+            },
         }
     }
 

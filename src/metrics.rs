@@ -41,6 +41,8 @@ counters! {
     messages_accepted_total: "Device messages verified and taken in.",
     duplicates_total: "QoS 1 redeliveries recognised and dropped.",
     replays_total: "Replayed messages (older boot or below the window) dropped.",
+    messages_missing_total: "Device messages that never arrived: seqs that left the anti-replay window unseen.",
+    messages_late_total: "Alarms taken in after their seq had left the anti-replay window.",
     bad_signatures_total: "Messages whose signature did not verify.",
     malformed_total: "Messages with a bad topic or body.",
     unknown_devices_total: "Messages from devices that are unknown or not issued.",

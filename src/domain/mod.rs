@@ -290,6 +290,7 @@ pub enum AlertKind {
     TagInZone,
     TagNear,
     OrderEnding,
+    MessagesMissing,
 }
 
 impl AlertKind {
@@ -305,6 +306,7 @@ impl AlertKind {
             AlertKind::TagInZone => "tag_in_zone",
             AlertKind::TagNear => "tag_near",
             AlertKind::OrderEnding => "order_ending",
+            AlertKind::MessagesMissing => "messages_missing",
         }
     }
     pub fn parse(s: &str) -> Option<AlertKind> {

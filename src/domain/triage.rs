@@ -17,6 +17,10 @@ pub struct PolicyConfig {
     /// This many bad signatures within `bad_signature_window_s` raise a technical alert.
     pub bad_signature_count: u32,
     pub bad_signature_window_s: u64,
+    /// This many of a device's messages found missing within `messages_missing_window_s`
+    /// raise a technical alert, once per episode.
+    pub messages_missing_count: u64,
+    pub messages_missing_window_s: u64,
 }
 
 impl Default for PolicyConfig {
@@ -26,6 +30,11 @@ impl Default for PolicyConfig {
             low_battery_pct: 15,
             bad_signature_count: 3,
             bad_signature_window_s: 600,
+            // A heartbeat a minute is 60 messages an hour: a third of them lost is a device
+            // whose coverage or connection a coordinator should look at, while the odd lost
+            // message of a train tunnel stays below it.
+            messages_missing_count: 20,
+            messages_missing_window_s: 3600,
         }
     }
 }
@@ -47,6 +56,10 @@ pub enum Trigger {
     /// The threshold of bad signatures was reached.
     BadSignatures {
         count: u32,
+    },
+    /// The threshold of missing messages was reached.
+    MessagesMissing {
+        count: u64,
     },
     /// Nothing heard for `2 × interval + grace`.
     Silent {
@@ -163,6 +176,20 @@ pub fn triage(
             .with("count", *count)
             .with("window_min", policy.bad_signature_window_s / 60)],
         ),
+        Trigger::MessagesMissing { count } => raise(
+            AlertKind::MessagesMissing,
+            Priority::P4,
+            None,
+            vec![Reason::new(
+                "messages_missing",
+                format!(
+                    "{count} messages from the device never arrived within {} min: check its coverage and connection",
+                    policy.messages_missing_window_s / 60
+                ),
+            )
+            .with("count", *count)
+            .with("window_min", policy.messages_missing_window_s / 60)],
+        ),
         Trigger::Silent {
             last_heard,
             interval_s,
@@ -192,6 +219,88 @@ pub fn triage(
             }
             tag_position(policy, ctx, *p, at, alarm_positions, raise)
         }
+    }
+}
+
+/// An alarm taken in after its seq had left the anti-replay window: the device repeated it
+/// because the first copy was lost, so it may have been pressed well before now. Said, with
+/// the device's own time, so an officer does not take it for a fresh one.
+pub fn arrived_late(decision: Decision, device_ts: Millis) -> Decision {
+    let Decision::Raise {
+        kind,
+        priority,
+        position,
+        mut trigger,
+        context,
+    } = decision
+    else {
+        return decision;
+    };
+    trigger.push(
+        Reason::new(
+            "arrived_late",
+            format!(
+                "Arrived late: the device repeated it after the first copy was lost; sent at {} by the device's clock",
+                super::rfc3339(device_ts)
+            ),
+        )
+        .with("device_time", super::rfc3339(device_ts)),
+    );
+    Decision::Raise {
+        kind,
+        priority,
+        position,
+        trigger,
+        context,
+    }
+}
+
+/// Whether a `cancel` marks the device's open emergency alert: only when the holder pressed
+/// it after every alarm of that alert, in the device's own `(boot, seq)` order. A cancel that
+/// arrives late (a repeat the window can no longer place, or reordered in transit) must not
+/// mark a newer alarm it never answered.
+pub fn cancel_marks(cancel: (u32, u32), latest_alarm_of_alert: Option<(u32, u32)>) -> bool {
+    latest_alarm_of_alert.is_none_or(|alarm| alarm < cancel)
+}
+
+/// A device's missing messages over the policy's window: one technical alert per episode,
+/// not one per lost message. An episode ends once a whole window passes with none missing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MissingEpisode {
+    /// When seqs were found missing and how many, a minute to an entry.
+    recent: std::collections::VecDeque<(Millis, u64)>,
+    raised: bool,
+}
+
+impl MissingEpisode {
+    /// Notes `missing` seqs found at `at` (0 too: time passes); the count within the window
+    /// when it has just reached the threshold and this episode has had no alert yet.
+    pub fn note(&mut self, policy: &PolicyConfig, at: Millis, missing: u64) -> Option<u64> {
+        const MINUTE: Millis = 60_000;
+        if missing > 0 {
+            match self.recent.back_mut() {
+                Some((t, n)) if *t / MINUTE == at / MINUTE => *n += missing,
+                _ => self.recent.push_back((at, missing)),
+            }
+        }
+        let window_ms = policy.messages_missing_window_s as Millis * 1000;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| at - t >= window_ms)
+        {
+            self.recent.pop_front();
+        }
+        let count: u64 = self.recent.iter().map(|(_, n)| n).sum();
+        if count == 0 {
+            self.raised = false;
+            return None;
+        }
+        if count >= policy.messages_missing_count && !self.raised {
+            self.raised = true;
+            return Some(count);
+        }
+        None
     }
 }
 
@@ -375,6 +484,78 @@ mod tests {
     fn repeated_bad_signatures_are_priority_2() {
         let d = decide(Risk::Low, Trigger::BadSignatures { count: 3 });
         assert_eq!(priority(&d), (AlertKind::BadSignatures, 2));
+    }
+
+    #[test]
+    fn many_missing_messages_are_a_priority_4_technical_alert() {
+        let d = decide(Risk::Critical, Trigger::MessagesMissing { count: 20 });
+        assert_eq!(priority(&d), (AlertKind::MessagesMissing, 4));
+    }
+
+    /// Minutes since the start, seqs found missing then, the alert due with this count.
+    type Step = (Millis, u64, Option<u64>);
+
+    #[test]
+    fn missing_messages_raise_one_alert_per_episode() {
+        let policy = PolicyConfig::default();
+        const MIN: Millis = 60_000;
+        #[rustfmt::skip]
+        let table: &[(&str, &[Step])] = &[
+            ("a few lost messages raise nothing",
+                &[(0, 5, None), (10, 5, None), (20, 9, None)]),
+            ("the threshold within the hour raises once",
+                &[(0, 10, None), (30, 10, Some(20)), (40, 5, None), (50, 30, None)]),
+            ("one big gap reaches it at once",
+                &[(0, 36, Some(36))]),
+            ("losses spread over more than an hour never add up",
+                &[(0, 15, None), (61, 15, None), (122, 15, None)]),
+            ("the episode lasts while messages keep going missing",
+                &[(0, 20, Some(20)), (50, 1, None), (100, 20, None), (150, 20, None)]),
+            ("an hour without loss ends the episode, and a new one raises again",
+                &[(0, 20, Some(20)), (60, 0, None), (61, 20, Some(20))]),
+        ];
+        for (name, steps) in table {
+            let mut episode = MissingEpisode::default();
+            let got: Vec<Option<u64>> = steps
+                .iter()
+                .map(|&(min, n, _)| episode.note(&policy, min * MIN, n))
+                .collect();
+            let want: Vec<Option<u64>> = steps.iter().map(|s| s.2).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    type Origin = (u32, u32);
+
+    #[test]
+    fn a_cancel_marks_an_alert_only_when_pressed_after_every_alarm_of_it() {
+        #[rustfmt::skip]
+        let table: &[(&str, Origin, Option<Origin>, bool)] = &[
+            ("after the alarm", (1, 11), Some((1, 10)), true),
+            ("before the alarm, arriving late", (1, 9), Some((1, 10)), false),
+            ("from an older boot than the alarm", (1, 500), Some((2, 3)), false),
+            ("from a newer boot than the alarm", (3, 0), Some((2, 900)), true),
+            ("an alert no message of the device opened", (1, 1), None, true),
+        ];
+        for (name, cancel, alarm, marks) in table {
+            assert_eq!(cancel_marks(*cancel, *alarm), *marks, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_alarm_that_arrived_late_says_so_and_keeps_its_priority() {
+        let d = arrived_late(decide(Risk::Low, alarm(AlarmKind::Panic)), 0);
+        assert_eq!(priority(&d), (AlertKind::Panic, 1));
+        let Decision::Raise { trigger, .. } = d else {
+            panic!()
+        };
+        assert_eq!(trigger[0].code, "panic_pressed");
+        assert_eq!(trigger[1].code, "arrived_late");
+        assert_eq!(
+            arrived_late(Decision::MarkCancel, 0),
+            Decision::MarkCancel,
+            "only an alert has reasons to add to"
+        );
     }
 
     #[test]

@@ -147,6 +147,40 @@ pub struct DeviceHealth {
     pub last_seq: Option<u32>,
     pub last_test_at: Option<Millis>,
     pub last_position: Option<(Position, Millis)>,
+    /// Messages that never arrived: seqs that left the anti-replay window unseen. Counted
+    /// since the device was created; in a batch to flush, how many to add.
+    pub messages_missing: u64,
+    /// Alarms taken in after their seq had left the window (they were counted missing
+    /// first); like `messages_missing`, a total, or in a batch how many to add.
+    pub messages_late: u64,
+}
+
+impl DeviceHealth {
+    /// A batch that could not be flushed, kept beside a newer one: the newer values win,
+    /// the counts add up.
+    pub fn keep_unflushed(&mut self, older: DeviceHealth) {
+        let (missing, late) = (self.messages_missing, self.messages_late);
+        let newer = std::mem::replace(self, older);
+        macro_rules! newer_wins {
+            ($($field:ident),*) => { $(if newer.$field.is_some() { self.$field = newer.$field; })* };
+        }
+        newer_wins!(
+            last_heard_at,
+            battery,
+            charging,
+            rssi,
+            fw,
+            reported_model,
+            hello_hb_s,
+            online,
+            last_boot,
+            last_seq,
+            last_test_at,
+            last_position
+        );
+        self.messages_missing += missing;
+        self.messages_late += late;
+    }
 }
 
 /// A device message that may open or update an alert, with its identity for de-duplication.
@@ -216,7 +250,8 @@ pub enum RaiseOutcome {
 #[derive(Debug, Clone)]
 pub enum CancelOutcome {
     Marked(Box<AlertChange>),
-    /// Nothing open to mark; the cancel is on record.
+    /// Nothing open to mark, or the open alert has an alarm pressed after the cancel (see
+    /// `triage::cancel_marks`); the cancel is on record.
     NothingOpen,
     Duplicate,
 }
@@ -351,8 +386,12 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
         at: Millis,
     ) -> Result<bool>;
+    /// Whether the message `(device, boot, seq)` was taken in before (an alarm, cancel or
+    /// test, whatever it led to).
+    async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool>;
     /// Takes in a `cancel` once and, in the same transaction, marks the device's open
-    /// emergency alert: the holder pressed cancel.
+    /// emergency alert when the cancel came after every alarm of it: the holder pressed
+    /// cancel.
     async fn cancel(
         &self,
         device_id: &str,

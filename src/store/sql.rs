@@ -23,7 +23,8 @@ const DEVICE_COLUMNS: &str =
     "id, kind, model, key_hex, hb_interval_s, supervision_class, status, case_id, \
     holder_person_id, created_at, issued_at, last_heard_at, battery, charging, rssi, fw, \
     reported_model, hello_hb_s, online, last_boot, last_seq, last_test_at, last_lat, last_lon, \
-    last_pos_at, next_key_hex, key_rotation_requested_at, key_rotation_announced_at, key_rotated_at";
+    last_pos_at, next_key_hex, key_rotation_requested_at, key_rotation_announced_at, key_rotated_at, \
+    messages_missing, messages_late";
 
 const ORDER_COLUMNS: &str = "id, case_id, kind, restrained_name, restrained_description, \
     restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id";
@@ -204,6 +205,8 @@ macro_rules! sql_store {
                             }
                             _ => None,
                         },
+                        messages_missing: row.try_get::<i64, _>("messages_missing")?.max(0) as u64,
+                        messages_late: row.try_get::<i64, _>("messages_late")?.max(0) as u64,
                     },
                 })
             }
@@ -700,7 +703,8 @@ macro_rules! sql_store {
                          online = COALESCE($8, online), last_boot = COALESCE($9, last_boot), \
                          last_seq = COALESCE($10, last_seq), last_test_at = COALESCE($11, last_test_at), \
                          last_lat = COALESCE($12, last_lat), last_lon = COALESCE($13, last_lon), \
-                         last_pos_at = COALESCE($14, last_pos_at) WHERE id = $15",
+                         last_pos_at = COALESCE($14, last_pos_at), \
+                         messages_missing = messages_missing + $16, messages_late = messages_late + $17 WHERE id = $15",
                     )
                     .bind(h.last_heard_at)
                     .bind(h.battery.map(i64::from))
@@ -717,6 +721,8 @@ macro_rules! sql_store {
                     .bind(h.last_position.map(|p| p.0.lon))
                     .bind(h.last_position.map(|p| p.1))
                     .bind(id)
+                    .bind(i64::try_from(h.messages_missing).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(h.messages_late).unwrap_or(i64::MAX))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -857,6 +863,18 @@ macro_rules! sql_store {
                 Ok(fresh.rows_affected() > 0)
             }
 
+            async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool> {
+                let held: Option<(i64,)> = sqlx::query_as(
+                    "SELECT seq FROM device_messages WHERE device_id = $1 AND boot = $2 AND seq = $3",
+                )
+                .bind(device_id)
+                .bind(i64::from(boot))
+                .bind(i64::from(seq))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(held.is_some())
+            }
+
             async fn cancel(&self, device_id: &str, boot: u32, seq: u32, at: Millis) -> Result<CancelOutcome> {
                 let mut tx = self.begin_write().await?;
                 let fresh = sqlx::query(
@@ -872,17 +890,32 @@ macro_rules! sql_store {
                 if fresh.rows_affected() == 0 {
                     return Ok(CancelOutcome::Duplicate);
                 }
-                let marked: Option<(i64,)> = sqlx::query_as(
-                    "UPDATE alerts SET cancel_pressed = TRUE WHERE device_id = $1 AND state <> 'resolved' \
-                     AND incident = 'emergency' RETURNING id",
+                let open: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM alerts WHERE device_id = $1 AND state <> 'resolved' AND incident = 'emergency'",
                 )
                 .bind(device_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((id,)) = marked else {
+                let latest_alarm = match open {
+                    Some((id,)) => sqlx::query_as::<_, (i64, i64)>(
+                        "SELECT boot, seq FROM device_messages WHERE device_id = $1 AND alert_id = $2 \
+                         ORDER BY boot DESC, seq DESC LIMIT 1",
+                    )
+                    .bind(device_id)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|(b, s)| (b as u32, s as u32)),
+                    None => None,
+                };
+                let Some((id,)) = open.filter(|_| crate::domain::triage::cancel_marks((boot, seq), latest_alarm)) else {
                     tx.commit().await?;
                     return Ok(CancelOutcome::NothingOpen);
                 };
+                sqlx::query("UPDATE alerts SET cancel_pressed = TRUE WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 let event_seq = Self::history_and_event(
                     &mut tx,
                     id,

@@ -792,6 +792,11 @@ pub struct HealthOut {
     pub reported_model: Option<String>,
     pub hb_interval_s: u32,
     pub last_test_at: Option<String>,
+    /// Messages of the device that never arrived (seqs it skipped), since it was created.
+    pub messages_missing: u64,
+    /// Alarms taken in after their seq had counted as missing: the device repeated them
+    /// until it heard `received`.
+    pub messages_late: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -865,6 +870,8 @@ pub fn device_out(s: &AppState, d: &DeviceRecord, now: i64) -> DeviceOut {
             reported_model: d.health.reported_model.clone(),
             hb_interval_s: hb,
             last_test_at: d.health.last_test_at.map(rfc3339),
+            messages_missing: d.health.messages_missing,
+            messages_late: d.health.messages_late,
         },
         key_rotation: d
             .key_rotation

@@ -16,7 +16,7 @@ const SOURCES = [
 
 // Values that reach tEnum(prefix, value) or t(`prefix_${value}`).
 const ENUMS = {
-  kind: ['panic', 'fall', 'tamper', 'power_loss', 'low_battery', 'silent', 'bad_signatures', 'tag_in_zone', 'tag_near', 'order_ending'],
+  kind: ['panic', 'fall', 'tamper', 'power_loss', 'low_battery', 'silent', 'bad_signatures', 'tag_in_zone', 'tag_near', 'order_ending', 'messages_missing'],
   risk: ['low', 'medium', 'high', 'critical'],
   state: ['open', 'acknowledged', 'resolved'],
   outcome: ['police_dispatched', 'false_alarm', 'technical', 'test', 'other'],

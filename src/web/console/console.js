@@ -1364,6 +1364,7 @@ function reasonText(reason) {
     order_kind: v.order_kind ? tEnum('order', v.order_kind) : v.order_kind,
     valid_to: v.valid_to ? (reason.code === 'order_ending' ? fmtTime(v.valid_to) : fmtDate(v.valid_to)) : v.valid_to,
     last_heard_at: v.last_heard_at ? fmtTime(v.last_heard_at) : v.last_heard_at,
+    device_time: v.device_time ? fmtTime(v.device_time) : v.device_time,
     distance: Number.isFinite(v.distance_m) ? fmtDistance(v.distance_m) : undefined,
     details,
   });

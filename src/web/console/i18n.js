@@ -130,6 +130,8 @@ const STRINGS = {
     reason_low_battery_reported_pct: 'Enheten rapporterar låg batterinivå ({battery_pct} %)',
     reason_low_battery_heartbeat: 'Batteriet på {battery_pct} % i senaste hjärtslaget',
     reason_bad_signatures: '{count} meddelanden med felaktig signatur inom {window_min} min: enheten kan ha manipulerats',
+    reason_messages_missing: '{count} meddelanden från enheten kom aldrig fram inom {window_min} min: kontrollera täckning och uppkoppling',
+    reason_arrived_late: 'Kom fram sent: enheten skickade om larmet sedan det första försöket gått förlorat; skickat {device_time} enligt enhetens klocka',
     reason_silent: 'Inget meddelande från enheten sedan {last_heard_at} (hjärtslag var {hb_s} s, marginal {grace_s} s): den skyddade kan stå utan skydd',
     reason_tag_in_zone: 'Förbudspersonen {restrained} (fotboja {tag}) är inne i förbudsområdet ”{zone}”',
     reason_tag_near: 'Förbudspersonen {restrained} (fotboja {tag}) är {distance} från larmenheten {device}s senast kända position',
@@ -229,6 +231,7 @@ const STRINGS = {
     kind_tag_in_zone: 'Fotboja i förbudsområde',
     kind_tag_near: 'Fotboja nära skyddad person',
     kind_order_ending: 'Kontaktförbud upphör snart',
+    kind_messages_missing: 'Meddelanden saknas',
 
     risk_low: 'Låg',
     risk_medium: 'Medel',
@@ -602,6 +605,8 @@ const STRINGS = {
     reason_low_battery_reported_pct: 'The device reports a low battery ({battery_pct} %)',
     reason_low_battery_heartbeat: 'Battery at {battery_pct} % in the last heartbeat',
     reason_bad_signatures: '{count} messages with a bad signature within {window_min} min: the device may have been tampered with',
+    reason_messages_missing: '{count} messages from the device never arrived within {window_min} min: check its coverage and connection',
+    reason_arrived_late: "Arrived late: the device repeated it after the first copy was lost; sent at {device_time} by the device's clock",
     reason_silent: 'No message from the device since {last_heard_at} (heartbeat every {hb_s} s, grace {grace_s} s): the holder may be unprotected',
     reason_tag_in_zone: 'Restrained person {restrained} (tag {tag}) is inside exclusion zone “{zone}”',
     reason_tag_near: 'Restrained person {restrained} (tag {tag}) is {distance} from the last known position of alarm device {device}',
@@ -701,6 +706,7 @@ const STRINGS = {
     kind_tag_in_zone: 'Tag in exclusion zone',
     kind_tag_near: 'Tag near protected person',
     kind_order_ending: 'Order ending soon',
+    kind_messages_missing: 'Messages missing',
 
     risk_low: 'Low',
     risk_medium: 'Medium',
