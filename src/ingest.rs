@@ -31,6 +31,9 @@ pub struct BrokerLink {
     /// A shared-subscription group, so several instances split the devices; `None`: a plain
     /// subscription.
     pub share_group: Option<String>,
+    /// An external broker: it outlives this process, so after a restart it still owes the
+    /// ingest the session it held (the embedded broker dies with the process).
+    pub external: bool,
 }
 
 impl BrokerLink {
@@ -210,6 +213,11 @@ pub async fn start(
         supervision,
     };
     ingest.restore().await?;
+    let session = SessionExpectation {
+        expected: link.external && ingest.store.broker_session_noted(&link.client_id).await?,
+        store: link.external.then(|| ingest.store.clone()),
+        client_id: link.client_id.clone(),
+    };
     let filter = match &link.share_group {
         Some(group) => format!("$share/{group}/{}", protocol::UPLINK_FILTER),
         None => protocol::UPLINK_FILTER.to_owned(),
@@ -221,6 +229,7 @@ pub async fn start(
         filter,
         tx.clone(),
         metrics,
+        session,
         shutdown.clone(),
     ));
     tokio::spawn(ingest.process(rx, shutdown));
@@ -301,6 +310,33 @@ pub async fn drain_session(
     taken
 }
 
+/// Tells a lost broker session from a first one. The broker owes the ingest its session
+/// once this process has had one, and, on an external broker, once the store notes that an
+/// earlier run had one under this client id.
+struct SessionExpectation {
+    expected: bool,
+    /// Where the session is noted (external brokers only).
+    store: Option<SharedStore>,
+    client_id: String,
+}
+
+impl SessionExpectation {
+    fn established(&mut self) {
+        if std::mem::replace(&mut self.expected, true) {
+            return;
+        }
+        if let Some(store) = self.store.clone() {
+            let client_id = self.client_id.clone();
+            // Off the event loop: a slow database must not hold up the broker link.
+            tokio::spawn(async move {
+                if let Err(e) = store.note_broker_session(&client_id, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot note the broker session in the store");
+                }
+            });
+        }
+    }
+}
+
 /// Drives the MQTT connection; hands every publish to the processor in arrival order.
 async fn poll(
     mut eventloop: EventLoop,
@@ -308,6 +344,7 @@ async fn poll(
     filter: String,
     tx: mpsc::Sender<Delivery>,
     metrics: Arc<Metrics>,
+    mut session: SessionExpectation,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -324,6 +361,17 @@ async fn poll(
                     session_present = ack.session_present,
                     "ingest connected to the broker"
                 );
+                if !ack.session_present && session.expected {
+                    Metrics::inc(&metrics.broker_session_lost_total);
+                    tracing::warn!(
+                        client_id = %session.client_id,
+                        "the broker no longer has the ingest's persistent session, so what it \
+                         queued for vakt is lost and only the devices' repeats bring those \
+                         alarms in; likely causes: the broker does not persist its state \
+                         (persistence false) or crashed before its autosave, the session \
+                         expired (persistent_client_expiration), or the client id changed"
+                    );
+                }
                 // Subscribing again is harmless when the session kept the subscription.
                 if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
                     tracing::error!(error = %e, "cannot subscribe");
@@ -332,6 +380,7 @@ async fn poll(
             // Ready only once subscribed: before that, a brand-new session would miss messages.
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 metrics.broker_connected.store(true, Ordering::Relaxed);
+                session.established();
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if tx

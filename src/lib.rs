@@ -139,6 +139,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                 username: Some(broker::BACKEND_USER.to_owned()),
                 password: Some(secret),
                 share_group: None,
+                external: false,
             };
             (link, host, addr.port())
         }
@@ -152,6 +153,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                 username: config.mqtt_username.clone(),
                 password: config.mqtt_password.as_ref().map(|s| s.0.clone()),
                 share_group: Some(config.mqtt_share_group.clone()).filter(|g| !g.is_empty()),
+                external: true,
             };
             (link, host, port)
         }
