@@ -1,8 +1,9 @@
 //! One simulated device: an MQTT 3.1.1 session that signs what it sends and verifies what it receives.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::future::pending;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _};
 use rumqttc::{
@@ -10,10 +11,12 @@ use rumqttc::{
     Outgoing, Packet, Publish, QoS, Request, SubscribeFilter, SubscribeReasonCode,
 };
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{is_valid_device_id, now_ms, topic, Fix};
+use crate::pubacks::{Pending, PubackTally};
+use crate::repeat::Repeats;
 use crate::signing::{signed_body, unwrap_new_key, verify, DeviceKey, VerifyError};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -107,6 +110,18 @@ struct Shared {
     cfg_ts: AtomicI64,
     /// Repeated after every reconnect, as the protocol asks of a device.
     hello: Mutex<Option<Hello>>,
+    /// Alarms without a verified answer yet, sent again until one comes.
+    repeats: Mutex<Repeats>,
+    /// Off: new alarms are sent once, as a device without repetition would.
+    repeating: AtomicBool,
+    repeats_sent: AtomicU64,
+    /// Wakes the repeat task when the schedule may have moved.
+    repeat_wake: Notify,
+    /// Whether a connection is up with its subscriptions in place; repeats wait for it.
+    online: watch::Sender<bool>,
+    /// Held while a publish is queued, so the tally learns kinds in the client's order.
+    queue_order: tokio::sync::Mutex<()>,
+    pubacks: Mutex<PubackTally>,
 }
 
 /// A simulated alarm device connected to a broker.
@@ -118,6 +133,7 @@ pub struct SimDevice {
     acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>,
     cfg_seen: tokio::sync::Mutex<watch::Receiver<Option<Map<String, Value>>>>,
     driver: JoinHandle<()>,
+    repeater: JoinHandle<()>,
 }
 
 impl SimDevice {
@@ -153,6 +169,13 @@ impl SimDevice {
             rejected_cfg: AtomicU64::new(0),
             cfg_ts: AtomicI64::new(i64::MIN),
             hello: Mutex::new(None),
+            repeats: Mutex::new(Repeats::default()),
+            repeating: AtomicBool::new(true),
+            repeats_sent: AtomicU64::new(0),
+            repeat_wake: Notify::new(),
+            online: watch::Sender::new(true),
+            queue_order: tokio::sync::Mutex::new(()),
+            pubacks: Mutex::new(PubackTally::default()),
         });
         let address = format!("{}:{}", opts.host, opts.port);
         tokio::time::timeout(CONNECT_TIMEOUT, handshake(&mut eventloop, &shared))
@@ -161,11 +184,13 @@ impl SimDevice {
             .with_context(|| format!("device {} could not connect to {address}", shared.id))?;
 
         let driver = tokio::spawn(drive(eventloop, Arc::clone(&shared)));
+        let repeater = tokio::spawn(repeat(Arc::clone(&shared)));
         Ok(SimDevice {
             shared,
             acks: tokio::sync::Mutex::new(acks_rx),
             cfg_seen: tokio::sync::Mutex::new(cfg_rx),
             driver,
+            repeater,
         })
     }
 
@@ -209,6 +234,9 @@ impl SimDevice {
     }
 
     /// `kind` is not checked, so a test can send one the protocol lacks.
+    ///
+    /// The alarm is sent again, byte for byte, until a verified `received` (or
+    /// `accepted`, `resolved`) names it: see [`crate::repeat`].
     pub async fn alarm(
         &self,
         kind: &str,
@@ -230,9 +258,10 @@ impl SimDevice {
 
     /// Signs and publishes `members` on `vakt/v1/dev/{id}/{suffix}`, adding
     /// `boot`, `seq` and `ts`; a member given here replaces the generated one.
+    /// On `alarm` it is repeated until answered, as [`SimDevice::alarm`] is.
     ///
     /// `at` forces `(boot, seq)` to craft a duplicate or a replay; the
-    /// device's own counter then does not move.
+    /// device's own counter then does not move, and the message is sent once.
     pub async fn publish_signed(
         &self,
         suffix: &str,
@@ -323,8 +352,51 @@ impl SimDevice {
         self.shared.rotations.load(Ordering::Relaxed)
     }
 
+    /// The `(boot, seq)` of the alarms still repeated for want of an answer, oldest first.
+    pub fn unanswered_alarms(&self) -> Vec<(u32, u32)> {
+        let repeats = self.shared.repeats.lock().expect("repeats lock");
+        repeats.pending().map(|a| (a.boot, a.seq)).collect()
+    }
+
+    /// How many times an alarm has been sent again.
+    pub fn repeats_sent(&self) -> u64 {
+        self.shared.repeats_sent.load(Ordering::Relaxed)
+    }
+
+    /// How many publishes on `vakt/v1/dev/{id}/{suffix}` the broker has acknowledged
+    /// (PUBACK), repeats included. A PUBACK only says the broker has the message.
+    pub fn broker_acked(&self, suffix: &str) -> u64 {
+        self.shared
+            .pubacks
+            .lock()
+            .expect("puback lock")
+            .acked(suffix)
+    }
+
+    /// Alarms given up unanswered because newer unanswered ones took their place.
+    pub fn dropped_alarms(&self) -> u64 {
+        self.shared.repeats.lock().expect("repeats lock").dropped()
+    }
+
+    /// How many unanswered alarms the device keeps repeating (16 unless set; the
+    /// protocol asks for at least 16). Past it, the oldest is given up.
+    pub fn set_keep_unanswered(&self, keep: usize) {
+        self.shared
+            .repeats
+            .lock()
+            .expect("repeats lock")
+            .set_keep(keep);
+    }
+
+    /// Off: alarms from now on are sent once, relying on the broker alone (for
+    /// tests that count exactly what arrives); the ones held already keep repeating.
+    pub fn set_repeating(&self, on: bool) {
+        self.shared.repeating.store(on, Ordering::Relaxed);
+    }
+
     /// Sends DISCONNECT (so no last will) and ends the session task.
     pub async fn disconnect(mut self) -> anyhow::Result<()> {
+        self.repeater.abort();
         self.shared.client.disconnect().await?;
         tokio::time::timeout(DISCONNECT_TIMEOUT, &mut self.driver)
             .await
@@ -336,6 +408,7 @@ impl SimDevice {
 impl Drop for SimDevice {
     fn drop(&mut self) {
         self.driver.abort();
+        self.repeater.abort();
     }
 }
 
@@ -430,20 +503,42 @@ impl Shared {
             }
         }
         let topic = topic(&self.id, suffix);
-        let body = signed_body(&self.current_key(), &topic, &all)?;
-        self.publish_raw(&topic, body.into_bytes()).await?;
+        let body = signed_body(&self.current_key(), &topic, &all)?.into_bytes();
+        // Held before it goes out, so that even the quickest answer finds it.
+        let held = suffix == "alarm" && at.is_none() && self.repeating.load(Ordering::Relaxed);
+        if held {
+            let mut repeats = self.repeats.lock().expect("repeats lock");
+            repeats.sent(boot, seq, topic.clone(), body.clone(), Instant::now());
+        }
+        if let Err(e) = self.publish_raw(&topic, body).await {
+            if held {
+                self.repeats
+                    .lock()
+                    .expect("repeats lock")
+                    .received(boot, seq);
+            }
+            return Err(e);
+        }
+        if held {
+            self.repeat_wake.notify_one();
+        }
         Ok((boot, seq))
     }
 
     async fn publish_raw(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
         self.unacked.send_modify(|n| *n += 1);
+        let kind = topic.rsplit('/').next().unwrap_or_default();
+        let order = self.queue_order.lock().await;
+        self.pubacks.lock().expect("puback lock").queued(kind);
         let sent = self
             .client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await;
         if sent.is_err() {
+            self.pubacks.lock().expect("puback lock").unqueued();
             self.settle(1);
         }
+        drop(order);
         Ok(sent?)
     }
 
@@ -455,7 +550,8 @@ impl Shared {
     /// Returns a new key when a `cfg` handed one over (the next connection logs in with it).
     fn on_publish(&self, publish: Publish) -> Option<DeviceKey> {
         if publish.topic == topic(&self.id, "ack") {
-            // Verified by the reader, so that a forged ack surfaces as an error there.
+            self.stop_repeating_answered(&publish.topic, &publish.payload);
+            // Verified by the reader too, so that a forged ack surfaces as an error there.
             let _ = self.acks.send(publish.payload.to_vec());
         } else if publish.topic == topic(&self.id, "cfg") && !publish.payload.is_empty() {
             match self.verify_downlink(&publish.topic, &publish.payload) {
@@ -474,6 +570,28 @@ impl Shared {
             }
         }
         None
+    }
+}
+
+impl Shared {
+    /// Every state of a genuine `ack` says the alarm is stored, so each ends its repeats.
+    fn stop_repeating_answered(&self, topic: &str, payload: &[u8]) {
+        let Ok((body, _)) = self.verify_downlink(topic, payload) else {
+            return;
+        };
+        let Ok(ack) = Feedback::from_body(&body) else {
+            return;
+        };
+        if matches!(ack.st.as_str(), "received" | "accepted" | "resolved") {
+            let answered = self
+                .repeats
+                .lock()
+                .expect("repeats lock")
+                .received(ack.boot, ack.seq);
+            if answered.is_some() {
+                self.repeat_wake.notify_one();
+            }
+        }
     }
 }
 
@@ -533,15 +651,20 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
         // A broker without our session discards what rumqttc kept for
         // retransmission; those publishes will never be acknowledged.
         let resendable = if eventloop.network.is_none() {
-            unacked_publishes(&eventloop)
+            pending_publishes(&eventloop)
         } else {
-            0
+            Pending::default()
         };
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff = MIN_BACKOFF;
                 if !connack.session_present {
-                    shared.settle(resendable);
+                    shared.settle(resendable.fresh + resendable.retransmit.len());
+                    shared
+                        .pubacks
+                        .lock()
+                        .expect("puback lock")
+                        .session_lost(&resendable);
                 }
                 tokio::spawn(after_reconnect(
                     Arc::clone(&shared),
@@ -555,10 +678,24 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
                         .set_credentials(&shared.id, shared.password(false));
                 }
             }
-            Ok(Event::Incoming(Packet::PubAck(_))) => shared.settle(1),
+            Ok(Event::Incoming(Packet::PubAck(puback))) => {
+                shared.settle(1);
+                shared
+                    .pubacks
+                    .lock()
+                    .expect("puback lock")
+                    .puback(puback.pkid);
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                shared.pubacks.lock().expect("puback lock").outgoing(pkid);
+            }
+            Ok(Event::Outgoing(Outgoing::AwaitAck(pkid))) => {
+                shared.pubacks.lock().expect("puback lock").collided(pkid);
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
+                shared.online.send_replace(false);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 // A broker whose password file still has the old key refuses the new one.
@@ -581,12 +718,16 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
     }
 }
 
-fn unacked_publishes(eventloop: &EventLoop) -> usize {
-    eventloop
-        .pending
-        .iter()
-        .filter(|request| matches!(request, Request::Publish(p) if p.qos != QoS::AtMostOnce))
-        .count()
+fn pending_publishes(eventloop: &EventLoop) -> Pending {
+    let mut pending = Pending::default();
+    for request in &eventloop.pending {
+        match request {
+            Request::Publish(p) if p.qos != QoS::AtMostOnce && p.pkid == 0 => pending.fresh += 1,
+            Request::Publish(p) if p.qos != QoS::AtMostOnce => pending.retransmit.push(p.pkid),
+            _ => {}
+        }
+    }
+    pending
 }
 
 /// Spawned because the event loop task must keep polling while these wait
@@ -604,5 +745,48 @@ async fn after_reconnect(shared: Arc<Shared>, resubscribe: bool) {
     let hello = shared.hello.lock().expect("hello lock").clone();
     if let Some(hello) = hello {
         let _ = shared.send_hello(&hello).await;
+    }
+    // Any of them may have been lost with the connection.
+    shared
+        .repeats
+        .lock()
+        .expect("repeats lock")
+        .reconnected(Instant::now());
+    shared.online.send_replace(true);
+    shared.repeat_wake.notify_one();
+}
+
+/// Sends unanswered alarms again when they are due, while a connection is up.
+async fn repeat(shared: Arc<Shared>) {
+    let mut online = shared.online.subscribe();
+    loop {
+        if online.wait_for(|up| *up).await.is_err() {
+            return;
+        }
+        let (due, next) = {
+            let mut repeats = shared.repeats.lock().expect("repeats lock");
+            (repeats.due(Instant::now()), repeats.next_due())
+        };
+        for alarm in due {
+            if shared
+                .publish_raw(&alarm.topic, alarm.payload)
+                .await
+                .is_err()
+            {
+                return; // the event loop is gone
+            }
+            shared.repeats_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let next_due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => pending().await,
+            }
+        };
+        tokio::select! {
+            () = next_due => {}
+            () = shared.repeat_wake.notified() => {}
+            _ = online.changed() => {}
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Many simulated devices at once: connect ramp, heartbeats, random alarms, ack latency.
+//! Many simulated devices at once: connect ramp, heartbeats, random alarms or a burst, ack latency.
 
 use std::collections::HashMap;
 use std::future::pending;
@@ -17,6 +17,7 @@ use tokio::time::{interval, interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::device::{SimDevice, SimOptions};
 use crate::protocol::{boot_from_clock, Fix};
+use crate::repeat::KEEP_UNANSWERED;
 use crate::signing::DeviceKey;
 
 pub const FLEET_FW: &str = "firmware-sim-0.1.0";
@@ -76,6 +77,25 @@ pub struct FleetConfig {
     pub stop: Option<watch::Receiver<bool>>,
     /// Receives what happens, for printing or a live view.
     pub events: Option<mpsc::UnboundedSender<FleetEvent>>,
+    /// Instead of living on heartbeats and random alarms, every device sends a
+    /// burst and the run ends when all are done.
+    pub burst: Option<Burst>,
+    /// How many unanswered alarms each device keeps repeating.
+    pub keep_unanswered: usize,
+}
+
+/// Every device sends `messages` QoS 1 messages as fast as the broker takes
+/// them, then waits for the backend to answer every alarm among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    /// Messages per device, after its `hello`.
+    pub messages: u32,
+    /// Every `alarm_every`-th message is a `panic` alarm, the others heartbeats;
+    /// 0: heartbeats only.
+    pub alarm_every: u32,
+    /// How long a device waits after its last message for every alarm's
+    /// `received` (repeating them meanwhile) and every PUBACK.
+    pub wait: Duration,
 }
 
 impl FleetConfig {
@@ -93,6 +113,8 @@ impl FleetConfig {
             connect_rate: 50,
             stop: None,
             events: None,
+            burst: None,
+            keep_unanswered: KEEP_UNANSWERED,
         }
     }
 }
@@ -142,9 +164,54 @@ pub struct FleetReport {
     /// Verified `received` acks for alarms sent in this run.
     pub received: u64,
     pub bad_acks: u64,
+    /// Alarms of this run still without `received` when the run ended.
+    pub unanswered: u64,
+    /// Alarm sends after the first, by the devices' repetition.
+    pub repeats: u64,
+    /// Alarms a device gave up because newer unanswered ones took their place.
+    pub dropped_alarms: u64,
+    /// Heartbeats the broker acknowledged (PUBACK); not proof that the backend has them.
+    pub heartbeats_acked: u64,
     pub elapsed: Duration,
-    /// Alarm publish to `received` ack, ascending.
+    /// An alarm's first send to its `received` ack, ascending.
     pub latencies: Vec<Duration>,
+    /// Per device, by id; filled in a burst run only.
+    pub per_device: Vec<DeviceReport>,
+}
+
+/// What one device of a burst sent and what came back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub id: String,
+    /// `(boot, seq)` of every alarm sent, in order.
+    pub alarms_sent: Vec<(u32, u32)>,
+    /// `(boot, seq)` of those answered `received`, in the order the answers came.
+    pub alarms_answered: Vec<(u32, u32)>,
+    pub heartbeats_sent: u64,
+    /// Heartbeats the broker acknowledged (PUBACK).
+    pub heartbeats_acked: u64,
+    pub repeats: u64,
+    pub dropped_alarms: u64,
+}
+
+impl DeviceReport {
+    pub fn to_json(&self) -> Value {
+        let pairs = |alarms: &[(u32, u32)]| {
+            alarms
+                .iter()
+                .map(|(boot, seq)| json!([boot, seq]))
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "id": self.id,
+            "alarms_sent": pairs(&self.alarms_sent),
+            "alarms_answered": pairs(&self.alarms_answered),
+            "heartbeats_sent": self.heartbeats_sent,
+            "heartbeats_acked": self.heartbeats_acked,
+            "repeats": self.repeats,
+            "dropped_alarms": self.dropped_alarms,
+        })
+    }
 }
 
 impl FleetReport {
@@ -166,7 +233,7 @@ impl FleetReport {
         self.percentile(99.0)
     }
 
-    /// The summary `firmware-sim load` prints; latencies in milliseconds.
+    /// The summary `firmware-sim load` and `burst` print; latencies in milliseconds.
     pub fn to_json(&self) -> Value {
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         json!({
@@ -180,6 +247,10 @@ impl FleetReport {
             "acks": self.acks,
             "received": self.received,
             "bad_acks": self.bad_acks,
+            "unanswered": self.unanswered,
+            "repeats": self.repeats,
+            "dropped_alarms": self.dropped_alarms,
+            "heartbeats_acked": self.heartbeats_acked,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "latency_ms": {
                 "samples": self.latencies.len(),
@@ -187,6 +258,7 @@ impl FleetReport {
                 "p99": ms(self.p99_latency()),
                 "max": ms(self.latencies.last().copied()),
             },
+            "per_device": self.per_device.iter().map(DeviceReport::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -201,7 +273,12 @@ struct Counters {
     publish_failures: AtomicU64,
     acks: AtomicU64,
     bad_acks: AtomicU64,
+    unanswered: AtomicU64,
+    repeats: AtomicU64,
+    dropped_alarms: AtomicU64,
+    heartbeats_acked: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
+    per_device: Mutex<Vec<DeviceReport>>,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -214,6 +291,8 @@ struct Run {
     port: u16,
     heartbeat: Duration,
     position_every: Option<Duration>,
+    burst: Option<Burst>,
+    keep_unanswered: usize,
     counters: Counters,
     events: Option<mpsc::UnboundedSender<FleetEvent>>,
     /// Alarm triggers of the devices that are connected, for the scheduler.
@@ -238,6 +317,8 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
         port: cfg.port,
         heartbeat: cfg.heartbeat.max(Duration::from_secs(1)),
         position_every: cfg.position_every,
+        burst: cfg.burst,
+        keep_unanswered: cfg.keep_unanswered,
         counters: Counters::default(),
         events: cfg.events,
         ready: Mutex::new(Vec::new()),
@@ -253,7 +334,7 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
     };
     let fleet = async {
         let mut tasks = JoinSet::new();
-        if let Some(mean) = cfg.alarm_every {
+        if let (Some(mean), None) = (cfg.alarm_every, cfg.burst) {
             tasks.spawn(schedule_alarms(mean, Arc::clone(&run), stop.clone()));
         }
         ramp_up(cfg.devices, cfg.connect_rate, &run, &stop, &mut tasks).await;
@@ -265,6 +346,8 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
                 panicked.get_or_insert(e);
             }
         }
+        // A burst ends by itself once every device is done.
+        stop_tx.send_replace(true);
         panicked.map_or(Ok(()), Err)
     };
     let ((), outcome) = tokio::join!(stopper, fleet);
@@ -273,6 +356,8 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
     let c = &run.counters;
     let mut latencies = std::mem::take(&mut *c.latencies.lock().expect("latency lock"));
     latencies.sort();
+    let mut per_device = std::mem::take(&mut *c.per_device.lock().expect("report lock"));
+    per_device.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(FleetReport {
         devices,
         connected: c.connected.load(Ordering::Relaxed),
@@ -284,8 +369,13 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
         acks: c.acks.load(Ordering::Relaxed),
         received: latencies.len() as u64,
         bad_acks: c.bad_acks.load(Ordering::Relaxed),
+        unanswered: c.unanswered.load(Ordering::Relaxed),
+        repeats: c.repeats.load(Ordering::Relaxed),
+        dropped_alarms: c.dropped_alarms.load(Ordering::Relaxed),
+        heartbeats_acked: c.heartbeats_acked.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         latencies,
+        per_device,
     })
 }
 
@@ -355,6 +445,7 @@ async fn run_device(spec: FleetDevice, run: Arc<Run>, stop: watch::Receiver<bool
         _ = stopped(Some(stop.clone())) => return,
         device = connecting => device,
     };
+    device.set_keep_unanswered(run.keep_unanswered);
     let (alarm_tx, alarms) = mpsc::channel(4);
     run.ready.lock().expect("ready lock").push(alarm_tx);
     let mut sim = DeviceSim::new(device, spec.home, &run, alarms);
@@ -368,8 +459,9 @@ async fn run_device(spec: FleetDevice, run: Arc<Run>, stop: watch::Receiver<bool
     }
     tokio::select! {
         _ = stopped(Some(stop)) => {}
-        _ = sim.live() => {}
+        _ = sim.act() => {}
     }
+    sim.finish();
     let _ = sim.device.disconnect().await;
 }
 
@@ -416,6 +508,7 @@ struct DeviceSim<'r> {
     alarms: mpsc::Receiver<&'static str>,
     /// Alarms of this run still waiting for `received`, by `(boot, seq)`.
     awaiting: HashMap<(u32, u32), Instant>,
+    report: DeviceReport,
 }
 
 impl<'r> DeviceSim<'r> {
@@ -427,14 +520,25 @@ impl<'r> DeviceSim<'r> {
     ) -> Self {
         let mut rng = StdRng::from_entropy();
         DeviceSim {
-            device,
             run,
             home: home.and_then(|(lat, lon)| Fix::from_degrees(lat, lon, 10).ok()),
             batt: rng.gen_range(40..=100),
             charging: false,
             rng,
-            alarms,
             awaiting: HashMap::new(),
+            report: DeviceReport {
+                id: device.device_id().to_owned(),
+                ..DeviceReport::default()
+            },
+            device,
+            alarms,
+        }
+    }
+
+    async fn act(&mut self) {
+        match self.run.burst {
+            Some(burst) => self.burst(burst).await,
+            None => self.live().await,
         }
     }
 
@@ -456,6 +560,64 @@ impl<'r> DeviceSim<'r> {
         }
     }
 
+    /// Sends the burst as fast as the broker takes it, taking in acks as they
+    /// come, then waits for the rest.
+    async fn burst(&mut self, burst: Burst) {
+        let mut sent = 0;
+        while sent < burst.messages {
+            tokio::select! {
+                biased;
+                feedback = self.device.feedback() => self.on_feedback(feedback),
+                () = std::future::ready(()) => {
+                    sent += 1;
+                    if burst.alarm_every > 0 && sent % burst.alarm_every == 0 {
+                        self.alarm("panic").await;
+                    } else {
+                        self.heartbeat().await;
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + burst.wait;
+        while !self.awaiting.is_empty() {
+            match tokio::time::timeout_at(deadline, self.device.feedback()).await {
+                Ok(feedback) => self.on_feedback(feedback),
+                Err(_) => break,
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self.device.flush(left).await;
+    }
+
+    /// Adds this device's end state to the run's counts.
+    fn finish(&mut self) {
+        let counters = &self.run.counters;
+        let hb_acked = self.device.broker_acked("hb");
+        counters
+            .unanswered
+            .fetch_add(self.awaiting.len() as u64, Ordering::Relaxed);
+        counters
+            .repeats
+            .fetch_add(self.device.repeats_sent(), Ordering::Relaxed);
+        counters
+            .dropped_alarms
+            .fetch_add(self.device.dropped_alarms(), Ordering::Relaxed);
+        counters
+            .heartbeats_acked
+            .fetch_add(hb_acked, Ordering::Relaxed);
+        if self.run.burst.is_some() {
+            let mut report = std::mem::take(&mut self.report);
+            report.heartbeats_acked = hb_acked;
+            report.repeats = self.device.repeats_sent();
+            report.dropped_alarms = self.device.dropped_alarms();
+            counters
+                .per_device
+                .lock()
+                .expect("report lock")
+                .push(report);
+        }
+    }
+
     fn spread_interval(&mut self, every: Duration) -> Interval {
         let phase = every.mul_f64(self.rng.gen::<f64>());
         let mut ticks = interval_at(Instant::now() + phase, every);
@@ -473,6 +635,7 @@ impl<'r> DeviceSim<'r> {
         }
         let rssi = self.rng.gen_range(-95..=-55);
         let sent = self.device.heartbeat(self.batt, self.charging, rssi).await;
+        self.report.heartbeats_sent += u64::from(sent.is_ok());
         self.count(sent.is_ok(), &self.run.counters.heartbeats);
     }
 
@@ -482,6 +645,7 @@ impl<'r> DeviceSim<'r> {
         match self.device.alarm(kind, fix, Some(self.batt)).await {
             Ok((boot, seq)) => {
                 self.awaiting.insert((boot, seq), sent_at);
+                self.report.alarms_sent.push((boot, seq));
                 bump(&self.run.counters.alarms);
                 self.run.emit(FleetEvent::Alarm {
                     device: self.device.device_id().to_owned(),
@@ -512,6 +676,7 @@ impl<'r> DeviceSim<'r> {
                 }
                 if let Some(sent_at) = self.awaiting.remove(&(ack.boot, ack.seq)) {
                     let latency = sent_at.elapsed();
+                    self.report.alarms_answered.push((ack.boot, ack.seq));
                     counters
                         .latencies
                         .lock()

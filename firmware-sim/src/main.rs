@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::{
-    boot_from_clock, is_valid_device_id, run_fleet, DeviceKey, Fix, FleetConfig, FleetDevice,
-    FleetEvent, FleetReport, SimDevice, SimOptions, FLEET_FW, FLEET_MODEL,
+    boot_from_clock, is_valid_device_id, run_fleet, Burst, DeviceKey, Fix, FleetConfig,
+    FleetDevice, FleetEvent, FleetReport, SimDevice, SimOptions, FLEET_FW, FLEET_MODEL,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -94,6 +94,12 @@ enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Every device sends --messages QoS 1 messages as fast as the broker takes
+    /// them (every --alarm-every-th a panic alarm, the rest heartbeats), then
+    /// waits up to --wait seconds for the "received" of every alarm, repeating
+    /// them meanwhile; prints the JSON summary with a per-device list. Fails
+    /// (after the report) if any alarm is still unanswered.
+    Burst(BurstArgs),
 }
 
 #[derive(Args)]
@@ -141,6 +147,33 @@ struct FleetArgs {
     /// New connections per second; 0: no limit.
     #[arg(long, default_value_t = 50)]
     connect_rate: u32,
+}
+
+#[derive(Args)]
+struct BurstArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Lines of `id key [lat lon]`; `#` starts a comment.
+    #[arg(long, visible_alias = "devices-file")]
+    devices: PathBuf,
+    /// Messages per device after its hello.
+    #[arg(long, default_value_t = 1000)]
+    messages: u32,
+    /// Every n-th message is a panic alarm; 0: heartbeats only.
+    #[arg(long, default_value_t = 50)]
+    alarm_every: u32,
+    /// Seconds each device waits, after its last message, for the answers.
+    #[arg(long, default_value_t = 120.0)]
+    wait: f64,
+    /// New connections per second; 0: no limit.
+    #[arg(long, default_value_t = 50)]
+    connect_rate: u32,
+    /// Unanswered alarms each device keeps repeating (the protocol asks for at least 16).
+    #[arg(long, default_value_t = 16)]
+    keep_unanswered: usize,
+    /// Write the JSON summary here instead of to standard output.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -215,6 +248,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Load { fleet: args } => {
             let report = fleet(args, false).await?;
             println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            Ok(())
+        }
+        Command::Burst(args) => {
+            let out = args.report.clone();
+            let report = burst(args).await?;
+            let json = serde_json::to_string_pretty(&report.to_json())?;
+            match out {
+                Some(path) => std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{json}"),
+            }
+            eprintln!("{}", summary_line(&report));
+            anyhow::ensure!(
+                report.unanswered == 0,
+                "{} of {} alarms still unanswered",
+                report.unanswered,
+                report.alarms
+            );
             Ok(())
         }
     }
@@ -311,9 +362,38 @@ async fn alarm_and_wait(
     }
 }
 
-async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetReport> {
+async fn burst(args: BurstArgs) -> anyhow::Result<FleetReport> {
     let devices = read_devices(&args.devices)?;
+    let mut cfg = FleetConfig::new(args.broker.host, args.broker.port, devices);
+    cfg.burst = Some(Burst {
+        messages: args.messages,
+        alarm_every: args.alarm_every,
+        wait: Duration::try_from_secs_f64(args.wait).context("--wait")?,
+    });
+    cfg.alarm_every = None;
+    cfg.connect_rate = args.connect_rate;
+    cfg.keep_unanswered = args.keep_unanswered;
+    cfg.stop = Some(stop_on_ctrl_c());
     let (events_tx, mut events) = mpsc::unbounded_channel();
+    cfg.events = Some(events_tx);
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                FleetEvent::ConnectFailed { device, error } => {
+                    eprintln!("connect failed {device}: {error}")
+                }
+                FleetEvent::BadAck { device, error } => eprintln!("bad ack {device}: {error}"),
+                _ => {}
+            }
+        }
+    });
+    let report = run_fleet(cfg).await?;
+    printer.await?;
+    Ok(report)
+}
+
+/// Ctrl-C asks the run to stop; until then it runs on.
+fn stop_on_ctrl_c() -> watch::Receiver<bool> {
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -322,6 +402,13 @@ async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetRepor
         // Holding the sender until then keeps the fleet from stopping on its own.
         drop(stop_tx);
     });
+    stop
+}
+
+async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetReport> {
+    let devices = read_devices(&args.devices)?;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let stop = stop_on_ctrl_c();
     let mut cfg = FleetConfig::new(args.broker.host, args.broker.port, devices);
     cfg.heartbeat = Duration::from_secs(args.hb);
     cfg.alarm_every = (args.alarm_every > 0.0)
@@ -408,12 +495,14 @@ fn summary_line(report: &FleetReport) -> String {
         )
     };
     format!(
-        "{} devices, {} connected, {} heartbeats, {} alarms, {} received; latency median {} p99 {}",
+        "{} devices, {} connected, {} heartbeats, {} alarms, {} received, {} unanswered, {} repeats; latency median {} p99 {}",
         report.devices,
         report.connected,
         report.heartbeats,
         report.alarms,
         report.received,
+        report.unanswered,
+        report.repeats,
         ms(report.median_latency()),
         ms(report.p99_latency()),
     )

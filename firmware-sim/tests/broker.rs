@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use firmware_sim::{
-    canonical_without_mac, run_fleet, signed_body, topic, verify, DeviceKey, FleetConfig,
+    canonical_without_mac, run_fleet, signed_body, topic, verify, Burst, DeviceKey, FleetConfig,
     FleetDevice, FleetEvent, SimDevice, SimOptions,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
@@ -360,13 +360,22 @@ async fn a_device_id_outside_the_protocol_pattern_is_refused() {
 
 /// Answers every alarm of the given devices with a signed `received` ack.
 async fn fake_backend(keys: HashMap<String, DeviceKey>) {
+    answering_backend(keys, false).await
+}
+
+/// `lose_first_copies`: acts as if the first copy of every alarm was lost on its way.
+async fn answering_backend(keys: HashMap<String, DeviceKey>, lose_first_copies: bool) {
     let mut alarms = Observer::watch("vakt/v1/dev/+/alarm").await;
+    let mut seen = std::collections::HashSet::new();
     tokio::spawn(async move {
         while let Some(alarm) = alarms.incoming.recv().await {
             let Some(id) = alarm.topic.split('/').nth(3) else {
                 continue;
             };
             let Some(key) = keys.get(id) else { continue };
+            if lose_first_copies && seen.insert(alarm.payload.clone()) {
+                continue;
+            }
             let body = verify(key, &alarm.topic, &alarm.payload).unwrap();
             let ack_topic = topic(id, "ack");
             let members = [
@@ -444,4 +453,223 @@ async fn a_fleet_ends_by_itself_after_its_duration() {
     assert_eq!(report.connected, 2);
     assert_eq!(report.alarms, 0);
     assert!(report.elapsed >= Duration::from_millis(500));
+}
+
+/// A signed `ack` for alarm `(boot, seq)`, as the backend would publish it.
+fn ack_body(key: &DeviceKey, id: &str, (boot, seq): (u32, u32), st: &str) -> String {
+    let members = [
+        ("boot", json!(boot)),
+        ("seq", json!(seq)),
+        ("st", json!(st)),
+        ("ts", json!(firmware_sim::now_ms())),
+    ];
+    signed_body(key, &topic(id, "ack"), &members).unwrap()
+}
+
+/// The next alarm copy with when it arrived, waiting up to `within`.
+async fn next_copy(observer: &mut Observer, within: Duration) -> Option<(Instant, Publish)> {
+    let copy = timeout(within, observer.incoming.recv()).await.ok()??;
+    Some((Instant::now(), copy))
+}
+
+fn seq_of(publish: &Publish) -> u64 {
+    let body: Value = serde_json::from_slice(&publish.payload).unwrap();
+    body["seq"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn an_unanswered_alarm_is_repeated_byte_for_byte_after_5_then_10_seconds_until_received() {
+    let id = unique_id("sim-repeat");
+    let key = DeviceKey::generate();
+    let mut backend = Observer::watch(&topic(&id, "alarm")).await;
+    let device = SimDevice::connect(options(&id, &key, 5)).await.unwrap();
+    let first = device.alarm("panic", None, Some(80)).await.unwrap();
+    let second = device.alarm("fall", None, None).await.unwrap();
+    let (sent_at, first_copy) = next_copy(&mut backend, WAIT).await.unwrap();
+    let (_, second_copy) = next_copy(&mut backend, WAIT).await.unwrap();
+    assert_eq!(device.unanswered_alarms(), [first, second]);
+
+    // Nothing is answered: both come again, the same bytes, about 5 s later.
+    let (at, again) = next_copy(&mut backend, WAIT).await.unwrap();
+    let (_, second_again) = next_copy(&mut backend, WAIT).await.unwrap();
+    let after = at - sent_at;
+    assert!(
+        (Duration::from_millis(4_500)..Duration::from_millis(7_000)).contains(&after),
+        "first repeat after {after:?}"
+    );
+    assert_eq!(again.payload, first_copy.payload);
+    assert_eq!(second_again.payload, second_copy.payload);
+    assert_eq!(again.topic, first_copy.topic);
+
+    // The first is answered; the second only by a forgery, which must not count.
+    let forged = ack_body(&DeviceKey::generate(), &id, second, "received");
+    backend.publish(&topic(&id, "ack"), false, forged).await;
+    let real = ack_body(&key, &id, first, "received");
+    backend.publish(&topic(&id, "ack"), false, real).await;
+    wait_until("the received to stop the first alarm's repeats", || {
+        device.unanswered_alarms() == [second]
+    })
+    .await;
+
+    // 10 s after its first repeat the second comes again; the first does not.
+    let (at_third, third) = next_copy(&mut backend, Duration::from_secs(14))
+        .await
+        .expect("no second repeat");
+    let gap = at_third - at;
+    assert!(
+        (Duration::from_millis(9_000)..Duration::from_millis(12_000)).contains(&gap),
+        "second repeat {gap:?} after the first"
+    );
+    assert_eq!(third.payload, second_copy.payload);
+    assert!(
+        next_copy(&mut backend, Duration::from_millis(1_500))
+            .await
+            .is_none(),
+        "the answered alarm came again"
+    );
+    assert_eq!(device.repeats_sent(), 3);
+
+    let answer = ack_body(&key, &id, second, "resolved");
+    backend.publish(&topic(&id, "ack"), false, answer).await;
+    wait_until("every alarm to be answered", || {
+        device.unanswered_alarms().is_empty()
+    })
+    .await;
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn after_a_lost_connection_an_unanswered_alarm_goes_out_again_at_once() {
+    let id = unique_id("sim-repeat-reconnect");
+    let key = DeviceKey::generate();
+    let mut backend = Observer::watch(&topic(&id, "alarm")).await;
+    let device = SimDevice::connect(options(&id, &key, 6)).await.unwrap();
+    device.hello("1.0.0", "vakt-one", 60).await.unwrap();
+    let alarm = device.alarm("panic", None, None).await.unwrap();
+    let (sent_at, first_copy) = next_copy(&mut backend, WAIT).await.unwrap();
+
+    // Taking over the client id with a clean session throws the device off
+    // and wipes its broker session.
+    let mut intruder = MqttOptions::new(&id, HOST, PORT);
+    intruder.set_clean_session(true);
+    let (_intruder, mut intruder_loop) = AsyncClient::new(intruder, 8);
+    loop {
+        let event = timeout(WAIT, intruder_loop.poll()).await.unwrap().unwrap();
+        if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+            break;
+        }
+    }
+    drop(intruder_loop);
+
+    let (at, again) = next_copy(&mut backend, WAIT).await.unwrap();
+    assert!(
+        at - sent_at < Duration::from_millis(4_000),
+        "repeated only {:?} after the first send",
+        at - sent_at
+    );
+    assert_eq!(again.payload, first_copy.payload);
+    assert_eq!(seq_of(&again), u64::from(alarm.1));
+    assert_eq!(device.repeats_sent(), 1);
+
+    let answer = ack_body(&key, &id, alarm, "received");
+    backend.publish(&topic(&id, "ack"), false, answer).await;
+    wait_until("the alarm to be answered", || {
+        device.unanswered_alarms().is_empty()
+    })
+    .await;
+    device.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_received_for_an_alarm_the_device_does_not_hold_changes_nothing() {
+    let id = unique_id("sim-repeat-stray");
+    let key = DeviceKey::generate();
+    let backend = Observer::watch(&topic(&id, "alarm")).await;
+    let device = SimDevice::connect(options(&id, &key, 8)).await.unwrap();
+    let alarm = device.alarm("panic", None, None).await.unwrap();
+
+    let stray = ack_body(&key, &id, (alarm.0, alarm.1 + 1), "received");
+    backend.publish(&topic(&id, "ack"), false, stray).await;
+
+    assert_eq!(device.next_feedback(WAIT).await.unwrap().seq, alarm.1 + 1);
+    assert_eq!(device.unanswered_alarms(), [alarm]);
+    device.disconnect().await.unwrap();
+}
+
+fn keys_of(devices: &[FleetDevice]) -> HashMap<String, DeviceKey> {
+    devices
+        .iter()
+        .map(|d| (d.id.clone(), d.key.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_burst_reports_per_device_what_was_sent_answered_and_acknowledged() {
+    let devices = fleet_of(2);
+    fake_backend(keys_of(&devices)).await;
+    let mut cfg = FleetConfig::new(HOST, PORT, devices.clone());
+    cfg.connect_rate = 0;
+    cfg.burst = Some(Burst {
+        messages: 200,
+        alarm_every: 20,
+        wait: Duration::from_secs(10),
+    });
+
+    let report = timeout(Duration::from_secs(20), run_fleet(cfg))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(
+        (report.alarms, report.received, report.unanswered),
+        (20, 20, 0)
+    );
+    assert_eq!((report.heartbeats, report.heartbeats_acked), (380, 380));
+    assert_eq!(report.latencies.len(), 20);
+    assert_eq!(report.per_device.len(), 2);
+    for device in &report.per_device {
+        assert_eq!(device.alarms_sent.len(), 10, "{device:?}");
+        // hello is seq 0, then every 20th of the 200 messages is an alarm.
+        let seqs: Vec<u32> = device.alarms_sent.iter().map(|(_, seq)| *seq).collect();
+        assert_eq!(seqs, (1..=10).map(|n| n * 20).collect::<Vec<_>>());
+        let mut answered = device.alarms_answered.clone();
+        answered.sort();
+        assert_eq!(answered, device.alarms_sent);
+        assert_eq!(
+            (device.heartbeats_sent, device.heartbeats_acked),
+            (190, 190)
+        );
+    }
+    let json = report.to_json();
+    assert_eq!(json["per_device"][0]["alarms_sent"][0][1], 20);
+    assert_eq!(json["unanswered"], 0);
+}
+
+#[tokio::test]
+async fn in_a_burst_alarms_whose_first_copy_is_lost_are_answered_after_a_repeat() {
+    let devices = fleet_of(1);
+    answering_backend(keys_of(&devices), true).await;
+    let mut cfg = FleetConfig::new(HOST, PORT, devices);
+    cfg.connect_rate = 0;
+    cfg.burst = Some(Burst {
+        messages: 40,
+        alarm_every: 10,
+        wait: Duration::from_secs(15),
+    });
+
+    let report = timeout(Duration::from_secs(25), run_fleet(cfg))
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(
+        (report.alarms, report.received, report.unanswered),
+        (4, 4, 0)
+    );
+    assert!(report.repeats >= 4, "{report:?}");
+    assert!(
+        report.latencies[0] >= Duration::from_millis(4_500),
+        "{report:?}"
+    );
+    assert_eq!(report.per_device[0].repeats, report.repeats);
 }
