@@ -546,6 +546,10 @@ impl Ingest {
                 }
                 return;
             }
+            Freshness::Replay if self.is_late_alarm(&device_id, &message) => {
+                self.take_in_late_alarm(&entry, message).await;
+                return;
+            }
             Freshness::Replay => {
                 Metrics::inc(&self.metrics.replays_total);
                 let detail = format!("{topic}: boot {} seq {:?}", message.boot, message.seq);
@@ -557,6 +561,48 @@ impl Ingest {
         }
         Metrics::inc(&self.metrics.messages_accepted_total);
         self.take_in(&entry, message).await;
+    }
+
+    /// An alarm of the device's current boot, too far below the newest message for the
+    /// window to say whether it was seen: one the broker lost (a crash before its autosave,
+    /// a full queue) that the device repeats until `received`, while its later messages got
+    /// through. The store knows whether it was taken in.
+    fn is_late_alarm(&self, device_id: &str, message: &Message) -> bool {
+        let highest = self
+            .devices
+            .get(device_id)
+            .and_then(|rt| rt.window.highest());
+        matches!(message.payload, Payload::Alarm { .. })
+            && message.seq.is_some()
+            && highest.is_some_and(|(boot, _)| boot == message.boot)
+    }
+
+    /// Stores a late alarm once (the store's `(device, boot, seq)` record stops a second
+    /// copy) and answers `received`. It says nothing of the device now: no sign of life,
+    /// no position, so that replayed old traffic cannot keep a device looking alive.
+    async fn take_in_late_alarm(&mut self, entry: &DeviceEntry, message: Message) {
+        let (Payload::Alarm { kind, batt, fix }, Some(seq)) = (&message.payload, message.seq)
+        else {
+            return;
+        };
+        let device_id = message.device.to_string();
+        let ctx = entry.context.clone().expect("checked by the caller");
+        let trigger = Trigger::Alarm {
+            kind: *kind,
+            position: fix.and_then(|f| Position::new(f.lat(), f.lon(), Some(f.acc_m))),
+            battery: *batt,
+        };
+        let origin = (message.boot, seq);
+        let now = now_ms();
+        if self
+            .act(&ctx, &device_id, &trigger, Some(origin), true, now)
+            .await
+        {
+            tracing::info!(device = %device_id, boot = origin.0, seq, "late alarm taken in");
+            self.downlink
+                .feedback(&device_id, origin, Feedback::Received)
+                .await;
+        }
     }
 
     async fn take_in(&mut self, entry: &DeviceEntry, message: Message) {

@@ -89,6 +89,8 @@ struct Mosquitto {
     dir: tempfile::TempDir,
     /// With the shipped durability settings; otherwise `persistence false`.
     persistent: bool,
+    /// Lines after the durability settings, which override them.
+    extra: String,
     child: Option<Child>,
 }
 
@@ -104,6 +106,7 @@ impl Mosquitto {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             persistent,
+            extra: String::new(),
             child: None,
         };
         broker.run().await;
@@ -127,7 +130,7 @@ impl Mosquitto {
             shipped_durability_settings(&data)
         } else {
             "persistence false\n".to_owned()
-        };
+        } + &self.extra;
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -301,6 +304,94 @@ async fn a_persistent_broker_keeps_the_session_and_a_restart_of_vakt_notices_whe
     wait_connected(&vakt).await;
     assert_eq!(metric(vakt.http_addr, SESSION_LOST).await, Some(1));
     vakt.stop().await;
+}
+
+/// `(device, boot, seq)` of every panic alarm the store took in, in order.
+async fn stored_alarms(url: &str) -> Vec<(String, i64, i64)> {
+    use sqlx::Connection;
+    const SQL: &str =
+        "SELECT device_id, boot, seq FROM device_messages WHERE kind = 'panic' ORDER BY 1, 2, 3";
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&mut c).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_dropped_at_a_full_broker_queue_comes_in_with_a_repeat_once_vakt_is_back() {
+    let mut broker = Mosquitto::start(true).await;
+    // A queue of 20 stands for the shipped 1,000,000 outlasted by a long outage.
+    broker.extra = "max_queued_messages 20\n".into();
+    broker.stop();
+    broker.run().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let store = vakt::store::open(&url).await.unwrap();
+    let devices = seed(&store, 1).await;
+    let (id, key) = &devices[0];
+    let client_id = unique("vakt-ingest");
+    let vakt = vakt_on(&broker, dir.path(), &url, &client_id).await;
+    wait_connected(&vakt).await;
+    let dev = Arc::new(
+        SimDevice::connect(SimOptions {
+            host: "127.0.0.1".into(),
+            port: broker.port,
+            device_id: id.clone(),
+            key: key.parse::<DeviceKey>().unwrap(),
+            boot: 1,
+        })
+        .await
+        .unwrap(),
+    );
+    // Four heartbeats a second (a device tracking its position sends as many): by the
+    // time a dropped alarm's repeat gets through, its seq is far below the newest one.
+    let beats = {
+        let dev = dev.clone();
+        tokio::spawn(async move {
+            loop {
+                dev.heartbeat(80, false, -70).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    // vakt is down while the device sends far more than the broker queues for it.
+    vakt.stop().await;
+    let mut alarms = Vec::new();
+    for _ in 0..12 {
+        alarms.push(dev.alarm("panic", None, None).await.unwrap());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let vakt = vakt_on(&broker, dir.path(), &url, &client_id).await;
+    wait_connected(&vakt).await;
+
+    // The repeats bring in what the broker dropped, though the device kept beating.
+    wait_for(
+        "every alarm to be answered",
+        Duration::from_secs(120),
+        || {
+            let dev = dev.clone();
+            async move { dev.unanswered_alarms().is_empty() }
+        },
+    )
+    .await;
+    beats.abort();
+    assert_eq!(dev.dropped_alarms(), 0);
+    let stored = stored_alarms(&url).await;
+    let sent: Vec<(String, i64, i64)> = alarms
+        .iter()
+        .map(|(b, s)| (id.clone(), i64::from(*b), i64::from(*s)))
+        .collect();
+    assert_eq!(stored, sent);
+    vakt.stop().await;
+    let log = std::fs::read_to_string(broker.log()).unwrap();
+    assert!(
+        log.contains("dropped"),
+        "the broker's queue never overflowed:\n{log}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -701,16 +792,7 @@ async fn every_alarm_is_stored_exactly_once_and_answered_through_crashes_restart
     }
 
     // Assert: the store holds each alarm once, and the alert counts count each once.
-    let stored: Vec<(String, i64, i64)> = {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&direct_url).await.unwrap();
-        sqlx::query_as(
-            "SELECT device_id, boot, seq FROM device_messages WHERE kind = 'panic' ORDER BY 1, 2, 3",
-        )
-        .fetch_all(&mut c)
-        .await
-        .unwrap()
-    };
+    let stored = stored_alarms(&direct_url).await;
     let counted: Vec<(String, i64)> = {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&direct_url).await.unwrap();
