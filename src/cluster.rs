@@ -60,6 +60,10 @@ pub async fn run(
                     for (client_id, _) in dead {
                         let taken = ingest::drain_session(&link, &client_id, &deliveries).await;
                         tracing::warn!(instance = %client_id, messages = taken, "drained the session of an instance that is gone");
+                        // Ended on purpose: if that instance comes back, it starts afresh.
+                        if let Err(e) = store.forget_broker_session(&client_id).await {
+                            tracing::warn!(error = %e, "cannot forget an instance's broker session");
+                        }
                         if let Err(e) = store.forget_instance(&client_id).await {
                             tracing::warn!(error = %e, "cannot forget an instance");
                         }

@@ -213,6 +213,12 @@ pub async fn start(
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let metrics = parts.metrics.clone();
+    // A session an earlier run of this client id had must still be there.
+    let session = SessionExpectation {
+        expected: parts.store.broker_session_noted(&link.client_id).await?,
+        store: parts.store.clone(),
+        client_id: link.client_id.clone(),
+    };
     let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
     let downlink = Ingest::start(
         parts,
@@ -232,6 +238,7 @@ pub async fn start(
         filter,
         tx.clone(),
         metrics,
+        session,
         shutdown,
     ));
     Ok(IngestHandle {
@@ -337,6 +344,34 @@ pub async fn drain_session(
     taken
 }
 
+/// Tells a lost broker session from a first one. The broker owes the ingest its session
+/// once this process has had one, and, on an external broker, once the store notes that an
+/// earlier run had one under this client id.
+struct SessionExpectation {
+    expected: bool,
+    /// Where the session is noted.
+    store: SharedStore,
+    client_id: String,
+}
+
+impl SessionExpectation {
+    fn established(&mut self) {
+        if std::mem::replace(&mut self.expected, true) {
+            return;
+        }
+        {
+            let store = self.store.clone();
+            let client_id = self.client_id.clone();
+            // Off the event loop: a slow database must not hold up the broker link.
+            tokio::spawn(async move {
+                if let Err(e) = store.note_broker_session(&client_id, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot note the broker session in the store");
+                }
+            });
+        }
+    }
+}
+
 /// Drives the MQTT connection; hands every publish to the processor in arrival order.
 async fn poll(
     mut eventloop: EventLoop,
@@ -344,6 +379,7 @@ async fn poll(
     filter: String,
     tx: mpsc::Sender<Delivery>,
     metrics: Arc<Metrics>,
+    mut session: SessionExpectation,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -360,6 +396,17 @@ async fn poll(
                     session_present = ack.session_present,
                     "ingest connected to the broker"
                 );
+                if !ack.session_present && session.expected {
+                    Metrics::inc(&metrics.broker_session_lost_total);
+                    tracing::warn!(
+                        client_id = %session.client_id,
+                        "the broker no longer has the ingest's persistent session, so what it \
+                         queued for vakt is lost and only the devices' repeats bring those \
+                         alarms in; likely causes: the broker does not persist its state \
+                         (persistence false) or crashed before its autosave, the session \
+                         expired (persistent_client_expiration), or the client id changed"
+                    );
+                }
                 // Subscribing again is harmless when the session kept the subscription.
                 if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
                     tracing::error!(error = %e, "cannot subscribe");
@@ -368,6 +415,7 @@ async fn poll(
             // Ready only once subscribed: before that, a brand-new session would miss messages.
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 metrics.broker_connected.store(true, Ordering::Relaxed);
+                session.established();
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if tx
@@ -667,12 +715,16 @@ impl Ingest {
         });
         let health = self.pending_health.entry(device_id.clone()).or_default();
         let offline = matches!(message.payload, Payload::Offline);
-        // The last will is the broker speaking, not the device: it is no sign of life.
-        if !offline {
+        // The last will is the broker speaking, not the device: it is no sign of life. Nor is
+        // a late message: old traffic played again must not keep a silent device looking
+        // alive.
+        if !offline && !late {
             health.last_heard_at = Some(now);
             self.supervision.heard(&device_id, now);
         }
-        health.online = Some(!offline);
+        if !late {
+            health.online = Some(!offline);
+        }
         let rt = self.devices.entry(device_id.clone()).or_default();
         let trigger = match &message.payload {
             Payload::Hello { fw, model, hb_s } => {

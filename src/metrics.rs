@@ -52,6 +52,7 @@ counters! {
     feedback_sent_total: "Signed acks sent to devices.",
     store_retries_total: "Store writes retried after a database error.",
     store_refused_total: "Messages not acknowledged because the store refused, for good, what they asked for.",
+    broker_session_lost_total: "Connections to the broker that found the ingest's persistent session gone (no broker persistence, an expired session, a changed client id).",
     logins_failed_total: "Failed logins.",
     silence_alerts_total: "Silence alerts raised (or updated) by supervision.",
     overdue_alerts_total: "Alerts flagged overdue.",

@@ -488,6 +488,12 @@ pub trait Store: Send + Sync + 'static {
     async fn stale_instances(&self, client_id: &str, before: Millis)
         -> Result<Vec<(String, bool)>>;
     async fn forget_instance(&self, client_id: &str) -> Result<()>;
+    /// Whether the broker has held a persistent session for this MQTT client id (noted at
+    /// the first subscription), so that a connection finding none has lost it.
+    async fn broker_session_noted(&self, client_id: &str) -> Result<bool>;
+    async fn note_broker_session(&self, client_id: &str, at: Millis) -> Result<()>;
+    /// The session was ended on purpose: the next connection under this id starts afresh.
+    async fn forget_broker_session(&self, client_id: &str) -> Result<()>;
     /// Erases the personal data of cases closed before `closed_before`: the person's name,
     /// phone and address, positions, the restrained persons and zones, free-text notes.
     /// Alerts stay, pseudonymised, for statistics. Returns the case ids erased.

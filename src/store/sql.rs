@@ -1291,6 +1291,34 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn broker_session_noted(&self, client_id: &str) -> Result<bool> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT client_id FROM broker_sessions WHERE client_id = $1")
+                        .bind(client_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.is_some())
+            }
+
+            async fn note_broker_session(&self, client_id: &str, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO broker_sessions (client_id, since) VALUES ($1, $2) ON CONFLICT (client_id) DO NOTHING",
+                )
+                .bind(client_id)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn forget_broker_session(&self, client_id: &str) -> Result<()> {
+                sqlx::query("DELETE FROM broker_sessions WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>> {
                 let due: Vec<(String, String)> = sqlx::query_as(
                     "SELECT id, person_id FROM cases WHERE closed_at IS NOT NULL AND closed_at < $1 AND erased_at IS NULL",
