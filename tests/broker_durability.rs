@@ -21,8 +21,8 @@ use common::*;
 use firmware_sim::{DeviceKey, SimDevice, SimOptions};
 use serde_json::json;
 use tokio::sync::watch;
-use vakt::domain::{now_ms, Case, DeviceKind, DeviceStatus, Person, Risk};
-use vakt::store::{DeviceHealth, DeviceRecord, Role, SharedStore, User};
+use vakt::domain::Risk;
+use vakt::store::SharedStore;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -508,66 +508,7 @@ impl Service {
 
 /// An officer, a case, and `n` issued alarm devices with their keys.
 async fn seed(store: &SharedStore, n: usize) -> Vec<(String, String)> {
-    let now = now_ms();
-    store
-        .insert_user(
-            &User {
-                username: "officer".into(),
-                role: Role::Officer,
-                region: None,
-                password_hash: "x".into(),
-                totp_secret: None,
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    let person = Person {
-        id: "p1".into(),
-        name: "Anna".into(),
-        phone: None,
-        address: None,
-        protected_identity: false,
-        region: Some("Stockholm".into()),
-    };
-    store.insert_person(&person, now).await.unwrap();
-    let case = Case {
-        id: "c1".into(),
-        reference: unique("ref"),
-        person_id: "p1".into(),
-        risk: Risk::High,
-        region: "Stockholm".into(),
-        response_plan: None,
-        relatives: vec![],
-        closed_at: None,
-    };
-    store.insert_case(&case, now).await.unwrap();
-    let mut devices = Vec::new();
-    for _ in 0..n {
-        let id = unique("dev");
-        let key = vakt::protocol::DeviceKey::generate().to_hex();
-        store
-            .insert_device(&DeviceRecord {
-                id: id.clone(),
-                kind: DeviceKind::Alarm,
-                model: None,
-                key_hex: key.clone(),
-                hb_interval_s: None,
-                status: DeviceStatus::InStock,
-                case_id: None,
-                holder_person_id: None,
-                created_at: now,
-                issued_at: None,
-                supervision_class: "standard".into(),
-                health: DeviceHealth::default(),
-                key_rotation: Default::default(),
-            })
-            .await
-            .unwrap();
-        store.issue_device(&id, "c1", "p1", now).await.unwrap();
-        devices.push((id, key));
-    }
-    devices
+    seed_issued_devices(store, Risk::High, n).await
 }
 
 /// One alarm as the campaign saw it go out and come back.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use firmware_sim::{DeviceKey, SimDevice, SimOptions};
 use serde_json::Value;
-use vakt::domain::{now_ms, Case, DeviceKind, DeviceStatus, Person, Risk};
-use vakt::store::{DeviceHealth, DeviceRecord, Role, SharedStore, User};
+use vakt::domain::{now_ms, Risk};
+use vakt::store::SharedStore;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -103,63 +103,12 @@ impl Deployment {
 
 /// An officer token and an issued device, written straight into the store.
 async fn seed(store: &SharedStore) -> (String, String, String) {
-    let now = now_ms();
-    store
-        .insert_user(
-            &User {
-                username: "officer".into(),
-                role: Role::Officer,
-                region: None,
-                password_hash: "x".into(),
-                totp_secret: None,
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let (id, key) = seed_issued_devices(store, Risk::Medium, 1).await.remove(0);
     let (token, hash) = vakt::web::auth::new_token();
-    store.insert_api_token(&hash, "officer", now).await.unwrap();
-    let person = Person {
-        id: "p1".into(),
-        name: "Anna".into(),
-        phone: None,
-        address: None,
-        protected_identity: false,
-        region: Some("Stockholm".into()),
-    };
-    store.insert_person(&person, now).await.unwrap();
-    let case = Case {
-        id: "c1".into(),
-        reference: unique("ref"),
-        person_id: "p1".into(),
-        risk: Risk::Medium,
-        region: "Stockholm".into(),
-        response_plan: None,
-        relatives: vec![],
-        closed_at: None,
-    };
-    store.insert_case(&case, now).await.unwrap();
-    let id = unique("dev");
-    let key = vakt::protocol::DeviceKey::generate().to_hex();
     store
-        .insert_device(&DeviceRecord {
-            id: id.clone(),
-            kind: DeviceKind::Alarm,
-            model: None,
-            key_hex: key.clone(),
-            hb_interval_s: None,
-            status: DeviceStatus::InStock,
-            case_id: None,
-            holder_person_id: None,
-            created_at: now,
-            issued_at: None,
-            supervision_class: "standard".into(),
-            health: DeviceHealth::default(),
-            key_rotation: Default::default(),
-        })
+        .insert_api_token(&hash, "officer", now_ms())
         .await
         .unwrap();
-    store.issue_device(&id, "c1", "p1", now).await.unwrap();
     (token, id, key)
 }
 

@@ -365,3 +365,74 @@ pub async fn tamper(database_url: &str, sql: &str) {
 pub fn fix_near_home() -> firmware_sim::Fix {
     firmware_sim::Fix::from_degrees(HOME.0 + 0.0004, HOME.1, 12).unwrap()
 }
+
+/// Written straight into the store, for tests that run the binary: an officer, the person
+/// `p1` with the case `c1` at `risk`, and `n` alarm devices issued to it, with their keys.
+pub async fn seed_issued_devices(
+    store: &vakt::store::SharedStore,
+    risk: vakt::domain::Risk,
+    n: usize,
+) -> Vec<(String, String)> {
+    use vakt::domain::{Case, DeviceKind, DeviceStatus, Person};
+    use vakt::store::{DeviceHealth, DeviceRecord};
+    let now = now_ms();
+    store
+        .insert_user(
+            &User {
+                username: "officer".into(),
+                role: Role::Officer,
+                region: None,
+                password_hash: "x".into(),
+                totp_secret: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let person = Person {
+        id: "p1".into(),
+        name: "Anna".into(),
+        phone: None,
+        address: None,
+        protected_identity: false,
+        region: Some("Stockholm".into()),
+    };
+    store.insert_person(&person, now).await.unwrap();
+    let case = Case {
+        id: "c1".into(),
+        reference: unique("ref"),
+        person_id: "p1".into(),
+        risk,
+        region: "Stockholm".into(),
+        response_plan: None,
+        relatives: vec![],
+        closed_at: None,
+    };
+    store.insert_case(&case, now).await.unwrap();
+    let mut devices = Vec::new();
+    for _ in 0..n {
+        let id = unique("dev");
+        let key = vakt::protocol::DeviceKey::generate().to_hex();
+        store
+            .insert_device(&DeviceRecord {
+                id: id.clone(),
+                kind: DeviceKind::Alarm,
+                model: None,
+                key_hex: key.clone(),
+                hb_interval_s: None,
+                status: DeviceStatus::InStock,
+                case_id: None,
+                holder_person_id: None,
+                created_at: now,
+                issued_at: None,
+                supervision_class: "standard".into(),
+                health: DeviceHealth::default(),
+                key_rotation: Default::default(),
+            })
+            .await
+            .unwrap();
+        store.issue_device(&id, "c1", "p1", now).await.unwrap();
+        devices.push((id, key));
+    }
+    devices
+}
