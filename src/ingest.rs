@@ -344,9 +344,9 @@ pub async fn drain_session(
     taken
 }
 
-/// Tells a lost broker session from a first one. The broker owes the ingest its session
-/// once this process has had one, and, on an external broker, once the store notes that an
-/// earlier run had one under this client id.
+/// Tells a lost broker session from a first one. The (external) broker owes the ingest its
+/// session once this process has had one, or once the store notes that an earlier run had
+/// one under this client id.
 struct SessionExpectation {
     expected: bool,
     /// Where the session is noted.
@@ -359,16 +359,14 @@ impl SessionExpectation {
         if std::mem::replace(&mut self.expected, true) {
             return;
         }
-        {
-            let store = self.store.clone();
-            let client_id = self.client_id.clone();
-            // Off the event loop: a slow database must not hold up the broker link.
-            tokio::spawn(async move {
-                if let Err(e) = store.note_broker_session(&client_id, now_ms()).await {
-                    tracing::warn!(error = %e, "cannot note the broker session in the store");
-                }
-            });
-        }
+        let store = self.store.clone();
+        let client_id = self.client_id.clone();
+        // Off the event loop: a slow database must not hold up the broker link.
+        tokio::spawn(async move {
+            if let Err(e) = store.note_broker_session(&client_id, now_ms()).await {
+                tracing::warn!(error = %e, "cannot note the broker session in the store");
+            }
+        });
     }
 }
 

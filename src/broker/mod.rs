@@ -192,16 +192,6 @@ impl EmbeddedBroker {
         }
     }
 
-    /// Whether a device with this id is connected now.
-    pub fn is_connected(&self, device: &str) -> bool {
-        self.inner
-            .sessions
-            .lock()
-            .expect("sessions")
-            .get(device)
-            .is_some_and(|s| s.live.is_some())
-    }
-
     fn retained(&self, topic: &str) -> Option<Bytes> {
         self.inner
             .retained
