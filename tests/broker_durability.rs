@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -23,29 +23,6 @@ use serde_json::json;
 use tokio::sync::watch;
 use vakt::domain::Risk;
 use vakt::store::SharedStore;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn find_mosquitto() -> PathBuf {
-    // Debian puts the broker in /usr/sbin, which an ordinary user's PATH may lack.
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("mosquitto"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "mosquitto is not installed, and this test needs a real Mosquitto: \
-                 install it (Debian/Ubuntu: apt-get install mosquitto) or put it on PATH"
-            )
-        })
-}
 
 /// The durability settings vakt ships, as `deploy/mosquitto/mosquitto.conf` has them, with
 /// the database in `data`.
@@ -200,18 +177,6 @@ impl Mosquitto {
     }
 }
 
-async fn metric(http: SocketAddr, name: &str) -> Option<u64> {
-    let text = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// vakt in this process on `broker`, with the test's database in `dir`.
 async fn vakt_on(
     broker: &Mosquitto,
@@ -233,7 +198,7 @@ async fn wait_connected(running: &vakt::Running) {
     wait_for(
         "the ingest to be connected and subscribed",
         Duration::from_secs(15),
-        || async move { metric(http, "vakt_broker_connected").await == Some(1) },
+        || async move { metric_at(http, "vakt_broker_connected").await == Some(1) },
     )
     .await;
 }
@@ -248,7 +213,7 @@ async fn a_broker_restarted_without_persistence_is_counted_as_a_lost_session() {
     let vakt = vakt_on(&broker, dir.path(), &url, &unique("vakt-ingest")).await;
     wait_connected(&vakt).await;
     // The first connection of a new client id has no session to lose.
-    assert_eq!(metric(vakt.http_addr, SESSION_LOST).await, Some(0));
+    assert_eq!(metric_at(vakt.http_addr, SESSION_LOST).await, Some(0));
 
     broker.kill_9();
     broker.run().await;
@@ -257,11 +222,11 @@ async fn a_broker_restarted_without_persistence_is_counted_as_a_lost_session() {
     wait_for(
         "the lost session to be counted",
         Duration::from_secs(15),
-        || async move { metric(http, SESSION_LOST).await == Some(1) },
+        || async move { metric_at(http, SESSION_LOST).await == Some(1) },
     )
     .await;
     wait_connected(&vakt).await;
-    assert_eq!(metric(vakt.http_addr, SESSION_LOST).await, Some(1));
+    assert_eq!(metric_at(vakt.http_addr, SESSION_LOST).await, Some(1));
     vakt.stop().await;
 }
 
@@ -286,13 +251,13 @@ async fn a_persistent_broker_keeps_the_session_and_a_restart_of_vakt_notices_whe
     broker.run().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     wait_connected(&vakt).await;
-    assert_eq!(metric(vakt.http_addr, SESSION_LOST).await, Some(0));
+    assert_eq!(metric_at(vakt.http_addr, SESSION_LOST).await, Some(0));
     vakt.stop().await;
 
     // So does vakt's own restart.
     let vakt = vakt_on(&broker, dir.path(), &url, &client_id).await;
     wait_connected(&vakt).await;
-    assert_eq!(metric(vakt.http_addr, SESSION_LOST).await, Some(0));
+    assert_eq!(metric_at(vakt.http_addr, SESSION_LOST).await, Some(0));
     vakt.stop().await;
 
     // While vakt is down, the broker comes back without its database: the next run of vakt
@@ -302,7 +267,7 @@ async fn a_persistent_broker_keeps_the_session_and_a_restart_of_vakt_notices_whe
     broker.run().await;
     let vakt = vakt_on(&broker, dir.path(), &url, &client_id).await;
     wait_connected(&vakt).await;
-    assert_eq!(metric(vakt.http_addr, SESSION_LOST).await, Some(1));
+    assert_eq!(metric_at(vakt.http_addr, SESSION_LOST).await, Some(1));
     vakt.stop().await;
 }
 
@@ -482,7 +447,7 @@ impl Service {
     /// `vakt_broker_session_lost_total` of the running process.
     async fn sessions_lost(&self) -> u64 {
         let http = format!("127.0.0.1:{}", self.http_port).parse().unwrap();
-        metric(http, SESSION_LOST).await.unwrap_or(0)
+        metric_at(http, SESSION_LOST).await.unwrap_or(0)
     }
 
     fn kill_9(&mut self) {

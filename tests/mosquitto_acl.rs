@@ -4,7 +4,9 @@
 //!
 //! Needs `mosquitto` installed (Debian: `apt-get install mosquitto`); `.ci/run` installs it.
 
-use std::net::TcpListener;
+mod common;
+
+use common::{find_mosquitto, free_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -203,21 +205,6 @@ fn write_files(
     stdout
 }
 
-fn find_mosquitto() -> PathBuf {
-    // Debian puts the broker in /usr/sbin, which an ordinary user's PATH may lack.
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("mosquitto"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "mosquitto is not installed, and this test needs a real Mosquitto: \
-                 install it (Debian/Ubuntu: apt-get install mosquitto) or put it on PATH"
-            )
-        })
-}
-
 #[cfg(unix)]
 fn owner_of(path: &Path) -> (u32, u32) {
     use std::os::unix::fs::MetadataExt;
@@ -228,14 +215,6 @@ fn owner_of(path: &Path) -> (u32, u32) {
 #[cfg(not(unix))]
 fn owner_of(_: &Path) -> (u32, u32) {
     (0, 0)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Three devices through the store API: A and B issued, C issued and returned.

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,14 +10,6 @@ use firmware_sim::{DeviceKey, SimDevice, SimOptions};
 use serde_json::Value;
 use vakt::domain::{now_ms, Risk};
 use vakt::store::SharedStore;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Deployment {
     dir: tempfile::TempDir,
@@ -269,15 +260,7 @@ async fn a_device_that_keeps_beating_is_not_declared_silent_across_a_kill_9_and_
 }
 
 async fn metric(port: u16, name: &str) -> Option<u64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
+    metric_at(([127, 0, 0, 1], port).into(), name).await
 }
 
 #[tokio::test]

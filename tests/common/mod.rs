@@ -436,3 +436,41 @@ pub async fn seed_issued_devices(
     }
     devices
 }
+
+/// A port nothing listens on right now, for a process the test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Mosquitto binary, for tests that run private brokers of their own.
+pub fn find_mosquitto() -> std::path::PathBuf {
+    // Debian puts the broker in /usr/sbin, which an ordinary user's PATH may lack.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join("mosquitto"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "mosquitto is not installed, and this test needs a real Mosquitto: \
+                 install it (Debian/Ubuntu: apt-get install mosquitto) or put it on PATH"
+            )
+        })
+}
+
+/// One counter of the vakt listening on `http`, or `None` while it does not answer.
+pub async fn metric_at(http: std::net::SocketAddr, name: &str) -> Option<u64> {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
