@@ -374,22 +374,7 @@ async fn burst(args: BurstArgs) -> anyhow::Result<FleetReport> {
     cfg.connect_rate = args.connect_rate;
     cfg.keep_unanswered = args.keep_unanswered;
     cfg.stop = Some(stop_on_ctrl_c());
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    cfg.events = Some(events_tx);
-    let printer = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            match event {
-                FleetEvent::ConnectFailed { device, error } => {
-                    eprintln!("connect failed {device}: {error}")
-                }
-                FleetEvent::BadAck { device, error } => eprintln!("bad ack {device}: {error}"),
-                _ => {}
-            }
-        }
-    });
-    let report = run_fleet(cfg).await?;
-    printer.await?;
-    Ok(report)
+    run_printing(cfg, false).await
 }
 
 /// Ctrl-C asks the run to stop; until then it runs on.
@@ -407,7 +392,6 @@ fn stop_on_ctrl_c() -> watch::Receiver<bool> {
 
 async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetReport> {
     let devices = read_devices(&args.devices)?;
-    let (events_tx, mut events) = mpsc::unbounded_channel();
     let stop = stop_on_ctrl_c();
     let mut cfg = FleetConfig::new(args.broker.host, args.broker.port, devices);
     cfg.heartbeat = Duration::from_secs(args.hb);
@@ -419,8 +403,14 @@ async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetRepor
     cfg.duration = (args.duration > 0).then(|| Duration::from_secs(args.duration));
     cfg.connect_rate = args.connect_rate;
     cfg.stop = Some(stop);
-    cfg.events = Some(events_tx);
+    run_printing(cfg, print_alarms).await
+}
 
+/// Runs the fleet, printing connect failures and bad acks (and with `print_alarms` every
+/// alarm and its answer) as they happen.
+async fn run_printing(mut cfg: FleetConfig, print_alarms: bool) -> anyhow::Result<FleetReport> {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    cfg.events = Some(events_tx);
     let printer = tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match event {
