@@ -438,6 +438,41 @@ async fn poll(
     }
 }
 
+/// Writes a batch of device health rows; returns the rows to try again with the next batch
+/// (the store was unreachable). One row the store refuses for good must not hold back every
+/// other device's liveness and replay window, so a refused batch is written row by row and
+/// only the refused row is given up (logged and counted).
+pub async fn write_health(
+    store: &SharedStore,
+    metrics: &Metrics,
+    batch: Vec<(String, DeviceHealth)>,
+) -> Vec<(String, DeviceHealth)> {
+    match store.flush_health(&batch).await {
+        Ok(()) => Vec::new(),
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "device health flush failed; keeping it for the next one");
+            batch
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "device health batch refused; writing it row by row");
+            let mut kept = Vec::new();
+            for row in batch {
+                let row = [row];
+                match store.flush_health(&row).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_transient() => kept.extend(row),
+                    Err(e) => {
+                        let [(id, _)] = row;
+                        Metrics::inc(&metrics.health_rows_refused_total);
+                        tracing::error!(device = id, error = %e, "the store refused a device's health row; it is dropped");
+                    }
+                }
+            }
+            kept
+        }
+    }
+}
+
 impl Ingest {
     /// Builds the ingest, restores what it remembers, and runs it on `rx`.
     async fn start(
@@ -535,11 +570,9 @@ impl Ingest {
             return;
         }
         let batch: Vec<(String, DeviceHealth)> = self.pending_health.drain().collect();
-        if let Err(e) = self.store.flush_health(&batch).await {
-            tracing::warn!(error = %e, "device health flush failed; keeping it for the next one");
-            for (id, h) in batch {
-                self.pending_health.entry(id).or_default().keep_unflushed(h);
-            }
+        let kept = write_health(&self.store, &self.metrics, batch).await;
+        for (id, h) in kept {
+            self.pending_health.entry(id).or_default().keep_unflushed(h);
         }
     }
 
@@ -1123,7 +1156,17 @@ impl Ingest {
         }
         self.security_last.insert(key, now);
         tracing::warn!(device = device_id, kind, detail, "security event");
-        let detail: String = detail.chars().take(500).collect();
+        // Topics and refusals carry whatever the sender put in them; a control character
+        // (NUL above all) must not make the store refuse the record of it.
+        let mut clean = String::with_capacity(detail.len().min(500));
+        for c in detail.chars().take(500) {
+            if c.is_control() {
+                clean.extend(c.escape_unicode());
+            } else {
+                clean.push(c);
+            }
+        }
+        let detail = clean;
         if let Err(e) = self
             .store
             .security_event(device_id, kind, &detail, now)
