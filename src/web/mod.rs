@@ -6,6 +6,7 @@ pub mod console;
 pub mod error;
 pub mod json;
 pub mod sse;
+pub mod text;
 pub mod totp;
 
 use std::sync::Arc;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/console-config", get(api::console_config))
         .route("/api/status", get(api::status))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(text::refuse_control_in_uri))
         .layer(axum::middleware::map_response(problem_for_every_error))
         .layer(axum::middleware::map_response(move |resp| {
             security_headers(resp, csp.clone())
