@@ -34,6 +34,11 @@ const BACKEND_PASSWORD: &str = "backend-password-for-the-security-suite";
 pub const HOME: (f64, f64) = (59.3366, 18.0612);
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Held by an attack while it measures how long an alarm waits (floods, takeovers): the
+/// suite's tests run in parallel on two cores, and one flood must not be timed against
+/// another's load. `let _alone = ALONE.lock().await;` before starting the target.
+pub static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Topology {
     Embedded,
