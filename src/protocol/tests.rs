@@ -147,3 +147,40 @@ fn a_device_may_publish_only_to_its_own_uplink_and_never_retained() {
     assert!(may_publish("dev-1", "vakt/v1/dev/dev-1/cfg", false).is_err());
     assert!(may_publish("dev-1", "elsewhere", false).is_err());
 }
+
+#[test]
+fn every_uplink_kind_is_listed_once_and_parses_from_its_own_topic() {
+    let leaves: std::collections::BTreeSet<&str> = Uplink::ALL.iter().map(|u| u.name()).collect();
+    assert_eq!(leaves.len(), Uplink::ALL.len());
+    for &u in Uplink::ALL {
+        let (_, parsed) = parse_topic(&format!("vakt/v1/dev/dev-001/{}", u.name())).unwrap();
+        assert_eq!(parsed, u);
+    }
+    for down in DOWNLINKS {
+        assert!(parse_topic(&format!("vakt/v1/dev/dev-001/{down}")).is_err());
+    }
+}
+
+#[test]
+fn no_new_device_may_take_a_name_the_backend_logs_in_with() {
+    for reserved in ["vakt-ingest", "vakt-1", "vakt-backend", "VAKT-1", "Vakt-x"] {
+        assert_eq!(
+            new_device_id(reserved, &[]),
+            Err(ProtocolError::ReservedDeviceId),
+            "{reserved}"
+        );
+    }
+    // Whatever this instance's own identities are, also outside the prefix.
+    assert_eq!(
+        new_device_id("ingest-7", &["ingest-7", "broker-user"]),
+        Err(ProtocolError::ReservedDeviceId)
+    );
+    assert_eq!(
+        new_device_id("Broker-User", &["ingest-7", "broker-user"]),
+        Err(ProtocolError::ReservedDeviceId)
+    );
+    assert_eq!(new_device_id("a b", &[]), Err(ProtocolError::BadDeviceId));
+    for fine in ["dev-001", "demo-alarm-1", "vakt", "vaktx-1", "my-vakt-1"] {
+        assert!(new_device_id(fine, &["ingest-7"]).is_ok(), "{fine}");
+    }
+}
