@@ -12,3 +12,4 @@ mod common;
 mod target;
 
 mod baseline;
+mod broker_rights;
