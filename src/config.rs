@@ -19,6 +19,9 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The ingest's client id on an external broker when neither it nor a username is set.
+pub const DEFAULT_CLIENT_ID: &str = "vakt-ingest";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -28,10 +31,14 @@ pub struct Config {
     pub mqtt_listen: SocketAddr,
     /// An external broker, `mqtt://host:port`; when set no broker is embedded.
     pub mqtt_url: Option<String>,
+    /// This instance's own user on the external broker; it is its client id too.
     pub mqtt_username: Option<String>,
+    /// The backend's broker secret, shared by all instances: each backend user's password is
+    /// derived from it (`broker::backend_password`).
     pub mqtt_password: Option<Secret>,
     /// The ingest's MQTT client id; fixed so its persistent session survives restarts.
-    /// Several instances need distinct ids.
+    /// Several instances need distinct ids. With a username, the username (see
+    /// `broker_client_id`).
     pub mqtt_client_id: String,
     /// On an external broker, subscribe through `$share/{group}/...` so several instances
     /// split the devices between them; empty: every instance gets every message.
@@ -105,7 +112,7 @@ impl Default for Config {
             mqtt_url: None,
             mqtt_username: None,
             mqtt_password: None,
-            mqtt_client_id: "vakt-ingest".into(),
+            mqtt_client_id: DEFAULT_CLIENT_ID.into(),
             mqtt_share_group: "vakt".into(),
             database_url: None,
             master_key: None,
@@ -133,6 +140,8 @@ pub enum ConfigError {
     Toml(PathBuf, toml::de::Error),
     #[error("environment variable {0}: {1}")]
     Env(&'static str, String),
+    #[error("{0}")]
+    BrokerIdentity(String),
 }
 
 impl Config {
@@ -241,6 +250,57 @@ impl Config {
         )
     }
 
+    /// The backend's client id on an external broker. With a username it is the username
+    /// (unless `mqtt_client_id` is set to something else, which `check_broker_identity`
+    /// refuses): Mosquitto's `use_username_as_clientid`, which keeps devices off the
+    /// backend's client id, makes it so anyway, and the supervision leader must know under
+    /// which id a dead instance's session is kept.
+    pub fn broker_client_id(&self) -> &str {
+        match &self.mqtt_username {
+            Some(user) if self.mqtt_client_id == DEFAULT_CLIENT_ID => user,
+            _ => &self.mqtt_client_id,
+        }
+    }
+
+    /// The names this instance goes by on a broker: no device may be given one of them.
+    pub fn backend_identities(&self) -> Vec<&str> {
+        let mut names = vec![self.mqtt_client_id.as_str(), self.broker_client_id()];
+        names.extend(self.mqtt_username.as_deref());
+        names
+    }
+
+    /// On an external broker, the backend's client id and username must carry the prefix no
+    /// device id may have (`protocol::BACKEND_PREFIX`), so that no device can ever log in
+    /// under them, whichever instance created it; with a username, the client id is that
+    /// username.
+    pub fn check_broker_identity(&self) -> Result<(), ConfigError> {
+        use crate::protocol::{is_backend_identity, BACKEND_PREFIX};
+        let client = self.broker_client_id();
+        if !is_backend_identity(client) {
+            return Err(ConfigError::BrokerIdentity(format!(
+                "mqtt_client_id `{client}` must start with `{BACKEND_PREFIX}`: that prefix is \
+                 reserved for the backend, so no device can be given the id and take over the \
+                 backend's connection"
+            )));
+        }
+        if let Some(user) = &self.mqtt_username {
+            if !is_backend_identity(user) {
+                return Err(ConfigError::BrokerIdentity(format!(
+                    "mqtt_username `{user}` must start with `{BACKEND_PREFIX}`: that prefix is \
+                     reserved for the backend, so no device can be given the name"
+                )));
+            }
+            if client != user {
+                return Err(ConfigError::BrokerIdentity(format!(
+                    "mqtt_client_id `{client}` differs from mqtt_username `{user}`: the broker \
+                     makes the username the client id (use_username_as_clientid), so give each \
+                     instance a username of its own and leave mqtt_client_id unset"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The database to open: the configured URL, or SQLite in the data directory.
     pub fn database_url(&self) -> String {
         match &self.database_url {
@@ -287,6 +347,45 @@ mod tests {
             .apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "nowhere".to_owned()))
             .unwrap_err();
         assert!(err.to_string().contains("VAKT_HTTP_ADDR"));
+    }
+
+    #[test]
+    fn with_a_username_the_backend_is_known_on_the_broker_by_that_name_alone() {
+        let mut c = Config {
+            mqtt_username: Some("vakt-1".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.broker_client_id(), "vakt-1");
+        assert!(c.check_broker_identity().is_ok());
+        c.mqtt_client_id = "vakt-2".into();
+        let err = c.check_broker_identity().unwrap_err().to_string();
+        assert!(err.contains("differs from mqtt_username"), "{err}");
+        c.mqtt_client_id = "vakt-1".into();
+        assert!(c.check_broker_identity().is_ok());
+    }
+
+    #[test]
+    fn a_backend_identity_a_device_id_could_have_is_refused() {
+        let c = Config {
+            mqtt_client_id: "ingest-7".into(),
+            ..Config::default()
+        };
+        assert!(c
+            .check_broker_identity()
+            .unwrap_err()
+            .to_string()
+            .contains("mqtt_client_id `ingest-7` must start with `vakt-`"));
+        let c = Config {
+            mqtt_username: Some("backend".into()),
+            mqtt_client_id: "vakt-1".into(),
+            ..Config::default()
+        };
+        assert!(c
+            .check_broker_identity()
+            .unwrap_err()
+            .to_string()
+            .contains("mqtt_username `backend`"));
+        assert!(Config::default().check_broker_identity().is_ok());
     }
 
     #[test]

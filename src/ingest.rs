@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::broker::EmbeddedBroker;
 use crate::directory::{DeviceEntry, Directory};
@@ -30,14 +30,28 @@ pub struct BrokerLink {
     pub host: String,
     pub port: u16,
     pub client_id: String,
+    /// This instance's broker user; when set it is `client_id` too.
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// The backend's broker secret, from which each backend user's password is derived.
+    pub secret: Option<String>,
     /// A shared-subscription group, so several instances split the devices; `None`: a plain
     /// subscription.
     pub share_group: Option<String>,
 }
 
 impl BrokerLink {
+    /// The login for the session kept under `client_id` (this instance's, or a dead one's
+    /// that the supervision leader drains): on a broker with logins, the backend user of
+    /// that name and its password, since the broker makes each user's name its client id.
+    pub fn login(&self, client_id: &str) -> Option<(String, String)> {
+        self.username.as_ref()?;
+        let secret = self.secret.as_deref().unwrap_or_default();
+        Some((
+            client_id.to_owned(),
+            crate::broker::backend_password(secret, client_id),
+        ))
+    }
+
     /// Parses `mqtt://host:port` (port 1883 when left out).
     pub fn parse_url(url: &str) -> Option<(String, u16)> {
         let rest = url
@@ -184,6 +198,16 @@ pub struct Delivery {
     pub done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// A security event the embedded broker saw (a login under a reserved name, a subscription
+/// outside the device's own topics), counted, rate-limited and stored like the ingest's own.
+#[derive(Debug)]
+pub struct BrokerEvent {
+    /// The device it concerns, when the broker knows one for sure.
+    pub device: Option<String>,
+    pub kind: &'static str,
+    pub detail: String,
+}
+
 /// What the ingest works with besides its broker link.
 pub struct IngestParts {
     pub store: SharedStore,
@@ -199,6 +223,9 @@ pub struct IngestParts {
 /// Messages waiting for the ingest. The embedded broker stops reading a device's connection
 /// when its share is full, so a burst waits here or in the device, never in a lossy log.
 const DELIVERY_QUEUE: usize = 10_000;
+/// Broker security events waiting for the ingest; past this they are counted and logged
+/// only (a flood of refused logins must not hold up the broker).
+const BROKER_EVENT_QUEUE: usize = 1_000;
 
 /// Connects to an external broker and starts the ingest; returns at once.
 pub async fn start(
@@ -213,8 +240,8 @@ pub async fn start(
         .set_keep_alive(Duration::from_secs(15))
         .set_max_packet_size(64 * 1024, 64 * 1024)
         .set_inflight(100);
-    if let Some(user) = &link.username {
-        options.set_credentials(user, link.password.clone().unwrap_or_default());
+    if let Some((user, password)) = link.login(&link.client_id) {
+        options.set_credentials(user, password);
     }
     let (client, eventloop) = AsyncClient::new(options, 1024);
     let metrics = parts.metrics.clone();
@@ -230,6 +257,7 @@ pub async fn start(
         Some(client.clone()),
         DownlinkSink::Client(client.clone()),
         rx,
+        None,
         shutdown.clone(),
     )
     .await?;
@@ -253,19 +281,31 @@ pub async fn start(
 }
 
 /// Starts the embedded broker on `listener` with the ingest behind it; returns at once.
+///
+/// `backend_identities` are names no login may use there besides the reserved prefix (the
+/// configured client id and username, whatever they are).
 pub async fn start_embedded(
     listener: tokio::net::TcpListener,
     parts: IngestParts,
+    backend_identities: Vec<String>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
     let (tx, rx) = IngestQueue::new(DELIVERY_QUEUE, parts.rate, parts.metrics.clone());
-    let broker = EmbeddedBroker::new(parts.directory.clone(), tx.clone(), parts.metrics.clone());
+    let (events_tx, events) = mpsc::channel(BROKER_EVENT_QUEUE);
+    let broker = EmbeddedBroker::new(
+        parts.directory.clone(),
+        tx.clone(),
+        events_tx,
+        parts.metrics.clone(),
+        backend_identities,
+    );
     let metrics = parts.metrics.clone();
     let downlink = Ingest::start(
         parts,
         None,
         DownlinkSink::Embedded(broker.clone()),
         rx,
+        Some(events),
         shutdown.clone(),
     )
     .await?;
@@ -289,8 +329,8 @@ pub async fn drain_session(link: &BrokerLink, client_id: &str, deliveries: &Inge
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(15))
             .set_max_packet_size(64 * 1024, 64 * 1024);
-        if let Some(user) = &link.username {
-            options.set_credentials(user, link.password.clone().unwrap_or_default());
+        if let Some((user, password)) = link.login(client_id) {
+            options.set_credentials(user, password);
         }
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -489,6 +529,7 @@ impl Ingest {
         client: Option<AsyncClient>,
         sink: DownlinkSink,
         rx: Inbox,
+        events: Option<mpsc::Receiver<BrokerEvent>>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Downlink, StoreError> {
         let IngestParts {
@@ -521,7 +562,7 @@ impl Ingest {
             refused_by_store: false,
         };
         ingest.restore().await?;
-        tokio::spawn(ingest.process(rx, shutdown));
+        tokio::spawn(ingest.process(rx, events, shutdown));
         Ok(downlink)
     }
 
@@ -537,7 +578,12 @@ impl Ingest {
         Ok(())
     }
 
-    async fn process(mut self, mut rx: Inbox, mut shutdown: watch::Receiver<bool>) {
+    async fn process(
+        mut self,
+        mut rx: Inbox,
+        mut events: Option<mpsc::Receiver<BrokerEvent>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut flush = tokio::time::interval(HEALTH_FLUSH_EVERY);
         loop {
             tokio::select! {
@@ -561,6 +607,9 @@ impl Ingest {
                         }
                         (None, None) => {}
                     }
+                }
+                Some(e) = next_event(&mut events) => {
+                    self.security_event(e.device.as_deref(), e.kind, &e.detail).await;
                 }
                 _ = flush.tick() => {
                     self.flush_health().await;
@@ -1182,6 +1231,20 @@ impl Ingest {
         {
             tracing::error!(error = %e, "could not store a security event");
         }
+    }
+}
+
+/// The next broker event, or never when there is no embedded broker (or it has stopped).
+async fn next_event(events: &mut Option<mpsc::Receiver<BrokerEvent>>) -> Option<BrokerEvent> {
+    match events {
+        Some(rx) => match rx.recv().await {
+            Some(e) => Some(e),
+            None => {
+                *events = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -53,6 +53,8 @@ pub enum StartError {
     Keys(#[from] keys::KeyError),
     #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port")]
     MqttUrl(String),
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
 }
 
 /// How to start: `demo` may move to free ports when the usual ones are taken.
@@ -100,6 +102,9 @@ async fn open_store_with(config: &Config, patience: Duration) -> Result<SharedSt
 
 /// Starts everything `vakt serve` runs and returns once it listens.
 pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartError> {
+    if config.mqtt_url.is_some() {
+        config.check_broker_identity()?;
+    }
     let store = open_store(&config).await?;
     let config = Arc::new(config);
     let vault = config.key_vault().map_err(StartError::Keys)?;
@@ -142,7 +147,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             } else {
                 addr.ip().to_string()
             };
-            let ingest = ingest::start_embedded(listener, parts, shutdown_rx.clone()).await?;
+            let reserved = config
+                .backend_identities()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let ingest =
+                ingest::start_embedded(listener, parts, reserved, shutdown_rx.clone()).await?;
             (ingest, host, addr.port())
         }
         Some(url) => {
@@ -151,9 +162,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             let link = ingest::BrokerLink {
                 host: host.clone(),
                 port,
-                client_id: config.mqtt_client_id.clone(),
+                client_id: config.broker_client_id().to_owned(),
                 username: config.mqtt_username.clone(),
-                password: config.mqtt_password.as_ref().map(|s| s.0.clone()),
+                secret: config.mqtt_password.as_ref().map(|s| s.0.clone()),
                 share_group: Some(config.mqtt_share_group.clone()).filter(|g| !g.is_empty()),
             };
             let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;

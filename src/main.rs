@@ -58,11 +58,15 @@ enum Command {
 #[derive(Subcommand)]
 enum BrokerCommand {
     /// Write Mosquitto's password file and ACL (DIR/passwd, DIR/acl) for the devices in
-    /// stock or issued and the backend user; then make Mosquitto reload: kill -HUP.
+    /// stock or issued and the backend users; then make Mosquitto reload: kill -HUP.
     MosquittoFiles {
         /// The directory to write `passwd` and `acl` into; it must exist.
         #[arg(long, value_name = "DIR")]
         out: std::path::PathBuf,
+        /// A vakt instance's broker user (repeat for each instance; each is its client id
+        /// too). Default: VAKT_MQTT_USERNAME, or `vakt-backend`.
+        #[arg(long = "backend-user", value_name = "NAME")]
+        backend_users: Vec<String>,
         /// Give the files to this owner (UID:GID), e.g. 1883:1883 for the
         /// eclipse-mosquitto image: Mosquitto reads them after dropping privileges.
         #[arg(long, value_name = "UID:GID", value_parser = vakt::mosquitto::parse_owner)]
@@ -274,8 +278,13 @@ async fn run() -> anyhow::Result<()> {
             }
         }
         Command::Broker {
-            command: BrokerCommand::MosquittoFiles { out, owner },
-        } => mosquitto_files(config, &out, owner).await,
+            command:
+                BrokerCommand::MosquittoFiles {
+                    out,
+                    backend_users,
+                    owner,
+                },
+        } => mosquitto_files(config, &out, backend_users, owner).await,
     }
 }
 
@@ -283,16 +292,22 @@ async fn run() -> anyhow::Result<()> {
 async fn mosquitto_files(
     config: Config,
     out: &std::path::Path,
+    mut backend_users: Vec<String>,
     owner: Option<(u32, u32)>,
 ) -> anyhow::Result<()> {
     use vakt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
     let Some(password) = config.mqtt_password.as_ref().filter(|p| !p.0.is_empty()) else {
         bail!("no backend broker password: set VAKT_MQTT_PASSWORD (or mqtt_password)");
     };
-    let user = config
-        .mqtt_username
-        .clone()
-        .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned());
+    if backend_users.is_empty() {
+        backend_users.push(
+            config
+                .mqtt_username
+                .clone()
+                .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned()),
+        );
+    }
+    let users: Vec<&str> = backend_users.iter().map(String::as_str).collect();
     let store = vakt::open_store_for_command(&config).await?;
     let vault = config.key_vault()?;
     // The broker checks the keys in its own hashed form: open the sealed ones here.
@@ -308,8 +323,8 @@ async fn mosquitto_files(
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut s);
         s
     };
-    let passwd = render_password_file(&devices, &user, &password.0, salt)?;
-    let acl = render_acl(&user)?;
+    let passwd = render_password_file(&devices, &users, &password.0, salt)?;
+    let acl = render_acl(&users)?;
     let write = |name, text: &str| {
         write_atomically(out, name, text, 0o600, owner)
             .with_context(|| format!("writing {}", out.join(name).display()))
@@ -317,8 +332,9 @@ async fn mosquitto_files(
     let passwd_path = write("passwd", &passwd.text)?;
     let acl_path = write("acl", &acl)?;
     println!(
-        "wrote {}: {user} and {} devices (in stock or issued); {} returned or lost left out",
+        "wrote {}: {} and {} devices (in stock or issued); {} returned or lost left out",
         passwd_path.display(),
+        users.join(", "),
         passwd.devices,
         passwd.revoked
     );

@@ -7,8 +7,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha2::Sha512;
 
+use crate::broker::backend_password;
 use crate::domain::DeviceStatus;
-use crate::protocol::{DeviceId, DeviceKey, Uplink, TOPIC_PREFIX};
+use crate::protocol::{self, DeviceKey, ProtocolError, Uplink, BACKEND_PREFIX, TOPIC_PREFIX};
 use crate::store::DeviceRecord;
 
 /// PBKDF2 rounds Mosquitto 2.x itself uses (`mosquitto_passwd`'s default), so the file looks
@@ -21,22 +22,14 @@ pub const SALT_LEN: usize = 12;
 const HASH_TYPE: u32 = 7;
 const HASH_LEN: usize = 64;
 
-/// What the backend answers devices on; the protocol's only downlink topics.
-const DOWNLINKS: [&str; 2] = ["ack", "cfg"];
-const UPLINKS: [Uplink; 5] = [
-    Uplink::Hello,
-    Uplink::Heartbeat,
-    Uplink::Alarm,
-    Uplink::Position,
-    Uplink::State,
-];
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilesError {
     #[error("the backend's broker password is empty")]
     EmptyBackendPassword,
-    #[error("backend broker username `{0}` is not a plain name (letters, digits, `_`, `-`)")]
+    #[error("backend broker username `{0}` is not a plain name (letters, digits, `_`, `-`) starting with `{BACKEND_PREFIX}`")]
     BadBackendUser(String),
+    #[error("no backend broker user")]
+    NoBackendUser,
 }
 
 /// Whether a device in this state may log in to the broker at all. A returned or lost device
@@ -73,25 +66,30 @@ pub struct PasswordFile {
     pub refused: Vec<(String, &'static str)>,
 }
 
-/// The password file: the backend user first, then every device that may connect, by id.
+/// The password file: the backend users first (one per vakt instance, each with its password
+/// derived from the backend secret), then every device that may connect, by id.
 ///
 /// `salt` supplies a fresh salt per line (the OS random source in use, fixed ones in tests).
 /// Mosquitto reads no comments in this file safely (a line without `:` could become a user
 /// without a password), so it holds nothing but entries.
 pub fn render_password_file(
     devices: &[DeviceRecord],
-    backend_user: &str,
-    backend_password: &str,
+    backend_users: &[&str],
+    backend_secret: &str,
     mut salt: impl FnMut() -> [u8; SALT_LEN],
 ) -> Result<PasswordFile, FilesError> {
-    check_backend_user(backend_user)?;
-    if backend_password.is_empty() {
+    check_backend_users(backend_users)?;
+    if backend_secret.is_empty() {
         return Err(FilesError::EmptyBackendPassword);
     }
-    let mut text = format!(
-        "{backend_user}:{}\n",
-        hash_password(backend_password, &salt(), PBKDF2_ITERATIONS)
-    );
+    let mut text = String::new();
+    for user in backend_users {
+        let password = backend_password(backend_secret, user);
+        text.push_str(&format!(
+            "{user}:{}\n",
+            hash_password(&password, &salt(), PBKDF2_ITERATIONS)
+        ));
+    }
     let mut sorted: Vec<&DeviceRecord> = devices.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let (mut written, mut revoked, mut refused) = (0, 0, Vec::new());
@@ -101,15 +99,22 @@ pub fn render_password_file(
             continue;
         }
         // The id becomes a username in this file and `%u` in the ACL: anything outside the
-        // protocol's id alphabet (`:`, a line break, `+`, `#`) could forge a line or a rule.
-        if DeviceId::parse(&d.id).is_err() {
-            refused.push((d.id.clone(), "id is not a protocol v1 device id"));
-            continue;
-        }
-        // A device named like the backend would log in with the backend's rights.
-        if d.id == backend_user {
-            refused.push((d.id.clone(), "id is the backend's broker username"));
-            continue;
+        // protocol's id alphabet (`:`, a line break, `+`, `#`) could forge a line or a rule,
+        // and a device named like the backend would log in with the backend's rights and,
+        // the username being the client id, take the backend's connection.
+        match protocol::new_device_id(&d.id, backend_users) {
+            Ok(_) => {}
+            Err(ProtocolError::ReservedDeviceId) => {
+                refused.push((
+                    d.id.clone(),
+                    "id is reserved for the backend's broker users",
+                ));
+                continue;
+            }
+            Err(_) => {
+                refused.push((d.id.clone(), "id is not a protocol v1 device id"));
+                continue;
+            }
         }
         // Devices send the key as 64 lowercase hex characters; write exactly that.
         let Some(key) = DeviceKey::from_hex(&d.key_hex) else {
@@ -132,9 +137,9 @@ pub fn render_password_file(
 }
 
 /// The ACL: each device on its own topics only (by `pattern` rules, so the file does not
-/// change when devices come and go), the backend on every device's.
-pub fn render_acl(backend_user: &str) -> Result<String, FilesError> {
-    check_backend_user(backend_user)?;
+/// change when devices come and go), each backend user on every device's.
+pub fn render_acl(backend_users: &[&str]) -> Result<String, FilesError> {
+    check_backend_users(backend_users)?;
     let mut acl = String::from(
         "# Mosquitto ACL for vakt device protocol v1 (docs/protocol.md), written by\n\
          # `vakt broker mosquitto-files`: edits here are lost at its next run.\n\
@@ -147,7 +152,7 @@ pub fn render_acl(backend_user: &str) -> Result<String, FilesError> {
          # broker publishes it on the device's behalf under the same rule, so a will naming\n\
          # another device's topic is dropped.\n",
     );
-    for up in UPLINKS {
+    for up in Uplink::ALL {
         acl.push_str(&format!("pattern write {TOPIC_PREFIX}%u/{}\n", up.name()));
     }
     acl.push_str(
@@ -155,42 +160,48 @@ pub fn render_acl(backend_user: &str) -> Result<String, FilesError> {
          # Devices: read only the answers meant for them. No device may read another\n\
          # device's topics: alarm and pos bodies carry where a protected person is.\n",
     );
-    for down in DOWNLINKS {
+    for down in protocol::DOWNLINKS {
         acl.push_str(&format!("pattern read {TOPIC_PREFIX}%u/{down}\n"));
     }
     acl.push_str(&format!(
         "\n\
-         # The vakt instances read every uplink, through the shared subscription\n\
-         # `$share/<group>/{TOPIC_PREFIX}+/+`. Mosquitto 2.0 checks each delivered message\n\
-         # against its real topic (first rule); the second lets a broker that checks the\n\
-         # subscription filter as written, `$share/` prefix included, accept it, and grants\n\
-         # nothing more because delivery is still checked by the first rule.\n\
-         user {backend_user}\n\
-         topic read {TOPIC_PREFIX}+/+\n\
-         topic read $share/#\n\
+         # The vakt instances, one user each (the broker makes a user's name its client id,\n\
+         # so each keeps a persistent session of its own), read every uplink through the\n\
+         # shared subscription `$share/<group>/{TOPIC_PREFIX}+/+`. Mosquitto 2.0 checks each\n\
+         # delivered message against its real topic (first rule); the second lets a broker\n\
+         # that checks the subscription filter as written, `$share/` prefix included, accept\n\
+         # it, and grants nothing more because delivery is still checked by the first rule.\n\
          # They answer devices: signed `ack` feedback and the retained, signed `cfg`.\n"
     ));
-    for down in DOWNLINKS {
-        acl.push_str(&format!("topic write {TOPIC_PREFIX}+/{down}\n"));
+    for user in backend_users {
+        acl.push_str(&format!(
+            "user {user}\n\
+             topic read {TOPIC_PREFIX}+/+\n\
+             topic read $share/#\n"
+        ));
+        for down in protocol::DOWNLINKS {
+            acl.push_str(&format!("topic write {TOPIC_PREFIX}+/{down}\n"));
+        }
     }
-    acl.push_str(
-        "# For the broker's health check in docker-compose.yml, which logs in as the backend.\n\
-         topic read $SYS/broker/uptime\n",
-    );
     Ok(acl)
 }
 
-fn check_backend_user(user: &str) -> Result<(), FilesError> {
-    // It stands before `:` in the password file and after `user ` in the ACL.
-    let plain = (1..=64).contains(&user.len())
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if plain {
-        Ok(())
-    } else {
-        Err(FilesError::BadBackendUser(user.to_owned()))
+/// Backend users stand before `:` in the password file and after `user ` in the ACL, and
+/// must carry the prefix no device id may have, so no device can ever be one of them.
+fn check_backend_users(users: &[&str]) -> Result<(), FilesError> {
+    if users.is_empty() {
+        return Err(FilesError::NoBackendUser);
     }
+    for user in users {
+        let plain = (1..=64).contains(&user.len())
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain || !protocol::is_backend_identity(user) {
+            return Err(FilesError::BadBackendUser((*user).to_owned()));
+        }
+    }
+    Ok(())
 }
 
 /// `UID:GID` (numbers) for `--owner`: Mosquitto reads these files after dropping its
@@ -313,7 +324,7 @@ mod tests {
             device("dev-a", DeviceStatus::InStock, KEY_A),
             device("dev-back", DeviceStatus::Returned, KEY_A),
         ];
-        let file = render_password_file(&devices, "vakt-backend", "secret", fixed_salt).unwrap();
+        let file = render_password_file(&devices, &["vakt-backend"], "secret", fixed_salt).unwrap();
         assert_eq!(users(&file.text), ["vakt-backend", "dev-a", "dev-b"]);
         assert_eq!((file.devices, file.revoked), (2, 2));
         assert!(file.refused.is_empty());
@@ -324,14 +335,18 @@ mod tests {
         )));
         assert!(file.text.starts_with(&format!(
             "vakt-backend:{}\n",
-            hash_password("secret", &salt, PBKDF2_ITERATIONS)
+            hash_password(
+                &backend_password("secret", "vakt-backend"),
+                &salt,
+                PBKDF2_ITERATIONS
+            )
         )));
     }
 
     #[test]
     fn the_password_file_holds_no_key_in_clear() {
         let devices = [device("dev-a", DeviceStatus::Issued, KEY_A)];
-        let file = render_password_file(&devices, "vakt-backend", "secret", fixed_salt).unwrap();
+        let file = render_password_file(&devices, &["vakt-backend"], "secret", fixed_salt).unwrap();
         assert!(!file.text.contains(KEY_A));
         assert!(!file.text.contains("secret"));
     }
@@ -340,7 +355,7 @@ mod tests {
     fn a_key_in_capitals_is_hashed_as_the_lowercase_hex_the_device_sends() {
         let upper = KEY_A.to_uppercase();
         let devices = [device("dev-a", DeviceStatus::Issued, &upper)];
-        let file = render_password_file(&devices, "vakt-backend", "secret", fixed_salt).unwrap();
+        let file = render_password_file(&devices, &["vakt-backend"], "secret", fixed_salt).unwrap();
         assert!(file
             .text
             .contains(&hash_password(KEY_A, &fixed_salt(), PBKDF2_ITERATIONS)));
@@ -353,7 +368,7 @@ mod tests {
             device("dev-b", DeviceStatus::Issued, KEY_A),
         ];
         let mut n = 0u8;
-        let file = render_password_file(&devices, "vakt-backend", "secret", || {
+        let file = render_password_file(&devices, &["vakt-backend"], "secret", || {
             n += 1;
             [n; SALT_LEN]
         })
@@ -372,43 +387,73 @@ mod tests {
             device("evil:x\nvakt-backend", DeviceStatus::Issued, KEY_A),
             device("dev-+", DeviceStatus::Issued, KEY_A),
             device("vakt-backend", DeviceStatus::Issued, KEY_A),
+            device("vakt-2", DeviceStatus::Issued, KEY_A),
+            device("Vakt-ingest", DeviceStatus::InStock, KEY_A),
             device("dev-badkey", DeviceStatus::Issued, "not hex"),
             device("dev-ok", DeviceStatus::Issued, KEY_A),
         ];
-        let file = render_password_file(&devices, "vakt-backend", "secret", fixed_salt).unwrap();
-        assert_eq!(users(&file.text), ["vakt-backend", "dev-ok"]);
+        let file =
+            render_password_file(&devices, &["vakt-1", "vakt-2"], "secret", fixed_salt).unwrap();
+        assert_eq!(users(&file.text), ["vakt-1", "vakt-2", "dev-ok"]);
         assert_eq!(file.devices, 1);
-        let refused: Vec<&str> = file.refused.iter().map(|(id, _)| id.as_str()).collect();
+        let refused: Vec<(&str, &str)> = file
+            .refused
+            .iter()
+            .map(|(id, why)| (id.as_str(), *why))
+            .collect();
+        let reserved = "id is reserved for the backend's broker users";
+        let bad = "id is not a protocol v1 device id";
         assert_eq!(
             refused,
             [
-                "dev-+",
-                "dev-badkey",
-                "evil:x\nvakt-backend",
-                "vakt-backend"
+                ("Vakt-ingest", reserved),
+                ("dev-+", bad),
+                ("dev-badkey", "key is not 64 hex characters"),
+                ("evil:x\nvakt-backend", bad),
+                ("vakt-2", reserved),
+                ("vakt-backend", reserved),
             ]
         );
     }
 
     #[test]
+    fn every_vakt_instance_gets_its_own_backend_user_with_its_own_password() {
+        let file = render_password_file(&[], &["vakt-1", "vakt-2"], "secret", fixed_salt).unwrap();
+        let salt = fixed_salt();
+        let line = |user: &str| {
+            format!(
+                "{user}:{}\n",
+                hash_password(&backend_password("secret", user), &salt, PBKDF2_ITERATIONS)
+            )
+        };
+        assert_eq!(file.text, line("vakt-1") + &line("vakt-2"));
+    }
+
+    #[test]
     fn no_password_file_is_made_without_a_backend_password_or_with_an_odd_backend_name() {
         assert_eq!(
-            render_password_file(&[], "vakt-backend", "", fixed_salt),
+            render_password_file(&[], &["vakt-backend"], "", fixed_salt),
             Err(FilesError::EmptyBackendPassword)
         );
         assert!(matches!(
-            render_password_file(&[], "vakt backend", "secret", fixed_salt),
+            render_password_file(&[], &["vakt backend"], "secret", fixed_salt),
             Err(FilesError::BadBackendUser(_))
         ));
         assert!(matches!(
-            render_acl("a:b\nuser x"),
+            render_acl(&["vakt-a:b\nuser x"]),
             Err(FilesError::BadBackendUser(_))
         ));
+        // A backend user a device id could equal: the device could take its client id.
+        assert_eq!(
+            render_acl(&["vakt-1", "ingest"]),
+            Err(FilesError::BadBackendUser("ingest".into()))
+        );
+        assert_eq!(render_acl(&[]), Err(FilesError::NoBackendUser));
     }
 
     #[test]
     fn the_acl_confines_devices_to_their_own_topics_by_pattern_rules() {
-        let acl = render_acl("vakt-backend").unwrap();
+        let acl = render_acl(&["vakt-1", "vakt-2"]).unwrap();
         let rules: Vec<&str> = acl
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -423,23 +468,34 @@ mod tests {
                 "pattern write vakt/v1/dev/%u/state",
                 "pattern read vakt/v1/dev/%u/ack",
                 "pattern read vakt/v1/dev/%u/cfg",
-                "user vakt-backend",
+                "user vakt-1",
                 "topic read vakt/v1/dev/+/+",
                 "topic read $share/#",
                 "topic write vakt/v1/dev/+/ack",
                 "topic write vakt/v1/dev/+/cfg",
-                "topic read $SYS/broker/uptime",
+                "user vakt-2",
+                "topic read vakt/v1/dev/+/+",
+                "topic read $share/#",
+                "topic write vakt/v1/dev/+/ack",
+                "topic write vakt/v1/dev/+/cfg",
             ]
         );
+        // Every uplink kind the protocol has, and nothing else, is a device's to write.
+        let writes = rules
+            .iter()
+            .filter(|r| r.starts_with("pattern write"))
+            .count();
+        assert_eq!(writes, Uplink::ALL.len());
     }
 
     #[test]
     fn the_acl_in_the_repository_is_the_one_vakt_writes() {
         // deploy/mosquitto/acl is there to be read (and for hand-kept setups); this keeps it
-        // from drifting away from what `vakt broker mosquitto-files` writes.
+        // from drifting away from what `vakt broker mosquitto-files` writes for the two
+        // instances of docker-compose.yml.
         assert_eq!(
             include_str!("../deploy/mosquitto/acl"),
-            render_acl("vakt-backend").unwrap()
+            render_acl(&["vakt-1", "vakt-2"]).unwrap()
         );
     }
 

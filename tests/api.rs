@@ -898,3 +898,76 @@ async fn a_closed_case_has_its_personal_data_erased_after_the_retention_period_a
     );
     assert!(!kept.to_string().contains("Anna called back"));
 }
+
+#[tokio::test]
+async fn no_device_can_be_given_a_name_the_backend_logs_in_to_the_broker_with() {
+    // On the embedded broker, where no check refuses it, also a configured username outside
+    // the reserved prefix.
+    let app = TestApp::start_with(|c| {
+        if c.mqtt_url.is_none() {
+            c.mqtt_username = Some("ingest-user".into());
+        }
+    })
+    .await;
+    let config = app.running.state.config.clone();
+    let mut reserved = vec![
+        "vakt-ingest".to_owned(),
+        "vakt-1".to_owned(),
+        "VAKT-2".to_owned(),
+        "vakt-backend".to_owned(),
+        config.broker_client_id().to_owned(),
+    ];
+    reserved.extend(config.mqtt_username.clone());
+    for id in &reserved {
+        let resp = app
+            .coordinator
+            .post(app.url("/api/devices"))
+            .json(&json!({"id": id}))
+            .send()
+            .await
+            .unwrap();
+        let (status, p) = problem(resp).await;
+        assert_eq!((status, p["field"].as_str()), (422, Some("id")), "{id}");
+        assert!(p["detail"].as_str().unwrap().contains("reserved"), "{p}");
+    }
+    // Nothing was stored, and each attempt is on record for the administrators.
+    let devices = app.get(&app.coordinator, "/api/devices").await;
+    assert!(devices.as_array().unwrap().is_empty(), "{devices}");
+    let events = app.get(&app.admin, "/api/security-events").await;
+    let recorded = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "reserved_device_id")
+        .count();
+    assert_eq!(recorded, reserved.len(), "{events}");
+
+    // The command line applies the same rule, naming the field.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["device", "add", "--id", "vakt-ingest"])
+        .current_dir(app.dir.path())
+        .env("VAKT_DATABASE_URL", &app.database_url)
+        .env("VAKT_DATA_DIR", app.dir.path())
+        .env_remove("VAKT_CONFIG")
+        .env_remove("VAKT_MQTT_URL")
+        .env("VAKT_LOG", "error")
+        .output()
+        .expect("vakt runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "the command line added it");
+    assert!(stderr.contains("id: reserved"), "{stderr}");
+    let devices = app.get(&app.coordinator, "/api/devices").await;
+    assert!(devices.as_array().unwrap().is_empty(), "{devices}");
+
+    // An ordinary id is fine, and so is one that merely contains the word.
+    for id in ["dev-reserved-ok", "my-vakt-1"] {
+        let resp = app
+            .coordinator
+            .post(app.url("/api/devices"))
+            .json(&json!({"id": id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{id}");
+    }
+}

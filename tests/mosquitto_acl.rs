@@ -19,8 +19,10 @@ use tokio::sync::mpsc;
 use vakt::domain::{now_ms, Case, DeviceKind, DeviceStatus, Person, Risk};
 use vakt::store::{DeviceHealth, DeviceRecord};
 
-const BACKEND: &str = "vakt-backend";
-const BACKEND_PASSWORD: &str = "backend-secret-for-this-test";
+/// One broker user per vakt instance (each is its client id too); the tests play several.
+const BACKENDS: [&str; 4] = ["vakt-1", "vakt-plain", "vakt-shared", "vakt-watch"];
+/// The backend secret every backend user's password is derived from.
+const BACKEND_SECRET: &str = "backend-secret-for-this-test";
 const A: &str = "dev-a";
 const B: &str = "dev-b";
 /// Issued once, then returned: revoked.
@@ -64,7 +66,7 @@ impl Broker {
         );
         let passwd = std::fs::read_to_string(out.join("passwd")).unwrap();
         let users: Vec<&str> = passwd.lines().filter_map(|l| l.split(':').next()).collect();
-        assert_eq!(users, [BACKEND, A, B]);
+        assert_eq!(users, [&BACKENDS[..], &[A, B]].concat());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -82,6 +84,8 @@ impl Broker {
                  allow_anonymous false\n\
                  password_file {}\n\
                  acl_file {}\n\
+                 # As in deploy/mosquitto/mosquitto.conf: a client's id is its username.\n\
+                 use_username_as_clientid true\n\
                  # Started as root, Mosquitto would switch to its own user, which cannot read\n\
                  # our 0600 files; as anyone else it ignores this.\n\
                  user root\n\
@@ -159,10 +163,19 @@ impl Broker {
             .unwrap_or_else(|code| panic!("{id} refused ({code:?}):\n{}", self.log_text()))
     }
 
-    async fn backend(&self, client_id: &str) -> Client {
-        self.login(client_id, BACKEND, BACKEND_PASSWORD)
-            .await
-            .unwrap_or_else(|code| panic!("the backend refused ({code:?}):\n{}", self.log_text()))
+    /// A vakt instance, logged in as its own backend user.
+    async fn backend(&self, user: &str) -> Client {
+        assert!(
+            BACKENDS.contains(&user),
+            "{user} has no line in the password file"
+        );
+        self.login(
+            user,
+            user,
+            &vakt::broker::backend_password(BACKEND_SECRET, user),
+        )
+        .await
+        .unwrap_or_else(|code| panic!("the backend refused ({code:?}):\n{}", self.log_text()))
     }
 
     async fn login(
@@ -188,9 +201,10 @@ fn write_files(
         .arg(dir.join("mosquitto"))
         // Exercises the hand-over to Mosquitto's user; here that is us.
         .args(["--owner", &format!("{uid}:{gid}")])
+        .args(BACKENDS.iter().flat_map(|u| ["--backend-user", u]))
         .current_dir(dir)
         .env("VAKT_DATABASE_URL", database_url)
-        .env("VAKT_MQTT_PASSWORD", BACKEND_PASSWORD)
+        .env("VAKT_MQTT_PASSWORD", BACKEND_SECRET)
         .env_remove("VAKT_MQTT_USERNAME")
         .env_remove("VAKT_CONFIG")
         .env("VAKT_LOG", "warn")
@@ -199,7 +213,16 @@ fn write_files(
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "vakt failed: {stdout}{stderr}");
-    for secret in keys.values().map(String::as_str).chain([BACKEND_PASSWORD]) {
+    let backend_passwords: Vec<String> = BACKENDS
+        .iter()
+        .map(|u| vakt::broker::backend_password(BACKEND_SECRET, u))
+        .collect();
+    for secret in keys
+        .values()
+        .chain(&backend_passwords)
+        .map(String::as_str)
+        .chain([BACKEND_SECRET])
+    {
         assert!(!stdout.contains(secret) && !stderr.contains(secret));
     }
     stdout
@@ -299,14 +322,25 @@ impl Drop for Client {
 }
 
 impl Client {
-    /// Connects; `Err` with the broker's CONNACK code when it refuses.
+    /// Connects with a clean session; `Err` with the broker's CONNACK code when it refuses.
     async fn connect(
         port: u16,
         client_id: &str,
         credentials: Option<(&str, &str)>,
     ) -> Result<Client, ConnectReturnCode> {
+        Client::connect_with(port, client_id, credentials, true).await
+    }
+
+    async fn connect_with(
+        port: u16,
+        client_id: &str,
+        credentials: Option<(&str, &str)>,
+        clean_session: bool,
+    ) -> Result<Client, ConnectReturnCode> {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(5));
+        options
+            .set_keep_alive(Duration::from_secs(5))
+            .set_clean_session(clean_session);
         if let Some((user, password)) = credentials {
             options.set_credentials(user, password);
         }
@@ -433,13 +467,80 @@ async fn only_devices_in_stock_or_issued_log_in_and_each_only_with_its_own_key()
     refused(broker.login(A, A, broker.key(B)).await);
     let stranger = vakt::protocol::DeviceKey::generate().to_hex();
     refused(broker.login(A, A, &stranger).await);
-    refused(broker.login(A, A, BACKEND_PASSWORD).await);
+    refused(broker.login(A, A, BACKEND_SECRET).await);
+    let backend_password = vakt::broker::backend_password(BACKEND_SECRET, "vakt-1");
+    refused(broker.login(A, A, &backend_password).await);
+    // One instance's password is not another's.
+    refused(
+        broker
+            .login("vakt-plain", "vakt-plain", &backend_password)
+            .await,
+    );
     // The returned device, with the key that worked while it was issued.
     refused(broker.login(C, C, broker.key(C)).await);
     // A device vakt does not know, the backend with a device key, and no credentials at all.
     refused(broker.login("dev-x", "dev-x", &stranger).await);
-    refused(broker.login("vakt-1", BACKEND, broker.key(A)).await);
+    refused(broker.login("vakt-1", "vakt-1", broker.key(A)).await);
+    refused(broker.login("vakt-1", "vakt-1", BACKEND_SECRET).await);
     refused(Client::connect(broker.port, "anonymous", None).await);
+}
+
+#[tokio::test]
+async fn a_device_key_under_a_backend_client_id_neither_cuts_the_backend_off_nor_takes_its_session()
+{
+    let conf = include_str!("../deploy/mosquitto/mosquitto.conf");
+    assert!(
+        conf.lines()
+            .any(|l| l.trim() == "use_username_as_clientid true"),
+        "deploy/mosquitto/mosquitto.conf lost use_username_as_clientid"
+    );
+    let broker = Broker::start().await;
+    // The instance as the ingest runs it: a persistent session on every uplink.
+    let mut backend = Client::connect_with(
+        broker.port,
+        "vakt-1",
+        Some((
+            "vakt-1",
+            &vakt::broker::backend_password(BACKEND_SECRET, "vakt-1"),
+        )),
+        false,
+    )
+    .await
+    .expect("the backend logs in");
+    backend.subscribe("vakt/v1/dev/+/+").await;
+    let b = broker.device(B).await;
+
+    // Device A's key, asking for the backend's client id: with a clean session (which made
+    // Mosquitto drop the backend's connection) and without (its persistent session).
+    for clean in [true, false] {
+        let mut intruder =
+            Client::connect_with(broker.port, "vakt-1", Some((A, broker.key(A))), clean)
+                .await
+                .expect("A logs in, as itself");
+        intruder.subscribe("vakt/v1/dev/+/+").await;
+        intruder.subscribe(&topic(A, "ack")).await;
+
+        let alarm = format!("B's alarm, clean session {clean}");
+        b.publish(&topic(B, "alarm"), &alarm, false).await;
+        // Still connected, still subscribed: it gets B's alarm.
+        backend.received_until(&topic(B, "alarm"), &alarm).await;
+        // A got its own session under its own id, and nothing of B through it.
+        let marker = format!("ack for A {clean}");
+        let answer = broker.backend("vakt-plain").await;
+        answer.publish(&topic(A, "ack"), &marker, false).await;
+        let got = intruder.received_until(&topic(A, "ack"), &marker).await;
+        assert!(
+            got.iter().all(|(t, _)| t == &topic(A, "ack")),
+            "A read through the backend's id: {got:?}"
+        );
+    }
+    let log = broker.log_text();
+    assert!(
+        !log.contains("vakt-1 already connected"),
+        "the backend was cut off:\n{log}"
+    );
+    // The broker gave the intruder A's own id.
+    assert!(log.contains(&format!("as {A} ")), "{log}");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{authenticate, may_subscribe, Command, EmbeddedBroker};
+use super::{authenticate, may_subscribe, Command, EmbeddedBroker, Login};
 use crate::ingest::Delivery;
 use crate::metrics::Metrics;
 
@@ -83,16 +83,36 @@ pub(super) async fn run(
         .as_ref()
         .map(|l| (l.username.as_str(), l.password.as_str()))
         .unwrap_or_default();
-    if !authenticate(
+    match authenticate(
         &broker.inner.directory,
+        &broker.inner.backend_identities,
         &connect.client_id,
         username,
         password,
     ) {
-        Metrics::inc(&broker.inner.metrics.broker_logins_refused_total);
-        tracing::warn!(%peer, client_id = connect.client_id, username, "embedded broker refused a login");
-        refuse(&mut writer, ConnectReturnCode::BadUserNamePassword).await;
-        return;
+        Login::Device => {}
+        Login::Refused => {
+            Metrics::inc(&broker.inner.metrics.broker_logins_refused_total);
+            tracing::warn!(%peer, client_id = connect.client_id, username, "embedded broker refused a login");
+            refuse(&mut writer, ConnectReturnCode::BadUserNamePassword).await;
+            return;
+        }
+        Login::Backend { device } => {
+            // The backend never logs in here: whoever names it wants its place (its
+            // connection, or a session that receives every device's messages).
+            Metrics::inc(&broker.inner.metrics.broker_logins_refused_total);
+            Metrics::inc(&broker.inner.metrics.backend_identity_refused_total);
+            broker.security_event(
+                device.as_deref(),
+                "backend_identity",
+                format!(
+                    "login from {peer} as client id {:?}, username {username:?}: reserved for the backend",
+                    connect.client_id
+                ),
+            );
+            refuse(&mut writer, ConnectReturnCode::NotAuthorized).await;
+            return;
+        }
     }
     let device = connect.client_id.clone();
     let (commands_tx, commands) = mpsc::unbounded_channel();
@@ -125,11 +145,13 @@ pub(super) async fn run(
             .chain(conn.queued_down.drain(..))
             .collect()
     };
-    broker.detach(&device, id, undelivered);
+    let was_live = broker.detach(&device, id, undelivered);
     match end {
         End::Lost(why) => {
             tracing::debug!(device, why, "device connection lost");
-            if let Some(will) = connect.last_will {
+            // A will speaks for the device only while its connection is the device's live
+            // one: once another has logged in, the device is not offline.
+            if let Some(will) = connect.last_will.filter(|_| was_live) {
                 let mut publish = Publish::from_bytes(will.topic, will.qos, will.message);
                 publish.retain = will.retain;
                 let _ = broker
@@ -285,8 +307,12 @@ impl Connection {
                             }
                         }
                     } else {
-                        Metrics::inc(&self.broker.inner.metrics.security_events_total);
-                        tracing::warn!(device = self.device, filter = f.path, "security event: subscription outside the device's own ack and cfg refused");
+                        Metrics::inc(&self.broker.inner.metrics.subscribe_denied_total);
+                        self.broker.security_event(
+                            Some(&self.device),
+                            "subscribe_denied",
+                            format!("{}: outside the device's own ack and cfg", f.path),
+                        );
                         codes.push(SubscribeReasonCode::Failure);
                     }
                 }

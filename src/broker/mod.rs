@@ -12,7 +12,9 @@
 //! It knows only devices: each logs in as itself (client id = username = device id, its key
 //! as password), may publish only to its own uplink topics (checked by the ingest, which
 //! records a refusal as a security event), and may subscribe only to its own `ack` and
-//! `cfg`. Sessions and the retained `cfg` are kept in memory: a restart of the backend ends
+//! `cfg`. The backend itself is in-process and never logs in, so a login that names one of
+//! the backend's identities (`protocol::BACKEND_PREFIX`, or the configured client id or
+//! username) is an attempt to pass for it: refused and recorded as a security event. Sessions and the retained `cfg` are kept in memory: a restart of the backend ends
 //! them, the devices reconnect and subscribe again, and the backend republishes a `cfg` when
 //! a device says `hello`.
 
@@ -30,11 +32,25 @@ use tokio::sync::{mpsc, watch};
 
 use crate::directory::Directory;
 use crate::ingest::queue::IngestQueue;
+use crate::ingest::BrokerEvent;
 use crate::metrics::Metrics;
 use crate::protocol;
 
 /// The username the backend's own client uses on an external broker, by default.
 pub const BACKEND_USER: &str = "vakt-backend";
+
+/// The password backend user `username` logs in with on an external broker, derived from
+/// the one backend secret (`mqtt_password`): each instance has a password of its own, and
+/// yet `vakt broker mosquitto-files` can write every backend user's line and the
+/// supervision leader can log in as a dead instance to drain its session.
+pub fn backend_password(secret: &str, username: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"vakt broker login\n");
+    mac.update(username.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
 
 /// Downlink messages kept for a device that is offline with a persistent session; older ones
 /// are dropped (counted) past this, since the backend republishes what still matters (a
@@ -71,7 +87,10 @@ pub struct EmbeddedBroker {
 struct Inner {
     directory: Directory,
     deliveries: IngestQueue,
+    events: mpsc::Sender<BrokerEvent>,
     metrics: Arc<Metrics>,
+    /// The configured client id and username of the backend: no login may use them.
+    backend_identities: Vec<String>,
     sessions: Mutex<HashMap<String, Session>>,
     /// Retained messages by topic (the devices' `cfg`).
     retained: Mutex<HashMap<String, Bytes>>,
@@ -102,17 +121,22 @@ enum Command {
 }
 
 impl EmbeddedBroker {
-    /// A broker that hands every device publish to `deliveries` (the ingest).
+    /// A broker that hands every device publish to `deliveries` (the ingest), and what it
+    /// refuses as a security event to `events`.
     pub fn new(
         directory: Directory,
         deliveries: IngestQueue,
+        events: mpsc::Sender<BrokerEvent>,
         metrics: Arc<Metrics>,
+        backend_identities: Vec<String>,
     ) -> EmbeddedBroker {
         EmbeddedBroker {
             inner: Arc::new(Inner {
                 directory,
                 deliveries,
+                events,
                 metrics,
+                backend_identities,
                 sessions: Mutex::default(),
                 retained: Mutex::default(),
                 next_connection: AtomicU64::new(1),
@@ -192,6 +216,25 @@ impl EmbeddedBroker {
         }
     }
 
+    /// Hands a security event to the ingest, which counts, rate-limits and stores it; when
+    /// the ingest is too far behind it is counted and logged here only.
+    fn security_event(&self, device: Option<&str>, kind: &'static str, detail: String) {
+        tracing::warn!(
+            device,
+            kind,
+            detail,
+            "security event at the embedded broker"
+        );
+        let event = BrokerEvent {
+            device: device.map(str::to_owned),
+            kind,
+            detail,
+        };
+        if self.inner.events.try_send(event).is_err() {
+            Metrics::inc(&self.inner.metrics.security_events_total);
+        }
+    }
+
     fn retained(&self, topic: &str) -> Option<Bytes> {
         self.inner
             .retained
@@ -230,11 +273,12 @@ impl EmbeddedBroker {
     }
 
     /// A connection ended: what it had not delivered stays with the session (or goes to the
-    /// connection that took over).
-    fn detach(&self, device: &str, connection: u64, undelivered: Vec<Publish>) {
+    /// connection that took over). True when it was still the device's live connection, the
+    /// only case in which its last will may speak for the device.
+    fn detach(&self, device: &str, connection: u64, undelivered: Vec<Publish>) -> bool {
         let mut sessions = self.inner.sessions.lock().expect("sessions");
         let Some(session) = sessions.get_mut(device) else {
-            return;
+            return false;
         };
         match &session.live {
             Some(live) if live.connection == connection => {
@@ -248,13 +292,15 @@ impl EmbeddedBroker {
                         Metrics::inc(&self.inner.metrics.broker_downlink_dropped_total);
                     }
                 }
+                true
             }
             Some(live) if !session.clean => {
                 for p in undelivered {
                     let _ = live.commands.send(Command::Deliver(p));
                 }
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
 
@@ -288,10 +334,8 @@ impl Session {
 /// The device a downlink topic (`vakt/v1/dev/{id}/ack|cfg`) is for.
 fn downlink_device(topic: &str) -> Option<&str> {
     let rest = topic.strip_prefix(protocol::TOPIC_PREFIX)?;
-    match rest.split_once('/')? {
-        (id, "ack" | "cfg") => Some(id),
-        _ => None,
-    }
+    let (id, leaf) = rest.split_once('/')?;
+    protocol::DOWNLINKS.contains(&leaf).then_some(id)
 }
 
 /// A device may read its own `ack` and `cfg` and nothing else: a filter is granted only when
@@ -301,21 +345,54 @@ pub fn may_subscribe(device: &str, filter: &str) -> bool {
         return false;
     }
     let own = |leaf: &str| format!("{}{device}/{leaf}", protocol::TOPIC_PREFIX);
-    let matches_own = [own("ack"), own("cfg")]
+    // Only the exact topics or `+` for the leaf: a wider wildcard could also match topics
+    // of other devices or other leaves.
+    protocol::DOWNLINKS
         .iter()
-        .any(|t| rumqttc::matches(t, filter));
-    // A wildcard filter could also match topics of other devices or other leaves.
-    let exact_own = filter == own("ack") || filter == own("cfg") || filter == own("+");
-    matches_own && exact_own
+        .map(|leaf| own(leaf))
+        .chain([own("+")])
+        .any(|t| t == filter)
+}
+
+/// What a CONNECT is found to be.
+#[derive(Debug, PartialEq, Eq)]
+enum Login {
+    /// A device, logging in as itself.
+    Device,
+    /// Wrong key, unknown or revoked device, or a client id other than the username.
+    Refused,
+    /// The client id or username is one of the backend's identities: someone trying to pass
+    /// for the backend. `device` names the device whose key was given, if it was right.
+    Backend { device: Option<String> },
 }
 
 /// Devices log in as themselves (client id = username = device id) with their key as the
 /// password (during a key rotation the next key too, since the device may switch before it
-/// has been heard signing with it); returned and lost devices are refused.
-fn authenticate(directory: &Directory, client_id: &str, username: &str, password: &str) -> bool {
-    if client_id != username {
-        return false;
+/// has been heard signing with it); returned and lost devices are refused, and so is any
+/// login that names a backend identity, whatever its key.
+fn authenticate(
+    directory: &Directory,
+    backend_identities: &[String],
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> Login {
+    let backend = |name: &str| {
+        protocol::is_backend_identity(name) || backend_identities.iter().any(|b| b == name)
+    };
+    if backend(client_id) || backend(username) {
+        let device = (!backend(username) && device_key_fits(directory, username, password))
+            .then(|| username.to_owned());
+        return Login::Backend { device };
     }
+    if client_id == username && device_key_fits(directory, username, password) {
+        Login::Device
+    } else {
+        Login::Refused
+    }
+}
+
+fn device_key_fits(directory: &Directory, username: &str, password: &str) -> bool {
     match directory.device(username) {
         Some(d) => {
             matches!(
@@ -349,6 +426,37 @@ mod tests {
         assert!(!may_subscribe("dev-1", "vakt/v1/dev/dev-1/#"));
         assert!(!may_subscribe("dev-1", "#"));
         assert!(!may_subscribe("dev-1", "vakt/v1/dev/dev-1/ack/#x"));
+    }
+
+    #[test]
+    fn a_login_naming_a_backend_identity_is_told_apart_from_a_wrong_key() {
+        let directory = Directory::new(Arc::new(crate::keys::KeyVault::new(&[7; 32])));
+        let configured = ["ingest-7".to_owned()];
+        let login = |client: &str, user: &str| {
+            authenticate(&directory, &configured, client, user, &"0".repeat(64))
+        };
+        let backend = Login::Backend { device: None };
+        assert_eq!(login("vakt-ingest", "vakt-ingest"), backend);
+        assert_eq!(login("vakt-1", "dev-1"), backend);
+        assert_eq!(login("dev-1", "VAKT-backend"), backend);
+        assert_eq!(login("ingest-7", "ingest-7"), backend);
+        assert_eq!(login("dev-1", "dev-1"), Login::Refused);
+        assert_eq!(login("dev-1", "dev-2"), Login::Refused);
+    }
+
+    #[test]
+    fn each_backend_user_has_a_password_of_its_own_from_the_one_secret() {
+        let one = backend_password("secret", "vakt-1");
+        // As docs/operations.md computes it for a broker set up by hand:
+        // printf 'vakt broker login\nvakt-1' | openssl dgst -sha256 -hmac secret
+        assert_eq!(
+            one,
+            "98dda25cbd6018667a4dcca56e312f455b54452561682d0ab25bd1445b3928ad"
+        );
+        assert_ne!(one, backend_password("secret", "vakt-2"));
+        assert_ne!(one, backend_password("other", "vakt-1"));
+        assert_eq!(one.len(), 64);
+        assert!(!one.contains("secret"));
     }
 
     #[test]

@@ -99,26 +99,67 @@ impl fmt::Debug for DeviceKey {
     }
 }
 
-/// What a device may publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uplink {
-    Hello,
-    Heartbeat,
-    Alarm,
-    Position,
-    State,
+/// Declares the uplink kinds once: the enum, its topic leaves and the list of all of them,
+/// so that a new kind reaches the topic parser and the broker's ACL together.
+macro_rules! uplinks {
+    ($($(#[$doc:meta])* $kind:ident => $leaf:literal,)*) => {
+        /// What a device may publish.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Uplink {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl Uplink {
+            /// Every uplink kind, in the order the protocol lists them.
+            pub const ALL: &'static [Uplink] = &[$(Uplink::$kind,)*];
+
+            /// The topic leaf: `vakt/v1/dev/{id}/{leaf}`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Uplink::$kind => $leaf,)*
+                }
+            }
+        }
+    };
 }
 
-impl Uplink {
-    pub fn name(self) -> &'static str {
-        match self {
-            Uplink::Hello => "hello",
-            Uplink::Heartbeat => "hb",
-            Uplink::Alarm => "alarm",
-            Uplink::Position => "pos",
-            Uplink::State => "state",
-        }
+uplinks! {
+    Hello => "hello",
+    Heartbeat => "hb",
+    Alarm => "alarm",
+    Position => "pos",
+    /// The last will.
+    State => "state",
+}
+
+/// The topic leaves the backend answers a device on (`vakt/v1/dev/{id}/{leaf}`): signed
+/// feedback on its alarms, and its retained configuration.
+pub const DOWNLINKS: [&str; 2] = ["ack", "cfg"];
+
+/// What every MQTT identity of the backend itself (client ids, broker usernames) starts
+/// with, compared without regard to case. No device id may: a device that could log in
+/// under the backend's client id would end the backend's connection, or take over its
+/// persistent session and read every device's messages.
+pub const BACKEND_PREFIX: &str = "vakt-";
+
+/// Whether `name` is, or could be, an MQTT identity of the backend.
+pub fn is_backend_identity(name: &str) -> bool {
+    name.len() >= BACKEND_PREFIX.len()
+        && name.as_bytes()[..BACKEND_PREFIX.len()].eq_ignore_ascii_case(BACKEND_PREFIX.as_bytes())
+}
+
+/// The id for a new device: a protocol device id that is not, and cannot collide with, any
+/// of the backend's identities (the reserved prefix, and the ones this instance is
+/// configured with, `backend`, whatever they are). The one rule the API, the command line
+/// and the broker files all apply.
+pub fn new_device_id(id: &str, backend: &[&str]) -> Result<DeviceId, ProtocolError> {
+    let id = DeviceId::parse(id)?;
+    let taken = is_backend_identity(id.as_str())
+        || backend.iter().any(|b| b.eq_ignore_ascii_case(id.as_str()));
+    if taken {
+        return Err(ProtocolError::ReservedDeviceId);
     }
+    Ok(id)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -127,6 +168,8 @@ pub enum ProtocolError {
     BadTopic,
     #[error("device id does not match ^[A-Za-z0-9_-]{{3,64}}$")]
     BadDeviceId,
+    #[error("device id is reserved for the backend's own broker identities (`vakt-…`)")]
+    ReservedDeviceId,
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error("member `{0}` is missing or has the wrong type")]
@@ -147,14 +190,10 @@ pub fn parse_topic(topic: &str) -> Result<(DeviceId, Uplink), ProtocolError> {
         .strip_prefix(TOPIC_PREFIX)
         .ok_or(ProtocolError::BadTopic)?;
     let (id, leaf) = rest.split_once('/').ok_or(ProtocolError::BadTopic)?;
-    let uplink = match leaf {
-        "hello" => Uplink::Hello,
-        "hb" => Uplink::Heartbeat,
-        "alarm" => Uplink::Alarm,
-        "pos" => Uplink::Position,
-        "state" => Uplink::State,
-        _ => return Err(ProtocolError::BadTopic),
-    };
+    let uplink = *Uplink::ALL
+        .iter()
+        .find(|u| u.name() == leaf)
+        .ok_or(ProtocolError::BadTopic)?;
     Ok((DeviceId::parse(id)?, uplink))
 }
 

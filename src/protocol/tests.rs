@@ -178,3 +178,40 @@ fn a_signed_hello_whose_firmware_or_model_holds_a_control_character_is_refused()
     let fine = r#"{"boot":1,"fw":"2.4.1/å β","hb":60,"model":"VA-200","seq":0,"ts":1}"#;
     assert!(verify(open(topic, &signed(topic, fine)).unwrap(), &key()).is_ok());
 }
+
+#[test]
+fn every_uplink_kind_is_listed_once_and_parses_from_its_own_topic() {
+    let leaves: std::collections::BTreeSet<&str> = Uplink::ALL.iter().map(|u| u.name()).collect();
+    assert_eq!(leaves.len(), Uplink::ALL.len());
+    for &u in Uplink::ALL {
+        let (_, parsed) = parse_topic(&format!("vakt/v1/dev/dev-001/{}", u.name())).unwrap();
+        assert_eq!(parsed, u);
+    }
+    for down in DOWNLINKS {
+        assert!(parse_topic(&format!("vakt/v1/dev/dev-001/{down}")).is_err());
+    }
+}
+
+#[test]
+fn no_new_device_may_take_a_name_the_backend_logs_in_with() {
+    for reserved in ["vakt-ingest", "vakt-1", "vakt-backend", "VAKT-1", "Vakt-x"] {
+        assert_eq!(
+            new_device_id(reserved, &[]),
+            Err(ProtocolError::ReservedDeviceId),
+            "{reserved}"
+        );
+    }
+    // Whatever this instance's own identities are, also outside the prefix.
+    assert_eq!(
+        new_device_id("ingest-7", &["ingest-7", "broker-user"]),
+        Err(ProtocolError::ReservedDeviceId)
+    );
+    assert_eq!(
+        new_device_id("Broker-User", &["ingest-7", "broker-user"]),
+        Err(ProtocolError::ReservedDeviceId)
+    );
+    assert_eq!(new_device_id("a b", &[]), Err(ProtocolError::BadDeviceId));
+    for fine in ["dev-001", "demo-alarm-1", "vakt", "vaktx-1", "my-vakt-1"] {
+        assert!(new_device_id(fine, &["ingest-7"]).is_ok(), "{fine}");
+    }
+}

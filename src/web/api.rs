@@ -16,7 +16,8 @@ use crate::domain::{
     now_ms, parse_rfc3339, rfc3339, Address, Alert, AlertState, Case, DeviceKind, DeviceStatus,
     Order, OrderKind, Outcome, Person, Position, Relative, Restrained, Risk,
 };
-use crate::protocol::{DeviceId, DeviceKey, Feedback};
+use crate::metrics::Metrics;
+use crate::protocol::{self, DeviceKey, Feedback};
 use crate::store::{CasePatch, DeviceHealth, DeviceRecord, HistoryEntry, Role};
 
 fn new_id(prefix: &str) -> String {
@@ -908,7 +909,32 @@ pub async fn add_device(
     req: &NewDevice,
     actor: Option<&str>,
 ) -> ApiResult<NewDeviceOut> {
-    DeviceId::parse(&req.id).map_err(|_| ApiError::invalid("id", "3 to 64 of A-Z a-z 0-9 _ -"))?;
+    match protocol::new_device_id(&req.id, &s.config.backend_identities()) {
+        Ok(_) => {}
+        Err(protocol::ProtocolError::ReservedDeviceId) => {
+            // A device under the backend's name could take the backend's place on the broker:
+            // worth an administrator's look even though it is refused.
+            Metrics::inc(&s.metrics.security_events_total);
+            let detail = format!(
+                "{} tried to add a device with the reserved id {:?}",
+                actor.unwrap_or("the command line"),
+                req.id
+            );
+            tracing::warn!(detail, "security event: reserved device id refused");
+            if let Err(e) = s
+                .store
+                .security_event(None, "reserved_device_id", &detail, now_ms())
+                .await
+            {
+                tracing::error!(error = %e, "could not store a security event");
+            }
+            return Err(ApiError::invalid(
+                "id",
+                "reserved: ids starting with `vakt-`, and the backend's own broker names, are the backend's",
+            ));
+        }
+        Err(_) => return Err(ApiError::invalid("id", "3 to 64 of A-Z a-z 0-9 _ -")),
+    }
     hb_interval(req.hb_interval_s)?;
     let class = supervision_class(s, req.supervision_class.as_deref())?;
     let key = DeviceKey::generate();
