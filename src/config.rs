@@ -58,6 +58,9 @@ pub struct Config {
     /// XYZ street-tile URL template for the console's situation map (e.g.
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
     pub map_tile_url: Option<String>,
+    /// Reverse proxies (addresses or networks like `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// names the client, for login throttling; none: the socket's address is the client.
+    pub trusted_proxies: crate::web::peer::TrustedProxies,
     pub policy: PolicyConfig,
     pub supervision: SupervisionConfig,
 }
@@ -111,6 +114,7 @@ impl Default for Config {
             secure_cookies: false,
             require_second_factor: true,
             map_tile_url: None,
+            trusted_proxies: Default::default(),
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
         }
@@ -192,6 +196,11 @@ impl Config {
         if let Some(v) = get("VAKT_MAP_TILE_URL").filter(|v| !v.is_empty()) {
             self.map_tile_url = Some(v);
         }
+        if let Some(v) = get("VAKT_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .parse()
+                .map_err(|e| ConfigError::Env("VAKT_TRUSTED_PROXIES", e))?;
+        }
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
             self.silence_grace_s = Some(parse("VAKT_SILENCE_GRACE_S", v)?);
         }
@@ -265,6 +274,22 @@ mod tests {
             .apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "nowhere".to_owned()))
             .unwrap_err();
         assert!(err.to_string().contains("VAKT_HTTP_ADDR"));
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment_and_a_bad_one_is_refused() {
+        let c: Config = toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]").unwrap();
+        assert!(c.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        assert!(toml::from_str::<Config>("trusted_proxies = [\"proxy\"]").is_err());
+        let mut c = Config::default();
+        assert!(!c.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        c.apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "192.0.2.1,10.0.0.0/8".into()))
+            .unwrap();
+        assert!(c.trusted_proxies.trusts("192.0.2.1".parse().unwrap()));
+        let err = c
+            .apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "x".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("VAKT_TRUSTED_PROXIES"));
     }
 
     #[test]

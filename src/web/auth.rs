@@ -1,8 +1,5 @@
 //! Who is calling: argon2id passwords, session cookies, bearer tokens, roles and regions.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -16,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::json::Body;
+use super::peer::ClientAddr;
 use super::AppState;
 use crate::domain::{now_ms, Millis};
 use crate::store::{Role, StoreError, User};
@@ -148,22 +146,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The caller's network address, when the server knows it.
-pub struct PeerAddr(pub Option<std::net::SocketAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<PeerAddr, Self::Rejection> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0),
-        ))
-    }
-}
-
 /// Whether a browser says the request comes from another site. A cookie-carrying change
 /// from another site is a forgery attempt (SameSite=Strict stops it in current browsers;
 /// this stops it in the rest). Clients that send neither header are not browsers.
@@ -182,26 +164,16 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Failed logins per username, to slow down guessing.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, Vec<Millis>>>,
-    used_steps: Mutex<HashMap<String, i64>>,
-}
-
-const THROTTLE_WINDOW_MS: Millis = 15 * 60 * 1000;
-const THROTTLE_MAX_FAILURES: usize = 5;
+pub use super::throttle::Throttle;
 
 /// What the second factor said at a login.
 enum SecondFactor {
     /// Neither set up nor required for this role.
     NotNeeded,
     Passed,
-    /// Wrong, reused, or required but not set up.
+    /// Wrong, reused, missing, or required but not set up: all answered alike, so a
+    /// guesser never learns that the password was right.
     Failed,
-    /// Set up, and no code was given: ask for it.
-    Missing,
-    NotChecked,
 }
 
 impl AppState {
@@ -216,56 +188,12 @@ impl AppState {
             };
         };
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-            return SecondFactor::Missing;
+            return SecondFactor::Failed;
         };
         match super::totp::matching_step(secret, code, now / 1000) {
             Some(step) if self.throttle.use_step(&user.username, step) => SecondFactor::Passed,
             _ => SecondFactor::Failed,
         }
-    }
-}
-
-const ADDRESS_MAX_FAILURES: usize = 30;
-
-impl Throttle {
-    fn blocked_address(&self, key: &str, now: Millis) -> bool {
-        if key.is_empty() {
-            return false;
-        }
-        let mut map = self.failures.lock().expect("throttle lock");
-        let list = map.entry(key.to_owned()).or_default();
-        list.retain(|t| now - t < THROTTLE_WINDOW_MS);
-        list.len() >= ADDRESS_MAX_FAILURES
-    }
-
-    /// A one-time code's time step may be used once per user: a code seen on a shoulder
-    /// or in a log cannot log in again.
-    fn use_step(&self, user: &str, step: i64) -> bool {
-        let mut used = self.used_steps.lock().expect("throttle lock");
-        match used.get(user) {
-            Some(last) if *last >= step => false,
-            _ => {
-                used.insert(user.to_owned(), step);
-                true
-            }
-        }
-    }
-
-    fn blocked(&self, key: &str, now: Millis) -> bool {
-        let mut map = self.failures.lock().expect("throttle lock");
-        let list = map.entry(key.to_owned()).or_default();
-        list.retain(|t| now - t < THROTTLE_WINDOW_MS);
-        list.len() >= THROTTLE_MAX_FAILURES
-    }
-    fn fail(&self, key: &str, now: Millis) {
-        let mut map = self.failures.lock().expect("throttle lock");
-        if map.len() > 100_000 {
-            map.retain(|_, l| l.iter().any(|t| now - t < THROTTLE_WINDOW_MS));
-        }
-        map.entry(key.to_owned()).or_default().push(now);
-    }
-    fn clear(&self, key: &str) {
-        self.failures.lock().expect("throttle lock").remove(key);
     }
 }
 
@@ -286,10 +214,12 @@ pub struct Me {
 
 #[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Me, description = "Logged in; the session cookie is set"),
-              (status = 400, body = super::error::Problem, content_type = "application/problem+json"), (status = 401, body = super::error::Problem, content_type = "application/problem+json"), (status = 429, body = super::error::Problem, content_type = "application/problem+json")))]
+              (status = 400, body = super::error::Problem, content_type = "application/problem+json"), (status = 401, body = super::error::Problem, content_type = "application/problem+json", description = "Wrong username, password or one-time code, or a code missing: all answered alike"),
+              (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "Sent from another site"),
+              (status = 429, body = super::error::Problem, content_type = "application/problem+json", description = "Too many failed attempts from this address: wait", headers(("Retry-After" = u64, description = "Seconds to wait before the next attempt")))))]
 pub async fn login(
     State(state): State<AppState>,
-    PeerAddr(peer): PeerAddr,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
@@ -297,11 +227,13 @@ pub async fn login(
     if cross_site(&headers) {
         return Err(ApiError::Forbidden);
     }
-    // Guessing is slowed per user and per address, so neither many users from one place
-    // nor one user from many places gets far.
-    let address = peer.map(|p| format!("ip:{}", p.ip())).unwrap_or_default();
-    if state.throttle.blocked(&req.username, now) || state.throttle.blocked_address(&address, now) {
-        return Err(ApiError::TooManyRequests);
+    // Slowed per user at an address and per address (see `throttle`): a guesser elsewhere
+    // never slows the duty officer at the centre.
+    let address = client.map(|a| a.to_string()).unwrap_or_default();
+    if let Err(wait) = state.throttle.attempt(&req.username, &address, now) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_s: wait.seconds(),
+        });
     }
     let user = match state.store.user(&req.username).await {
         Ok(u) => Some(u),
@@ -316,24 +248,14 @@ pub async fn login(
             false
         }
     };
-    let second_factor = match &user {
-        Some(u) if ok => state.second_factor(u, req.totp.as_deref(), now),
-        _ => SecondFactor::NotChecked,
-    };
-    if let SecondFactor::Missing = second_factor {
-        return Err(ApiError::invalid(
-            "totp",
-            "a one-time code from your authenticator app is required",
-        ));
-    }
     let ok = ok
-        && matches!(
-            second_factor,
-            SecondFactor::Passed | SecondFactor::NotNeeded
-        );
+        && user.as_ref().is_some_and(|u| {
+            matches!(
+                state.second_factor(u, req.totp.as_deref(), now),
+                SecondFactor::Passed | SecondFactor::NotNeeded
+            )
+        });
     let Some(user) = user.filter(|_| ok) else {
-        state.throttle.fail(&req.username, now);
-        state.throttle.fail(&address, now);
         crate::metrics::Metrics::inc(&state.metrics.logins_failed_total);
         let _ = state
             .store
@@ -341,7 +263,7 @@ pub async fn login(
             .await;
         return Err(ApiError::Unauthorized);
     };
-    state.throttle.clear(&req.username);
+    state.throttle.succeeded(&req.username, &address);
     let (token, hash) = new_token();
     state
         .store

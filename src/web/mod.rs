@@ -5,7 +5,9 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod json;
+pub mod peer;
 pub mod sse;
+pub mod throttle;
 pub mod totp;
 
 use std::sync::Arc;
