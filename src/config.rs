@@ -61,6 +61,10 @@ pub struct Config {
     /// Reverse proxies (addresses or networks like `10.0.0.0/8`) whose `X-Forwarded-For`
     /// names the client, for login throttling; none: the socket's address is the client.
     pub trusted_proxies: crate::web::peer::TrustedProxies,
+    /// Seconds a client has to send a request's headers; a slow one is cut off.
+    pub http_header_timeout_s: u64,
+    /// Seconds a client has to send a request's body.
+    pub http_body_timeout_s: u64,
     pub policy: PolicyConfig,
     pub supervision: SupervisionConfig,
 }
@@ -115,6 +119,8 @@ impl Default for Config {
             require_second_factor: true,
             map_tile_url: None,
             trusted_proxies: Default::default(),
+            http_header_timeout_s: 10,
+            http_body_timeout_s: 30,
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
         }

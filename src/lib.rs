@@ -221,16 +221,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         shutdown_rx.clone(),
     ));
     let app = web::router(state.clone());
-    let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let header_timeout = Duration::from_secs(state.config.http_header_timeout_s);
+    let server = tokio::spawn(web::serve::serve(
+        listener,
+        app,
+        header_timeout,
+        shutdown_rx.clone(),
+    ));
     Ok(Running {
         http_addr,
         mqtt_host,

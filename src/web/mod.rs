@@ -6,6 +6,7 @@ pub mod console;
 pub mod error;
 pub mod json;
 pub mod peer;
+pub mod serve;
 pub mod sse;
 pub mod throttle;
 pub mod totp;
@@ -81,6 +82,7 @@ pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let csp = content_security_policy(state.config.map_tile_url.as_deref());
+    let body_timeout = std::time::Duration::from_secs(state.config.http_body_timeout_s);
     Router::new()
         .merge(console::router())
         .route("/healthz", get(healthz))
@@ -129,6 +131,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/console-config", get(api::console_config))
         .route("/api/status", get(api::status))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            serve::body_deadline(body_timeout, req, next)
+        }))
         .layer(axum::middleware::map_response(problem_for_every_error))
         .layer(axum::middleware::map_response(move |resp| {
             security_headers(resp, csp.clone())
