@@ -43,7 +43,11 @@ impl KeyVault {
             None => {
                 let path = data_dir.join("master.key");
                 match std::fs::read_to_string(&path) {
-                    Ok(k) => k.trim().to_owned(),
+                    Ok(k) => {
+                        narrow_to_owner(&path)
+                            .map_err(|e| KeyError::Master(format!("{}: {e}", path.display())))?;
+                        k.trim().to_owned()
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         let k = DeviceKey::generate().to_hex();
                         write_private(&path, &k)
@@ -113,9 +117,22 @@ impl KeyVault {
     }
 }
 
+/// A key file that others may read (copied in by hand, say) is made the owner's only.
+fn narrow_to_owner(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), "the master key file was readable by others; now the owner's only");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -167,6 +184,11 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+            let file = dir.path().join("master.key");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            KeyVault::load(None, dir.path()).unwrap();
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "a file others could read is narrowed");
         }
         assert!(KeyVault::load(Some("abc"), dir.path()).is_err());
     }

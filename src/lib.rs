@@ -92,10 +92,20 @@ pub async fn open_store_for_command(config: &Config) -> Result<SharedStore, Star
 
 async fn open_store_with(config: &Config, patience: Duration) -> Result<SharedStore, StartError> {
     if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
+        private_dir(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     }
     Ok(store::open_with_patience(&config.database_url(), patience).await?)
+}
+
+/// Creates the data directory readable by the owner only (an existing one is left as the
+/// operator made it).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Starts everything `vakt serve` runs and returns once it listens.
