@@ -973,3 +973,112 @@ async fn a_closed_case_has_its_personal_data_erased_after_the_retention_period_a
     );
     assert!(!kept.to_string().contains("Anna called back"));
 }
+
+#[tokio::test]
+async fn api_answers_are_never_stored_in_a_cache() {
+    let app = TestApp::start().await;
+    app.issued_device("Stockholm").await;
+    for path in ["/api/me", "/api/cases", "/api/devices", "/api/openapi.json"] {
+        let resp = app.coordinator.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+    }
+    let resp = app
+        .anonymous
+        .get(app.url("/api/cases"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["cache-control"], "no-store", "a problem too");
+    let stream = app
+        .officer
+        .get(app.url("/api/alerts/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn a_body_that_only_claims_json_in_a_parameter_is_refused() {
+    let app = TestApp::start().await;
+    let body = json!({"name": "Smuggled Person", "region": "Stockholm"}).to_string();
+    for content_type in [
+        "text/plain; x=+json",
+        "text/plain;+json",
+        "application/json-seq",
+    ] {
+        let resp = app
+            .coordinator
+            .post(app.url("/api/persons"))
+            .header("Content-Type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(resp).await.0, 400, "{content_type}");
+    }
+    let persons = app.get(&app.coordinator, "/api/persons").await;
+    assert_eq!(persons.as_array().unwrap().len(), 0, "nothing was stored");
+    let resp = app
+        .coordinator
+        .post(app.url("/api/persons"))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+#[tokio::test]
+async fn another_site_cannot_log_an_officer_out() {
+    let app = TestApp::start().await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "officer", "password": "officer-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for (name, value) in [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let resp = client
+            .post(app.url("/api/logout"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(resp).await.0, 403, "{name}: {value}");
+    }
+    let me = client.get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200, "the session lives on");
+    let resp = client.post(app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let me = client.get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 401);
+}
+
+#[tokio::test]
+async fn a_plain_http_page_on_the_same_host_is_another_site_when_the_console_is_served_over_tls() {
+    let app = TestApp::start_with(|c| c.secure_cookies = true).await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let login = |origin: String| {
+        app.anonymous
+            .post(app.url("/api/login"))
+            .header("Origin", origin)
+            .json(&json!({"username": "officer", "password": "officer-password-1"}))
+            .send()
+    };
+    let resp = login(format!("http://{host}")).await.unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    let resp = login(format!("https://{host}")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -130,7 +130,7 @@ impl FromRequestParts<AppState> for Caller {
             };
         }
         let token = cookie_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        if !parts.method.is_safe() && cross_site(&parts.headers) {
+        if !parts.method.is_safe() && cross_site(&parts.headers, state.config.secure_cookies) {
             return Err(ApiError::Forbidden);
         }
         let idle_since = now - state.config.session_idle_s as Millis * 1000;
@@ -149,18 +149,23 @@ impl FromRequestParts<AppState> for Caller {
 /// Whether a browser says the request comes from another site. A cookie-carrying change
 /// from another site is a forgery attempt (SameSite=Strict stops it in current browsers;
 /// this stops it in the rest). Clients that send neither header are not browsers.
-pub fn cross_site(headers: &HeaderMap) -> bool {
+/// `https`: the console is served over TLS (`secure_cookies`), so only an `https` origin of
+/// this host is this site; a plain-`http` page on the same host is another one.
+pub fn cross_site(headers: &HeaderMap, https: bool) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
     }
-    let Some(host) = header("host") else {
-        return header("origin").is_some();
+    let Some(origin) = header("origin") else {
+        return false;
     };
-    match header("origin") {
-        Some("null") => true,
-        Some(origin) => origin.split_once("://").map(|(_, h)| h) != Some(host),
-        None => false,
+    let Some(host) = header("host") else {
+        return true;
+    };
+    let scheme = if https { "https" } else { "http" };
+    match origin.split_once("://") {
+        Some((s, h)) => !(s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host)),
+        None => true,
     }
 }
 
@@ -224,7 +229,7 @@ pub async fn login(
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let now = now_ms();
-    if cross_site(&headers) {
+    if cross_site(&headers, state.config.secure_cookies) {
         return Err(ApiError::Forbidden);
     }
     // Slowed per user at an address and per address (see `throttle`): a guesser elsewhere
@@ -295,8 +300,13 @@ pub async fn login(
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("not a password"));
 
-#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204)))]
+#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204),
+    (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "Sent from another site")))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    // Another site must not end an officer's session in the middle of an alarm either.
+    if cross_site(&headers, state.config.secure_cookies) {
+        return Err(ApiError::Forbidden);
+    }
     if let Some(token) = cookie_token(&headers) {
         state.store.delete_session(&token_hash(&token)).await?;
     }
@@ -328,6 +338,53 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn an_origin_is_this_site_only_with_the_same_host_and_scheme() {
+        let own = headers(&[("host", "vakt.example"), ("origin", "http://vakt.example")]);
+        assert!(!cross_site(&own, false));
+        assert!(
+            cross_site(&own, true),
+            "plain http on a TLS-served host is another site"
+        );
+        let tls = headers(&[("host", "vakt.example"), ("origin", "https://vakt.example")]);
+        assert!(!cross_site(&tls, true));
+        assert!(cross_site(&tls, false));
+        let other = headers(&[("host", "vakt.example"), ("origin", "http://evil.example")]);
+        assert!(cross_site(&other, false));
+        assert!(cross_site(
+            &headers(&[("host", "vakt.example"), ("origin", "null")]),
+            false
+        ));
+        assert!(cross_site(
+            &headers(&[("origin", "http://vakt.example")]),
+            false
+        ));
+        assert!(
+            !cross_site(&headers(&[("host", "vakt.example")]), false),
+            "not a browser"
+        );
+    }
+
+    #[test]
+    fn fetch_metadata_wins_over_the_origin() {
+        let h = headers(&[
+            ("host", "vakt.example"),
+            ("origin", "http://vakt.example"),
+            ("sec-fetch-site", "same-site"),
+        ]);
+        assert!(cross_site(&h, false));
+        let h = headers(&[("sec-fetch-site", "same-origin")]);
+        assert!(!cross_site(&h, false));
     }
 
     #[test]

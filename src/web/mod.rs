@@ -187,6 +187,16 @@ async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Cases, persons and alerts must not linger in a browser's or a proxy's cache.
+    let data = h.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/json")
+            || v.starts_with(b"application/problem+json")
+            || v.starts_with(b"text/event-stream")
+    });
+    if data {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp
 }
 
