@@ -65,6 +65,8 @@ pub struct Config {
     pub http_header_timeout_s: u64,
     /// Seconds a client has to send a request's body.
     pub http_body_timeout_s: u64,
+    /// Where order zones may lie (`min_lat`, `max_lat`, `min_lon`, `max_lon`); Sweden.
+    pub zone_bounds: crate::domain::geo::Bounds,
     pub policy: PolicyConfig,
     pub supervision: SupervisionConfig,
 }
@@ -121,6 +123,7 @@ impl Default for Config {
             trusted_proxies: Default::default(),
             http_header_timeout_s: 10,
             http_body_timeout_s: 30,
+            zone_bounds: Default::default(),
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
         }

@@ -1082,3 +1082,81 @@ async fn a_plain_http_page_on_the_same_host_is_another_site_when_the_console_is_
     let resp = login(format!("https://{host}")).await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_zone_that_crosses_itself_encloses_nothing_or_lies_outside_sweden_is_refused_naming_it() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let order = |zone: Value| {
+        app.coordinator
+            .post(app.url(&format!("/api/cases/{}/orders", d.case_id)))
+            .json(&json!({"kind": "contact_ban", "restrained": {"name": "R"},
+                "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z",
+                "zones": [{"name": "Home", "geometry": {"type": "Point", "coordinates": [18.06, 59.33]}, "radius_m": 200}, zone]}))
+            .send()
+    };
+    let polygon =
+        |ring: Value| json!({"name": "Z", "geometry": {"type": "Polygon", "coordinates": [ring]}});
+    let bad = [
+        (
+            "bow tie",
+            polygon(json!([
+                [18.0, 59.0],
+                [18.01, 59.01],
+                [18.0, 59.01],
+                [18.01, 59.0],
+                [18.0, 59.0]
+            ])),
+        ),
+        (
+            "no area",
+            polygon(json!([
+                [18.0, 59.0],
+                [18.0, 59.01],
+                [18.0, 59.02],
+                [18.0, 59.0]
+            ])),
+        ),
+        (
+            "the world",
+            polygon(json!([
+                [-179.0, -89.0],
+                [179.0, -89.0],
+                [179.0, 89.0],
+                [-179.0, 89.0],
+                [-179.0, -89.0]
+            ])),
+        ),
+        (
+            "swapped",
+            json!({"name": "Z", "geometry": {"type": "Point", "coordinates": [59.33, 18.06]}, "radius_m": 200}),
+        ),
+        (
+            "huge circle",
+            json!({"name": "Z", "geometry": {"type": "Point", "coordinates": [18.06, 59.33]}, "radius_m": 90000}),
+        ),
+    ];
+    for (what, zone) in bad {
+        let (status, p) = problem(order(zone).await.unwrap()).await;
+        assert_eq!(
+            (status, p["field"].as_str()),
+            (422, Some("zones[1].geometry")),
+            "{what}: {p}"
+        );
+    }
+    let orders = app
+        .get(
+            &app.coordinator,
+            &format!("/api/cases/{}/orders", d.case_id),
+        )
+        .await;
+    assert_eq!(orders.as_array().unwrap().len(), 1, "only the seeded order");
+    let square = polygon(json!([
+        [18.0, 59.0],
+        [18.01, 59.0],
+        [18.01, 59.01],
+        [18.0, 59.01],
+        [18.0, 59.0]
+    ]));
+    assert_eq!(order(square).await.unwrap().status(), 201);
+}

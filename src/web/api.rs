@@ -586,7 +586,7 @@ async fn validate_order(
     let mut zones = Vec::with_capacity(req.zones.len());
     for (i, z) in req.zones.iter().enumerate() {
         let name = text(&format!("zones[{i}].name"), &z.name, 100)?;
-        let zone = zone_from_geojson(&name, &z.geometry, z.radius_m)
+        let zone = zone_from_geojson(&name, &z.geometry, z.radius_m, &s.config.zone_bounds)
             .map_err(|e| ApiError::invalid(&format!("zones[{i}].geometry"), e.to_string()))?;
         zones.push(zone);
     }
