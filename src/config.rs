@@ -38,7 +38,7 @@ pub struct Config {
     pub mqtt_share_group: String,
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
     pub database_url: Option<Secret>,
-    /// 64 hex characters that seal device keys at rest; none: `master.key` in the data
+    /// 64 hex characters that seal device keys and one-time-code secrets at rest; none: `master.key` in the data
     /// directory (made on first start). Several instances must share one.
     pub master_key: Option<Secret>,
     pub data_dir: PathBuf,

@@ -44,3 +44,106 @@ async fn a_database_file_others_could_read_is_narrowed_at_start() {
     let _store = vakt::store::open(&url).await.unwrap();
     assert_eq!(mode(&file), 0o600);
 }
+
+/// The `totp_secret` column of `username`, as stored.
+async fn stored_totp_secret(database_url: &str, username: &str) -> String {
+    use sqlx::Connection;
+    let query = "SELECT totp_secret FROM users WHERE username = $1";
+    if database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query_scalar(query)
+            .bind(username)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query_scalar(query)
+            .bind(username)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+fn code_now(secret: &str) -> String {
+    vakt::web::totp::code_at(secret, chrono::Utc::now().timestamp() / 30).unwrap()
+}
+
+async fn login(app: &TestApp, username: &str, password: &str, code: &str) -> u16 {
+    app.anonymous
+        .post(app.url("/api/login"))
+        .json(&serde_json::json!({"username": username, "password": password, "totp": code}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_one_time_code_secret_is_stored_sealed_and_still_opens_the_login() {
+    let app = TestApp::start().await;
+    let created: serde_json::Value = app
+        .post(
+            &app.admin,
+            "/api/users",
+            serde_json::json!({"username": "kim", "password": "kim-password-123", "role": "coordinator"}),
+        )
+        .await;
+    let uri = created["totp_uri"].as_str().unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let stored = stored_totp_secret(&app.database_url, "kim").await;
+    assert!(stored.starts_with("v1:"), "{stored}");
+    assert!(!stored.contains(secret));
+    assert_eq!(
+        login(&app, "kim", "kim-password-123", &code_now(secret)).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_secret_an_older_version_stored_in_the_clear_is_sealed_at_start_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    // The database as an older vakt left it: the secret in the clear.
+    let secret = vakt::web::totp::new_secret();
+    let store = vakt::store::open(&url).await.unwrap();
+    store
+        .insert_user(
+            &vakt::store::User {
+                username: "old-admin".into(),
+                role: vakt::store::Role::Admin,
+                region: None,
+                password_hash: vakt::web::auth::hash_password("old-admin-password"),
+                totp_secret: Some(secret.clone()),
+            },
+            vakt::domain::now_ms(),
+        )
+        .await
+        .unwrap();
+    drop(store);
+
+    let running = vakt::start(test_config(dir.path(), url.clone()), Default::default())
+        .await
+        .unwrap();
+    let stored = stored_totp_secret(&url, "old-admin").await;
+    assert!(
+        stored.starts_with("v1:") && !stored.contains(&secret),
+        "{stored}"
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/login", running.http_addr))
+        .json(&serde_json::json!({"username": "old-admin", "password": "old-admin-password", "totp": code_now(&secret)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    running.stop().await;
+}

@@ -365,6 +365,18 @@ macro_rules! sql_store {
                 Self::user_from(&row)
             }
 
+            async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET totp_secret = $1 WHERE username = $2 AND totp_secret = $3",
+                )
+                .bind(new)
+                .bind(username)
+                .bind(old)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, username, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",

@@ -1734,7 +1734,9 @@ pub async fn create_user(
         role: req.role,
         region: region.clone(),
         password_hash: super::auth::hash_password(&req.password),
-        totp_secret: totp_secret.clone(),
+        totp_secret: totp_secret
+            .as_ref()
+            .map(|t| s.directory.vault().seal_totp(t, &username)),
     };
     let now = now_ms();
     s.store.insert_user(&user, now).await?;

@@ -195,7 +195,14 @@ impl AppState {
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
             return SecondFactor::Failed;
         };
-        match super::totp::matching_step(secret, code, now / 1000) {
+        let secret = match self.directory.vault().open_totp(secret, &user.username) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "a login cannot check its one-time code");
+                return SecondFactor::Failed;
+            }
+        };
+        match super::totp::matching_step(&secret, code, now / 1000) {
             Some(step) if self.throttle.use_step(&user.username, step) => SecondFactor::Passed,
             _ => SecondFactor::Failed,
         }
