@@ -147,3 +147,52 @@ async fn a_secret_an_older_version_stored_in_the_clear_is_sealed_at_start_and_ke
     assert_eq!(resp.status(), 200);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_one_time_code_that_logged_in_once_is_refused_after_a_restart_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let secret = vakt::web::totp::new_secret();
+    let store = vakt::store::open(&url).await.unwrap();
+    store
+        .insert_user(
+            &vakt::store::User {
+                username: "kim".into(),
+                role: vakt::store::Role::Coordinator,
+                region: None,
+                password_hash: vakt::web::auth::hash_password("kim-password-123"),
+                totp_secret: Some(secret.clone()),
+            },
+            vakt::domain::now_ms(),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    // Taken once, a step stays taken: the code of the step after is used so that the
+    // test does not straddle a step boundary between the two logins.
+    let step = chrono::Utc::now().timestamp() / 30 + 1;
+    let code = vakt::web::totp::code_at(&secret, step).unwrap();
+    let login = |addr: std::net::SocketAddr| {
+        let code = code.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("http://{addr}/api/login"))
+                .json(&serde_json::json!({"username": "kim", "password": "kim-password-123", "totp": code}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let first = vakt::start(test_config(dir.path(), url.clone()), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(login(first.http_addr).await, 200);
+    first.stop().await;
+    let second = vakt::start(test_config(dir.path(), url.clone()), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(login(second.http_addr).await, 401, "the code was used");
+    second.stop().await;
+}

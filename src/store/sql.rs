@@ -377,6 +377,18 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET totp_last_step = $1 WHERE username = $2 \
+                     AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(step)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, username, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",

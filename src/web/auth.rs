@@ -182,30 +182,41 @@ enum SecondFactor {
 }
 
 impl AppState {
-    fn second_factor(&self, user: &User, code: Option<&str>, now: Millis) -> SecondFactor {
+    async fn second_factor(
+        &self,
+        user: &User,
+        code: Option<&str>,
+        now: Millis,
+    ) -> ApiResult<SecondFactor> {
         let required = self.config.require_second_factor
             && matches!(user.role, Role::Admin | Role::Coordinator);
         let Some(secret) = &user.totp_secret else {
-            return if required {
+            return Ok(if required {
                 SecondFactor::Failed
             } else {
                 SecondFactor::NotNeeded
-            };
+            });
         };
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-            return SecondFactor::Failed;
+            return Ok(SecondFactor::Failed);
         };
         let secret = match self.directory.vault().open_totp(secret, &user.username) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "a login cannot check its one-time code");
-                return SecondFactor::Failed;
+                return Ok(SecondFactor::Failed);
             }
         };
-        match super::totp::matching_step(&secret, code, now / 1000) {
-            Some(step) if self.throttle.use_step(&user.username, step) => SecondFactor::Passed,
-            _ => SecondFactor::Failed,
-        }
+        // A code's time step is good for one login of its user, on every instance: a code
+        // seen on a shoulder or in a log cannot log in again.
+        Ok(
+            match super::totp::matching_step(&secret, code, now / 1000) {
+                Some(step) if self.store.claim_totp_step(&user.username, step).await? => {
+                    SecondFactor::Passed
+                }
+                _ => SecondFactor::Failed,
+            },
+        )
     }
 }
 
@@ -260,13 +271,13 @@ pub async fn login(
             false
         }
     };
-    let ok = ok
-        && user.as_ref().is_some_and(|u| {
-            matches!(
-                state.second_factor(u, req.totp.as_deref(), now),
-                SecondFactor::Passed | SecondFactor::NotNeeded
-            )
-        });
+    let ok = match &user {
+        Some(u) if ok => matches!(
+            state.second_factor(u, req.totp.as_deref(), now).await?,
+            SecondFactor::Passed | SecondFactor::NotNeeded
+        ),
+        _ => false,
+    };
     let Some(user) = user.filter(|_| ok) else {
         crate::metrics::Metrics::inc(&state.metrics.logins_failed_total);
         let _ = state

@@ -89,12 +89,11 @@ struct Counters {
     by_address: HashMap<String, Counter>,
 }
 
-/// Failed logins and used one-time-code steps, in memory: a restart forgives everyone,
-/// which costs an attacker a restart they cannot cause.
+/// Failed logins, in memory: a restart forgives everyone, which costs an attacker a
+/// restart they cannot cause.
 #[derive(Default)]
 pub struct Throttle {
     counters: Mutex<Counters>,
-    used_steps: Mutex<HashMap<String, i64>>,
 }
 
 /// The attempt must wait this long; answered as 429 with `Retry-After`.
@@ -158,19 +157,6 @@ impl Throttle {
         c.by_user.remove(&user_key(username, address));
         if let Some(counter) = c.by_address.get_mut(address) {
             counter.failures = counter.failures.saturating_sub(1);
-        }
-    }
-
-    /// A one-time code's time step may be used once per user: a code seen on a shoulder
-    /// or in a log cannot log in again.
-    pub fn use_step(&self, user: &str, step: i64) -> bool {
-        let mut used = self.used_steps.lock().expect("throttle lock");
-        match used.get(user) {
-            Some(last) if *last >= step => false,
-            _ => {
-                used.insert(user.to_owned(), step);
-                true
-            }
         }
     }
 }
@@ -290,16 +276,6 @@ mod tests {
             .filter(|_| t.attempt("anna", "10.0.0.9", T0).is_ok())
             .count();
         assert_eq!(let_through, 5);
-    }
-
-    #[test]
-    fn a_one_time_code_step_is_taken_once_per_user() {
-        let t = Throttle::default();
-        assert!(t.use_step("anna", 100));
-        assert!(!t.use_step("anna", 100));
-        assert!(!t.use_step("anna", 99));
-        assert!(t.use_step("bo", 100));
-        assert!(t.use_step("anna", 101));
     }
 
     #[test]
