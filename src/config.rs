@@ -210,6 +210,12 @@ impl Config {
                 .parse()
                 .map_err(|e| ConfigError::Env("VAKT_TRUSTED_PROXIES", e))?;
         }
+        if let Some(v) = get("VAKT_HTTP_HEADER_TIMEOUT_S") {
+            self.http_header_timeout_s = parse("VAKT_HTTP_HEADER_TIMEOUT_S", v)?;
+        }
+        if let Some(v) = get("VAKT_HTTP_BODY_TIMEOUT_S") {
+            self.http_body_timeout_s = parse("VAKT_HTTP_BODY_TIMEOUT_S", v)?;
+        }
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
             self.silence_grace_s = Some(parse("VAKT_SILENCE_GRACE_S", v)?);
         }
