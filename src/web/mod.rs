@@ -8,6 +8,7 @@ pub mod json;
 pub mod peer;
 pub mod serve;
 pub mod sse;
+pub mod text;
 pub mod throttle;
 pub mod totp;
 
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             serve::body_deadline(body_timeout, req, next)
         }))
+        .layer(axum::middleware::from_fn(text::refuse_control_in_uri))
         .layer(axum::middleware::map_response(problem_for_every_error))
         .layer(axum::middleware::map_response(move |resp| {
             security_headers(resp, csp.clone())

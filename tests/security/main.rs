@@ -11,5 +11,6 @@
 mod common;
 mod target;
 
+mod abuse;
 mod auth;
 mod baseline;
