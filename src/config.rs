@@ -45,7 +45,7 @@ pub struct Config {
     pub mqtt_share_group: String,
     /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
     pub database_url: Option<Secret>,
-    /// 64 hex characters that seal device keys at rest; none: `master.key` in the data
+    /// 64 hex characters that seal device keys and one-time-code secrets at rest; none: `master.key` in the data
     /// directory (made on first start). Several instances must share one.
     pub master_key: Option<Secret>,
     pub data_dir: PathBuf,
@@ -65,6 +65,15 @@ pub struct Config {
     /// XYZ street-tile URL template for the console's situation map (e.g.
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
     pub map_tile_url: Option<String>,
+    /// Reverse proxies (addresses or networks like `10.0.0.0/8`) whose `X-Forwarded-For`
+    /// names the client, for login throttling; none: the socket's address is the client.
+    pub trusted_proxies: crate::web::peer::TrustedProxies,
+    /// Seconds a client has to send a request's headers; a slow one is cut off.
+    pub http_header_timeout_s: u64,
+    /// Seconds a client has to send a request's body.
+    pub http_body_timeout_s: u64,
+    /// Where order zones may lie (`min_lat`, `max_lat`, `min_lon`, `max_lon`); Sweden.
+    pub zone_bounds: crate::domain::geo::Bounds,
     /// Messages a second each device may send, after its burst: past it, the embedded broker
     /// reads the device slower and the ingest drops what an external broker brings (counted,
     /// a `rate_limited` security event). 0: no limit (benchmarks only).
@@ -124,6 +133,10 @@ impl Default for Config {
             secure_cookies: false,
             require_second_factor: true,
             map_tile_url: None,
+            trusted_proxies: Default::default(),
+            http_header_timeout_s: 10,
+            http_body_timeout_s: 30,
+            zone_bounds: Default::default(),
             device_messages_per_s: 20,
             device_message_burst: 200,
             policy: PolicyConfig::default(),
@@ -208,6 +221,17 @@ impl Config {
         }
         if let Some(v) = get("VAKT_MAP_TILE_URL").filter(|v| !v.is_empty()) {
             self.map_tile_url = Some(v);
+        }
+        if let Some(v) = get("VAKT_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .parse()
+                .map_err(|e| ConfigError::Env("VAKT_TRUSTED_PROXIES", e))?;
+        }
+        if let Some(v) = get("VAKT_HTTP_HEADER_TIMEOUT_S") {
+            self.http_header_timeout_s = parse("VAKT_HTTP_HEADER_TIMEOUT_S", v)?;
+        }
+        if let Some(v) = get("VAKT_HTTP_BODY_TIMEOUT_S") {
+            self.http_body_timeout_s = parse("VAKT_HTTP_BODY_TIMEOUT_S", v)?;
         }
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
             self.silence_grace_s = Some(parse("VAKT_SILENCE_GRACE_S", v)?);
@@ -386,6 +410,22 @@ mod tests {
             .to_string()
             .contains("mqtt_username `backend`"));
         assert!(Config::default().check_broker_identity().is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment_and_a_bad_one_is_refused() {
+        let c: Config = toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]").unwrap();
+        assert!(c.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        assert!(toml::from_str::<Config>("trusted_proxies = [\"proxy\"]").is_err());
+        let mut c = Config::default();
+        assert!(!c.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        c.apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "192.0.2.1,10.0.0.0/8".into()))
+            .unwrap();
+        assert!(c.trusted_proxies.trusts("192.0.2.1".parse().unwrap()));
+        let err = c
+            .apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "x".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("VAKT_TRUSTED_PROXIES"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Device keys at rest: sealed under the master key (ChaCha20-Poly1305, bound to the
-//! device id), so a copy of the database alone forges no device and reads no signature.
+//! Secrets at rest: device keys and the users' one-time-code secrets, sealed under the
+//! master key (ChaCha20-Poly1305, each bound to its device or user), so a copy of the
+//! database alone forges no device, reads no signature and makes no one-time code.
 
 use std::path::Path;
 
@@ -14,6 +15,8 @@ const SEALED_PREFIX: &str = "v1:";
 pub enum KeyError {
     #[error("the stored key of device {0} cannot be opened with this master key")]
     Open(String),
+    #[error("the one-time-code secret of user {0} cannot be opened with this master key")]
+    OpenTotp(String),
     #[error("master key: {0}")]
     Master(String),
 }
@@ -43,7 +46,11 @@ impl KeyVault {
             None => {
                 let path = data_dir.join("master.key");
                 match std::fs::read_to_string(&path) {
-                    Ok(k) => k.trim().to_owned(),
+                    Ok(k) => {
+                        narrow_to_owner(&path)
+                            .map_err(|e| KeyError::Master(format!("{}: {e}", path.display())))?;
+                        k.trim().to_owned()
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         let k = DeviceKey::generate().to_hex();
                         write_private(&path, &k)
@@ -63,25 +70,7 @@ impl KeyVault {
 
     /// Seals a device key for storage.
     pub fn seal(&self, key: &DeviceKey, device_id: &str) -> String {
-        use rand::RngCore;
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let nonce = &nonce;
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: key.to_hex().as_bytes(),
-                    aad: device_id.as_bytes(),
-                },
-            )
-            .expect("sealing a short key cannot fail");
-        format!(
-            "{SEALED_PREFIX}{}{}",
-            hex::encode(nonce),
-            hex::encode(sealed)
-        )
+        self.seal_text(&key.to_hex(), device_id)
     }
 
     /// Opens a stored key; a plain 64-hex key (stored before sealing existed) is taken as is.
@@ -90,10 +79,56 @@ impl KeyVault {
             return Ok(plain);
         }
         let fail = || KeyError::Open(device_id.to_owned());
-        let body = stored.strip_prefix(SEALED_PREFIX).ok_or_else(fail)?;
-        let bytes = hex::decode(body).map_err(|_| fail())?;
+        self.open_text(stored, device_id)
+            .ok_or_else(fail)
+            .and_then(|hex| DeviceKey::from_hex(&hex).ok_or_else(fail))
+    }
+
+    /// Seals a user's one-time-code secret (base32) for storage.
+    pub fn seal_totp(&self, secret: &str, username: &str) -> String {
+        self.seal_text(secret, &totp_binding(username))
+    }
+
+    /// Opens a stored one-time-code secret; a plain one (stored before sealing existed, and
+    /// sealed at the next start) is taken as is: base32 has no `:`, so it is never mistaken.
+    pub fn open_totp(&self, stored: &str, username: &str) -> Result<String, KeyError> {
+        if !stored.starts_with(SEALED_PREFIX) {
+            return Ok(stored.to_owned());
+        }
+        self.open_text(stored, &totp_binding(username))
+            .ok_or_else(|| KeyError::OpenTotp(username.to_owned()))
+    }
+
+    /// Whether a stored one-time-code secret is still in the clear.
+    pub fn is_plain(stored: &str) -> bool {
+        !stored.starts_with(SEALED_PREFIX)
+    }
+
+    fn seal_text(&self, plain: &str, bound_to: &str) -> String {
+        use rand::RngCore;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: bound_to.as_bytes(),
+                },
+            )
+            .expect("sealing a short secret cannot fail");
+        format!(
+            "{SEALED_PREFIX}{}{}",
+            hex::encode(nonce),
+            hex::encode(sealed)
+        )
+    }
+
+    fn open_text(&self, stored: &str, bound_to: &str) -> Option<String> {
+        let bytes = hex::decode(stored.strip_prefix(SEALED_PREFIX)?).ok()?;
         if bytes.len() < 12 {
-            return Err(fail());
+            return None;
         }
         let (nonce, sealed) = bytes.split_at(12);
         let plain = self
@@ -102,20 +137,35 @@ impl KeyVault {
                 Nonce::from_slice(nonce),
                 Payload {
                     msg: sealed,
-                    aad: device_id.as_bytes(),
+                    aad: bound_to.as_bytes(),
                 },
             )
-            .map_err(|_| fail())?;
-        std::str::from_utf8(&plain)
-            .ok()
-            .and_then(DeviceKey::from_hex)
-            .ok_or_else(fail)
+            .ok()?;
+        String::from_utf8(plain).ok()
     }
+}
+
+/// What a one-time-code secret is bound to: never a device id, which has no `:`.
+fn totp_binding(username: &str) -> String {
+    format!("totp:{username}")
+}
+
+/// A key file that others may read (copied in by hand, say) is made the owner's only.
+fn narrow_to_owner(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), "the master key file was readable by others; now the owner's only");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -138,6 +188,26 @@ mod tests {
         assert_eq!(vault.open(&sealed, "dev-1").unwrap(), key);
         assert!(vault.open(&sealed, "dev-2").is_err(), "bound to its device");
         assert!(KeyVault::new(&[8; 32]).open(&sealed, "dev-1").is_err());
+    }
+
+    #[test]
+    fn a_sealed_one_time_code_secret_opens_for_its_own_user_only() {
+        let vault = KeyVault::new(&[7; 32]);
+        let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        let sealed = vault.seal_totp(secret, "anna");
+        assert!(sealed.starts_with("v1:") && !sealed.contains(secret));
+        assert!(!KeyVault::is_plain(&sealed) && KeyVault::is_plain(secret));
+        assert_eq!(vault.open_totp(&sealed, "anna").unwrap(), secret);
+        assert!(vault.open_totp(&sealed, "bo").is_err(), "bound to its user");
+        assert!(KeyVault::new(&[8; 32]).open_totp(&sealed, "anna").is_err());
+        assert_eq!(
+            vault.open_totp(secret, "anna").unwrap(),
+            secret,
+            "a plain one as is"
+        );
+        // Neither kind of sealed secret opens as the other.
+        let as_device = vault.seal(&DeviceKey::generate(), "totp-anna");
+        assert!(vault.open_totp(&as_device, "anna").is_err());
     }
 
     #[test]
@@ -167,6 +237,11 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+            let file = dir.path().join("master.key");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            KeyVault::load(None, dir.path()).unwrap();
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "a file others could read is narrowed");
         }
         assert!(KeyVault::load(Some("abc"), dir.path()).is_err());
     }

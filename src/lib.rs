@@ -94,10 +94,48 @@ pub async fn open_store_for_command(config: &Config) -> Result<SharedStore, Star
 
 async fn open_store_with(config: &Config, patience: Duration) -> Result<SharedStore, StartError> {
     if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
+        private_dir(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     }
     Ok(store::open_with_patience(&config.database_url(), patience).await?)
+}
+
+/// One-time-code secrets stored in the clear by an older version are sealed, once; their
+/// users log in as before.
+pub async fn seal_plain_totp_secrets(
+    store: &SharedStore,
+    vault: &keys::KeyVault,
+) -> Result<usize, StoreError> {
+    let mut sealed = 0;
+    for user in store.users().await? {
+        let Some(plain) = user.totp_secret.filter(|s| keys::KeyVault::is_plain(s)) else {
+            continue;
+        };
+        let new = vault.seal_totp(&plain, &user.username);
+        if store
+            .replace_totp_secret(&user.username, &plain, &new)
+            .await?
+        {
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!(
+            users = sealed,
+            "sealed one-time-code secrets stored in the clear"
+        );
+    }
+    Ok(sealed)
+}
+
+/// Creates the data directory readable by the owner only (an existing one is left as the
+/// operator made it).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Starts everything `vakt serve` runs and returns once it listens.
@@ -108,6 +146,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let store = open_store(&config).await?;
     let config = Arc::new(config);
     let vault = config.key_vault().map_err(StartError::Keys)?;
+    seal_plain_totp_secrets(&store, &vault).await?;
     let directory = Directory::new(Arc::new(vault));
     directory.reload(&store).await?;
     let hub = Hub::new();
@@ -233,16 +272,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         shutdown_rx.clone(),
     ));
     let app = web::router(state.clone());
-    let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let header_timeout = Duration::from_secs(state.config.http_header_timeout_s);
+    let server = tokio::spawn(web::serve::serve(
+        listener,
+        app,
+        header_timeout,
+        shutdown_rx.clone(),
+    ));
     Ok(Running {
         http_addr,
         mqtt_host,

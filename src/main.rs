@@ -164,6 +164,7 @@ async fn run() -> anyhow::Result<()> {
                 },
         } => {
             let store = vakt::open_store_for_command(&config).await?;
+            let vault = config.key_vault()?;
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
@@ -181,7 +182,7 @@ async fn run() -> anyhow::Result<()> {
                 role: role_value,
                 region,
                 password_hash: vakt::web::auth::hash_password(password),
-                totp_secret: totp_secret.clone(),
+                totp_secret: totp_secret.as_ref().map(|t| vault.seal_totp(t, &username)),
             };
             store.insert_user(&user, now_ms()).await?;
             store

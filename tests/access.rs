@@ -449,3 +449,160 @@ async fn every_endpoint_answers_each_role_and_region_as_the_matrix_says() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Status and problem body of an answer, for comparing two answers whole.
+async fn answer(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A person and an open case in `region`, made by the national coordinator.
+async fn case_in(app: &TestApp, region: &str) -> (String, String) {
+    let person: Value = app
+        .post(
+            &app.coordinator,
+            "/api/persons",
+            json!({"name": "P P", "region": region}),
+        )
+        .await;
+    let case: Value = app
+        .post(
+            &app.coordinator,
+            "/api/cases",
+            json!({"reference": unique("r"), "person_id": person["id"], "risk": "high", "region": region}),
+        )
+        .await;
+    (
+        person["id"].as_str().unwrap().to_owned(),
+        case["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn device_in_stock(app: &TestApp, kind: &str) -> String {
+    let d: Value = app
+        .post(
+            &app.coordinator,
+            "/api/devices",
+            json!({"id": unique("stock"), "kind": kind}),
+        )
+        .await;
+    d["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn issuing_to_another_regions_person_is_answered_like_issuing_to_nobody() {
+    let app = TestApp::start().await;
+    let syd = app
+        .client_for("syd-coordinator", Role::Coordinator, Some("Syd"))
+        .await;
+    let (_, syd_case) = case_in(&app, "Syd").await;
+    let (stockholm_person, _) = case_in(&app, "Stockholm").await;
+    let device = device_in_stock(&app, "alarm").await;
+    let issue = |holder: String| {
+        syd.post(app.url(&format!("/api/devices/{device}/issue")))
+            .json(&json!({"case_id": syd_case, "holder_person_id": holder}))
+            .send()
+    };
+    let theirs = answer(issue(stockholm_person).await.unwrap()).await;
+    let nobody = answer(issue("p-does-not-exist".into()).await.unwrap()).await;
+    assert_eq!(theirs.0, 422);
+    assert_eq!(theirs, nobody, "the answers tell the ids apart");
+    let d = app
+        .get(&app.coordinator, &format!("/api/devices/{device}"))
+        .await;
+    assert_eq!(d["status"], "in_stock");
+}
+
+#[tokio::test]
+async fn another_regions_issued_device_is_not_there_for_issuing_or_as_a_tag() {
+    let app = TestApp::start().await;
+    let syd = app
+        .client_for("syd-coordinator", Role::Coordinator, Some("Syd"))
+        .await;
+    let stockholm = app.issued_device("Stockholm").await;
+    let (syd_person, syd_case) = case_in(&app, "Syd").await;
+    let issue = |device: String| {
+        syd.post(app.url(&format!("/api/devices/{device}/issue")))
+            .json(&json!({"case_id": syd_case, "holder_person_id": syd_person}))
+            .send()
+    };
+    let theirs = answer(issue(stockholm.id.clone()).await.unwrap()).await;
+    let nothing = answer(issue("dev-does-not-exist".into()).await.unwrap()).await;
+    assert_eq!(
+        theirs.0, 404,
+        "not a 409 that names the device's state: {theirs:?}"
+    );
+    assert_eq!(theirs, nothing);
+
+    // A tag issued in Stockholm, named in a Syd order: as unknown as a missing one.
+    let tag = device_in_stock(&app, "tag").await;
+    let (holder, case) = (stockholm.person_id.clone(), stockholm.case_id.clone());
+    let _: Value = app
+        .post(
+            &app.coordinator,
+            &format!("/api/devices/{tag}/issue"),
+            json!({"case_id": case, "holder_person_id": holder}),
+        )
+        .await;
+    let order = |tag: String| {
+        syd.post(app.url(&format!("/api/cases/{syd_case}/orders")))
+            .json(
+                &json!({"kind": "special_extended", "restrained": {"name": "R"},
+                "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z",
+                "tag_device_id": tag}),
+            )
+            .send()
+    };
+    let theirs = answer(order(tag).await.unwrap()).await;
+    let nothing = answer(order("tag-does-not-exist".into()).await.unwrap()).await;
+    assert_eq!(theirs.0, 422);
+    assert_eq!(theirs, nothing);
+    // Nor does an alarm device of Stockholm show up as "not a tag".
+    let theirs = answer(order(stockholm.id.clone()).await.unwrap()).await;
+    assert_eq!(theirs, nothing);
+}
+
+#[tokio::test]
+async fn only_a_coordinator_of_the_devices_region_may_rekey_it_and_stock_only_a_national_one() {
+    let app = TestApp::start().await;
+    let syd = app
+        .client_for("syd-coordinator", Role::Coordinator, Some("Syd"))
+        .await;
+    let stockholm_coordinator = app
+        .client_for("sthlm-coordinator", Role::Coordinator, Some("Stockholm"))
+        .await;
+    let issued = app.issued_device("Stockholm").await;
+    let stock = device_in_stock(&app, "alarm").await;
+    let rotate = |client: &reqwest::Client, id: &str| {
+        client
+            .post(app.url(&format!("/api/devices/{id}/rotate-key")))
+            .send()
+    };
+    // In stock: no region yet, so a regional coordinator who got its key could keep it
+    // after the device is issued to another region.
+    assert_eq!(rotate(&syd, &stock).await.unwrap().status(), 403);
+    assert_eq!(
+        rotate(&stockholm_coordinator, &stock)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(rotate(&syd, &issued.id).await.unwrap().status(), 404);
+    let d = app
+        .get(&app.coordinator, &format!("/api/devices/{stock}"))
+        .await;
+    assert!(d["key_rotation"].is_null(), "nothing started: {d}");
+
+    assert_eq!(
+        rotate(&stockholm_coordinator, &issued.id)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        rotate(&app.coordinator, &stock).await.unwrap().status(),
+        200
+    );
+}

@@ -65,27 +65,91 @@ async fn a_login_sets_a_strict_http_only_session_cookie_that_opens_the_api() {
 }
 
 #[tokio::test]
-async fn a_wrong_password_gets_401_and_repeated_failures_are_throttled() {
+async fn a_wrong_password_gets_401_and_repeated_failures_are_slowed_not_locked() {
     let app = TestApp::start().await;
-    for _ in 0..5 {
-        let resp = app
-            .anonymous
+    let login = |password: &'static str| {
+        app.anonymous
             .post(app.url("/api/login"))
-            .json(&json!({"username": "officer", "password": "guess"}))
+            .json(&json!({"username": "officer", "password": password}))
             .send()
-            .await
-            .unwrap();
-        assert_eq!(problem(resp).await.0, 401);
+    };
+    for _ in 0..5 {
+        assert_eq!(problem(login("guess").await.unwrap()).await.0, 401);
     }
-    let resp = app
-        .anonymous
-        .post(app.url("/api/login"))
-        .json(&json!({"username": "officer", "password": "officer-password-1"}))
-        .send()
-        .await
+    let resp = login("officer-password-1").await.unwrap();
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
         .unwrap();
     assert_eq!(problem(resp).await.0, 429);
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
     assert!(app.metric("vakt_logins_failed_total").await >= 5);
+    // A delay, not a lock-out: once it is over the right password works.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(login("officer-password-1").await.unwrap().status(), 200);
+}
+
+/// A login from `forwarded_for` through the proxy at 127.0.0.1.
+async fn login_via_proxy(app: &TestApp, forwarded_for: &str, body: Value) -> reqwest::Response {
+    app.anonymous
+        .post(app.url("/api/login"))
+        .header("X-Forwarded-For", forwarded_for)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_guesser_at_another_address_does_not_lock_the_user_out_behind_a_trusted_proxy() {
+    let app = TestApp::start_with(|c| {
+        c.trusted_proxies = "127.0.0.1".parse().unwrap();
+    })
+    .await;
+    let guess = json!({"username": "officer", "password": "guess"});
+    let right = json!({"username": "officer", "password": "officer-password-1"});
+    for _ in 0..20 {
+        let _ = login_via_proxy(&app, "203.0.113.66", guess.clone()).await;
+    }
+    let resp = login_via_proxy(&app, "203.0.113.66", right.clone()).await;
+    assert_eq!(resp.status(), 429, "the guesser's own address is slowed");
+    // Thirty random names from the guesser's address do not reach the officer's desk either.
+    for i in 0..30 {
+        let _ = login_via_proxy(
+            &app,
+            "203.0.113.66",
+            json!({"username": format!("n{i}"), "password": "x"}),
+        )
+        .await;
+    }
+    let resp = login_via_proxy(&app, "10.20.30.40", right).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "the officer at the centre logs in at once"
+    );
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_a_forwarded_for_header_buys_no_fresh_address() {
+    let app = TestApp::start().await;
+    for i in 0..5 {
+        let resp = login_via_proxy(
+            &app,
+            &format!("198.51.100.{i}"),
+            json!({"username": "officer", "password": "guess"}),
+        )
+        .await;
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = login_via_proxy(
+        &app,
+        "198.51.100.99",
+        json!({"username": "officer", "password": "guess"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
 }
 
 #[tokio::test]
@@ -732,12 +796,23 @@ async fn a_coordinator_logs_in_only_with_a_fresh_one_time_code() {
         }
     };
 
-    let resp = login(json!({"username": "kim", "password": "kim-password-123"})).await;
-    let (status, p) = problem(resp).await;
-    assert_eq!((status, p["field"].as_str()), (422, Some("totp")));
-    let resp =
-        login(json!({"username": "kim", "password": "kim-password-123", "totp": "000000"})).await;
-    assert_eq!(problem(resp).await.0, 401);
+    // The right password without a code, or with a wrong one, is answered exactly like a
+    // wrong password: a guesser never learns that the password was right.
+    let wrong_password =
+        problem(login(json!({"username": "kim", "password": "guess-123"})).await).await;
+    assert_eq!(wrong_password.0, 401);
+    let no_code =
+        problem(login(json!({"username": "kim", "password": "kim-password-123"})).await).await;
+    assert_eq!(no_code, wrong_password);
+    let wrong_code = problem(
+        login(json!({"username": "kim", "password": "kim-password-123", "totp": "000000"})).await,
+    )
+    .await;
+    assert_eq!(wrong_code, wrong_password);
+    assert!(
+        app.metric("vakt_logins_failed_total").await >= 3,
+        "all three count"
+    );
     let code = totp_now(&uri);
     let resp =
         login(json!({"username": "kim", "password": "kim-password-123", "totp": code})).await;
@@ -970,4 +1045,191 @@ async fn no_device_can_be_given_a_name_the_backend_logs_in_to_the_broker_with() 
             .unwrap();
         assert_eq!(resp.status(), 201, "{id}");
     }
+}
+
+#[tokio::test]
+async fn api_answers_are_never_stored_in_a_cache() {
+    let app = TestApp::start().await;
+    app.issued_device("Stockholm").await;
+    for path in ["/api/me", "/api/cases", "/api/devices", "/api/openapi.json"] {
+        let resp = app.coordinator.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+    }
+    let resp = app
+        .anonymous
+        .get(app.url("/api/cases"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["cache-control"], "no-store", "a problem too");
+    let stream = app
+        .officer
+        .get(app.url("/api/alerts/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn a_body_that_only_claims_json_in_a_parameter_is_refused() {
+    let app = TestApp::start().await;
+    let body = json!({"name": "Smuggled Person", "region": "Stockholm"}).to_string();
+    for content_type in [
+        "text/plain; x=+json",
+        "text/plain;+json",
+        "application/json-seq",
+    ] {
+        let resp = app
+            .coordinator
+            .post(app.url("/api/persons"))
+            .header("Content-Type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(resp).await.0, 400, "{content_type}");
+    }
+    let persons = app.get(&app.coordinator, "/api/persons").await;
+    assert_eq!(persons.as_array().unwrap().len(), 0, "nothing was stored");
+    let resp = app
+        .coordinator
+        .post(app.url("/api/persons"))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+#[tokio::test]
+async fn another_site_cannot_log_an_officer_out() {
+    let app = TestApp::start().await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "officer", "password": "officer-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for (name, value) in [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let resp = client
+            .post(app.url("/api/logout"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(resp).await.0, 403, "{name}: {value}");
+    }
+    let me = client.get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200, "the session lives on");
+    let resp = client.post(app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let me = client.get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 401);
+}
+
+#[tokio::test]
+async fn a_plain_http_page_on_the_same_host_is_another_site_when_the_console_is_served_over_tls() {
+    let app = TestApp::start_with(|c| c.secure_cookies = true).await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let login = |origin: String| {
+        app.anonymous
+            .post(app.url("/api/login"))
+            .header("Origin", origin)
+            .json(&json!({"username": "officer", "password": "officer-password-1"}))
+            .send()
+    };
+    let resp = login(format!("http://{host}")).await.unwrap();
+    assert_eq!(problem(resp).await.0, 403);
+    let resp = login(format!("https://{host}")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_zone_that_crosses_itself_encloses_nothing_or_lies_outside_sweden_is_refused_naming_it() {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let order = |zone: Value| {
+        app.coordinator
+            .post(app.url(&format!("/api/cases/{}/orders", d.case_id)))
+            .json(&json!({"kind": "contact_ban", "restrained": {"name": "R"},
+                "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z",
+                "zones": [{"name": "Home", "geometry": {"type": "Point", "coordinates": [18.06, 59.33]}, "radius_m": 200}, zone]}))
+            .send()
+    };
+    let polygon =
+        |ring: Value| json!({"name": "Z", "geometry": {"type": "Polygon", "coordinates": [ring]}});
+    let bad = [
+        (
+            "bow tie",
+            polygon(json!([
+                [18.0, 59.0],
+                [18.01, 59.01],
+                [18.0, 59.01],
+                [18.01, 59.0],
+                [18.0, 59.0]
+            ])),
+        ),
+        (
+            "no area",
+            polygon(json!([
+                [18.0, 59.0],
+                [18.0, 59.01],
+                [18.0, 59.02],
+                [18.0, 59.0]
+            ])),
+        ),
+        (
+            "the world",
+            polygon(json!([
+                [-179.0, -89.0],
+                [179.0, -89.0],
+                [179.0, 89.0],
+                [-179.0, 89.0],
+                [-179.0, -89.0]
+            ])),
+        ),
+        (
+            "swapped",
+            json!({"name": "Z", "geometry": {"type": "Point", "coordinates": [59.33, 18.06]}, "radius_m": 200}),
+        ),
+        (
+            "huge circle",
+            json!({"name": "Z", "geometry": {"type": "Point", "coordinates": [18.06, 59.33]}, "radius_m": 90000}),
+        ),
+    ];
+    for (what, zone) in bad {
+        let (status, p) = problem(order(zone).await.unwrap()).await;
+        assert_eq!(
+            (status, p["field"].as_str()),
+            (422, Some("zones[1].geometry")),
+            "{what}: {p}"
+        );
+    }
+    let orders = app
+        .get(
+            &app.coordinator,
+            &format!("/api/cases/{}/orders", d.case_id),
+        )
+        .await;
+    assert_eq!(orders.as_array().unwrap().len(), 1, "only the seeded order");
+    let square = polygon(json!([
+        [18.0, 59.0],
+        [18.01, 59.0],
+        [18.01, 59.01],
+        [18.0, 59.01],
+        [18.0, 59.0]
+    ]));
+    assert_eq!(order(square).await.unwrap().status(), 201);
 }

@@ -95,6 +95,47 @@ pub fn describe_distance(m: f64) -> String {
     }
 }
 
+/// Where zones may lie: a latitude and longitude box, Sweden's by default. A zone outside
+/// it is a typing error (swapped coordinates, a lost minus sign), never a real place.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    pub min_lat: f64,
+    pub max_lat: f64,
+    pub min_lon: f64,
+    pub max_lon: f64,
+}
+
+impl Bounds {
+    /// Sweden, Smygehuk to Treriksröset and Koster to Haparanda, with a little sea around.
+    pub const SWEDEN: Bounds = Bounds {
+        min_lat: 55.0,
+        max_lat: 69.5,
+        min_lon: 10.5,
+        max_lon: 24.5,
+    };
+
+    pub fn contains(&self, (lat, lon): (f64, f64)) -> bool {
+        (self.min_lat..=self.max_lat).contains(&lat) && (self.min_lon..=self.max_lon).contains(&lon)
+    }
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds::SWEDEN
+    }
+}
+
+/// The largest circle zone: a city and its surroundings.
+pub const MAX_RADIUS_M: f64 = 50_000.0;
+
+/// Vertices a polygon may have: plenty for a drawn zone, few enough that checking it for
+/// crossings stays cheap.
+pub const MAX_VERTICES: usize = 500;
+
+/// A polygon smaller than this, in square metres, is a line or a point in disguise.
+const MIN_AREA_M2: f64 = 1.0;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ZoneError {
     #[error("geometry must be a GeoJSON Polygon or Point")]
@@ -103,23 +144,36 @@ pub enum ZoneError {
     Coordinates,
     #[error("a polygon needs at least 3 distinct points")]
     TooFewPoints,
-    #[error("a Point zone needs radius_m between 1 and 100000")]
+    #[error("a polygon may have at most 500 points")]
+    TooManyPoints,
+    #[error("the polygon's edges cross each other")]
+    SelfIntersecting,
+    #[error("the polygon encloses no area")]
+    NoArea,
+    #[error("a Point zone needs radius_m between 1 and 50000")]
     Radius,
+    #[error("the zone lies outside the area zones may cover (latitude {min_lat}..{max_lat}, longitude {min_lon}..{max_lon})", min_lat = .0.min_lat, max_lat = .0.max_lat, min_lon = .0.min_lon, max_lon = .0.max_lon)]
+    OutsideBounds(Bounds),
 }
 
-/// Builds a zone from the API's GeoJSON (`[lon, lat]` order, as GeoJSON has it).
+/// Builds a zone from the API's GeoJSON (`[lon, lat]` order, as GeoJSON has it): a circle
+/// of sane radius, or a simple polygon (no crossing edges, some area), inside `bounds`.
 pub fn zone_from_geojson(
     name: &str,
     geometry: &serde_json::Value,
     radius_m: Option<f64>,
+    bounds: &Bounds,
 ) -> Result<Zone, ZoneError> {
     let kind = geometry.get("type").and_then(|t| t.as_str());
     let coords = geometry.get("coordinates").ok_or(ZoneError::Coordinates)?;
     let area = match kind {
         Some("Point") => {
             let centre = lonlat(coords)?;
+            if !bounds.contains(centre) {
+                return Err(ZoneError::OutsideBounds(*bounds));
+            }
             match radius_m {
-                Some(r) if r.is_finite() && (1.0..=100_000.0).contains(&r) => Area::Circle {
+                Some(r) if r.is_finite() && (1.0..=MAX_RADIUS_M).contains(&r) => Area::Circle {
                     centre,
                     radius_m: r,
                 },
@@ -132,7 +186,12 @@ pub fn zone_from_geojson(
                 .and_then(|rings| rings.first())
                 .and_then(|r| r.as_array())
                 .ok_or(ZoneError::Coordinates)?;
+            if outer.len() > MAX_VERTICES + 1 {
+                return Err(ZoneError::TooManyPoints);
+            }
             let mut ring = outer.iter().map(lonlat).collect::<Result<Vec<_>, _>>()?;
+            // A point repeated right after itself draws no edge.
+            ring.dedup();
             if ring.len() > 1 && ring.first() == ring.last() {
                 ring.pop();
             }
@@ -142,6 +201,16 @@ pub fn zone_from_geojson(
             if distinct.len() < 3 {
                 return Err(ZoneError::TooFewPoints);
             }
+            if !ring.iter().all(|p| bounds.contains(*p)) {
+                return Err(ZoneError::OutsideBounds(*bounds));
+            }
+            let flat: Vec<(f64, f64)> = ring.iter().map(|q| project(ring[0], *q)).collect();
+            if crosses_itself(&flat) {
+                return Err(ZoneError::SelfIntersecting);
+            }
+            if area_m2(&flat) < MIN_AREA_M2 {
+                return Err(ZoneError::NoArea);
+            }
             Area::Polygon(ring)
         }
         _ => return Err(ZoneError::GeometryType),
@@ -150,6 +219,81 @@ pub fn zone_from_geojson(
         name: name.to_owned(),
         area,
     })
+}
+
+/// Shoelace area of a closed ring in a plane.
+fn area_m2(ring: &[(f64, f64)]) -> f64 {
+    let n = ring.len();
+    let twice: f64 = (0..n)
+        .map(|i| {
+            let (a, b) = (ring[i], ring[(i + 1) % n]);
+            a.0 * b.1 - b.0 * a.1
+        })
+        .sum();
+    twice.abs() / 2.0
+}
+
+/// Whether two edges of a closed ring touch anywhere but at the vertex neighbours share.
+fn crosses_itself(ring: &[(f64, f64)]) -> bool {
+    let n = ring.len();
+    let edge = |i: usize| (ring[i], ring[(i + 1) % n]);
+    for i in 0..n {
+        for j in i + 1..n {
+            let (a, b) = (edge(i), edge(j));
+            let neighbours = j == i + 1 || (i == 0 && j == n - 1);
+            if neighbours {
+                // Sharing one vertex is right; folding back along each other is not.
+                let (shared, p, q) = if j == i + 1 {
+                    (a.1, a.0, b.1)
+                } else {
+                    (a.0, a.1, b.0)
+                };
+                if orientation(shared, p, q) == 0.0 && dot(shared, p, q) > 0.0 {
+                    return true;
+                }
+            } else if segments_touch(a, b) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Twice the signed area of triangle (o, a, b): which side of o→a the point b lies.
+fn orientation(o: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
+    (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
+}
+
+/// Whether o→a and o→b point the same way (for collinear points).
+fn dot(o: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
+    (a.0 - o.0) * (b.0 - o.0) + (a.1 - o.1) * (b.1 - o.1)
+}
+
+fn on_segment(p: (f64, f64), q: (f64, f64), r: (f64, f64)) -> bool {
+    r.0 >= p.0.min(q.0) && r.0 <= p.0.max(q.0) && r.1 >= p.1.min(q.1) && r.1 <= p.1.max(q.1)
+}
+
+fn segments_touch((p1, p2): ((f64, f64), (f64, f64)), (q1, q2): ((f64, f64), (f64, f64))) -> bool {
+    let sign = |v: f64| {
+        if v > 0.0 {
+            1
+        } else if v < 0.0 {
+            -1
+        } else {
+            0
+        }
+    };
+    let d1 = sign(orientation(q1, q2, p1));
+    let d2 = sign(orientation(q1, q2, p2));
+    let d3 = sign(orientation(p1, p2, q1));
+    let d4 = sign(orientation(p1, p2, q2));
+    if d1 * d2 < 0 && d3 * d4 < 0 {
+        return true;
+    }
+    (d1 == 0 && on_segment(q1, q2, p1))
+        || (d2 == 0 && on_segment(q1, q2, p2))
+        || (d3 == 0 && on_segment(p1, p2, q1))
+        || (d4 == 0 && on_segment(p1, p2, q2))
 }
 
 fn lonlat(v: &serde_json::Value) -> Result<(f64, f64), ZoneError> {
@@ -250,10 +394,10 @@ mod tests {
     #[test]
     fn geojson_polygons_and_circles_round_trip() {
         let poly = serde_json::json!({"type":"Polygon","coordinates":[[[18.0,59.0],[18.01,59.0],[18.01,59.01],[18.0,59.0]]]});
-        let z = zone_from_geojson("Home", &poly, None).unwrap();
+        let z = zone_from_geojson("Home", &poly, None, &Bounds::SWEDEN).unwrap();
         assert_eq!(zone_to_geojson(&z).0, poly);
         let point = serde_json::json!({"type":"Point","coordinates":[18.0,59.0]});
-        let c = zone_from_geojson("Work", &point, Some(250.0)).unwrap();
+        let c = zone_from_geojson("Work", &point, Some(250.0), &Bounds::SWEDEN).unwrap();
         assert_eq!(zone_to_geojson(&c), (point, Some(250.0)));
     }
 
@@ -261,21 +405,123 @@ mod tests {
     fn bad_zone_geometry_is_refused_with_a_reason() {
         let line = serde_json::json!({"type":"LineString","coordinates":[[18.0,59.0],[18.1,59.0]]});
         assert_eq!(
-            zone_from_geojson("x", &line, None),
+            zone_from_geojson("x", &line, None, &Bounds::SWEDEN),
             Err(ZoneError::GeometryType)
         );
         let point = serde_json::json!({"type":"Point","coordinates":[18.0,59.0]});
-        assert_eq!(zone_from_geojson("x", &point, None), Err(ZoneError::Radius));
+        assert_eq!(
+            zone_from_geojson("x", &point, None, &Bounds::SWEDEN),
+            Err(ZoneError::Radius)
+        );
         let flat = serde_json::json!({"type":"Polygon","coordinates":[[[18.0,59.0],[18.0,59.0],[18.1,59.0]]]});
         assert_eq!(
-            zone_from_geojson("x", &flat, None),
+            zone_from_geojson("x", &flat, None, &Bounds::SWEDEN),
             Err(ZoneError::TooFewPoints)
         );
         let off = serde_json::json!({"type":"Point","coordinates":[18.0,95.0]});
         assert_eq!(
-            zone_from_geojson("x", &off, Some(10.0)),
+            zone_from_geojson("x", &off, Some(10.0), &Bounds::SWEDEN),
             Err(ZoneError::Coordinates)
         );
+    }
+
+    fn polygon(points: &[(f64, f64)]) -> serde_json::Value {
+        let ring: Vec<[f64; 2]> = points.iter().map(|p| [p.1, p.0]).collect();
+        serde_json::json!({"type": "Polygon", "coordinates": [ring]})
+    }
+
+    fn check(points: &[(f64, f64)]) -> Result<Zone, ZoneError> {
+        zone_from_geojson("z", &polygon(points), None, &Bounds::SWEDEN)
+    }
+
+    #[test]
+    fn a_bow_tie_polygon_is_refused_as_crossing_itself() {
+        // (lat, lon): the second and fourth corners swapped make two triangles meeting in
+        // a point.
+        let bow_tie = [(59.0, 18.0), (59.01, 18.01), (59.01, 18.0), (59.0, 18.01)];
+        assert_eq!(check(&bow_tie), Err(ZoneError::SelfIntersecting));
+        let square = [(59.0, 18.0), (59.01, 18.0), (59.01, 18.01), (59.0, 18.01)];
+        assert!(check(&square).is_ok());
+    }
+
+    #[test]
+    fn a_polygon_touching_itself_or_folding_back_is_refused() {
+        // A figure eight through a shared vertex.
+        let eight = [
+            (59.0, 18.0),
+            (59.01, 18.0),
+            (59.005, 18.005),
+            (59.01, 18.01),
+            (59.0, 18.01),
+            (59.005, 18.005),
+        ];
+        assert_eq!(check(&eight), Err(ZoneError::SelfIntersecting));
+        // An edge that runs back over the one before it.
+        let spike = [(59.0, 18.0), (59.01, 18.0), (59.005, 18.0), (59.005, 18.01)];
+        assert_eq!(check(&spike), Err(ZoneError::SelfIntersecting));
+    }
+
+    #[test]
+    fn a_polygon_of_points_on_one_line_encloses_no_area() {
+        let line = [(59.0, 18.0), (59.01, 18.0), (59.02, 18.0)];
+        assert!(matches!(
+            check(&line),
+            Err(ZoneError::NoArea | ZoneError::SelfIntersecting)
+        ));
+        let sliver = [(59.0, 18.0), (59.01, 18.0), (59.02, 18.000_000_001)];
+        assert!(check(&sliver).is_err());
+    }
+
+    #[test]
+    fn a_zone_outside_sweden_or_around_the_world_is_refused() {
+        let world = [
+            (-89.0, -179.0),
+            (89.0, -179.0),
+            (89.0, 179.0),
+            (-89.0, 179.0),
+        ];
+        assert!(matches!(check(&world), Err(ZoneError::OutsideBounds(_))));
+        // Stockholm with latitude and longitude swapped: the Arabian Sea.
+        let swapped = serde_json::json!({"type": "Point", "coordinates": [59.33, 18.06]});
+        assert!(matches!(
+            zone_from_geojson("z", &swapped, Some(200.0), &Bounds::SWEDEN),
+            Err(ZoneError::OutsideBounds(_))
+        ));
+        // A deployment elsewhere configures its own area.
+        let helsinki = Bounds {
+            min_lat: 59.5,
+            max_lat: 60.5,
+            min_lon: 24.0,
+            max_lon: 25.5,
+        };
+        let point = serde_json::json!({"type": "Point", "coordinates": [24.94, 60.17]});
+        assert!(zone_from_geojson("z", &point, Some(200.0), &helsinki).is_ok());
+        assert!(zone_from_geojson("z", &point, Some(200.0), &Bounds::SWEDEN).is_err());
+    }
+
+    #[test]
+    fn a_circle_needs_a_radius_of_a_metre_to_fifty_kilometres() {
+        let point = serde_json::json!({"type": "Point", "coordinates": [18.0, 59.0]});
+        for r in [0.5, 50_001.0, f64::INFINITY] {
+            assert_eq!(
+                zone_from_geojson("z", &point, Some(r), &Bounds::SWEDEN),
+                Err(ZoneError::Radius),
+                "{r}"
+            );
+        }
+        assert!(zone_from_geojson("z", &point, Some(50_000.0), &Bounds::SWEDEN).is_ok());
+    }
+
+    #[test]
+    fn a_polygon_with_too_many_points_is_refused_before_it_is_checked() {
+        let many: Vec<(f64, f64)> = (0..=MAX_VERTICES + 1)
+            .map(|i| {
+                let a = i as f64 / (MAX_VERTICES + 2) as f64 * std::f64::consts::TAU;
+                (59.0 + 0.01 * a.sin(), 18.0 + 0.01 * a.cos())
+            })
+            .collect();
+        assert_eq!(check(&many), Err(ZoneError::TooManyPoints));
+        assert!(check(&many[..MAX_VERTICES]).is_ok());
     }
 
     #[test]

@@ -323,6 +323,12 @@ pub trait Store: Send + Sync + 'static {
     /// Creates the user or replaces its role, region and password (demo and admin resets).
     async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
     async fn user(&self, username: &str) -> Result<User>;
+    /// Replaces a user's one-time-code secret if it is still `old` (sealing one stored in
+    /// the clear; another instance may be doing the same): whether it was replaced.
+    async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool>;
+    /// Takes a one-time-code time step for a login: false when this user has logged in
+    /// with this step or a later one already (on any instance).
+    async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool>;
     async fn users(&self) -> Result<Vec<User>>;
     async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
     /// The session's user, if the session exists and was used after `idle_since`; touches it.

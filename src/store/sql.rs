@@ -365,6 +365,30 @@ macro_rules! sql_store {
                 Self::user_from(&row)
             }
 
+            async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET totp_secret = $1 WHERE username = $2 AND totp_secret = $3",
+                )
+                .bind(new)
+                .bind(username)
+                .bind(old)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET totp_last_step = $1 WHERE username = $2 \
+                     AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(step)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO sessions (token_hash, username, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
@@ -1541,6 +1565,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(patience);
+        let file = options.get_filename();
+        if !url.contains(":memory:") && !file.as_os_str().is_empty() {
+            owner_only(file).map_err(|e| {
+                StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", file.display()),
+                )))
+            })?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -1550,6 +1583,41 @@ impl SqliteStore {
             audit_lock: Default::default(),
         })
     }
+}
+
+/// The database holds cases, persons and sealed keys: its file, and the `-wal` and `-shm`
+/// files SQLite makes beside it with the file's own mode, are the owner's only. A file from
+/// an older version with wider rights is narrowed.
+fn owner_only(file: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::private_dir(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(file)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 /// The advisory lock key supervision is led under ("vakt" in ASCII).

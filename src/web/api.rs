@@ -549,7 +549,7 @@ pub async fn create_order(
 ) -> ApiResult<(StatusCode, Json<OrderOut>)> {
     caller.require(&[Role::Coordinator])?;
     let case = case_in_region(&s, &caller, &case_id).await?;
-    let order = validate_order(&s, new_id("o"), case.id.clone(), req).await?;
+    let order = validate_order(&s, &caller, new_id("o"), case.id.clone(), req).await?;
     let now = now_ms();
     s.store.insert_order(&order, now).await?;
     s.store
@@ -569,6 +569,7 @@ pub async fn create_order(
 /// Checks an order as the API receives it, for creating or replacing one.
 async fn validate_order(
     s: &AppState,
+    caller: &Caller,
     id: String,
     case_id: String,
     req: NewOrder,
@@ -586,7 +587,7 @@ async fn validate_order(
     let mut zones = Vec::with_capacity(req.zones.len());
     for (i, z) in req.zones.iter().enumerate() {
         let name = text(&format!("zones[{i}].name"), &z.name, 100)?;
-        let zone = zone_from_geojson(&name, &z.geometry, z.radius_m)
+        let zone = zone_from_geojson(&name, &z.geometry, z.radius_m, &s.config.zone_bounds)
             .map_err(|e| ApiError::invalid(&format!("zones[{i}].geometry"), e.to_string()))?;
         zones.push(zone);
     }
@@ -597,7 +598,11 @@ async fn validate_order(
                 "only a special_extended order has a tag",
             ));
         }
+        // Another region's devices are answered as if they did not exist.
         match s.store.device(tag).await {
+            Ok(d) if !device_visible(caller, &s.directory.snapshot(), &d) => {
+                return Err(ApiError::invalid("tag_device_id", "no such device"))
+            }
             Ok(d) if d.kind == DeviceKind::Tag => {}
             Ok(_) => {
                 return Err(ApiError::invalid(
@@ -691,7 +696,14 @@ pub async fn patch_order(
         zones: req.zones.unwrap_or(now_out.zones),
         tag_device_id: req.tag_device_id.unwrap_or(current.tag_device_id.clone()),
     };
-    let order = validate_order(&s, current.id.clone(), current.case_id.clone(), merged).await?;
+    let order = validate_order(
+        &s,
+        &caller,
+        current.id.clone(),
+        current.case_id.clone(),
+        merged,
+    )
+    .await?;
     s.store.update_order(&order).await?;
     s.store
         .audit(
@@ -985,12 +997,21 @@ pub async fn list_devices(
     ))
 }
 
-/// Devices in stock belong to no region; issued ones to their case's.
+/// Devices in stock belong to no region: every coordinator sees the shared stock, to issue
+/// from it. Issued (and returned, lost) ones belong to their case's region.
 fn device_visible(caller: &Caller, index: &Index, d: &DeviceRecord) -> bool {
     match &d.case_id {
         None => caller.role != Role::Officer,
-        Some(case_id) => caller.covers(index.cases.get(case_id).map(|c| c.region.as_str())),
+        Some(_) => caller.covers(device_region(index, d)),
     }
+}
+
+/// The region a device belongs to: its case's; none while in stock.
+fn device_region<'a>(index: &'a Index, d: &DeviceRecord) -> Option<&'a str> {
+    d.case_id
+        .as_ref()
+        .and_then(|c| index.cases.get(c))
+        .map(|c| c.region.as_str())
 }
 
 #[utoipa::path(get, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)),
@@ -1086,12 +1107,18 @@ pub async fn issue_device(
     if case.closed_at.is_some() {
         return Err(ApiError::invalid("case_id", "the case is closed"));
     }
+    // A person or device of another region is answered exactly as one that does not exist:
+    // the answer tells nothing about other regions.
     match s.store.person(&req.holder_person_id).await {
-        Ok(_) => {}
-        Err(crate::store::StoreError::NotFound) => {
+        Ok(p) if caller.covers(p.region.as_deref()) => {}
+        Ok(_) | Err(crate::store::StoreError::NotFound) => {
             return Err(ApiError::invalid("holder_person_id", "no such person"))
         }
         Err(e) => return Err(e.into()),
+    }
+    let current = s.store.device(&id).await?;
+    if !device_visible(&caller, &s.directory.snapshot(), &current) {
+        return Err(ApiError::NotFound);
     }
     let now = now_ms();
     let d = s
@@ -1171,7 +1198,7 @@ pub struct RotatedKeyOut {
 /// Gives a device a new key. The old one stays valid until the device signs a message with
 /// the new one, which it learns from a signed `cfg` (docs/protocol.md, "Key rotation").
 #[utoipa::path(post, path = "/api/devices/{id}/rotate-key", tag = "devices", params(("id" = String, Path)),
-    responses((status = 200, body = RotatedKeyOut), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = RotatedKeyOut), (status = 403, body = Problem, content_type = "application/problem+json", description = "A device in stock, and the caller a regional coordinator"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn rotate_device_key(
     State(s): State<AppState>,
     caller: Caller,
@@ -1179,9 +1206,14 @@ pub async fn rotate_device_key(
 ) -> ApiResult<Json<RotatedKeyOut>> {
     caller.require(&[Role::Coordinator])?;
     let current = s.store.device(&id).await?;
-    if !device_visible(&caller, &s.directory.snapshot(), &current) {
+    let index = s.directory.snapshot();
+    if !device_visible(&caller, &index, &current) {
         return Err(ApiError::NotFound);
     }
+    // The new key is shown to the caller: only someone of the device's region may see it.
+    // A device in stock belongs to no region yet, so only a national coordinator re-keys
+    // it; a regional one would otherwise keep the key of a device issued elsewhere later.
+    caller.require_region(device_region(&index, &current))?;
     let (d, key) = rotate_key(&s, &id, Some(&caller.username)).await?;
     Ok(Json(RotatedKeyOut {
         id: d.id.clone(),
@@ -1728,7 +1760,9 @@ pub async fn create_user(
         role: req.role,
         region: region.clone(),
         password_hash: super::auth::hash_password(&req.password),
-        totp_secret: totp_secret.clone(),
+        totp_secret: totp_secret
+            .as_ref()
+            .map(|t| s.directory.vault().seal_totp(t, &username)),
     };
     let now = now_ms();
     s.store.insert_user(&user, now).await?;

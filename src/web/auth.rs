@@ -1,8 +1,5 @@
 //! Who is calling: argon2id passwords, session cookies, bearer tokens, roles and regions.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -16,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
 use super::json::Body;
+use super::peer::ClientAddr;
 use super::AppState;
 use crate::domain::{now_ms, Millis};
 use crate::store::{Role, StoreError, User};
@@ -132,7 +130,7 @@ impl FromRequestParts<AppState> for Caller {
             };
         }
         let token = cookie_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        if !parts.method.is_safe() && cross_site(&parts.headers) {
+        if !parts.method.is_safe() && cross_site(&parts.headers, state.config.secure_cookies) {
             return Err(ApiError::Forbidden);
         }
         let idle_since = now - state.config.session_idle_s as Millis * 1000;
@@ -148,124 +146,77 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The caller's network address, when the server knows it.
-pub struct PeerAddr(pub Option<std::net::SocketAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<PeerAddr, Self::Rejection> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0),
-        ))
-    }
-}
-
 /// Whether a browser says the request comes from another site. A cookie-carrying change
 /// from another site is a forgery attempt (SameSite=Strict stops it in current browsers;
 /// this stops it in the rest). Clients that send neither header are not browsers.
-pub fn cross_site(headers: &HeaderMap) -> bool {
+/// `https`: the console is served over TLS (`secure_cookies`), so only an `https` origin of
+/// this host is this site; a plain-`http` page on the same host is another one.
+pub fn cross_site(headers: &HeaderMap, https: bool) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
     }
-    let Some(host) = header("host") else {
-        return header("origin").is_some();
+    let Some(origin) = header("origin") else {
+        return false;
     };
-    match header("origin") {
-        Some("null") => true,
-        Some(origin) => origin.split_once("://").map(|(_, h)| h) != Some(host),
-        None => false,
+    let Some(host) = header("host") else {
+        return true;
+    };
+    let scheme = if https { "https" } else { "http" };
+    match origin.split_once("://") {
+        Some((s, h)) => !(s.eq_ignore_ascii_case(scheme) && h.eq_ignore_ascii_case(host)),
+        None => true,
     }
 }
 
-/// Failed logins per username, to slow down guessing.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, Vec<Millis>>>,
-    used_steps: Mutex<HashMap<String, i64>>,
-}
-
-const THROTTLE_WINDOW_MS: Millis = 15 * 60 * 1000;
-const THROTTLE_MAX_FAILURES: usize = 5;
+pub use super::throttle::Throttle;
 
 /// What the second factor said at a login.
 enum SecondFactor {
     /// Neither set up nor required for this role.
     NotNeeded,
     Passed,
-    /// Wrong, reused, or required but not set up.
+    /// Wrong, reused, missing, or required but not set up: all answered alike, so a
+    /// guesser never learns that the password was right.
     Failed,
-    /// Set up, and no code was given: ask for it.
-    Missing,
-    NotChecked,
 }
 
 impl AppState {
-    fn second_factor(&self, user: &User, code: Option<&str>, now: Millis) -> SecondFactor {
+    async fn second_factor(
+        &self,
+        user: &User,
+        code: Option<&str>,
+        now: Millis,
+    ) -> ApiResult<SecondFactor> {
         let required = self.config.require_second_factor
             && matches!(user.role, Role::Admin | Role::Coordinator);
         let Some(secret) = &user.totp_secret else {
-            return if required {
+            return Ok(if required {
                 SecondFactor::Failed
             } else {
                 SecondFactor::NotNeeded
-            };
+            });
         };
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-            return SecondFactor::Missing;
+            return Ok(SecondFactor::Failed);
         };
-        match super::totp::matching_step(secret, code, now / 1000) {
-            Some(step) if self.throttle.use_step(&user.username, step) => SecondFactor::Passed,
-            _ => SecondFactor::Failed,
-        }
-    }
-}
-
-const ADDRESS_MAX_FAILURES: usize = 30;
-
-impl Throttle {
-    fn blocked_address(&self, key: &str, now: Millis) -> bool {
-        if key.is_empty() {
-            return false;
-        }
-        let mut map = self.failures.lock().expect("throttle lock");
-        let list = map.entry(key.to_owned()).or_default();
-        list.retain(|t| now - t < THROTTLE_WINDOW_MS);
-        list.len() >= ADDRESS_MAX_FAILURES
-    }
-
-    /// A one-time code's time step may be used once per user: a code seen on a shoulder
-    /// or in a log cannot log in again.
-    fn use_step(&self, user: &str, step: i64) -> bool {
-        let mut used = self.used_steps.lock().expect("throttle lock");
-        match used.get(user) {
-            Some(last) if *last >= step => false,
-            _ => {
-                used.insert(user.to_owned(), step);
-                true
+        let secret = match self.directory.vault().open_totp(secret, &user.username) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "a login cannot check its one-time code");
+                return Ok(SecondFactor::Failed);
             }
-        }
-    }
-
-    fn blocked(&self, key: &str, now: Millis) -> bool {
-        let mut map = self.failures.lock().expect("throttle lock");
-        let list = map.entry(key.to_owned()).or_default();
-        list.retain(|t| now - t < THROTTLE_WINDOW_MS);
-        list.len() >= THROTTLE_MAX_FAILURES
-    }
-    fn fail(&self, key: &str, now: Millis) {
-        let mut map = self.failures.lock().expect("throttle lock");
-        if map.len() > 100_000 {
-            map.retain(|_, l| l.iter().any(|t| now - t < THROTTLE_WINDOW_MS));
-        }
-        map.entry(key.to_owned()).or_default().push(now);
-    }
-    fn clear(&self, key: &str) {
-        self.failures.lock().expect("throttle lock").remove(key);
+        };
+        // A code's time step is good for one login of its user, on every instance: a code
+        // seen on a shoulder or in a log cannot log in again.
+        Ok(
+            match super::totp::matching_step(&secret, code, now / 1000) {
+                Some(step) if self.store.claim_totp_step(&user.username, step).await? => {
+                    SecondFactor::Passed
+                }
+                _ => SecondFactor::Failed,
+            },
+        )
     }
 }
 
@@ -286,22 +237,26 @@ pub struct Me {
 
 #[utoipa::path(post, path = "/api/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = Me, description = "Logged in; the session cookie is set"),
-              (status = 400, body = super::error::Problem, content_type = "application/problem+json"), (status = 401, body = super::error::Problem, content_type = "application/problem+json"), (status = 429, body = super::error::Problem, content_type = "application/problem+json")))]
+              (status = 400, body = super::error::Problem, content_type = "application/problem+json"), (status = 401, body = super::error::Problem, content_type = "application/problem+json", description = "Wrong username, password or one-time code, or a code missing: all answered alike"),
+              (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "Sent from another site"),
+              (status = 429, body = super::error::Problem, content_type = "application/problem+json", description = "Too many failed attempts from this address: wait", headers(("Retry-After" = u64, description = "Seconds to wait before the next attempt")))))]
 pub async fn login(
     State(state): State<AppState>,
-    PeerAddr(peer): PeerAddr,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let now = now_ms();
-    if cross_site(&headers) {
+    if cross_site(&headers, state.config.secure_cookies) {
         return Err(ApiError::Forbidden);
     }
-    // Guessing is slowed per user and per address, so neither many users from one place
-    // nor one user from many places gets far.
-    let address = peer.map(|p| format!("ip:{}", p.ip())).unwrap_or_default();
-    if state.throttle.blocked(&req.username, now) || state.throttle.blocked_address(&address, now) {
-        return Err(ApiError::TooManyRequests);
+    // Slowed per user at an address and per address (see `throttle`): a guesser elsewhere
+    // never slows the duty officer at the centre.
+    let address = client.map(|a| a.to_string()).unwrap_or_default();
+    if let Err(wait) = state.throttle.attempt(&req.username, &address, now) {
+        return Err(ApiError::TooManyRequests {
+            retry_after_s: wait.seconds(),
+        });
     }
     let user = match state.store.user(&req.username).await {
         Ok(u) => Some(u),
@@ -316,24 +271,14 @@ pub async fn login(
             false
         }
     };
-    let second_factor = match &user {
-        Some(u) if ok => state.second_factor(u, req.totp.as_deref(), now),
-        _ => SecondFactor::NotChecked,
-    };
-    if let SecondFactor::Missing = second_factor {
-        return Err(ApiError::invalid(
-            "totp",
-            "a one-time code from your authenticator app is required",
-        ));
-    }
-    let ok = ok
-        && matches!(
-            second_factor,
+    let ok = match &user {
+        Some(u) if ok => matches!(
+            state.second_factor(u, req.totp.as_deref(), now).await?,
             SecondFactor::Passed | SecondFactor::NotNeeded
-        );
+        ),
+        _ => false,
+    };
     let Some(user) = user.filter(|_| ok) else {
-        state.throttle.fail(&req.username, now);
-        state.throttle.fail(&address, now);
         crate::metrics::Metrics::inc(&state.metrics.logins_failed_total);
         let _ = state
             .store
@@ -341,7 +286,7 @@ pub async fn login(
             .await;
         return Err(ApiError::Unauthorized);
     };
-    state.throttle.clear(&req.username);
+    state.throttle.succeeded(&req.username, &address);
     let (token, hash) = new_token();
     state
         .store
@@ -373,8 +318,13 @@ pub async fn login(
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("not a password"));
 
-#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204)))]
+#[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204),
+    (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "Sent from another site")))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    // Another site must not end an officer's session in the middle of an alarm either.
+    if cross_site(&headers, state.config.secure_cookies) {
+        return Err(ApiError::Forbidden);
+    }
     if let Some(token) = cookie_token(&headers) {
         state.store.delete_session(&token_hash(&token)).await?;
     }
@@ -406,6 +356,53 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn an_origin_is_this_site_only_with_the_same_host_and_scheme() {
+        let own = headers(&[("host", "vakt.example"), ("origin", "http://vakt.example")]);
+        assert!(!cross_site(&own, false));
+        assert!(
+            cross_site(&own, true),
+            "plain http on a TLS-served host is another site"
+        );
+        let tls = headers(&[("host", "vakt.example"), ("origin", "https://vakt.example")]);
+        assert!(!cross_site(&tls, true));
+        assert!(cross_site(&tls, false));
+        let other = headers(&[("host", "vakt.example"), ("origin", "http://evil.example")]);
+        assert!(cross_site(&other, false));
+        assert!(cross_site(
+            &headers(&[("host", "vakt.example"), ("origin", "null")]),
+            false
+        ));
+        assert!(cross_site(
+            &headers(&[("origin", "http://vakt.example")]),
+            false
+        ));
+        assert!(
+            !cross_site(&headers(&[("host", "vakt.example")]), false),
+            "not a browser"
+        );
+    }
+
+    #[test]
+    fn fetch_metadata_wins_over_the_origin() {
+        let h = headers(&[
+            ("host", "vakt.example"),
+            ("origin", "http://vakt.example"),
+            ("sec-fetch-site", "same-site"),
+        ]);
+        assert!(cross_site(&h, false));
+        let h = headers(&[("sec-fetch-site", "same-origin")]);
+        assert!(!cross_site(&h, false));
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub enum ApiError {
     Forbidden,
     NotFound,
     Conflict(String),
-    TooManyRequests,
+    /// 429, with how many seconds to wait before the next try.
+    TooManyRequests {
+        retry_after_s: u64,
+    },
     Unavailable(String),
     Internal,
 }
@@ -63,6 +66,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, title, detail, field) = match self {
             ApiError::BadRequest { detail, field } => {
                 (StatusCode::BAD_REQUEST, "Bad request", detail, field)
@@ -92,12 +96,15 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "Conflict", d, None),
-            ApiError::TooManyRequests => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests",
-                "try again later".into(),
-                None,
-            ),
+            ApiError::TooManyRequests { retry_after_s } => {
+                retry_after = Some(retry_after_s);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many requests",
+                    format!("too many failed attempts: try again in {retry_after_s} s"),
+                    None,
+                )
+            }
             ApiError::Unavailable(d) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", d, None),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -114,12 +121,17 @@ impl IntoResponse for ApiError {
             field,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (
+        let mut resp = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        resp
     }
 }
 

@@ -17,7 +17,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+            .is_some_and(is_json_media_type);
         if !is_json {
             return Err(ApiError::BadRequest {
                 detail: "expected Content-Type: application/json".into(),
@@ -32,6 +32,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             })?;
         parse(&bytes).map(Body)
     }
+}
+
+/// `application/json` or `application/…+json`, with any parameters: the media type itself
+/// decides, not a `+json` somewhere in a parameter of `text/plain`.
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application")
+        && (subtype == "json"
+            || subtype
+                .strip_suffix("+json")
+                .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace)))
 }
 
 /// Parses a JSON body, naming the offending field in the error.
@@ -71,4 +86,33 @@ fn missing_field(message: &str) -> Option<String> {
     let start = message.find("missing field `")? + "missing field `".len();
     let end = message[start..].find('`')?;
     Some(message[start..start + end].to_owned())
+}
+
+#[cfg(test)]
+mod content_type_tests {
+    use super::is_json_media_type;
+
+    #[test]
+    fn only_a_json_media_type_is_json_whatever_its_parameters_say() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "text/plain; x=+json",
+            "text/plain;+json",
+            "application/jsonx",
+            "application/json-seq",
+            "application/+json",
+            "text/json",
+            "multipart/form-data; boundary=+json",
+            "",
+        ] {
+            assert!(!is_json_media_type(bad), "{bad}");
+        }
+    }
 }

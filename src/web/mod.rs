@@ -5,8 +5,11 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod json;
+pub mod peer;
+pub mod serve;
 pub mod sse;
 pub mod text;
+pub mod throttle;
 pub mod totp;
 
 use std::sync::Arc;
@@ -80,6 +83,7 @@ pub struct ApiDoc;
 
 pub fn router(state: AppState) -> Router {
     let csp = content_security_policy(state.config.map_tile_url.as_deref());
+    let body_timeout = std::time::Duration::from_secs(state.config.http_body_timeout_s);
     Router::new()
         .merge(console::router())
         .route("/healthz", get(healthz))
@@ -128,6 +132,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/console-config", get(api::console_config))
         .route("/api/status", get(api::status))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            serve::body_deadline(body_timeout, req, next)
+        }))
         .layer(axum::middleware::from_fn(text::refuse_control_in_uri))
         .layer(axum::middleware::map_response(problem_for_every_error))
         .layer(axum::middleware::map_response(move |resp| {
@@ -182,6 +189,16 @@ async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Cases, persons and alerts must not linger in a browser's or a proxy's cache.
+    let data = h.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/json")
+            || v.starts_with(b"application/problem+json")
+            || v.starts_with(b"text/event-stream")
+    });
+    if data {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp
 }
 

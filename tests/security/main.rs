@@ -12,5 +12,6 @@ mod common;
 mod target;
 
 mod abuse;
+mod auth;
 mod baseline;
 mod broker_rights;

@@ -260,6 +260,14 @@ impl Target {
         vakt::web::totp::code_at(secret, step)
     }
 
+    /// The one-time-code secret `vakt user add` printed for a user with a second factor.
+    pub fn totp_secret(&self, username: &str) -> String {
+        self.totp_secrets
+            .get(username)
+            .unwrap_or_else(|| panic!("{username} has no second factor"))
+            .clone()
+    }
+
     /// What vakt and (where it runs) Mosquitto have logged so far.
     pub fn log(&self) -> String {
         let mut text = std::fs::read_to_string(&self.vakt_log).unwrap_or_default();

@@ -350,7 +350,7 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
     input.id = id;
     input.type = 'number';
     input.min = '1';
-    input.max = '100000';
+    input.max = '50000';
     input.step = '1';
     input.value = String(Math.round(zone.r));
     input.addEventListener('change', () => {
@@ -397,7 +397,7 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
       const la = parseDecimal(lat.value);
       const lo = parseDecimal(lon.value);
       const r = parseDecimal(radius.value);
-      if (!(Math.abs(la) <= 85 && Math.abs(lo) <= 180 && r >= 1 && r <= 100000)) {
+      if (!(Math.abs(la) <= 85 && Math.abs(lo) <= 180 && r >= 1 && r <= 50000)) {
         error.textContent = t('zone_coords_invalid');
         error.hidden = false;
         return;

@@ -387,13 +387,10 @@ export function wireLoginForm(onLoggedIn) {
       setLoginMessage('');
       onLoggedIn(user);
     } catch (err) {
-      if (err.field === 'totp') {
-        // Coordinators and admins need a one-time code; the password was right.
-        setLoginMessage(t('login_need_totp'));
-        $('login-totp').focus();
-      } else {
-        setLoginMessage(err.status === 401 ? t('login_failed') : err.message);
-      }
+      // A wrong password and a wrong or missing one-time code get the same answer.
+      if (err.status === 401) setLoginMessage(t('login_failed'));
+      else if (err.status === 429) setLoginMessage(t('login_wait'));
+      else setLoginMessage(err.message);
     } finally {
       submit.disabled = false;
       submit.textContent = t('login_submit');
