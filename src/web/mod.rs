@@ -5,6 +5,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod json;
+pub mod mask;
 pub mod sse;
 pub mod totp;
 

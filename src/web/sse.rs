@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::api::alert_out;
+use super::api::unrevealed_alert;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::AppState;
@@ -140,7 +140,7 @@ async fn send_change(
     if !caller.covers(change.alert.region.as_deref()) {
         return true;
     }
-    let out = alert_out(&change.alert, &s.directory.snapshot());
+    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
     let Ok(event) = Event::default()
         .event("alert")
         .id(change.event_seq.to_string())
