@@ -32,7 +32,7 @@ def main():
     t = 1764320000123
     seeds = {
         "hello": ("dev-001", "hello", {"fw": "2.4.1", "hb": 60, "model": "VA-200", "boot": 3, "seq": 0, "ts": t}),
-        "hello-escapes": ("VA_200-xyz", "hello", {"fw": "2.4.1-r\u00e5\"\\\n\u0001", "hb": 86400, "model": "VA-200 \u2028", "boot": 0, "seq": 4294967295, "ts": -1}),
+        "hello-escapes": ("VA_200-xyz", "hello", {"fw": "2.4.1-r\u00e5\"\\/\U0001f6a8", "hb": 86400, "model": "VA-200 \u2028", "boot": 0, "seq": 4294967295, "ts": -1}),
         "hb": ("dev-001", "hb", {"batt": 87, "boot": 3, "chg": 0, "rssi": -71, "seq": 1204, "ts": t}),
         "hb-charging": ("dev-001", "hb", {"batt": 100, "boot": 4294967295, "chg": 1, "rssi": -200, "seq": 1, "ts": 0}),
         "alarm-panic": ("dev-001", "alarm", {"acc": 12, "batt": 81, "boot": 3, "kind": "panic", "lat": 593293000, "lon": 180686000, "seq": 17, "ts": t}),

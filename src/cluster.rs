@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::domain::{now_ms, Millis};
-use crate::ingest::{self, BrokerLink, Delivery};
+use crate::ingest::queue::IngestQueue;
+use crate::ingest::{self, BrokerLink};
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
@@ -33,7 +34,7 @@ impl PeersPending {
 pub async fn run(
     store: SharedStore,
     link: BrokerLink,
-    deliveries: mpsc::Sender<Delivery>,
+    deliveries: IngestQueue,
     metrics: Arc<Metrics>,
     pending: PeersPending,
     mut shutdown: watch::Receiver<bool>,

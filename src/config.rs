@@ -58,6 +58,12 @@ pub struct Config {
     /// XYZ street-tile URL template for the console's situation map (e.g.
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
     pub map_tile_url: Option<String>,
+    /// Messages a second each device may send, after its burst: past it, the embedded broker
+    /// reads the device slower and the ingest drops what an external broker brings (counted,
+    /// a `rate_limited` security event). 0: no limit (benchmarks only).
+    pub device_messages_per_s: u32,
+    /// Messages a device may send at once before its rate applies.
+    pub device_message_burst: u32,
     pub policy: PolicyConfig,
     pub supervision: SupervisionConfig,
 }
@@ -111,6 +117,8 @@ impl Default for Config {
             secure_cookies: false,
             require_second_factor: true,
             map_tile_url: None,
+            device_messages_per_s: 20,
+            device_message_burst: 200,
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
         }
@@ -195,6 +203,12 @@ impl Config {
         if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
             self.silence_grace_s = Some(parse("VAKT_SILENCE_GRACE_S", v)?);
         }
+        if let Some(v) = get("VAKT_DEVICE_MESSAGES_PER_S") {
+            self.device_messages_per_s = parse("VAKT_DEVICE_MESSAGES_PER_S", v)?;
+        }
+        if let Some(v) = get("VAKT_DEVICE_MESSAGE_BURST") {
+            self.device_message_burst = parse("VAKT_DEVICE_MESSAGE_BURST", v)?;
+        }
         Ok(())
     }
 
@@ -209,6 +223,14 @@ impl Config {
                 .copied()
                 .unwrap_or(30)
         })
+    }
+
+    /// What each device may send to the ingest.
+    pub fn device_rate(&self) -> crate::ingest::queue::RateLimit {
+        crate::ingest::queue::RateLimit {
+            per_s: self.device_messages_per_s,
+            burst: self.device_message_burst,
+        }
     }
 
     /// The vault that seals device keys, from `master_key` or the data directory's file.

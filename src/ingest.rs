@@ -2,13 +2,15 @@
 //! correlates and triages them, stores alerts durably, and only then acknowledges them to
 //! the broker and answers the device.
 
-use std::collections::{HashMap, VecDeque};
+pub mod queue;
+
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::broker::EmbeddedBroker;
 use crate::directory::{DeviceEntry, Directory};
@@ -20,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, Feedback, Freshness, Message, Payload, ReplayWindow};
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 use crate::supervise::Supervision;
+use queue::{Inbox, IngestQueue, RateLimit, Refused};
 
 /// How the ingest reaches its broker.
 #[derive(Debug, Clone)]
@@ -124,7 +127,7 @@ impl Downlink {
 #[derive(Debug, Default)]
 struct DeviceRuntime {
     window: ReplayWindow,
-    bad_signatures: VecDeque<Millis>,
+    bad_signatures: triage::BadSignatureTally,
     low_battery_raised: bool,
     /// Missing messages over the policy's window: one technical alert per episode.
     missing: triage::MissingEpisode,
@@ -167,7 +170,7 @@ const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub struct IngestHandle {
     pub downlink: Downlink,
     /// Where a drained session of a dead instance hands its messages.
-    pub deliveries: mpsc::Sender<Delivery>,
+    pub deliveries: IngestQueue,
 }
 
 /// A message to take in, and who acknowledges it to the broker once it is stored.
@@ -189,6 +192,8 @@ pub struct IngestParts {
     pub metrics: Arc<Metrics>,
     pub policy: PolicyConfig,
     pub supervision: Supervision,
+    /// What each device may send (see `queue`).
+    pub rate: RateLimit,
 }
 
 /// Messages waiting for the ingest. The embedded broker stops reading a device's connection
@@ -219,7 +224,7 @@ pub async fn start(
         store: parts.store.clone(),
         client_id: link.client_id.clone(),
     };
-    let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+    let (tx, rx) = IngestQueue::new(DELIVERY_QUEUE, parts.rate, parts.metrics.clone());
     let downlink = Ingest::start(
         parts,
         Some(client.clone()),
@@ -253,7 +258,7 @@ pub async fn start_embedded(
     parts: IngestParts,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
-    let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+    let (tx, rx) = IngestQueue::new(DELIVERY_QUEUE, parts.rate, parts.metrics.clone());
     let broker = EmbeddedBroker::new(parts.directory.clone(), tx.clone(), parts.metrics.clone());
     let metrics = parts.metrics.clone();
     let downlink = Ingest::start(
@@ -275,11 +280,7 @@ pub async fn start_embedded(
 /// Takes over the persistent session of an instance that died, takes in what the broker
 /// had queued for it, and then ends the session, so the broker stops sending that
 /// instance's share of the devices into a queue nobody reads.
-pub async fn drain_session(
-    link: &BrokerLink,
-    client_id: &str,
-    deliveries: &mpsc::Sender<Delivery>,
-) -> usize {
+pub async fn drain_session(link: &BrokerLink, client_id: &str, deliveries: &IngestQueue) -> usize {
     let mut taken = 0;
     for clean in [false, true] {
         let mut options = MqttOptions::new(client_id, &link.host, link.port);
@@ -375,7 +376,7 @@ async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
     filter: String,
-    tx: mpsc::Sender<Delivery>,
+    tx: IngestQueue,
     metrics: Arc<Metrics>,
     mut session: SessionExpectation,
     mut shutdown: watch::Receiver<bool>,
@@ -416,16 +417,24 @@ async fn poll(
                 session.established();
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx
-                    .send(Delivery {
-                        publish: p,
-                        publisher: None,
-                        done: None,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+                let delivery = Delivery {
+                    publish: p,
+                    publisher: None,
+                    done: None,
+                };
+                match tx.offer(delivery).await {
+                    Ok(()) => {}
+                    // Over its device's rate: dropped before it costs anything. The broker
+                    // still gets its PUBACK (or it would stop sending to the ingest); the
+                    // device gets no `received` and repeats an alarm.
+                    Err(Refused::Throttled(d)) if d.publish.qos != QoS::AtMostOnce => {
+                        if client.try_ack(&d.publish).is_err() {
+                            let client = client.clone();
+                            tokio::spawn(async move { client.ack(&d.publish).await });
+                        }
+                    }
+                    Err(Refused::Throttled(_)) => {}
+                    Err(Refused::Closed) => return,
                 }
             }
             Ok(_) => {}
@@ -438,13 +447,48 @@ async fn poll(
     }
 }
 
+/// Writes a batch of device health rows; returns the rows to try again with the next batch
+/// (the store was unreachable). One row the store refuses for good must not hold back every
+/// other device's liveness and replay window, so a refused batch is written row by row and
+/// only the refused row is given up (logged and counted).
+pub async fn write_health(
+    store: &SharedStore,
+    metrics: &Metrics,
+    batch: Vec<(String, DeviceHealth)>,
+) -> Vec<(String, DeviceHealth)> {
+    match store.flush_health(&batch).await {
+        Ok(()) => Vec::new(),
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "device health flush failed; keeping it for the next one");
+            batch
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "device health batch refused; writing it row by row");
+            let mut kept = Vec::new();
+            for row in batch {
+                let row = [row];
+                match store.flush_health(&row).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_transient() => kept.extend(row),
+                    Err(e) => {
+                        let [(id, _)] = row;
+                        Metrics::inc(&metrics.health_rows_refused_total);
+                        tracing::error!(device = id, error = %e, "the store refused a device's health row; it is dropped");
+                    }
+                }
+            }
+            kept
+        }
+    }
+}
+
 impl Ingest {
     /// Builds the ingest, restores what it remembers, and runs it on `rx`.
     async fn start(
         parts: IngestParts,
         client: Option<AsyncClient>,
         sink: DownlinkSink,
-        rx: mpsc::Receiver<Delivery>,
+        rx: Inbox,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Downlink, StoreError> {
         let IngestParts {
@@ -454,6 +498,7 @@ impl Ingest {
             metrics,
             policy,
             supervision,
+            rate: _,
         } = parts;
         let downlink = Downlink {
             sink,
@@ -492,42 +537,49 @@ impl Ingest {
         Ok(())
     }
 
-    async fn process(
-        mut self,
-        mut rx: mpsc::Receiver<Delivery>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn process(mut self, mut rx: Inbox, mut shutdown: watch::Receiver<bool>) {
         let mut flush = tokio::time::interval(HEALTH_FLUSH_EVERY);
         loop {
             tokio::select! {
-                d = rx.recv() => match d {
-                    Some(Delivery { publish: p, publisher, done }) => {
-                        self.handle_from(publisher.as_deref(), &p).await;
-                        if std::mem::take(&mut self.refused_by_store) {
-                            // Dropping `done` tells the embedded broker to close the device's
-                            // connection without a PUBACK; it sends the message again.
-                            continue;
-                        }
-                        // Only now, with everything stored, may the broker forget the message.
-                        match (done, &self.client) {
-                            (Some(done), _) => {
-                                let _ = done.send(());
-                            }
-                            (None, Some(client)) => {
-                                if let Err(e) = client.ack(&p).await {
-                                    tracing::warn!(error = %e, "could not acknowledge to the broker");
-                                }
-                            }
-                            (None, None) => {}
-                        }
+                d = rx.recv() => {
+                    let Delivery { publish: p, publisher, done } = d;
+                    self.handle_from(publisher.as_deref(), &p).await;
+                    if std::mem::take(&mut self.refused_by_store) {
+                        // Dropping `done` tells the embedded broker to close the device's
+                        // connection without a PUBACK; it sends the message again.
+                        continue;
                     }
-                    None => break,
-                },
-                _ = flush.tick() => self.flush_health().await,
+                    // Only now, with everything stored, may the broker forget the message.
+                    match (done, &self.client) {
+                        (Some(done), _) => {
+                            let _ = done.send(());
+                        }
+                        (None, Some(client)) => {
+                            if let Err(e) = client.ack(&p).await {
+                                tracing::warn!(error = %e, "could not acknowledge to the broker");
+                            }
+                        }
+                        (None, None) => {}
+                    }
+                }
+                _ = flush.tick() => {
+                    self.flush_health().await;
+                    self.report_throttled(&mut rx).await;
+                }
                 _ = shutdown.changed() => break,
             }
         }
         self.flush_health().await;
+    }
+
+    /// One security event per device over its rate (they are rate-limited in turn).
+    async fn report_throttled(&mut self, rx: &mut Inbox) {
+        for (device, n) in rx.take_throttled() {
+            let detail = format!("{n} messages over the device's rate limit");
+            let device = (device != "*").then_some(device);
+            self.security_event(device.as_deref(), "rate_limited", &detail)
+                .await;
+        }
     }
 
     async fn flush_health(&mut self) {
@@ -535,11 +587,9 @@ impl Ingest {
             return;
         }
         let batch: Vec<(String, DeviceHealth)> = self.pending_health.drain().collect();
-        if let Err(e) = self.store.flush_health(&batch).await {
-            tracing::warn!(error = %e, "device health flush failed; keeping it for the next one");
-            for (id, h) in batch {
-                self.pending_health.entry(id).or_default().keep_unflushed(h);
-            }
+        let kept = write_health(&self.store, &self.metrics, batch).await;
+        for (id, h) in kept {
+            self.pending_health.entry(id).or_default().keep_unflushed(h);
         }
     }
 
@@ -1031,21 +1081,12 @@ impl Ingest {
             return;
         };
         let now = now_ms();
-        let window_ms = self.policy.bad_signature_window_s as Millis * 1000;
         let rt = self.devices.entry(device_id.to_owned()).or_default();
-        rt.bad_signatures.push_back(now);
-        while rt
-            .bad_signatures
-            .front()
-            .is_some_and(|t| now - t > window_ms)
-        {
-            rt.bad_signatures.pop_front();
-        }
-        let count = rt.bad_signatures.len() as u32;
-        if count < self.policy.bad_signature_count {
+        // A flood updates the alert (a store write and a push to every console) every few
+        // seconds, not per message; the count covers every bad signature.
+        let Some(count) = rt.bad_signatures.note(&self.policy, now) else {
             return;
-        }
-        rt.bad_signatures.clear();
+        };
         let trigger = Trigger::BadSignatures { count };
         let decision = triage::triage(&self.policy, &ctx, &trigger, now, &[]);
         if let Some(raise) = Raise::for_decision(decision, &ctx, None, false, now) {
@@ -1123,7 +1164,17 @@ impl Ingest {
         }
         self.security_last.insert(key, now);
         tracing::warn!(device = device_id, kind, detail, "security event");
-        let detail: String = detail.chars().take(500).collect();
+        // Topics and refusals carry whatever the sender put in them; a control character
+        // (NUL above all) must not make the store refuse the record of it.
+        let mut clean = String::with_capacity(detail.len().min(500));
+        for c in detail.chars().take(500) {
+            if c.is_control() {
+                clean.extend(c.escape_unicode());
+            } else {
+                clean.push(c);
+            }
+        }
+        let detail = clean;
         if let Err(e) = self
             .store
             .security_event(device_id, kind, &detail, now)

@@ -129,6 +129,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         metrics: metrics.clone(),
         policy: config.policy.clone(),
         supervision: supervision.clone(),
+        rate: config.device_rate(),
     };
     let (ingest, mqtt_host, mqtt_port) = match &config.mqtt_url {
         None => {

@@ -59,6 +59,8 @@ counters! {
     topic_denied_total: "Publishes refused because the device wrote outside its own uplink topics, or retained.",
     broker_logins_refused_total: "Logins the embedded broker refused.",
     broker_downlink_dropped_total: "Downlink messages the embedded broker dropped for an offline device (its queue was full).",
+    messages_throttled_total: "Device messages over their device's rate: delayed (embedded broker) or dropped (external broker).",
+    health_rows_refused_total: "Device health rows the store refused for good (dropped, so they cannot hold back the other devices' rows).",
 }
 
 impl Metrics {

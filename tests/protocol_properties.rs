@@ -214,7 +214,7 @@ proptest! {
         let (vkey, _) = keys(key);
         let topic = "vakt/v1/dev/dev-001/hello";
         let mut body = Body::default();
-        body.insert_str("fw", "2.4.1/å \u{1}");
+        body.insert_str("fw", "2.4.1/å \"β\" \\ \u{1f6a8}");
         body.insert_int("hb", 60);
         body.insert_str("model", "VA-200");
         body.insert_int("boot", 3);

@@ -202,7 +202,8 @@ impl Connection {
                         }
                     }
                 }
-                permit = deliveries.reserve(), if !staged.is_empty() => {
+                // Waits for the device's rate too: a device sending faster is read slower.
+                permit = deliveries.reserve(&self.device), if !staged.is_empty() => {
                     let Ok(permit) = permit else {
                         return End::Shutdown;
                     };

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::Directory;
-use crate::ingest::Delivery;
+use crate::ingest::queue::IngestQueue;
 use crate::metrics::Metrics;
 use crate::protocol;
 
@@ -70,7 +70,7 @@ pub struct EmbeddedBroker {
 
 struct Inner {
     directory: Directory,
-    deliveries: mpsc::Sender<Delivery>,
+    deliveries: IngestQueue,
     metrics: Arc<Metrics>,
     sessions: Mutex<HashMap<String, Session>>,
     /// Retained messages by topic (the devices' `cfg`).
@@ -105,7 +105,7 @@ impl EmbeddedBroker {
     /// A broker that hands every device publish to `deliveries` (the ingest).
     pub fn new(
         directory: Directory,
-        deliveries: mpsc::Sender<Delivery>,
+        deliveries: IngestQueue,
         metrics: Arc<Metrics>,
     ) -> EmbeddedBroker {
         EmbeddedBroker {

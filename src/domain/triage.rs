@@ -304,6 +304,53 @@ impl MissingEpisode {
     }
 }
 
+/// The "repeated bad signatures" alert is written and pushed to the consoles at most this
+/// often per device: a forger flooding one topic costs a store write every few seconds, not
+/// one per message.
+pub const BAD_SIGNATURE_ALERT_EVERY_MS: Millis = 5_000;
+
+/// A device's bad signatures: the alert once the policy's threshold is reached within its
+/// window, then at most every `BAD_SIGNATURE_ALERT_EVERY_MS`, each raise counting every bad
+/// signature since the one before (none is lost between two raises).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BadSignatureTally {
+    /// The latest bad signatures, at most the threshold's worth (enough to tell whether it
+    /// is reached within the window; a flood holds no more).
+    recent: std::collections::VecDeque<Millis>,
+    /// Bad signatures not yet counted in a raise.
+    unreported: u32,
+    last_raised: Option<Millis>,
+}
+
+impl BadSignatureTally {
+    /// Notes a bad signature at `at`; the count to raise (or update) the alert with, if due.
+    pub fn note(&mut self, policy: &PolicyConfig, at: Millis) -> Option<u32> {
+        let window_ms = policy.bad_signature_window_s as Millis * 1000;
+        while self.recent.front().is_some_and(|t| at - t > window_ms) {
+            self.recent.pop_front();
+        }
+        if self.recent.is_empty() && self.last_raised.is_none_or(|t| at - t > window_ms) {
+            // A quiet window ends the episode: old strays do not add up with new ones.
+            self.unreported = 0;
+        }
+        self.recent.push_back(at);
+        while self.recent.len() > policy.bad_signature_count.max(1) as usize {
+            self.recent.pop_front();
+        }
+        self.unreported = self.unreported.saturating_add(1);
+        let reached = self.recent.len() >= policy.bad_signature_count as usize;
+        let due = self
+            .last_raised
+            .is_none_or(|t| at - t >= BAD_SIGNATURE_ALERT_EVERY_MS);
+        if !(reached && due) {
+            return None;
+        }
+        self.recent.clear();
+        self.last_raised = Some(at);
+        Some(std::mem::take(&mut self.unreported))
+    }
+}
+
 /// The case's risk lifted the priority: said, since an officer may wonder why.
 fn raised_by_risk(priority: Priority, ctx: &DeviceContext) -> Reason {
     Reason::new(
@@ -694,5 +741,36 @@ mod tests {
     fn a_position_from_an_alarm_device_raises_nothing() {
         let p = Position::new(HOME.0, HOME.1, None).unwrap();
         assert_eq!(decide(Risk::High, Trigger::Position(p)), Decision::Nothing);
+    }
+
+    #[test]
+    fn three_bad_signatures_within_the_window_raise_the_alert_with_their_count() {
+        let policy = PolicyConfig::default();
+        let mut tally = BadSignatureTally::default();
+        assert_eq!(tally.note(&policy, 0), None);
+        assert_eq!(tally.note(&policy, 60_000), None);
+        assert_eq!(tally.note(&policy, 120_000), Some(3));
+        // Strays further apart than the window never add up.
+        let mut strays = BadSignatureTally::default();
+        for i in 0..10 {
+            assert_eq!(strays.note(&policy, i * 601_000), None);
+        }
+    }
+
+    #[test]
+    fn a_flood_of_bad_signatures_updates_the_alert_every_few_seconds_with_every_one_counted() {
+        let policy = PolicyConfig::default();
+        let mut tally = BadSignatureTally::default();
+        // 100,000 bad signatures over 10 s, one every 100 µs (at ms resolution: 10 a ms).
+        let raised: Vec<u32> = (0..100_000)
+            .filter_map(|i| tally.note(&policy, i / 10))
+            .collect();
+        assert_eq!(raised.len(), 2, "{raised:?}");
+        assert_eq!(raised[0], 3);
+        // The rest are counted into the next raise once it is due, none lost.
+        assert_eq!(
+            tally.note(&policy, 10_000 + BAD_SIGNATURE_ALERT_EVERY_MS),
+            Some(100_000 + 1 - raised.iter().sum::<u32>())
+        );
     }
 }

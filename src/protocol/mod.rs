@@ -133,6 +133,8 @@ pub enum ProtocolError {
     Member(&'static str),
     #[error("member `{0}` is out of range")]
     Range(&'static str),
+    #[error("member `{0}` holds a control character")]
+    ControlCharacter(&'static str),
     #[error("unknown alarm kind `{0}`")]
     AlarmKind(String),
     #[error("signature does not verify")]
@@ -372,10 +374,14 @@ fn u32_member(b: &Body, key: &'static str) -> Result<u32, ProtocolError> {
     u32::try_from(v).map_err(|_| ProtocolError::Range(key))
 }
 
+/// A text member. Control characters (NUL above all, which PostgreSQL cannot store) are
+/// refused here, so no device text that reaches the store or a console can hold one.
 fn string_member(b: &Body, key: &'static str) -> Result<String, ProtocolError> {
-    b.str(key)
-        .map(str::to_owned)
-        .ok_or(ProtocolError::Member(key))
+    let text = b.str(key).ok_or(ProtocolError::Member(key))?;
+    if text.chars().any(char::is_control) {
+        return Err(ProtocolError::ControlCharacter(key));
+    }
+    Ok(text.to_owned())
 }
 
 fn battery(b: &Body) -> Result<Option<u8>, ProtocolError> {

@@ -147,3 +147,34 @@ fn a_device_may_publish_only_to_its_own_uplink_and_never_retained() {
     assert!(may_publish("dev-1", "vakt/v1/dev/dev-1/cfg", false).is_err());
     assert!(may_publish("dev-1", "elsewhere", false).is_err());
 }
+
+#[test]
+fn a_signed_hello_whose_firmware_or_model_holds_a_control_character_is_refused() {
+    let topic = "vakt/v1/dev/dev-001/hello";
+    for (member, body) in [
+        (
+            "fw",
+            r#"{"boot":1,"fw":"a\u0000b","hb":60,"model":"VA-200","seq":0,"ts":1}"#,
+        ),
+        (
+            "fw",
+            r#"{"boot":1,"fw":"a\u001bb","hb":60,"model":"VA-200","seq":0,"ts":1}"#,
+        ),
+        (
+            "model",
+            r#"{"boot":1,"fw":"2.4","hb":60,"model":"VA\u0085","seq":0,"ts":1}"#,
+        ),
+        (
+            "fw",
+            r#"{"boot":1,"fw":"2.4\n","hb":60,"model":"VA-200","seq":0,"ts":1}"#,
+        ),
+    ] {
+        assert_eq!(
+            verify(open(topic, &signed(topic, body)).unwrap(), &key()).unwrap_err(),
+            ProtocolError::ControlCharacter(member),
+            "{body}"
+        );
+    }
+    let fine = r#"{"boot":1,"fw":"2.4.1/å β","hb":60,"model":"VA-200","seq":0,"ts":1}"#;
+    assert!(verify(open(topic, &signed(topic, fine)).unwrap(), &key()).is_ok());
+}

@@ -43,6 +43,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             field: None,
         });
     }
+    // Every string of every body, before any request type sees it (web/text.rs).
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        super::text::check_json(&value)?;
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

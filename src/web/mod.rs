@@ -7,6 +7,7 @@ pub mod error;
 pub mod json;
 pub mod mask;
 pub mod sse;
+pub mod text;
 pub mod totp;
 
 use std::sync::Arc;
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/console-config", get(api::console_config))
         .route("/api/status", get(api::status))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(text::refuse_control_in_uri))
         .layer(axum::middleware::map_response(problem_for_every_error))
         .layer(axum::middleware::map_response(move |resp| {
             security_headers(resp, csp.clone())
