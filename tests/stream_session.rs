@@ -145,6 +145,6 @@ async fn a_session_or_token_removed_elsewhere_ends_its_stream_within_a_status_ti
         end_of(by_session, Duration::from_secs(12)),
         end_of(by_token, Duration::from_secs(12)),
     );
-    assert_eq!(session.as_deref(), Some("revoked"));
+    assert_eq!(session.as_deref(), Some("logged_out"));
     assert_eq!(token.as_deref(), Some("revoked"));
 }

@@ -99,11 +99,15 @@ impl SessionEnds {
 /// Why a credential no longer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
+    /// The session is gone: only a logout, on any instance, removes one.
     LoggedOut,
     /// The idle or the absolute limit of a session passed.
     Expired,
-    /// The token or the session is no longer stored.
+    /// The bearer token is no longer stored.
     Revoked,
+    /// The store could not be asked: nothing is sent on an unchecked credential, and the
+    /// client connects again (and is asked to log in if that is what it takes).
+    Unverified,
 }
 
 impl Ended {
@@ -112,6 +116,7 @@ impl Ended {
             Ended::LoggedOut => "logged_out",
             Ended::Expired => "expired",
             Ended::Revoked => "revoked",
+            Ended::Unverified => "unverified",
         }
     }
 }
@@ -127,7 +132,8 @@ impl AppState {
         match credential {
             Credential::Token(hash) => match self.store.token_user(hash).await {
                 Ok(Some(_)) => Ok(Millis::MAX),
-                Ok(None) | Err(_) => Err(Ended::Revoked),
+                Ok(None) => Err(Ended::Revoked),
+                Err(_) => Err(Ended::Unverified),
             },
             Credential::Session(hash) => match self.store.session_times(hash).await {
                 Ok(Some((created, last_seen))) => {
@@ -139,7 +145,8 @@ impl AppState {
                         Err(Ended::Expired)
                     }
                 }
-                Ok(None) | Err(_) => Err(Ended::Revoked),
+                Ok(None) => Err(Ended::LoggedOut),
+                Err(_) => Err(Ended::Unverified),
             },
         }
     }

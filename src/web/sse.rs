@@ -21,7 +21,7 @@ use crate::store::{AlertChange, Role};
 
 #[utoipa::path(get, path = "/api/alerts/stream", tag = "alerts",
     params(("Last-Event-ID" = Option<i64>, Header, description = "The last event seen; what came after it is sent first")),
-    responses((status = 200, content_type = "text/event-stream", description = "Event `alert` with the alert JSON; event `status` with broker and database state; event `session_end` with `{\"reason\": \"logged_out\"|\"expired\"|\"revoked\"}` last, when the caller's session or token ends")))]
+    responses((status = 200, content_type = "text/event-stream", description = "Event `alert` with the alert JSON; event `status` with broker and database state; event `session_end` with `{\"reason\": \"logged_out\"|\"expired\"|\"revoked\"|\"unverified\"}` last, when the caller's session or token ends (or could not be checked: connect again)")))]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
@@ -64,7 +64,7 @@ pub async fn stream(
 const CATCH_UP_MARGIN: i64 = 256;
 
 /// The stream's hold on its caller's credential. A session is read again on the status
-/// tick (a logout or a revoked token on another instance ends the stream within a tick), at
+/// tick (a logout or a removed token on another instance ends the stream within a tick), at
 /// the moment its idle or absolute limit would pass, and before an event once that moment
 /// has come; a logout on this instance ends it at once. The stream itself never counts as
 /// use of the session: an open console keeps its session by the requests it makes.
@@ -75,8 +75,17 @@ struct Hold {
 
 impl Hold {
     async fn check(&mut self, s: &AppState) -> Result<(), Ended> {
-        self.until = s.credential_holds_until(&self.credential, now_ms()).await?;
-        Ok(())
+        let now = now_ms();
+        match s.credential_holds_until(&self.credential, now).await {
+            Ok(until) => {
+                self.until = until;
+                Ok(())
+            }
+            // A store that does not answer for a moment ends no stream whose credential is
+            // known to hold a while yet.
+            Err(Ended::Unverified) if now < self.until => Ok(()),
+            Err(why) => Err(why),
+        }
     }
 
     /// Cheap: reads the store only once the known limit has passed.

@@ -271,7 +271,12 @@ function onSessionEndEvent(ev) {
   closeStream();
   if (!state.user) return;
   if (data.reason === 'logged_out') endSession(t('logged_out'), { notice: true });
-  else endSession(t('session_ended'));
+  else if (data.reason === 'unverified') {
+    // The server could not check the session just now: connect again, which asks
+    // GET /api/me first and shows the login if the session is over.
+    setConn('lost');
+    scheduleReconnect();
+  } else endSession(t('session_ended'));
 }
 
 function closeStream() {
