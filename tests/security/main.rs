@@ -13,3 +13,4 @@ mod target;
 
 mod abuse;
 mod baseline;
+mod protected;
