@@ -36,11 +36,17 @@ pub struct Index {
 }
 
 impl Index {
-    /// Whether the case is about a person with a protected identity.
+    /// Whether the case is about a person with a protected identity. A case this index
+    /// does not know yet (registered a moment ago, perhaps on another instance) counts as
+    /// protected: what is shown of it can wait for the next reload.
     pub fn case_is_protected(&self, case_id: Option<&str>) -> bool {
-        case_id
-            .and_then(|id| self.cases.get(id))
-            .is_some_and(|c| self.protected_persons.contains(&c.person_id))
+        match case_id {
+            None => false,
+            Some(id) => self
+                .cases
+                .get(id)
+                .is_none_or(|c| self.protected_persons.contains(&c.person_id)),
+        }
     }
 
     /// Alarm devices of a case, for the proximity rule of tags.

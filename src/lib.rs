@@ -265,6 +265,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         downlink: Some(ingest.downlink),
         supervision: Some(supervision),
         throttle: Arc::default(),
+        session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),
     };
     tokio::spawn(announce_key_rotations_regularly(

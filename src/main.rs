@@ -447,6 +447,7 @@ fn offline_state(
         downlink: None,
         supervision: None,
         throttle: Default::default(),
+        session_ends: Default::default(),
         shutdown: None,
     })
 }

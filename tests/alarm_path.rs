@@ -52,13 +52,33 @@ async fn a_panic_from_an_issued_device_opens_a_correlated_priority_1_alert_and_t
         reasons.contains(&"Position is inside exclusion zone 'Home'"),
         "{reasons:?}"
     );
+    assert!((alert["position"]["lat"].as_f64().unwrap() - (HOME.0 + 0.0004)).abs() < 1e-6);
+    // The holder's identity is protected: how far the alarm is from the address is told
+    // only to an officer who states why.
+    assert_eq!(alert["reasons_masked"], true);
+    assert!(
+        !reasons.iter().any(|r| r.contains("registered address")),
+        "{reasons:?}"
+    );
+    let alert = app
+        .get(
+            &app.officer,
+            &format!("/api/alerts/{}?reason=sending%20help", alert["id"]),
+        )
+        .await["alert"]
+        .clone();
+    let reasons: Vec<&str> = alert["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
     assert!(
         reasons
             .iter()
             .any(|r| r.ends_with("from the registered address")),
         "{reasons:?}"
     );
-    assert!((alert["position"]["lat"].as_f64().unwrap() - (HOME.0 + 0.0004)).abs() < 1e-6);
 
     // The same reasons with codes and facts, for a console that words them in its language.
     let details = alert["reason_details"].as_array().unwrap();
@@ -90,9 +110,14 @@ async fn the_alert_detail_names_the_case_the_orders_and_the_restrained_person_an
     let detail = app
         .get(&app.officer, &format!("/api/alerts/{}", alert["id"]))
         .await;
-    assert_eq!(detail["case"]["response_plan"], "Send a patrol at once.");
     assert_eq!(detail["orders"][0]["restrained"]["name"], "Mikael Berg");
-    assert_eq!(detail["orders"][0]["zones"][0]["radius_m"], 300.0);
+    assert_eq!(detail["orders"][0]["zones"][0]["name"], "Home");
+    assert_eq!(detail["orders"][0]["zones"][0]["shape"], "circle");
+    // The plan and the zone drawn around the home point to the protected person.
+    assert_eq!(detail["case"]["masked"], true);
+    assert!(detail["case"]["response_plan"].is_null());
+    assert!(detail["orders"][0]["zones"][0]["geometry"].is_null());
+    assert_eq!(detail["orders"][0]["zones_masked"], true);
     assert_eq!(detail["person"]["masked"], true);
     assert_eq!(detail["person"]["name"], "***");
     assert!(detail["person"]["address"].is_null());
@@ -105,6 +130,8 @@ async fn the_alert_detail_names_the_case_the_orders_and_the_restrained_person_an
         )
         .await;
     assert_eq!(revealed["person"]["name"], "Anna Lindqvist");
+    assert_eq!(revealed["case"]["response_plan"], "Send a patrol at once.");
+    assert_eq!(revealed["orders"][0]["zones"][0]["radius_m"], 300.0);
     let audit = app
         .get(&app.admin, &format!("/api/audit?case_id={}", d.case_id))
         .await;

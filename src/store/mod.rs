@@ -340,6 +340,9 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
     ) -> Result<Option<User>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// When the session was created and last used, if it exists; does not touch it, so a
+    /// live stream that asks is not taken for use.
+    async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>>;
     async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
     async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
 

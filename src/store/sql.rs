@@ -431,6 +431,16 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>> {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT created_at, last_seen_at FROM sessions WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
             async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
                 sqlx::query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
                     .bind(token_hash)

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, Problem};
 use super::json::Body;
+use super::mask::{self, Sight, MASK};
 use super::AppState;
 use crate::directory::Index;
 use crate::domain::geo::{zone_from_geojson, zone_to_geojson};
@@ -74,22 +75,6 @@ pub struct PersonOut {
     pub region: Option<String>,
 }
 
-const MASK: &str = "***";
-
-/// A person as the caller may see them: masked when protected, unless a reason was stated.
-pub fn person_out(p: &Person, reveal: bool) -> PersonOut {
-    let masked = p.protected_identity && !reveal;
-    PersonOut {
-        id: p.id.clone(),
-        name: if masked { MASK.into() } else { p.name.clone() },
-        phone: if masked { None } else { p.phone.clone() },
-        address: if masked { None } else { p.address.clone() },
-        protected_identity: p.protected_identity,
-        masked,
-        region: p.region.clone(),
-    }
-}
-
 #[derive(Deserialize, IntoParams)]
 pub struct ReasonQuery {
     /// Why the protected details are needed; logged with who asked.
@@ -140,7 +125,11 @@ pub async fn create_person(
             now,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(person_out(&person, true))))
+    // The answer holds what the request held, nothing more.
+    Ok((
+        StatusCode::CREATED,
+        Json(mask::person(&person, Sight::Full)),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/persons", tag = "persons", responses((status = 200, body = [PersonOut])))]
@@ -154,7 +143,7 @@ pub async fn list_persons(
         persons
             .iter()
             .filter(|p| caller.covers(p.region.as_deref()))
-            .map(|p| person_out(p, false))
+            .map(|p| mask::person(p, Sight::of(p.protected_identity, false)))
             .collect(),
     ))
 }
@@ -172,35 +161,53 @@ pub async fn get_person(
     caller
         .require_region(p.region.as_deref())
         .map_err(|_| ApiError::NotFound)?;
-    let reveal = reveal(&s, &caller, q.reason.as_deref(), &p, None).await?;
-    Ok(Json(person_out(&p, reveal)))
+    let sight = reveal(&s, &caller, q.reason.as_deref(), &p, None, true).await?;
+    Ok(Json(mask::person(&p, sight)))
 }
 
-/// Decides whether protected details are shown, and logs every view of a person.
+/// Decides what the caller sees of a person's case (see `mask`): with a stated reason,
+/// everything, and the reveal is logged with the reason; without one, a protected person's
+/// data is masked. A view that shows the person (`shows_person`) is logged either way.
 async fn reveal(
     s: &AppState,
     caller: &Caller,
     reason: Option<&str>,
     p: &Person,
     case_id: Option<&str>,
-) -> ApiResult<bool> {
+    shows_person: bool,
+) -> ApiResult<Sight> {
     let reason = optional_text("reason", reason, 500)?;
-    let action = if p.protected_identity && reason.is_some() {
-        "person_revealed"
-    } else {
-        "person_viewed"
-    };
-    s.store
-        .audit(
-            Some(&caller.username),
-            action,
-            Some(&p.id),
-            case_id,
-            reason.as_deref(),
-            now_ms(),
-        )
-        .await?;
-    Ok(reason.is_some())
+    let revealed = p.protected_identity && reason.is_some();
+    if revealed || shows_person {
+        let action = if revealed {
+            "person_revealed"
+        } else {
+            "person_viewed"
+        };
+        s.store
+            .audit(
+                Some(&caller.username),
+                action,
+                Some(&p.id),
+                case_id,
+                reason.as_deref(),
+                now_ms(),
+            )
+            .await?;
+    }
+    Ok(Sight::of(p.protected_identity, reason.is_some()))
+}
+
+/// What the caller sees of a case whose person is not part of the answer (its orders, the
+/// answer to a change): masked for a protected person unless a reason is stated.
+async fn case_sight(
+    s: &AppState,
+    caller: &Caller,
+    reason: Option<&str>,
+    case: &Case,
+) -> ApiResult<Sight> {
+    let person = s.store.person(&case.person_id).await?;
+    reveal(s, caller, reason, &person, Some(&case.id), false).await
 }
 
 // ---------------------------------------------------------------- cases
@@ -224,8 +231,16 @@ fn relatives(list: Vec<Relative>) -> ApiResult<Vec<Relative>> {
     list.into_iter()
         .enumerate()
         .map(|(i, r)| {
+            let field = format!("relatives[{i}].name");
+            if r.name.trim() == MASK {
+                // A masked case sent back unchanged would overwrite the names it withheld.
+                return Err(ApiError::invalid(
+                    &field,
+                    "a withheld name: reveal the case before changing its relatives",
+                ));
+            }
             Ok(Relative {
-                name: text(&format!("relatives[{i}].name"), &r.name, 200)?,
+                name: text(&field, &r.name, 200)?,
                 relation: optional_text(
                     &format!("relatives[{i}].relation"),
                     r.relation.as_deref(),
@@ -244,35 +259,15 @@ pub struct CaseOut {
     pub person_id: String,
     pub risk: Risk,
     pub region: String,
+    /// Null when there is none, or when `masked`.
     pub response_plan: Option<String>,
+    /// Names are `***` and phones null when `masked`.
     pub relatives: Vec<Relative>,
+    /// True when the response plan and the relatives' names and phones were withheld: the
+    /// case of a person with a protected identity, and no reason given (`?reason=` on the
+    /// case or alert detail shows them, and is logged).
+    pub masked: bool,
     pub closed_at: Option<String>,
-}
-
-fn case_out(c: &Case) -> CaseOut {
-    CaseOut {
-        id: c.id.clone(),
-        reference: c.reference.clone(),
-        person_id: c.person_id.clone(),
-        risk: c.risk,
-        region: c.region.clone(),
-        response_plan: c.response_plan.clone(),
-        relatives: c.relatives.clone(),
-        closed_at: c.closed_at.map(rfc3339),
-    }
-}
-
-/// The case as a caller may see it: relatives of a protected person point to that person,
-/// so they are masked with it.
-fn case_out_masked(c: &Case, masked: bool) -> CaseOut {
-    let mut out = case_out(c);
-    if masked {
-        for r in &mut out.relatives {
-            r.name = MASK.into();
-            r.phone = None;
-        }
-    }
-    out
 }
 
 #[derive(Serialize, ToSchema)]
@@ -329,7 +324,8 @@ pub async fn create_case(
         )
         .await?;
     s.refresh_directory().await;
-    Ok((StatusCode::CREATED, Json(case_out(&case))))
+    // The answer holds what the request held, nothing more.
+    Ok((StatusCode::CREATED, Json(mask::case(&case, Sight::Full))))
 }
 
 #[utoipa::path(get, path = "/api/cases", tag = "cases", responses((status = 200, body = [CaseOut])))]
@@ -339,11 +335,20 @@ pub async fn list_cases(
 ) -> ApiResult<Json<Vec<CaseOut>>> {
     caller.require(&[Role::Coordinator, Role::Officer])?;
     let cases = s.store.cases().await?;
+    let protected: std::collections::HashSet<String> = s
+        .store
+        .persons()
+        .await?
+        .into_iter()
+        .filter(|p| p.protected_identity)
+        .map(|p| p.id)
+        .collect();
+    // A list takes no reason: protected cases are revealed one at a time, on their detail.
     Ok(Json(
         cases
             .iter()
             .filter(|c| caller.covers(Some(&c.region)))
-            .map(case_out)
+            .map(|c| mask::case(c, Sight::of(protected.contains(&c.person_id), false)))
             .collect(),
     ))
 }
@@ -368,19 +373,27 @@ pub async fn get_case(
     caller.require(&[Role::Coordinator, Role::Officer])?;
     let case = case_in_region(&s, &caller, &id).await?;
     let person = s.store.person(&case.person_id).await?;
-    let reveal = reveal(&s, &caller, q.reason.as_deref(), &person, Some(&case.id)).await?;
+    let sight = reveal(
+        &s,
+        &caller,
+        q.reason.as_deref(),
+        &person,
+        Some(&case.id),
+        true,
+    )
+    .await?;
     let orders = s.store.orders_of_case(&case.id).await?;
     let devices = s.store.devices().await?;
     let now = now_ms();
     Ok(Json(CaseDetail {
-        person: person_out(&person, reveal),
-        orders: orders.iter().map(order_out).collect(),
+        person: mask::person(&person, sight),
+        orders: orders.iter().map(|o| mask::order(o, sight, now)).collect(),
         devices: devices
             .iter()
             .filter(|d| d.case_id.as_deref() == Some(case.id.as_str()))
             .map(|d| device_out(&s, d, now))
             .collect(),
-        case: case_out_masked(&case, person_out(&person, reveal).masked),
+        case: mask::case(&case, sight),
     }))
 }
 
@@ -440,7 +453,8 @@ pub async fn patch_case(
         )
         .await?;
     s.refresh_directory().await;
-    Ok(Json(case_out(&case)))
+    let sight = case_sight(&s, &caller, None, &case).await?;
+    Ok(Json(mask::case(&case, sight)))
 }
 
 #[utoipa::path(post, path = "/api/cases/{id}/close", tag = "cases", params(("id" = String, Path)),
@@ -465,7 +479,8 @@ pub async fn close_case(
         )
         .await?;
     s.refresh_directory().await;
-    Ok(Json(case_out(&case)))
+    let sight = case_sight(&s, &caller, None, &case).await?;
+    Ok(Json(mask::case(&case, sight)))
 }
 
 // ---------------------------------------------------------------- orders
@@ -501,6 +516,23 @@ pub struct NewOrder {
     pub tag_device_id: Option<String>,
 }
 
+/// A zone as the API shows it. For a protected person's order without a reason, only its
+/// name and shape: the geometry would show where the person lives.
+#[derive(Serialize, ToSchema)]
+pub struct ZoneOut {
+    pub name: String,
+    /// `circle` or `polygon`.
+    #[schema(value_type = String, example = "circle")]
+    pub shape: &'static str,
+    /// A GeoJSON Polygon, or a Point with `radius_m` for a circle; absent when `masked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub geometry: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radius_m: Option<f64>,
+    pub masked: bool,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OrderOut {
     pub id: String,
@@ -509,34 +541,12 @@ pub struct OrderOut {
     pub restrained: Restrained,
     pub valid_from: String,
     pub valid_to: String,
-    pub zones: Vec<ZoneIo>,
+    pub zones: Vec<ZoneOut>,
+    /// True when the zones' geometry was withheld (a protected person's order, no reason
+    /// given; `?reason=` shows it, and is logged).
+    pub zones_masked: bool,
     pub tag_device_id: Option<String>,
     pub in_force: bool,
-}
-
-pub fn order_out(o: &Order) -> OrderOut {
-    OrderOut {
-        id: o.id.clone(),
-        case_id: o.case_id.clone(),
-        kind: o.kind,
-        restrained: o.restrained.clone(),
-        valid_from: rfc3339(o.valid_from),
-        valid_to: rfc3339(o.valid_to),
-        zones: o
-            .zones
-            .iter()
-            .map(|z| {
-                let (geometry, radius_m) = zone_to_geojson(z);
-                ZoneIo {
-                    name: z.name.clone(),
-                    geometry,
-                    radius_m,
-                }
-            })
-            .collect(),
-        tag_device_id: o.tag_device_id.clone(),
-        in_force: o.in_force_at(now_ms()),
-    }
 }
 
 #[utoipa::path(post, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), request_body = NewOrder,
@@ -563,7 +573,11 @@ pub async fn create_order(
         )
         .await?;
     s.refresh_directory().await;
-    Ok((StatusCode::CREATED, Json(order_out(&order))))
+    // The answer holds what the request held, nothing more.
+    Ok((
+        StatusCode::CREATED,
+        Json(mask::order(&order, Sight::Full, now)),
+    ))
 }
 
 /// Checks an order as the API receives it, for creating or replacing one.
@@ -647,15 +661,19 @@ async fn order_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<O
     Ok(order)
 }
 
-#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path)),
-    responses((status = 200, body = OrderOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path), ReasonQuery),
+    responses((status = 200, body = OrderOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_order(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
 ) -> ApiResult<Json<OrderOut>> {
     caller.require(&[Role::Coordinator, Role::Officer])?;
-    Ok(Json(order_out(&order_in_region(&s, &caller, &id).await?)))
+    let order = order_in_region(&s, &caller, &id).await?;
+    let case = s.store.case(&order.case_id).await?;
+    let sight = case_sight(&s, &caller, q.reason.as_deref(), &case).await?;
+    Ok(Json(mask::order(&order, sight, now_ms())))
 }
 
 /// A change to an order: every member optional, the rest kept.
@@ -682,7 +700,6 @@ pub async fn patch_order(
 ) -> ApiResult<Json<OrderOut>> {
     caller.require(&[Role::Coordinator])?;
     let current = order_in_region(&s, &caller, &id).await?;
-    let now_out = order_out(&current);
     let merged = NewOrder {
         kind: req.kind.unwrap_or(current.kind),
         restrained: req.restrained.unwrap_or(RestrainedIn {
@@ -691,9 +708,24 @@ pub async fn patch_order(
             vehicle: current.restrained.vehicle.clone(),
             photo_ref: current.restrained.photo_ref.clone(),
         }),
-        valid_from: req.valid_from.unwrap_or(now_out.valid_from),
-        valid_to: req.valid_to.unwrap_or(now_out.valid_to),
-        zones: req.zones.unwrap_or(now_out.zones),
+        valid_from: req
+            .valid_from
+            .unwrap_or_else(|| rfc3339(current.valid_from)),
+        valid_to: req.valid_to.unwrap_or_else(|| rfc3339(current.valid_to)),
+        zones: req.zones.unwrap_or_else(|| {
+            current
+                .zones
+                .iter()
+                .map(|z| {
+                    let (geometry, radius_m) = zone_to_geojson(z);
+                    ZoneIo {
+                        name: z.name.clone(),
+                        geometry,
+                        radius_m,
+                    }
+                })
+                .collect()
+        }),
         tag_device_id: req.tag_device_id.unwrap_or(current.tag_device_id.clone()),
     };
     let order = validate_order(
@@ -716,23 +748,29 @@ pub async fn patch_order(
         )
         .await?;
     s.refresh_directory().await;
-    Ok(Json(order_out(&order)))
+    let case = s.store.case(&order.case_id).await?;
+    let sight = case_sight(&s, &caller, None, &case).await?;
+    Ok(Json(mask::order(&order, sight, now_ms())))
 }
 
-#[utoipa::path(get, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path)), responses((status = 200, body = [OrderOut]), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/api/cases/{id}/orders", tag = "orders", params(("id" = String, Path), ReasonQuery), responses((status = 200, body = [OrderOut]), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_orders(
     State(s): State<AppState>,
     caller: Caller,
     Path(case_id): Path<String>,
+    Query(q): Query<ReasonQuery>,
 ) -> ApiResult<Json<Vec<OrderOut>>> {
     caller.require(&[Role::Coordinator, Role::Officer])?;
-    case_in_region(&s, &caller, &case_id).await?;
+    let case = case_in_region(&s, &caller, &case_id).await?;
+    // One case's orders: a reason here reveals that one case, like its detail.
+    let sight = case_sight(&s, &caller, q.reason.as_deref(), &case).await?;
+    let now = now_ms();
     Ok(Json(
         s.store
             .orders_of_case(&case_id)
             .await?
             .iter()
-            .map(order_out)
+            .map(|o| mask::order(o, sight, now))
             .collect(),
     ))
 }
@@ -1306,6 +1344,10 @@ pub struct AlertOut {
     /// person with a protected identity is position history. `?reason=` on the detail
     /// shows them (and is logged).
     pub position_masked: bool,
+    /// Reasons were withheld: for a protected person without a reason, the distances from
+    /// the position to the registered address and to the zones around it (which, over a
+    /// few alarms, would locate the address); once resolved, every reason that places it.
+    pub reasons_masked: bool,
     pub overdue: bool,
     /// For a silence alert: the device has been heard again for two intervals.
     pub back_online: bool,
@@ -1315,76 +1357,6 @@ pub struct AlertOut {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<String>,
     pub outcome: Option<Outcome>,
-}
-
-/// Reasons that say where a position lies; withheld with the position.
-const PLACING_REASONS: [&str; 3] = ["inside_zone", "distance_to_zone", "distance_to_address"];
-
-/// An alert as every client sees it, with a protected person's position history withheld.
-pub fn alert_out(a: &Alert, index: &Index) -> AlertOut {
-    alert_out_as(a, index, false)
-}
-
-/// `revealed`: the caller stated a reason (logged) to see a protected person's details.
-///
-/// An open or acknowledged alert always shows where the alarm came from: the officer needs
-/// it to send help. Once resolved, it is only where the protected person was, and is kept
-/// from view like their address.
-pub fn alert_out_as(a: &Alert, index: &Index, revealed: bool) -> AlertOut {
-    let masked = a.state == AlertState::Resolved
-        && !revealed
-        && index.case_is_protected(a.case_id.as_deref());
-    let mut out = alert_out_unmasked(a, index);
-    if masked {
-        out.position = None;
-        out.position_masked = true;
-        out.reason_details
-            .retain(|r| !PLACING_REASONS.contains(&r.code.as_str()));
-        out.reasons = out.reason_details.iter().map(|r| r.text.clone()).collect();
-    }
-    out
-}
-
-fn alert_out_unmasked(a: &Alert, index: &Index) -> AlertOut {
-    let case = a.case_id.as_ref().and_then(|id| index.cases.get(id));
-    AlertOut {
-        id: a.id,
-        priority: a.priority.get(),
-        kind: a.kind,
-        state: a.state,
-        case_id: a.case_id.clone(),
-        case_reference: case.map(|c| c.reference.clone()),
-        risk: case.map(|c| c.risk),
-        region: a.region.clone(),
-        device_id: a.device_id.clone(),
-        first_at: rfc3339(a.first_at),
-        last_at: rfc3339(a.last_at),
-        count: a.count,
-        position: a.position,
-        reasons: a.reasons.iter().map(|r| r.text.clone()).collect(),
-        reason_details: a.reasons.clone(),
-        feedback: feedback_told(a).map(Feedback::as_str),
-        position_masked: false,
-        overdue: a.overdue,
-        back_online: a.back_online,
-        cancel_pressed: a.cancel_pressed,
-        acknowledged_by: a.acknowledged_by.clone(),
-        acknowledged_at: a.acknowledged_at.map(rfc3339),
-        resolved_by: a.resolved_by.clone(),
-        resolved_at: a.resolved_at.map(rfc3339),
-        outcome: a.outcome,
-    }
-}
-
-/// The device is answered on every change of an alarm it raised (spec/protocol.md, "Feedback
-/// to the device"): `received` once stored, `accepted` at acknowledge, `resolved` at resolve.
-fn feedback_told(a: &Alert) -> Option<Feedback> {
-    a.origin?;
-    Some(match a.state {
-        AlertState::Open => Feedback::Received,
-        AlertState::Acknowledged => Feedback::Accepted,
-        AlertState::Resolved => Feedback::Resolved,
-    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -1418,7 +1390,7 @@ pub async fn list_alerts(
         alerts
             .iter()
             .filter(|a| caller.covers(a.region.as_deref()))
-            .map(|a| alert_out(a, &index))
+            .map(|a| unrevealed_alert(a, &index))
             .collect(),
     ))
 }
@@ -1458,12 +1430,13 @@ pub async fn get_alert(
         Some(id) => Some(s.store.case(id).await?),
         None => None,
     };
-    let mut revealed = false;
+    // An alert without a case points to nobody: there is nothing to withhold.
+    let mut sight = Sight::Full;
     let person = match &case {
         Some(c) => {
             let p = s.store.person(&c.person_id).await?;
-            revealed = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id)).await?;
-            Some(person_out(&p, revealed))
+            sight = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id), true).await?;
+            Some(mask::person(&p, sight))
         }
         None => None,
     };
@@ -1510,13 +1483,11 @@ pub async fn get_alert(
         .await?;
     Ok(Json(AlertDetail {
         history: s.store.alert_history(alert.id).await?,
-        alert: alert_out_as(&alert, &index, revealed),
-        case: case
-            .as_ref()
-            .map(|c| case_out_masked(c, person.as_ref().is_some_and(|p| p.masked))),
+        alert: mask::alert(&alert, &index, sight),
+        case: case.as_ref().map(|c| mask::case(c, sight)),
         person,
         device,
-        orders: orders.iter().map(order_out).collect(),
+        orders: orders.iter().map(|o| mask::order(o, sight, now)).collect(),
         linked_alert_ids: linked,
     }))
 }
@@ -1548,7 +1519,7 @@ pub async fn ack_alert(
         .store
         .acknowledge(id, &caller.username, note.as_deref(), now_ms())
         .await?;
-    let out = alert_out(&change.alert, &s.directory.snapshot());
+    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
     tell_device(&s, &change.alert, Feedback::Accepted).await;
     s.hub.publish(change);
     Ok(Json(out))
@@ -1576,10 +1547,15 @@ pub async fn resolve_alert(
         .store
         .resolve(id, &caller.username, req.outcome, note.as_deref(), now_ms())
         .await?;
-    let out = alert_out(&change.alert, &s.directory.snapshot());
+    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
     tell_device(&s, &change.alert, Feedback::Resolved).await;
     s.hub.publish(change);
     Ok(Json(out))
+}
+
+/// An alert as sent without a stated reason: lists, answers to changes, the live stream.
+pub fn unrevealed_alert(a: &Alert, index: &Index) -> AlertOut {
+    mask::alert(a, index, Sight::unrevealed(index, a.case_id.as_deref()))
 }
 
 async fn tell_device(s: &AppState, alert: &Alert, st: Feedback) {

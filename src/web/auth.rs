@@ -59,6 +59,95 @@ pub struct Caller {
     pub username: String,
     pub role: Role,
     pub region: Option<String>,
+    /// What the caller logged in with: a live stream checks it for as long as it runs.
+    pub credential: Credential,
+}
+
+/// The secret a request came with, by its stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A console session cookie: ends at logout, when idle, and at its absolute limit.
+    Session(String),
+    /// A machine client's bearer token: ends when it is no longer stored.
+    Token(String),
+}
+
+/// Logouts on this instance, by session hash, for the live streams of those sessions to
+/// end at once. (A logout on another instance reaches them at their next check.)
+#[derive(Clone)]
+pub struct SessionEnds(tokio::sync::broadcast::Sender<String>);
+
+impl Default for SessionEnds {
+    fn default() -> Self {
+        SessionEnds(tokio::sync::broadcast::channel(256).0)
+    }
+}
+
+impl SessionEnds {
+    pub fn end(&self, token_hash: &str) {
+        // Nobody listening: no stream of any session is open.
+        let _ = self.0.send(token_hash.to_owned());
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.0.subscribe()
+    }
+}
+
+/// Why a credential no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The session is gone: only a logout, on any instance, removes one.
+    LoggedOut,
+    /// The idle or the absolute limit of a session passed.
+    Expired,
+    /// The bearer token is no longer stored.
+    Revoked,
+    /// The store could not be asked: nothing is sent on an unchecked credential, and the
+    /// client connects again (and is asked to log in if that is what it takes).
+    Unverified,
+}
+
+impl Ended {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::LoggedOut => "logged_out",
+            Ended::Expired => "expired",
+            Ended::Revoked => "revoked",
+            Ended::Unverified => "unverified",
+        }
+    }
+}
+
+impl AppState {
+    /// Until when the credential holds if it is not used again (`Millis::MAX` for a token),
+    /// or why it no longer does. Reads without touching: asking is not using.
+    pub async fn credential_holds_until(
+        &self,
+        credential: &Credential,
+        now: Millis,
+    ) -> Result<Millis, Ended> {
+        match credential {
+            Credential::Token(hash) => match self.store.token_user(hash).await {
+                Ok(Some(_)) => Ok(Millis::MAX),
+                Ok(None) => Err(Ended::Revoked),
+                Err(_) => Err(Ended::Unverified),
+            },
+            Credential::Session(hash) => match self.store.session_times(hash).await {
+                Ok(Some((created, last_seen))) => {
+                    let until = (last_seen + self.config.session_idle_s as Millis * 1000)
+                        .min(created + self.config.session_absolute_s as Millis * 1000);
+                    if now < until {
+                        Ok(until)
+                    } else {
+                        Err(Ended::Expired)
+                    }
+                }
+                Ok(None) => Err(Ended::LoggedOut),
+                Err(_) => Err(Ended::Unverified),
+            },
+        }
+    }
 }
 
 impl Caller {
@@ -92,12 +181,13 @@ impl Caller {
     }
 }
 
-impl From<User> for Caller {
-    fn from(u: User) -> Caller {
+impl Caller {
+    fn new(u: User, credential: Credential) -> Caller {
         Caller {
             username: u.username,
             role: u.role,
             region: u.region,
+            credential,
         }
     }
 }
@@ -124,8 +214,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
         {
             let token = auth.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?;
-            return match state.store.token_user(&token_hash(token.trim())).await? {
-                Some(u) => Ok(u.into()),
+            let hash = token_hash(token.trim());
+            return match state.store.token_user(&hash).await? {
+                Some(u) => Ok(Caller::new(u, Credential::Token(hash))),
                 None => Err(ApiError::Unauthorized),
             };
         }
@@ -135,12 +226,13 @@ impl FromRequestParts<AppState> for Caller {
         }
         let idle_since = now - state.config.session_idle_s as Millis * 1000;
         let created_since = now - state.config.session_absolute_s as Millis * 1000;
+        let hash = token_hash(&token);
         match state
             .store
-            .session_user(&token_hash(&token), idle_since, created_since, now)
+            .session_user(&hash, idle_since, created_since, now)
             .await?
         {
-            Some(u) => Ok(u.into()),
+            Some(u) => Ok(Caller::new(u, Credential::Session(hash))),
             None => Err(ApiError::Unauthorized),
         }
     }
@@ -326,7 +418,10 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         return Err(ApiError::Forbidden);
     }
     if let Some(token) = cookie_token(&headers) {
-        state.store.delete_session(&token_hash(&token)).await?;
+        let hash = token_hash(&token);
+        state.store.delete_session(&hash).await?;
+        // The session's live streams end now, not at their next check.
+        state.session_ends.end(&hash);
     }
     let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -411,11 +506,13 @@ mod tests {
             username: "n".into(),
             role: Role::Officer,
             region: None,
+            credential: Credential::Token("n".into()),
         };
         let local = Caller {
             username: "l".into(),
             role: Role::Officer,
             region: Some("Syd".into()),
+            credential: Credential::Token("l".into()),
         };
         assert!(national.covers(Some("Syd")) && national.covers(None));
         assert!(

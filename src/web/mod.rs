@@ -5,6 +5,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod json;
+pub mod mask;
 pub mod peer;
 pub mod serve;
 pub mod sse;
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Absent likewise for commands that do not serve.
     pub supervision: Option<crate::supervise::Supervision>,
     pub throttle: Arc<auth::Throttle>,
+    /// Logouts, for the live streams of the ended sessions.
+    pub session_ends: auth::SessionEnds,
     /// Turns `true` when the server stops: live streams end then, so shutdown does not
     /// wait on consoles that never hang up.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,

@@ -1,5 +1,6 @@
 //! `GET /api/alerts/stream`: every change of an alert the caller may see, live, with
-//! catch-up from the store for a client that reconnects with `Last-Event-ID`.
+//! catch-up from the store for a client that reconnects with `Last-Event-ID`; it ends
+//! when the caller's session does.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -11,15 +12,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::api::alert_out;
-use super::auth::Caller;
+use super::api::unrevealed_alert;
+use super::auth::{Caller, Credential, Ended};
 use super::error::ApiResult;
 use super::AppState;
+use crate::domain::{now_ms, Millis};
 use crate::store::{AlertChange, Role};
 
 #[utoipa::path(get, path = "/api/alerts/stream", tag = "alerts",
     params(("Last-Event-ID" = Option<i64>, Header, description = "The last event seen; what came after it is sent first")),
-    responses((status = 200, content_type = "text/event-stream", description = "Event `alert` with the alert JSON; event `status` with broker and database state")))]
+    responses((status = 200, content_type = "text/event-stream", description = "Event `alert` with the alert JSON; event `status` with broker and database state; event `session_end` with `{\"reason\": \"logged_out\"|\"expired\"|\"revoked\"|\"unverified\"}` last, when the caller's session or token ends (or could not be checked: connect again)")))]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
@@ -32,6 +34,7 @@ pub async fn stream(
         .and_then(|v| v.trim().parse().ok());
     // Subscribe before reading the store, so nothing falls between catch-up and live.
     let live = s.hub.subscribe();
+    let ends = s.session_ends.subscribe();
     let backlog = match last_seen {
         // Changes are numbered at commit but may be published a little out of order (and
         // by other writers), so the catch-up reaches back a margin before the client's last
@@ -43,26 +46,89 @@ pub async fn stream(
         }
         None => Vec::new(),
     };
-    let stream = async_stream(move |tx| feed(tx, s, caller, live, backlog));
+    let stream = async_stream(move |tx| async move {
+        let ended = feed(&tx, s, caller, live, ends, backlog).await;
+        if let Some(why) = ended {
+            // The console's cue to show the login, rather than to reconnect.
+            let event = Event::default()
+                .event("session_end")
+                .json_data(serde_json::json!({ "reason": why.as_str() }))
+                .unwrap_or_default();
+            let _ = tx.send(event).await;
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 /// How many events before `Last-Event-ID` a reconnecting client is sent again.
 const CATCH_UP_MARGIN: i64 = 256;
 
+/// The stream's hold on its caller's credential. A session is read again on the status
+/// tick (a logout or a removed token on another instance ends the stream within a tick), at
+/// the moment its idle or absolute limit would pass, and before an event once that moment
+/// has come; a logout on this instance ends it at once. The stream itself never counts as
+/// use of the session: an open console keeps its session by the requests it makes.
+struct Hold {
+    credential: Credential,
+    until: Millis,
+}
+
+impl Hold {
+    async fn check(&mut self, s: &AppState) -> Result<(), Ended> {
+        let now = now_ms();
+        match s.credential_holds_until(&self.credential, now).await {
+            Ok(until) => {
+                self.until = until;
+                Ok(())
+            }
+            // A store that does not answer for a moment ends no stream whose credential is
+            // known to hold a while yet.
+            Err(Ended::Unverified) if now < self.until => Ok(()),
+            Err(why) => Err(why),
+        }
+    }
+
+    /// Cheap: reads the store only once the known limit has passed.
+    async fn check_if_due(&mut self, s: &AppState) -> Result<(), Ended> {
+        if now_ms() >= self.until {
+            self.check(s).await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let left = self.until.saturating_sub(now_ms()).max(0) as u64;
+        // Far enough for a token; the tick checks again long before.
+        tokio::time::Instant::now() + Duration::from_millis(left.min(86_400_000))
+    }
+}
+
 /// Sends the backlog, then live changes; an alert is sent again only for a newer change.
+/// Returns why the caller's credential ended, when that ended the stream.
 async fn feed(
-    tx: tokio::sync::mpsc::Sender<Event>,
+    tx: &tokio::sync::mpsc::Sender<Event>,
     s: AppState,
     caller: Caller,
     mut live: tokio::sync::broadcast::Receiver<AlertChange>,
+    mut ends: tokio::sync::broadcast::Receiver<String>,
     backlog: Vec<AlertChange>,
-) {
+) -> Option<Ended> {
+    let mut hold = Hold {
+        credential: caller.credential.clone(),
+        until: 0,
+    };
+    if let Err(why) = hold.check(&s).await {
+        return Some(why);
+    }
     let mut sent: HashMap<i64, i64> = HashMap::new();
     let mut cursor = 0;
     for change in backlog {
-        if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {
-            return;
+        if let Err(why) = hold.check_if_due(&s).await {
+            return Some(why);
+        }
+        if !send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+            return None;
         }
     }
     let mut status_tick = tokio::time::interval(Duration::from_secs(10));
@@ -74,30 +140,57 @@ async fn feed(
                     Some(rx) => { let _ = rx.wait_for(|stop| *stop).await; }
                     None => std::future::pending::<()>().await,
                 }
-            } => return,
-            msg = live.recv() => match msg {
-                Ok(change) => {
-                    if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {
-                        return;
+            } => return None,
+            ended = ends.recv() => match ended {
+                Ok(hash) => {
+                    if hold.credential == Credential::Session(hash) {
+                        return Some(Ended::LoggedOut);
                     }
                 }
+                // Missed some logouts: one of them may have been this one.
                 Err(RecvError::Lagged(_)) => {
-                    // Too far behind the live feed: read what was missed from the store.
-                    let from = cursor.saturating_sub(CATCH_UP_MARGIN);
-                    let Ok(missed) = s.store.changes_since(from).await else { return };
-                    for change in missed {
-                        if !send_new(&tx, &s, &caller, &mut sent, &mut cursor, &change).await {
-                            return;
+                    if let Err(why) = hold.check(&s).await {
+                        return Some(why);
+                    }
+                }
+                Err(RecvError::Closed) => return None,
+            },
+            _ = tokio::time::sleep_until(hold.deadline()) => {
+                if let Err(why) = hold.check(&s).await {
+                    return Some(why);
+                }
+            }
+            msg = live.recv() => {
+                if let Err(why) = hold.check_if_due(&s).await {
+                    return Some(why);
+                }
+                match msg {
+                    Ok(change) => {
+                        if !send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+                            return None;
                         }
                     }
+                    Err(RecvError::Lagged(_)) => {
+                        // Too far behind the live feed: read what was missed from the store.
+                        let from = cursor.saturating_sub(CATCH_UP_MARGIN);
+                        let Ok(missed) = s.store.changes_since(from).await else { return None };
+                        for change in missed {
+                            if !send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+                                return None;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Closed) => return,
             },
             _ = status_tick.tick() => {
+                if let Err(why) = hold.check(&s).await {
+                    return Some(why);
+                }
                 let status = super::status_for(&s, &caller).await;
                 let event = Event::default().event("status").json_data(status).unwrap_or_default();
                 if tx.send(event).await.is_err() {
-                    return;
+                    return None;
                 }
             }
         }
@@ -140,7 +233,7 @@ async fn send_change(
     if !caller.covers(change.alert.region.as_deref()) {
         return true;
     }
-    let out = alert_out(&change.alert, &s.directory.snapshot());
+    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
     let Ok(event) = Event::default()
         .event("alert")
         .id(change.event_seq.to_string())

@@ -255,6 +255,43 @@ describe("coordinators' pages", () => {
     await page.getByRole('heading', { name: 'Add a device' }).waitFor();
   });
 
+  it("keeps a protected person's plan, relatives and zones hidden until a reason is given, and saving leaves them as they were", async () => {
+    const persons = await vakt.api('coord', 'GET', '/api/persons');
+    const leila = persons.find((p) => p.protected_identity);
+    const kase = await vakt.api('coord', 'POST', '/api/cases', {
+      reference: 'SE-2026-7002', person_id: leila.id, risk: 'critical', region: 'Stockholm',
+      response_plan: 'Call Leila on her mobile', relatives: [{ name: 'Omar Haddad', relation: 'brother', phone: '+46 70 222 33 44' }],
+    });
+    await vakt.api('coord', 'POST', `/api/cases/${kase.id}/orders`, {
+      kind: 'contact_ban', restrained: { name: 'Peter Holm' },
+      valid_from: '2026-01-01T00:00:00Z', valid_to: '2099-01-01T00:00:00Z',
+      zones: [{ name: 'Home', geometry: { type: 'Point', coordinates: [18.0730, 59.3130] }, radius_m: 300 }],
+    });
+    await page.goto(`${vakt.url}/admin#/cases/${encodeURIComponent(kase.id)}`);
+    await page.getByText('Protected identity: the response plan and the relatives are hidden').waitFor();
+    assert.equal(await page.getByText('Omar Haddad').count(), 0);
+    assert.equal(await page.locator('#ce-plan').inputValue(), '');
+    const card = page.locator('.order-card', { hasText: 'Peter Holm' });
+    await card.getByText('Home (location protected)').waitFor();
+
+    await page.locator('#ce-risk').selectOption('high');
+    await page.locator('#case-edit-form').getByRole('button', { name: 'Save' }).click();
+    await page.getByText('The case is saved.').waitFor();
+    await page.getByRole('button', { name: 'Edit the order against Peter Holm' }).click();
+    const form = page.locator('#order-form');
+    await form.getByText('Where the zones lie is protected, and they are kept as they are.').waitFor();
+    await form.getByLabel('Vehicle').fill('white Saab');
+    await form.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('The order is saved.').waitFor();
+
+    const kept = await vakt.api('coord', 'GET', `/api/cases/${kase.id}?reason=checking%20the%20edit`);
+    assert.equal(kept.risk, 'high');
+    assert.equal(kept.response_plan, 'Call Leila on her mobile');
+    assert.deepEqual(kept.relatives, [{ name: 'Omar Haddad', relation: 'brother', phone: '+46 70 222 33 44' }]);
+    assert.equal(kept.orders[0].restrained.vehicle, 'white Saab');
+    assert.equal(kept.orders[0].zones[0].radius_m, 300);
+  });
+
   it('lets an admin add users, who can then log in, a coordinator with a one-time code', async () => {
     const admin = await openPage(browser);
     await login(admin, `${vakt.url}/admin#/users`, 'boss', { vakt });

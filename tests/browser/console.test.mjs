@@ -275,14 +275,35 @@ describe('duty-officer console', () => {
     const detail = officer.locator('#detail');
     await detail.getByText('Protected identity – details hidden.').waitFor();
     assert.equal(await detail.getByText('Leila Haddad').count(), 0);
+    // The plan, the relatives and where the zones lie point to her too: hidden with her.
+    await detail.getByText('Protected – state a reason to see the response plan.').waitFor();
+    assert.equal(await detail.getByText('Send the nearest patrol at once').count(), 0);
+    await detail.getByText('Protected – state a reason to see the relatives.').waitFor();
+    await officer.locator('#d-map-legend').getByText('Zone “Home” is protected – state a reason to see it').waitFor();
     await detail.getByRole('button', { name: 'Reveal (state reason)' }).click();
     const reason = officer.getByLabel('Reason for viewing (logged)');
     await reason.fill('Panic alarm, calling her back');
     await reason.press('Enter');
     await detail.getByText('Leila Haddad').waitFor();
     await detail.getByText('Protected identity shown – this view is logged.').waitFor();
-    // Revealed, the address is on the map too.
+    await detail.getByText('Send the nearest patrol at once, blue lights.').waitFor();
+    // Revealed, the address and the zone around it are on the map too.
     await officer.locator('#d-map .map-address').waitFor();
+    assert.equal(await officer.locator('#d-map-legend').getByText('is protected').count(), 0);
+  });
+
+  it('shows the login in every tab of a session the moment it logs out in one', async () => {
+    const first = await openPage(browser);
+    await login(first, vakt.url, 'officer2', { vakt });
+    await first.locator('#st-conn.conn-live').waitFor();
+    const other = await first.context().newPage();
+    await other.goto(vakt.url);
+    await other.locator('#st-conn.conn-live').waitFor();
+    await first.getByRole('button', { name: 'Log out' }).click();
+    // The server ends the other tab's live stream with the session; no request of its own.
+    await other.locator('#login-view').waitFor({ state: 'visible', timeout: 3000 });
+    await other.getByText('You are logged out.').waitFor();
+    await first.context().close();
   });
 
   it('had no script errors, CSP violations or missing translations', () => {

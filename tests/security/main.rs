@@ -15,3 +15,4 @@ mod abuse;
 mod auth;
 mod baseline;
 mod broker_rights;
+mod protected;

@@ -454,12 +454,26 @@ async function onCaseReveal(event) {
   await loadCase(state.caseDetail.id);
 }
 
+/**
+ * A masked case (protected person, no reason stated) has no plan or relatives to show or
+ * edit: those fields wait for the reveal, and saving leaves them as they are.
+ */
 function renderCaseEdit(c) {
+  const masked = c.masked === true;
   fillSelect($('ce-risk'), enumOptions(RISKS, 'risk'), c.risk);
-  $('ce-plan').value = c.response_plan || '';
-  relativesEditors.edit.set(c.relatives || []);
+  $('ce-plan').value = masked ? '' : c.response_plan || '';
+  $('ce-plan').placeholder = masked ? t('plan_masked') : '';
+  relativesEditors.edit.set(masked ? [] : c.relatives || []);
+  const note = $('ce-masked-note');
+  note.hidden = !masked;
   const closed = Boolean(c.closed_at);
   for (const node of $('case-edit-form').elements) node.disabled = closed;
+  if (masked) {
+    $('ce-plan').disabled = true;
+    for (const node of $('case-edit-form').querySelectorAll('.relatives-field button, .relatives-field input')) {
+      node.disabled = true;
+    }
+  }
   $('case-close-btn').hidden = closed;
   $('case-close-confirm').hidden = true;
   $('order-new-btn').hidden = closed;
@@ -471,7 +485,11 @@ async function onCaseEditSubmit(event) {
   const form = event.target;
   clearFormErrors(form);
   const plan = $('ce-plan').value.trim();
-  const body = { risk: $('ce-risk').value, response_plan: plan || null, relatives: relativesEditors.edit.get() };
+  const body = { risk: $('ce-risk').value };
+  if (state.caseDetail.masked !== true) {
+    body.response_plan = plan || null;
+    body.relatives = relativesEditors.edit.get();
+  }
   await busy(form, async () => {
     try {
       await api('PATCH', `/api/cases/${encodeURIComponent(state.caseDetail.id)}`, body);
@@ -533,6 +551,7 @@ function orderCard(order, c) {
 }
 
 function zoneText(zone) {
+  if (zone.masked === true) return t('zone_masked_text', { name: zone.name });
   const r = Number(zone.radius_m);
   return Number.isFinite(r) && r > 0 ? t('zone_circle_text', { name: zone.name, r: Math.round(r) }) : zone.name;
 }
@@ -580,14 +599,20 @@ function openOrderForm(editing) {
   $('of-from').value = toLocalInput(order ? order.valid_from : new Date(now).toISOString());
   $('of-to').value = toLocalInput(order ? order.valid_to : new Date(now + YEAR_MS).toISOString());
   const address = c.person && c.person.address && !c.person.masked ? c.person.address : null;
-  state.zoneEditor = createZoneEditor($('of-zones'), {
-    zones: order ? order.zones : [],
-    reference: address,
-    tileUrl: state.tileUrl,
-  });
-  // Zones are usually drawn around the home: say why it is not on the map.
-  if (c.person && c.person.masked) {
-    $('of-zones').prepend(el('p', 'zone-note', t('zone_address_hidden')));
+  if (order && order.zones_masked === true) {
+    // Where the zones lie is withheld until the case is revealed: they are kept as they are.
+    state.zoneEditor = null;
+    $('of-zones').replaceChildren(el('p', 'zone-note', t('zones_masked_edit')));
+  } else {
+    state.zoneEditor = createZoneEditor($('of-zones'), {
+      zones: order ? order.zones : [],
+      reference: address,
+      tileUrl: state.tileUrl,
+    });
+    // Zones are usually drawn around the home: say why it is not on the map.
+    if (c.person && c.person.masked) {
+      $('of-zones').prepend(el('p', 'zone-note', t('zone_address_hidden')));
+    }
   }
   $('order-panel').scrollIntoView({ block: 'start' });
   $('of-name').focus({ preventScroll: true });
@@ -618,7 +643,7 @@ async function onOrderSubmit(event) {
     showFieldError(form, $('of-to'), t('err_valid_to'));
     return;
   }
-  const zoneProblem = state.zoneEditor.validate();
+  const zoneProblem = state.zoneEditor ? state.zoneEditor.validate() : null;
   if (zoneProblem) {
     showFormError(form, t(zoneProblem));
     return;
@@ -631,7 +656,7 @@ async function onOrderSubmit(event) {
     restrained,
     valid_from: validFrom,
     valid_to: validTo,
-    zones: state.zoneEditor.getZones(),
+    zones: state.zoneEditor ? state.zoneEditor.getZones() : undefined,
     tag_device_id: $('of-tag').value || null,
   };
   const editing = state.orderEditing;

@@ -259,6 +259,24 @@ function openStream() {
   es.addEventListener('error', () => { if (stream.es === es) onStreamError(); });
   es.addEventListener('alert', (ev) => { if (stream.es === es) onAlertEvent(ev); });
   es.addEventListener('status', (ev) => { if (stream.es === es) onStatusEvent(ev); });
+  es.addEventListener('session_end', (ev) => { if (stream.es === es) onSessionEndEvent(ev); });
+}
+
+/**
+ * The server ends the stream when the session ends (logout here or in another tab,
+ * idle or absolute limit): show the login at once instead of reconnecting.
+ */
+function onSessionEndEvent(ev) {
+  const data = parseEventData(ev) || {};
+  closeStream();
+  if (!state.user) return;
+  if (data.reason === 'logged_out') endSession(t('logged_out'), { notice: true });
+  else if (data.reason === 'unverified') {
+    // The server could not check the session just now: connect again, which asks
+    // GET /api/me first and shows the login if the session is over.
+    setConn('lost');
+    scheduleReconnect();
+  } else endSession(t('session_ended'));
 }
 
 function closeStream() {
@@ -1327,9 +1345,11 @@ function syncResolveButton() {
 
 function renderPlan(kase) {
   const plan = $('d-plan');
+  const masked = Boolean(kase && kase.masked);
   const text = kase && kase.response_plan;
-  plan.textContent = text || t('no_plan');
-  plan.classList.toggle('muted', !text);
+  plan.textContent = masked ? t('plan_masked') : (text || t('no_plan'));
+  plan.classList.toggle('muted', masked || !text);
+  plan.classList.toggle('masked', masked);
 }
 
 function renderReasons(alert) {
@@ -1341,6 +1361,7 @@ function renderReasons(alert) {
     list.append(el('li', null, typeof reason === 'string' ? reason : reasonText(reason)));
   }
   if (items.length === 0) list.append(el('li', 'muted', t('no_reasons')));
+  if (alert.reasons_masked === true) list.append(el('li', 'muted masked', t('reasons_masked')));
 }
 
 /**
@@ -1396,6 +1417,7 @@ function renderPerson(person, reason, kase) {
 
 /** Relatives from the case (name, relation, phone): who else to call. */
 function relativesList(kase) {
+  if (kase && kase.masked) return el('span', 'muted masked', t('relatives_masked'));
   const relatives = kase && Array.isArray(kase.relatives) ? kase.relatives : [];
   if (relatives.length === 0) return el('span', 'muted', t('no_relatives'));
   const list = el('ul', 'relatives');
@@ -1438,6 +1460,7 @@ function buildOrder(order) {
     ['f_tag', order.tag_device_id],
   ].filter(([key, value]) => key !== 'f_tag' || value));
   card.append(dl);
+  if (order.zones_masked === true) card.append(el('p', 'muted masked', t('zones_masked')));
   return card;
 }
 

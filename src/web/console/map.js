@@ -81,18 +81,26 @@ function closeRing(ring) {
   return first[0] === last[0] && first[1] === last[1] ? ring : [...ring, first];
 }
 
-/** Zones of every order; names of the ones that cannot be drawn are returned apart. */
+/**
+ * Zones of every order; names of the ones that cannot be drawn are returned apart, and
+ * so are those whose geometry the server withheld (a protected person's, no reason given).
+ */
 export function collectZones(orders) {
   const zones = [];
   const bad = [];
+  const masked = [];
   for (const order of Array.isArray(orders) ? orders : []) {
     for (const zone of Array.isArray(order && order.zones) ? order.zones : []) {
+      if (zone && zone.masked === true) {
+        masked.push(zone.name || t('dash'));
+        continue;
+      }
       const parsed = parseZone(zone);
       if (parsed) zones.push(parsed);
       else bad.push((zone && zone.name) || t('dash'));
     }
   }
-  return { zones, bad };
+  return { zones, bad, masked };
 }
 
 // ---------------------------------------------------------------------------
@@ -409,7 +417,7 @@ export function renderSituationMap(container, legend, { position, address, order
 
   const pos = validPosition(position);
   const addr = address && isLonLat([address.lon, address.lat]) ? [address.lon, address.lat] : null;
-  const { zones, bad } = collectZones(orders);
+  const { zones, bad, masked } = collectZones(orders);
   const relations = pos ? zones.map((z) => ({ zone: z, ...zoneRelation([pos.lon, pos.lat], z) })) : [];
 
   const points = [];
@@ -418,7 +426,7 @@ export function renderSituationMap(container, legend, { position, address, order
   points.push(...zonePoints(zones));
   if (points.length === 0) {
     container.append(el('p', 'muted', t('map_empty')));
-    addLegendNotes(legend, pos, bad);
+    addLegendNotes(legend, pos, bad, masked);
     return;
   }
   const view = fitView(points, { W, H });
@@ -436,7 +444,7 @@ export function renderSituationMap(container, legend, { position, address, order
   container.append(root);
 
   buildLegend(legend, pos, zones, addr, relations);
-  addLegendNotes(legend, pos, bad);
+  addLegendNotes(legend, pos, bad, masked);
 }
 
 /** The nearest zone the alarm is outside of, when it is inside none. */
@@ -480,7 +488,8 @@ function buildLegend(legend, pos, zones, addr, relations) {
   }
 }
 
-function addLegendNotes(legend, pos, bad) {
+function addLegendNotes(legend, pos, bad, masked = []) {
   if (!pos) legend.append(el('li', 'muted', t('legend_no_position')));
   for (const name of bad) legend.append(el('li', 'muted', t('legend_zone_bad', { name })));
+  for (const name of masked) legend.append(el('li', 'muted masked', t('legend_zone_masked', { name })));
 }
