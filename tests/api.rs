@@ -840,17 +840,7 @@ async fn a_cross_site_request_with_the_session_cookie_changes_nothing() {
     let device = app.connect(&d).await;
     device.alarm("panic", None, None).await.unwrap();
     let alert = app.wait_for_alert(&d.id, |_| true).await;
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let resp = client
-        .post(app.url("/api/login"))
-        .json(&json!({"username": "officer", "password": "officer-password-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let client = app.officer_session().await;
     let ack = app.url(&format!("/api/alerts/{}/ack", alert["id"]));
 
     let resp = client
@@ -1119,17 +1109,7 @@ async fn a_body_that_only_claims_json_in_a_parameter_is_refused() {
 #[tokio::test]
 async fn another_site_cannot_log_an_officer_out() {
     let app = TestApp::start().await;
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let resp = client
-        .post(app.url("/api/login"))
-        .json(&json!({"username": "officer", "password": "officer-password-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let client = app.officer_session().await;
     for (name, value) in [
         ("Origin", "https://evil.example"),
         ("Sec-Fetch-Site", "cross-site"),

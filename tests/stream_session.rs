@@ -7,22 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
-
-async fn logged_in(app: &TestApp) -> reqwest::Client {
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let resp = client
-        .post(app.url("/api/login"))
-        .json(&json!({"username": "officer", "password": "officer-password-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    client
-}
+use serde_json::Value;
 
 type Body =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
@@ -62,7 +47,7 @@ async fn end_of(mut stream: Body, within: Duration) -> Option<String> {
 #[tokio::test]
 async fn logging_out_ends_the_sessions_live_stream_at_once() {
     let app = TestApp::start().await;
-    let console = logged_in(&app).await;
+    let console = app.officer_session().await;
     let stream = open_stream(&app, &console).await;
 
     let resp = console.post(app.url("/api/logout")).send().await.unwrap();
@@ -77,7 +62,7 @@ async fn logging_out_ends_the_sessions_live_stream_at_once() {
 #[tokio::test]
 async fn a_stream_alone_does_not_keep_a_session_and_ends_at_the_idle_limit() {
     let app = TestApp::start_with(|c| c.session_idle_s = 2).await;
-    let console = logged_in(&app).await;
+    let console = app.officer_session().await;
     let started = Instant::now();
     let stream = open_stream(&app, &console).await;
 
@@ -99,7 +84,7 @@ async fn a_session_in_use_keeps_its_stream_until_the_absolute_limit() {
         c.session_absolute_s = 4;
     })
     .await;
-    let console = logged_in(&app).await;
+    let console = app.officer_session().await;
     let started = Instant::now();
     let stream = open_stream(&app, &console).await;
     let keep_using = {
@@ -126,7 +111,7 @@ async fn a_session_in_use_keeps_its_stream_until_the_absolute_limit() {
 #[tokio::test]
 async fn a_session_or_token_removed_elsewhere_ends_its_stream_within_a_status_tick() {
     let app = TestApp::start().await;
-    let console = logged_in(&app).await;
+    let console = app.officer_session().await;
     let machine = app
         .client_for("feed", vakt::store::Role::Officer, None)
         .await;

@@ -171,6 +171,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A console session of the national officer: a cookie-holding client, logged in with
+    /// the password as a browser would.
+    pub async fn officer_session(&self) -> reqwest::Client {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let resp = client
+            .post(self.url("/api/login"))
+            .json(&json!({"username": "officer", "password": "officer-password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "the officer logs in");
+        client
+    }
+
     async fn wait_until_ready(&self) {
         let client = reqwest::Client::new();
         let url = self.url("/readyz");

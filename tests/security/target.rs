@@ -466,19 +466,8 @@ impl Target {
 
     /// One counter (a line `name value` of /metrics), 0 when it is absent.
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = self
-            .anonymous
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        let http = self.base.trim_start_matches("http://").parse().unwrap();
+        crate::common::metric_at(http, name).await.unwrap_or(0)
     }
 
     /// Security events as the admin sees them.
