@@ -228,6 +228,8 @@ describe('duty-officer console', () => {
     // The fall from the previous test is being handled.
     const fall = officer.locator('#queue-body tr', { hasText: 'Fall' });
     await fall.focus();
+    await officer.keyboard.press('Enter');
+    await officer.locator('#d-title', { hasText: 'Fall' }).waitFor();
     await officer.keyboard.press('a');
     await fall.getByText('by officer1').waitFor();
     await waitFor(async () => (await officer.locator('#queue-body tr').count()) === 4, { what: 'four alerts in the queue' });
@@ -406,6 +408,108 @@ describe('duty-officer console: street tiles beneath the situation map', () => {
     assert.ok(loaded);
     await page.getByText(`Map: ${new URL(tiles.template.replace(/[{}]/g, '')).host}`).waitFor();
     await page.screenshot({ path: join(SHOT_DIR, 'console-tiles.png') });
+    assert.deepEqual(page.problems, []);
+  });
+});
+
+describe('duty-officer console: the keyboard acts only on the alert that is open', () => {
+  let vakt;
+  let browser;
+  let page;
+  let ids;          // row ids in queue order at the first load
+  let refs;         // their case references
+  const acks = [];  // alert ids of every acknowledge the page sent
+
+  const row = (id) => page.locator(`#queue-body tr[data-id="${id}"]`);
+  const focusedRowId = () => page.evaluate(() => document.activeElement?.closest?.('#queue-body > tr')?.dataset.id ?? null);
+  const detailShows = (ref) => page.locator('#d-title', { hasText: ref }).waitFor();
+
+  before(async () => {
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer' },
+        { username: 'coord', role: 'coordinator' },
+      ],
+    });
+    const [sara, , eva] = OTHERS;
+    for (const spec of [ANNA, sara, eva]) {
+      const kase = await seedCase(vakt, 'coord', spec);
+      await vakt.alarm({ id: kase.deviceId, key: kase.key, kind: 'panic', lat: spec.lat, lon: spec.lon });
+    }
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+  });
+
+  it('puts a visible focus on the first alert after a mouse login, with its detail open', async () => {
+    page = await openPage(browser);
+    page.on('request', (req) => {
+      const m = /^\/api\/alerts\/([^/]+)\/ack$/.exec(new URL(req.url()).pathname);
+      if (m && req.method() === 'POST') acks.push(m[1]);
+    });
+    await login(page, vakt.url, 'officer1', { vakt }); // the form is sent with a mouse click
+    await waitFor(async () => (await page.locator('#queue-body tr').count()) === 3, { what: 'three alerts in the queue' });
+    ids = await page.locator('#queue-body tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
+    refs = await page.locator('#queue-body tr .case-ref').allInnerTexts();
+    await waitFor(async () => (await focusedRowId()) === ids[0], { what: 'the first row to have focus' });
+    const ring = await row(ids[0]).evaluate((tr) => getComputedStyle(tr).outlineStyle);
+    assert.notEqual(ring, 'none', 'the focused row shows a focus ring');
+    await detailShows(refs[0]);
+    assert.equal(await row(ids[0]).getAttribute('aria-current'), 'true');
+  });
+
+  it('moves the selection and the detail together with ↓, and A acknowledges the alert shown', async () => {
+    await page.keyboard.press('ArrowDown');
+    await detailShows(refs[1]);
+    await page.keyboard.press('ArrowDown');
+    await detailShows(refs[2]);
+    assert.equal(await focusedRowId(), ids[2]);
+    assert.equal(await row(ids[2]).getAttribute('aria-current'), 'true');
+    await page.keyboard.press('a');
+    await row(ids[2]).getByText('Acknowledged').waitFor();
+    assert.deepEqual(acks, [ids[2]]);
+    assert.equal(await focusedRowId(), ids[2], 'focus stays on the acknowledged alert');
+    await page.keyboard.press('ArrowUp');
+    await detailShows(refs[1]);
+  });
+
+  it('never acknowledges an alert that only has focus and was not opened', async () => {
+    // As after a Tab: the first row has focus, the second alert is in the detail.
+    await row(ids[0]).focus();
+    await page.keyboard.press('a');
+    await page.keyboard.press('A');
+    await page.waitForTimeout(700);
+    assert.deepEqual(acks, [ids[2]], 'no acknowledge was sent');
+    await row(ids[0]).getByText('Open').waitFor();
+    await row(ids[1]).getByText('Open').waitFor();
+    await page.locator('#ack-form').waitFor(); // still offered for the alert shown
+  });
+
+  it('turns the shortcuts off, so A does nothing, and remembers that', async () => {
+    await row(ids[1]).focus();
+    await page.keyboard.press('Enter');
+    await detailShows(refs[1]);
+    const toggle = page.locator('#shortcuts-toggle');
+    await toggle.click();
+    await page.locator('#shortcuts-toggle[aria-pressed="false"]').waitFor();
+    await row(ids[1]).focus();
+    await page.keyboard.press('a');
+    await page.keyboard.press('r');
+    await page.waitForTimeout(700);
+    assert.deepEqual(acks, [ids[2]], 'no acknowledge was sent');
+    await row(ids[1]).getByText('Open').waitFor();
+    assert.equal(await page.locator('#ack-btn').innerText(), 'Acknowledge');
+
+    await page.reload();
+    await page.locator('#shortcuts-toggle[aria-pressed="false"]').waitFor();
+    await page.locator('#lang-select').selectOption('sv');
+    await page.getByRole('button', { name: 'Kortkommandon av' }).waitFor();
+    await page.locator('#lang-select').selectOption('en');
+    await page.locator('#shortcuts-toggle').click();
+    await page.locator('#shortcuts-toggle[aria-pressed="true"]').waitFor();
     assert.deepEqual(page.problems, []);
   });
 });

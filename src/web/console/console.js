@@ -50,7 +50,6 @@ const state = {
   detail: null,               // {id, data, reason} of the shown detail
   detailSeq: 0,               // guards against out-of-order detail responses
   detailFormsFor: null,       // id the action forms were last reset for
-  focusResolveOnLoad: false,  // 'r' pressed before the detail had loaded
   detailDirty: false,         // the shown alert changed since the detail was drawn
   systemStatus: null,         // last GET /api/status or `status` event payload
   systemStatusAt: 0,
@@ -138,6 +137,7 @@ function showLoginView(message, { notice = false } = {}) {
   $('logout-btn').hidden = true;
   $('admin-link').hidden = true;
   $('sound-toggle').hidden = true;
+  $('shortcuts-toggle').hidden = true;
   $('sound-prompt').hidden = true;
   $('login-view').hidden = false;
   setLoginMessage(message || '', notice);
@@ -154,7 +154,9 @@ function startSession(user) {
   $('logout-btn').hidden = false;
   $('admin-link').hidden = !['coordinator', 'admin'].includes(state.user.role);
   $('sound-toggle').hidden = false;
+  $('shortcuts-toggle').hidden = false;
   renderSound();
+  renderShortcuts();
   renderUser();
   renderQueue();
   renderDetailPanel();
@@ -638,6 +640,46 @@ function playTone(ctx, at, { f, dur, type, vol }) {
 }
 
 const SOUND_KEY = 'vakt.console.sound';
+const SHORTCUTS_KEY = 'vakt.console.shortcuts';
+
+// ---------------------------------------------------------------------------
+// Keyboard shortcuts setting
+// ---------------------------------------------------------------------------
+
+/** A and R can be turned off, e.g. by an officer who types notes a lot; remembered per browser. */
+const shortcuts = { on: readShortcutsSetting() };
+
+function readShortcutsSetting() {
+  try {
+    return localStorage.getItem(SHORTCUTS_KEY) !== 'off';
+  } catch {
+    return true;
+  }
+}
+
+function toggleShortcuts() {
+  shortcuts.on = !shortcuts.on;
+  try {
+    localStorage.setItem(SHORTCUTS_KEY, shortcuts.on ? 'on' : 'off');
+  } catch {
+    // Not remembered, but still switched for this page.
+  }
+  renderShortcuts();
+}
+
+/** The toggle, the queue hint and the action buttons say whether A and R work. */
+function renderShortcuts() {
+  const toggle = $('shortcuts-toggle');
+  toggle.textContent = shortcuts.on ? t('shortcuts_on') : t('shortcuts_off');
+  toggle.setAttribute('aria-pressed', String(shortcuts.on));
+  $('queue-hint').textContent = shortcuts.on ? t('queue_hint') : t('queue_hint_no_shortcuts');
+  $('ack-btn').textContent = shortcuts.on ? t('ack_submit') : t('ack_submit_plain');
+  $('resolve-btn').textContent = shortcuts.on ? t('resolve_submit') : t('resolve_submit_plain');
+  for (const [id, key] of [['ack-btn', 'A'], ['resolve-outcome', 'R']]) {
+    if (shortcuts.on) $(id).setAttribute('aria-keyshortcuts', key);
+    else $(id).removeAttribute('aria-keyshortcuts');
+  }
+}
 
 /** The officer's choice survives a reload; the browser still needs a gesture to play. */
 function rememberSound(on) {
@@ -929,11 +971,29 @@ function tick() {
   if (state.systemStatus) renderSystemStatus();
 }
 
+/** On the first load the most urgent alert has focus and is open, as if ↓ had reached it. */
 function focusFirstRowIfIdle() {
   const active = document.activeElement;
   if (active && active !== document.body) return;
   const first = $('queue-body').firstElementChild;
-  if (first) first.focus();
+  if (!first) return;
+  if (state.selectedId === null) selectAlert(first.dataset.id, { focusRow: true });
+  else first.focus();
+}
+
+/**
+ * A control that was disabled, hidden or removed by an action drops focus to
+ * the page; put it back on the alert's row (or the row now in its place) so
+ * the keyboard keeps working. Focus the officer moved elsewhere is left alone.
+ */
+function keepFocusInQueue(key, index) {
+  const active = document.activeElement;
+  if (active && active !== document.body && active.isConnected && !active.disabled
+    && active.getClientRects().length > 0) return;
+  const body = $('queue-body');
+  const target = rows.get(key) || body.children[Math.min(index, body.children.length - 1)];
+  if (target) target.focus();
+  else $('queue-panel').focus();
 }
 
 // ---------------------------------------------------------------------------
@@ -951,8 +1011,10 @@ function onQueueClick(event) {
 }
 
 /**
- * Shortcuts work wherever the officer is not typing: on a queue row they act
- * on that row, elsewhere in the panels on the alert whose detail is open.
+ * The arrow keys move the selection and the detail together. A and R act only
+ * on the alert whose detail is shown, so an officer never acts on an alert
+ * whose plan they have not seen; on a queue row that is not the one shown
+ * (reached with Tab, say) they do nothing. The officer can turn A and R off.
  */
 function onKeyDown(event) {
   if (!state.user || event.defaultPrevented) return;
@@ -961,7 +1023,7 @@ function onKeyDown(event) {
 
   const rowId = rowIdFrom(event.target);
   const inPanels = event.target === document.body || (event.target.closest && event.target.closest('#console-view'));
-  const targetId = rowId !== null ? rowId : state.selectedId;
+  const shownId = state.detail && (rowId === null || rowId === state.detail.id) ? state.detail.id : null;
 
   switch (event.key) {
     case 'Enter':
@@ -971,22 +1033,22 @@ function onKeyDown(event) {
     case 'ArrowDown':
     case 'ArrowUp':
       if (rowId === null) return;
-      moveRowFocus(event.target.closest('tr'), event.key === 'ArrowDown' ? 1 : -1);
+      moveSelection(event.target.closest('tr'), event.key === 'ArrowDown' ? 1 : -1);
       break;
     case 'Home':
     case 'End':
       if (rowId === null) return;
-      focusRowAt(event.key === 'Home' ? 0 : -1);
+      selectRowAt(event.key === 'Home' ? 0 : -1);
       break;
     case 'a':
     case 'A':
-      if (!inPanels || targetId === null) return;
-      acknowledge(targetId, '');
+      if (!shortcuts.on || !inPanels || shownId === null) return;
+      acknowledge(shownId, '');
       break;
     case 'r':
     case 'R':
-      if (!inPanels || targetId === null) return;
-      openResolve(targetId);
+      if (!shortcuts.on || !inPanels || shownId === null) return;
+      focusResolve();
       break;
     default:
       return;
@@ -994,9 +1056,15 @@ function onKeyDown(event) {
   event.preventDefault();
 }
 
-function moveRowFocus(tr, step) {
+function moveSelection(tr, step) {
   const target = step > 0 ? tr.nextElementSibling : tr.previousElementSibling;
-  if (target) target.focus();
+  if (target) selectAlert(target.dataset.id, { focusRow: true });
+}
+
+function selectRowAt(index) {
+  const body = $('queue-body');
+  const target = index < 0 ? body.lastElementChild : body.children[index];
+  if (target) selectAlert(target.dataset.id, { focusRow: true });
 }
 
 function focusRowAt(index) {
@@ -1032,7 +1100,6 @@ function closeDetail() {
   state.selectedId = null;
   state.detail = null;
   state.detailSeq += 1;
-  state.focusResolveOnLoad = false;
   highlightSelectedRow();
   renderDetailPanel();
   // Back to where the officer came from, not to the top of the page.
@@ -1095,16 +1162,6 @@ function scheduleDetailRefresh() {
   detailRefreshTimer = setTimeout(refreshDetail, 300);
 }
 
-function openResolve(id) {
-  const key = keyOf(id);
-  if (state.detail && state.detail.id === key) {
-    focusResolve();
-  } else {
-    state.focusResolveOnLoad = true;
-    selectAlert(key);
-  }
-}
-
 function focusResolve() {
   const select = $('resolve-outcome');
   if (!select.disabled) select.focus();
@@ -1158,6 +1215,7 @@ async function resolve(id, outcome, note) {
 
 /** POSTs an action, applies the returned alert, and re-reads the detail. */
 async function runAction(key, verb, body, onSuccess) {
+  const index = [...$('queue-body').children].indexOf(rows.get(key));
   state.pending.add(key);
   clearActionError();
   renderDetailPanel();
@@ -1174,6 +1232,7 @@ async function runAction(key, verb, body, onSuccess) {
   } finally {
     state.pending.delete(key);
     renderDetailPanel();
+    keepFocusInQueue(key, Math.max(index, 0));
   }
 }
 
@@ -1254,11 +1313,6 @@ function renderDetailPanel() {
   renderDevice(detail.data.device, alert);
   renderAlertFacts(alert);
   renderHistory(detail.data.history);
-
-  if (state.focusResolveOnLoad) {
-    state.focusResolveOnLoad = false;
-    focusResolve();
-  }
 }
 
 /** Typed notes belong to one alert: clear them when another is shown. */
@@ -1548,6 +1602,7 @@ function onLanguageChange(event) {
 function rerenderForLanguage() {
   $('lang-select').value = getLang();
   renderSound();
+  renderShortcuts();
   renderConn();
   if (state.user) {
     renderUser();
@@ -1580,6 +1635,7 @@ function wireEvents() {
   wireLoginForm(startSession);
   $('logout-btn').addEventListener('click', onLogout);
   $('sound-toggle').addEventListener('click', toggleSound);
+  $('shortcuts-toggle').addEventListener('click', toggleShortcuts);
   $('sound-enable').addEventListener('click', enableSound);
   $('flash-error-close').addEventListener('click', hideError);
   $('queue-body').addEventListener('click', onQueueClick);

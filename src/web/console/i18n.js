@@ -56,6 +56,8 @@ const STRINGS = {
 
     sound_on: 'Ljud på',
     sound_off: 'Ljud av',
+    shortcuts_on: 'Kortkommandon på',
+    shortcuts_off: 'Kortkommandon av',
     sound_prompt: 'Ljudet är AV. Webbläsaren tillåter ljud först efter ett klick – slå på det så att nya prio 1-larm hörs.',
     sound_enable: 'Slå på ljud',
     sound_prompt_again: 'Ljudet är AV efter omladdningen – det slås på igen vid ditt första klick eller tangenttryck.',
@@ -63,7 +65,8 @@ const STRINGS = {
 
     queue_heading: 'Larmkö',
     queue_caption: 'Öppna och kvitterade larm, mest brådskande först',
-    queue_hint: '↑/↓ flytta · Enter öppna · A kvittera · R avsluta',
+    queue_hint: '↑/↓ flytta och öppna · A kvittera · R avsluta (det öppna larmet)',
+    queue_hint_no_shortcuts: '↑/↓ flytta och öppna · A och R är avstängda',
     queue_empty: 'Inga öppna larm.',
     col_priority: 'Prio',
     col_kind_case: 'Typ · ärende',
@@ -102,10 +105,12 @@ const STRINGS = {
 
     ack_note: 'Anteckning',
     ack_submit: 'Kvittera (A)',
+    ack_submit_plain: 'Kvittera',
     resolve_outcome: 'Utfall',
     resolve_choose: '– välj utfall –',
     resolve_note: 'Anteckning',
     resolve_submit: 'Avsluta (R)',
+    resolve_submit_plain: 'Avsluta',
     resolve_need_outcome: 'Välj ett utfall innan larmet avslutas.',
     msg_acked: 'Larmet i ärende {case} är kvitterat.',
     msg_resolved: 'Larmet i ärende {case} är avslutat.',
@@ -539,6 +544,8 @@ const STRINGS = {
 
     sound_on: 'Sound on',
     sound_off: 'Sound off',
+    shortcuts_on: 'Shortcuts on',
+    shortcuts_off: 'Shortcuts off',
     sound_prompt: 'Sound is OFF. Browsers only allow sound after a click – enable it so that new priority-1 alerts are heard.',
     sound_enable: 'Enable sound',
     sound_prompt_again: 'Sound is OFF after the reload – it comes back on with your first click or key press.',
@@ -546,7 +553,8 @@ const STRINGS = {
 
     queue_heading: 'Alert queue',
     queue_caption: 'Open and acknowledged alerts, most urgent first',
-    queue_hint: '↑/↓ move · Enter open · A acknowledge · R resolve',
+    queue_hint: '↑/↓ move and open · A acknowledge · R resolve (the open alert)',
+    queue_hint_no_shortcuts: '↑/↓ move and open · A and R are off',
     queue_empty: 'No open alerts.',
     col_priority: 'Prio',
     col_kind_case: 'Kind · case',
@@ -585,10 +593,12 @@ const STRINGS = {
 
     ack_note: 'Note',
     ack_submit: 'Acknowledge (A)',
+    ack_submit_plain: 'Acknowledge',
     resolve_outcome: 'Outcome',
     resolve_choose: '– choose outcome –',
     resolve_note: 'Note',
     resolve_submit: 'Resolve (R)',
+    resolve_submit_plain: 'Resolve',
     resolve_need_outcome: 'Choose an outcome before resolving.',
     msg_acked: 'Alert for case {case} acknowledged.',
     msg_resolved: 'Alert for case {case} resolved.',
