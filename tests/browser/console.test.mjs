@@ -432,7 +432,8 @@ describe('duty-officer console: the keyboard acts only on the alert that is open
       ],
     });
     const [sara, , eva] = OTHERS;
-    for (const spec of [ANNA, sara, eva]) {
+    // All priority 1; sent lowest risk first, so risk and age disagree on the order.
+    for (const spec of [eva, sara, ANNA]) {
       const kase = await seedCase(vakt, 'coord', spec);
       await vakt.alarm({ id: kase.deviceId, key: kase.key, kind: 'panic', lat: spec.lat, lon: spec.lon });
     }
@@ -459,6 +460,10 @@ describe('duty-officer console: the keyboard acts only on the alert that is open
     assert.notEqual(ring, 'none', 'the focused row shows a focus ring');
     await detailShows(refs[0]);
     assert.equal(await row(ids[0]).getAttribute('aria-current'), 'true');
+  });
+
+  it('orders alerts of the same priority by case risk before age', () => {
+    assert.deepEqual(refs, [ANNA.reference, OTHERS[0].reference, OTHERS[2].reference]);
   });
 
   it('moves the selection and the detail together with ↓, and A acknowledges the alert shown', async () => {
@@ -510,6 +515,24 @@ describe('duty-officer console: the keyboard acts only on the alert that is open
     await page.locator('#lang-select').selectOption('en');
     await page.locator('#shortcuts-toggle').click();
     await page.locator('#shortcuts-toggle[aria-pressed="true"]').waitFor();
+  });
+
+  it('puts acknowledged alerts below open ones and keeps the focus through acknowledge and resolve', async () => {
+    await row(ids[0]).click();
+    await detailShows(refs[0]);
+    await page.keyboard.press('a');
+    await row(ids[0]).getByText('Acknowledged').waitFor();
+    const order = () => page.locator('#queue-body tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
+    await waitFor(async () => JSON.stringify(await order()) === JSON.stringify([ids[1], ids[0], ids[2]]), { what: 'open before acknowledged, then risk' });
+    assert.equal(await focusedRowId(), ids[0], 'focus moved with the row');
+
+    await page.keyboard.press('r');
+    await waitFor(() => page.locator('#resolve-outcome').evaluate((n) => n === document.activeElement), { what: 'the outcome to take focus' });
+    await page.keyboard.press('ArrowDown');
+    await page.locator('#resolve-btn').click();
+    await row(ids[0]).waitFor({ state: 'detached' });
+    await waitFor(async () => (await focusedRowId()) !== null, { what: 'focus back on a queue row after resolving' });
+    assert.deepEqual(acks, [ids[2], ids[0]]);
     assert.deepEqual(page.problems, []);
   });
 });

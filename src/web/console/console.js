@@ -381,9 +381,17 @@ function isOverdue(alert) {
   return alert.overdue === true && alert.state === 'open';
 }
 
-/** Queue order: priority 1 first, then oldest first. */
+// Higher case risk first among alerts of the same priority; no risk last.
+const RISK_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+
+/**
+ * Queue order: open before acknowledged (what nobody has taken yet comes
+ * first), then priority 1 first, then the higher case risk, then oldest first.
+ */
 function compareAlerts(a, b) {
-  return (Number(a.priority) || 99) - (Number(b.priority) || 99)
+  return (STATE_RANK[a.state] ?? 9) - (STATE_RANK[b.state] ?? 9)
+    || (Number(a.priority) || 99) - (Number(b.priority) || 99)
+    || (RISK_RANK[a.risk] ?? 9) - (RISK_RANK[b.risk] ?? 9)
     || timeMs(a.first_at) - timeMs(b.first_at)
     || keyOf(a.id).localeCompare(keyOf(b.id), 'en', { numeric: true });
 }
