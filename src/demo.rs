@@ -7,7 +7,7 @@ use crate::domain::{
     now_ms, Address, Area, Case, DeviceKind, DeviceStatus, Order, OrderKind, Person, Restrained,
     Risk, Zone,
 };
-use crate::store::{DeviceHealth, DeviceRecord, Role, SharedStore, StoreError, User};
+use crate::store::{DeviceRecord, Role, SharedStore, StoreError, User};
 use crate::web::auth::hash_password;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -240,19 +240,13 @@ async fn add_device(
 ) -> Result<(), StoreError> {
     store
         .insert_device(&DeviceRecord {
-            id: id.into(),
-            kind,
             model: Some("Demo larmpaket".into()),
-            key_hex: vault.seal(&crate::protocol::DeviceKey::generate(), id),
-            hb_interval_s: None,
-            status: DeviceStatus::InStock,
-            case_id: None,
-            holder_person_id: None,
-            created_at: now,
-            issued_at: None,
-            supervision_class: "standard".into(),
-            health: DeviceHealth::default(),
-            key_rotation: Default::default(),
+            ..DeviceRecord::in_stock(
+                id,
+                kind,
+                vault.seal(&crate::protocol::DeviceKey::generate(), id),
+                now,
+            )
         })
         .await
 }

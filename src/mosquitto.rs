@@ -269,25 +269,13 @@ fn open_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
 mod tests {
     use super::*;
     use crate::domain::DeviceKind;
-    use crate::store::DeviceHealth;
 
     const KEY_A: &str = "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f";
 
     fn device(id: &str, status: DeviceStatus, key_hex: &str) -> DeviceRecord {
         DeviceRecord {
-            id: id.into(),
-            kind: DeviceKind::Alarm,
-            model: None,
-            key_hex: key_hex.into(),
-            hb_interval_s: None,
             status,
-            case_id: None,
-            holder_person_id: None,
-            created_at: 0,
-            issued_at: None,
-            supervision_class: "standard".into(),
-            health: DeviceHealth::default(),
-            key_rotation: Default::default(),
+            ..DeviceRecord::in_stock(id, DeviceKind::Alarm, key_hex.into(), 0)
         }
     }
 

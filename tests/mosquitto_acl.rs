@@ -17,7 +17,7 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use vakt::domain::{now_ms, Case, DeviceKind, DeviceStatus, Person, Risk};
-use vakt::store::{DeviceHealth, DeviceRecord};
+use vakt::store::DeviceRecord;
 
 /// One broker user per vakt instance (each is its client id too); the tests play several.
 const BACKENDS: [&str; 4] = ["vakt-1", "vakt-plain", "vakt-shared", "vakt-watch"];
@@ -278,21 +278,12 @@ async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, Str
     for id in [A, B, C] {
         let key = vakt::protocol::DeviceKey::generate().to_hex();
         store
-            .insert_device(&DeviceRecord {
-                id: id.into(),
-                kind: DeviceKind::Alarm,
-                model: None,
-                key_hex: key.clone(),
-                hb_interval_s: None,
-                status: DeviceStatus::InStock,
-                case_id: None,
-                holder_person_id: None,
-                created_at: now,
-                issued_at: None,
-                supervision_class: "standard".into(),
-                health: DeviceHealth::default(),
-                key_rotation: Default::default(),
-            })
+            .insert_device(&DeviceRecord::in_stock(
+                id,
+                DeviceKind::Alarm,
+                key.clone(),
+                now,
+            ))
             .await
             .unwrap();
         store.issue_device(id, "c1", "p1", now).await.unwrap();

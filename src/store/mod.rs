@@ -119,6 +119,28 @@ pub struct DeviceRecord {
     pub key_rotation: KeyRotation,
 }
 
+impl DeviceRecord {
+    /// A device just added to stock: standard supervision, no coordinator's heartbeat
+    /// interval, never heard from. Callers set what their request or fixture says on top.
+    pub fn in_stock(id: &str, kind: DeviceKind, key_hex: String, now: Millis) -> DeviceRecord {
+        DeviceRecord {
+            id: id.to_owned(),
+            kind,
+            model: None,
+            key_hex,
+            hb_interval_s: None,
+            status: DeviceStatus::InStock,
+            case_id: None,
+            holder_person_id: None,
+            created_at: now,
+            issued_at: None,
+            supervision_class: "standard".into(),
+            health: DeviceHealth::default(),
+            key_rotation: KeyRotation::default(),
+        }
+    }
+}
+
 /// A device key being replaced: the next key (sealed) waits until the device has signed a
 /// message with it, so neither side is ever left with a key the other does not know.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -990,19 +990,15 @@ pub async fn add_device(
     let key = DeviceKey::generate();
     let now = now_ms();
     let record = DeviceRecord {
-        id: req.id.clone(),
-        kind: req.kind,
         model: optional_text("model", req.model.as_deref(), 100)?,
-        key_hex: s.directory.vault().seal(&key, &req.id),
         hb_interval_s: req.hb_interval_s,
-        status: DeviceStatus::InStock,
-        case_id: None,
-        holder_person_id: None,
-        created_at: now,
-        issued_at: None,
         supervision_class: class,
-        health: DeviceHealth::default(),
-        key_rotation: Default::default(),
+        ..DeviceRecord::in_stock(
+            &req.id,
+            req.kind,
+            s.directory.vault().seal(&key, &req.id),
+            now,
+        )
     };
     s.store.insert_device(&record).await?;
     s.store

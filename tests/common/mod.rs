@@ -390,8 +390,8 @@ pub async fn seed_issued_devices(
     risk: vakt::domain::Risk,
     n: usize,
 ) -> Vec<(String, String)> {
-    use vakt::domain::{Case, DeviceKind, DeviceStatus, Person};
-    use vakt::store::{DeviceHealth, DeviceRecord};
+    use vakt::domain::{Case, DeviceKind, Person};
+    use vakt::store::DeviceRecord;
     let now = now_ms();
     store
         .insert_user(
@@ -431,21 +431,12 @@ pub async fn seed_issued_devices(
         let id = unique("dev");
         let key = vakt::protocol::DeviceKey::generate().to_hex();
         store
-            .insert_device(&DeviceRecord {
-                id: id.clone(),
-                kind: DeviceKind::Alarm,
-                model: None,
-                key_hex: key.clone(),
-                hb_interval_s: None,
-                status: DeviceStatus::InStock,
-                case_id: None,
-                holder_person_id: None,
-                created_at: now,
-                issued_at: None,
-                supervision_class: "standard".into(),
-                health: DeviceHealth::default(),
-                key_rotation: Default::default(),
-            })
+            .insert_device(&DeviceRecord::in_stock(
+                &id,
+                DeviceKind::Alarm,
+                key.clone(),
+                now,
+            ))
             .await
             .unwrap();
         store.issue_device(&id, "c1", "p1", now).await.unwrap();
