@@ -22,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mosquitto;
 pub mod protocol;
+pub mod regions;
 pub mod store;
 pub mod supervise;
 pub mod web;

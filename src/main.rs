@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Check the police regions of the stored data.
+    Regions {
+        #[command(subcommand)]
+        command: RegionsCommand,
+    },
     /// Configure an external broker from the device register.
     Broker {
         #[command(subcommand)]
@@ -82,10 +87,18 @@ enum UserCommand {
         username: String,
         #[arg(long, value_parser = ["officer", "coordinator", "admin"])]
         role: String,
-        /// The police region the user works in; none means national.
+        /// The police region the user works in, one of the list (by name or code, ignoring
+        /// case); none means national.
         #[arg(long)]
         region: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RegionsCommand {
+    /// List persons, cases and users whose region is not in the list of regions in force,
+    /// and cases in another region than their person; exits non-zero when there is any.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +186,19 @@ async fn run() -> anyhow::Result<()> {
             if password.chars().count() < 12 {
                 bail!("the password must have at least 12 characters");
             }
+            let region = match region {
+                None => None,
+                Some(typed) => {
+                    let list = store.regions().await?;
+                    match vakt::regions::canonical(&list, &typed) {
+                        Some(r) => Some(r.name.clone()),
+                        None => bail!(
+                            "\"{typed}\" is not a region; the regions are: {}",
+                            vakt::regions::names_in_force(&list)
+                        ),
+                    }
+                }
+            };
             let role_value = Role::parse(&role).expect("clap checked the role");
             // Admins and coordinators log in with a second factor.
             let totp_secret = matches!(role_value, Role::Admin | Role::Coordinator)
@@ -276,6 +302,26 @@ async fn run() -> anyhow::Result<()> {
                 }
                 Err(vakt::web::error::ApiError::NotFound) => bail!("no device {id}"),
                 Err(e) => bail!("{}", problem_text(e)),
+            }
+        }
+        Command::Regions {
+            command: RegionsCommand::Check,
+        } => {
+            let store = vakt::open_store_for_command(&config).await?;
+            let findings = vakt::regions::check_store(&*store).await?;
+            for f in &findings {
+                println!("{f}");
+            }
+            if findings.is_empty() {
+                println!(
+                    "regions consistent: every person, case and user is in a region of the list"
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "{} region finding(s): correct them in /admin or the API (renaming a region there carries the new name to its data)",
+                    findings.len()
+                )
             }
         }
         Command::Broker {

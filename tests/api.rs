@@ -449,6 +449,10 @@ async fn the_openapi_document_is_3_1_and_lists_the_contract_paths() {
         "/readyz",
         "/metrics",
         "/api/users",
+        "/api/regions",
+        "/api/regions/{code}",
+        "/api/regions/{code}/local-areas",
+        "/api/regions/{code}/local-areas/{area}",
         "/api/orders/{id}",
         "/api/status",
     ] {

@@ -12,6 +12,7 @@ use crate::domain::{
     Priority, Reason, Risk,
 };
 
+pub use crate::regions::{LocalArea, Region};
 pub use sql::{PostgresStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +337,13 @@ pub struct CasePatch {
     pub relatives: Option<Vec<crate::domain::Relative>>,
 }
 
+/// An admin's change of a region or local area: a new name, retired or back in force.
+#[derive(Debug, Clone, Default)]
+pub struct RegionPatch {
+    pub name: Option<String>,
+    pub retired: Option<bool>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
@@ -556,6 +564,31 @@ pub trait Store: Send + Sync + 'static {
     /// Devices whose next key has not been announced yet (asked for from the command line).
     async fn key_rotations_to_announce(&self) -> Result<Vec<String>>;
 
+    /// The police regions with their local areas, by name.
+    async fn regions(&self) -> Result<Vec<Region>>;
+    /// Puts `list` into a store that holds no region yet (its first start); false when it
+    /// held some already, which stay as they are.
+    async fn seed_regions(&self, list: &[Region], at: Millis) -> Result<bool>;
+    /// Adds a region (its local areas too); a conflict when its code or name is taken.
+    async fn insert_region(&self, region: &Region, at: Millis) -> Result<()>;
+    /// Renames or retires a region. A new name is carried, in the same transaction, to the
+    /// persons, cases, users and alerts that held the old one exactly: they stay visible to
+    /// the same officers.
+    async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region>;
+    async fn insert_local_area(
+        &self,
+        region_code: &str,
+        area: &LocalArea,
+        at: Millis,
+    ) -> Result<()>;
+    async fn update_local_area(
+        &self,
+        region_code: &str,
+        code: &str,
+        patch: &RegionPatch,
+        at: Millis,
+    ) -> Result<LocalArea>;
+
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// Recomputes the audit hash chain from the first entry.
     async fn verify_audit(&self) -> Result<crate::audit::Verdict>;
@@ -591,6 +624,10 @@ pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Res
         Arc::new(SqliteStore::connect(url, patience).await?)
     };
     store.migrate().await?;
+    // A new database starts with the national list of regions; an existing one keeps its own.
+    store
+        .seed_regions(&crate::regions::shipped(), crate::domain::now_ms())
+        .await?;
     Ok(store)
 }
 

@@ -1483,6 +1483,206 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
+            async fn regions(&self) -> Result<Vec<Region>> {
+                let regions: Vec<(String, String, Option<i64>)> =
+                    sqlx::query_as("SELECT code, name, retired_at FROM regions")
+                        .fetch_all(&self.pool)
+                        .await?;
+                let areas: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(
+                    "SELECT region_code, code, name, retired_at FROM local_areas",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let by_name = |a: &str, b: &str| a.to_lowercase().cmp(&b.to_lowercase());
+                let mut list: Vec<Region> = regions
+                    .into_iter()
+                    .map(|(code, name, retired_at)| {
+                        let mut local_areas: Vec<LocalArea> = areas
+                            .iter()
+                            .filter(|a| a.0 == code)
+                            .map(|(_, code, name, retired_at)| LocalArea {
+                                code: code.clone(),
+                                name: name.clone(),
+                                retired: retired_at.is_some(),
+                            })
+                            .collect();
+                        local_areas.sort_by(|a, b| by_name(&a.name, &b.name));
+                        Region { code, name, retired: retired_at.is_some(), local_areas }
+                    })
+                    .collect();
+                list.sort_by(|a, b| by_name(&a.name, &b.name));
+                Ok(list)
+            }
+
+            async fn seed_regions(&self, list: &[Region], at: Millis) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM regions")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if held > 0 {
+                    return Ok(false);
+                }
+                // Another instance starting at the same moment seeds the same list: whoever
+                // comes second adds nothing.
+                for r in list {
+                    sqlx::query(
+                        "INSERT INTO regions (code, name, retired_at, created_at) VALUES ($1, $2, NULL, $3) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&r.code)
+                    .bind(&r.name)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                    for a in &r.local_areas {
+                        sqlx::query(
+                            "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
+                             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&a.code)
+                        .bind(&r.code)
+                        .bind(&a.name)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn insert_region(&self, r: &Region, at: Millis) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO regions (code, name, retired_at, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&r.code)
+                .bind(&r.name)
+                .bind(r.retired.then_some(at))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| conflict_on_unique(e, "a region with that code or name exists"))?;
+                for a in &r.local_areas {
+                    sqlx::query(
+                        "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&a.code)
+                    .bind(&r.code)
+                    .bind(&a.name)
+                    .bind(a.retired.then_some(at))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| conflict_on_unique(e, "a local area with that code exists"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region> {
+                let mut tx = self.begin_write().await?;
+                let (old,): (String,) = sqlx::query_as("SELECT name FROM regions WHERE code = $1")
+                    .bind(code)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                if let Some(name) = patch.name.as_ref().filter(|n| **n != old) {
+                    sqlx::query("UPDATE regions SET name = $1 WHERE code = $2")
+                        .bind(name)
+                        .bind(code)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| conflict_on_unique(e, "a region with that name exists"))?;
+                    for table in ["persons", "cases", "users", "alerts"] {
+                        let q = format!("UPDATE {table} SET region = $1 WHERE region = $2");
+                        sqlx::query(sqlx::AssertSqlSafe(q))
+                            .bind(name)
+                            .bind(&old)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                if let Some(retired) = patch.retired {
+                    sqlx::query(
+                        "UPDATE regions SET retired_at = CASE WHEN $1 THEN COALESCE(retired_at, $2) END \
+                         WHERE code = $3",
+                    )
+                    .bind(retired)
+                    .bind(at)
+                    .bind(code)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                self.regions()
+                    .await?
+                    .into_iter()
+                    .find(|r| r.code == code)
+                    .ok_or(StoreError::NotFound)
+            }
+
+            async fn insert_local_area(&self, region_code: &str, a: &LocalArea, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&a.code)
+                .bind(region_code)
+                .bind(&a.name)
+                .bind(a.retired.then_some(at))
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| conflict_on_unique(e, "a local area with that code or name exists"))?;
+                Ok(())
+            }
+
+            async fn update_local_area(
+                &self,
+                region_code: &str,
+                code: &str,
+                patch: &RegionPatch,
+                at: Millis,
+            ) -> Result<LocalArea> {
+                let mut tx = self.begin_write().await?;
+                let found: Option<(String,)> = sqlx::query_as(
+                    "SELECT code FROM local_areas WHERE code = $1 AND region_code = $2",
+                )
+                .bind(code)
+                .bind(region_code)
+                .fetch_optional(&mut *tx)
+                .await?;
+                found.ok_or(StoreError::NotFound)?;
+                if let Some(name) = &patch.name {
+                    sqlx::query("UPDATE local_areas SET name = $1 WHERE code = $2")
+                        .bind(name)
+                        .bind(code)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| conflict_on_unique(e, "a local area of that region has that name"))?;
+                }
+                if let Some(retired) = patch.retired {
+                    sqlx::query(
+                        "UPDATE local_areas SET retired_at = CASE WHEN $1 THEN COALESCE(retired_at, $2) END \
+                         WHERE code = $3",
+                    )
+                    .bind(retired)
+                    .bind(at)
+                    .bind(code)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let (name, retired_at): (String, Option<i64>) =
+                    sqlx::query_as("SELECT name, retired_at FROM local_areas WHERE code = $1")
+                        .bind(code)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(LocalArea { code: code.to_owned(), name, retired: retired_at.is_some() })
+            }
+
             async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
                 let rows: Vec<(i64, i64, Option<String>, String, Option<String>, Option<String>, Option<String>)> =
                     sqlx::query_as(

@@ -59,7 +59,8 @@ pub struct NewPerson {
     pub address: Option<Address>,
     #[serde(default)]
     pub protected_identity: bool,
-    /// The region that owns the person; defaults to the coordinator's own.
+    /// The region that owns the person, one of `GET /api/regions` (by name or code,
+    /// ignoring case); defaults to the coordinator's own.
     pub region: Option<String>,
 }
 
@@ -89,12 +90,16 @@ pub async fn create_person(
     Body(req): Body<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<PersonOut>)> {
     caller.require(&[Role::Coordinator])?;
-    let region = match (&caller.region, req.region) {
-        (Some(mine), Some(r)) if *mine != r => {
-            return Err(ApiError::invalid("region", "outside your region"))
+    // One of the list, spelled as the list spells it: the officers of the region see it.
+    let region = match optional_text("region", req.region.as_deref(), 100)? {
+        Some(r) => {
+            let r = super::regions::region_in_list(&s, &r).await?;
+            if !caller.covers(Some(&r)) {
+                return Err(ApiError::invalid("region", "outside your region"));
+            }
+            Some(r)
         }
-        (Some(mine), _) => Some(mine.clone()),
-        (None, r) => optional_text("region", r.as_deref(), 100)?,
+        None => caller.region.clone(),
     };
     if let Some(a) = &req.address {
         text("address.text", &a.text, 300)?;
@@ -218,7 +223,10 @@ pub struct NewCase {
     pub reference: String,
     pub person_id: String,
     pub risk: Risk,
-    pub region: String,
+    /// One of `GET /api/regions`, by name or code, ignoring case; the person's region when
+    /// left out.
+    #[serde(default)]
+    pub region: Option<String>,
     pub response_plan: Option<String>,
     #[serde(default)]
     pub relatives: Vec<Relative>,
@@ -287,10 +295,16 @@ pub async fn create_case(
     Body(req): Body<NewCase>,
 ) -> ApiResult<(StatusCode, Json<CaseOut>)> {
     caller.require(&[Role::Coordinator])?;
-    let region = text("region", &req.region, 100)?;
-    if !caller.covers(Some(&region)) {
-        return Err(ApiError::invalid("region", "outside your region"));
-    }
+    let given = match optional_text("region", req.region.as_deref(), 100)? {
+        Some(r) => {
+            let r = super::regions::region_in_list(&s, &r).await?;
+            if !caller.covers(Some(&r)) {
+                return Err(ApiError::invalid("region", "outside your region"));
+            }
+            Some(r)
+        }
+        None => None,
+    };
     let person = match s.store.person(&req.person_id).await {
         Ok(p) => p,
         Err(crate::store::StoreError::NotFound) => {
@@ -301,6 +315,17 @@ pub async fn create_case(
     if !caller.covers(person.region.as_deref()) {
         return Err(ApiError::invalid("person_id", "no such person"));
     }
+    // A case left without a region is where its person is, so the same officers see both.
+    let region = match (given, &person.region) {
+        (Some(r), _) => r,
+        (None, Some(r)) => super::regions::region_in_list(&s, r).await?,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "region",
+                "required: the person has no region to take",
+            ))
+        }
+    };
     let case = Case {
         id: new_id("c"),
         reference: text("reference", &req.reference, 100)?,
@@ -1675,7 +1700,7 @@ pub struct NewUser {
     /// At least 12 characters.
     pub password: String,
     pub role: Role,
-    /// None: national.
+    /// None: national. Otherwise one of `GET /api/regions`, by name or code, ignoring case.
     pub region: Option<String>,
 }
 
@@ -1723,7 +1748,10 @@ pub async fn create_user(
     if req.password.chars().count() < 12 {
         return Err(ApiError::invalid("password", "at least 12 characters"));
     }
-    let region = optional_text("region", req.region.as_deref(), 100)?;
+    let region = match optional_text("region", req.region.as_deref(), 100)? {
+        Some(r) => Some(super::regions::region_in_list(&s, &r).await?),
+        None => None,
+    };
     // Admins and coordinators log in with a second factor; the secret is shown this once.
     let totp_secret =
         matches!(req.role, Role::Admin | Role::Coordinator).then(super::totp::new_secret);

@@ -7,6 +7,7 @@ pub mod error;
 pub mod json;
 pub mod mask;
 pub mod peer;
+pub mod regions;
 pub mod serve;
 pub mod sse;
 pub mod text;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::OpenApi;
@@ -75,6 +76,7 @@ impl AppState {
         api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
         api::create_order, api::list_orders, api::get_order, api::patch_order,
         api::list_users, api::create_user, api::console_config, api::status,
+        regions::list_regions, regions::create_region, regions::patch_region, regions::create_local_area, regions::patch_local_area,
         api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device, api::rotate_device_key,
         api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, sse::stream,
         api::audit, api::verify_audit, api::security_events, healthz, readyz, metrics,
@@ -132,6 +134,19 @@ pub fn router(state: AppState) -> Router {
             get(api::get_order).patch(api::patch_order),
         )
         .route("/api/users", get(api::list_users).post(api::create_user))
+        .route(
+            "/api/regions",
+            get(regions::list_regions).post(regions::create_region),
+        )
+        .route("/api/regions/{code}", patch(regions::patch_region))
+        .route(
+            "/api/regions/{code}/local-areas",
+            post(regions::create_local_area),
+        )
+        .route(
+            "/api/regions/{code}/local-areas/{area}",
+            patch(regions::patch_local_area),
+        )
         .route("/api/console-config", get(api::console_config))
         .route("/api/status", get(api::status))
         .fallback(not_found)
