@@ -51,6 +51,7 @@ describe("coordinators' pages", () => {
     await page.getByRole('heading', { name: 'Cases', level: 1 }).waitFor();
     await page.getByRole('link', { name: 'Persons' }).waitFor();
     assert.equal(await page.getByRole('link', { name: 'Users' }).count(), 0);
+    assert.equal(await page.getByRole('link', { name: 'Regions' }).count(), 0);
   });
 
   it('registers persons, one with a protected identity, checking the form in the page first', async () => {
@@ -86,8 +87,10 @@ describe("coordinators' pages", () => {
     await caseForm.getByLabel('Reference').fill(REF);
     await caseForm.getByLabel('Protected person').selectOption({ label: 'Anna Svensson' });
     await caseForm.getByLabel('Risk level').selectOption('high');
-    assert.equal(await caseForm.getByLabel('Region').inputValue(), 'Stockholm');
-    assert.equal(await caseForm.getByLabel('Region').getAttribute('readonly'), '');
+    // A regional coordinator chooses between the person's region and their own only.
+    const regionChoices = await caseForm.getByLabel('Region').locator('option').allInnerTexts();
+    assert.deepEqual(regionChoices, ["The person's region", 'Stockholm']);
+    assert.equal(await caseForm.getByLabel('Region').inputValue(), '');
     await caseForm.getByLabel('Response plan').fill('Send a patrol at once. Call Anna; if no answer, call her brother.');
     await caseForm.getByRole('button', { name: 'Add relative' }).click();
     const relative = page.locator('#case-relatives .relative-row').first();
@@ -99,6 +102,7 @@ describe("coordinators' pages", () => {
     caseId = decodeURIComponent(new URL(page.url()).hash.split('/')[2]);
     const kase = await vakt.api('coord', 'GET', `/api/cases/${caseId}`);
     assert.equal(kase.risk, 'high');
+    assert.equal(kase.region, 'Stockholm', "the case took its person's region");
     assert.deepEqual(kase.relatives, [{ name: 'Erik Svensson', relation: 'brother', phone: '+46 70 999 88 77' }]);
   });
 
@@ -303,7 +307,7 @@ describe("coordinators' pages", () => {
     await userForm.locator('.field-error', { hasText: 'At least 12 characters.' }).waitFor();
     await userForm.getByLabel('Password').fill('a long enough night password');
     await userForm.getByLabel('Role').selectOption('officer');
-    await userForm.getByLabel('Region').fill('Stockholm');
+    await userForm.getByLabel('Region').selectOption('Stockholm');
     await userForm.getByRole('button', { name: 'Create user' }).click();
     await admin.locator('#users-body tr', { hasText: 'night-officer' }).waitFor();
 
@@ -339,6 +343,59 @@ describe("coordinators' pages", () => {
     await coordinator.locator('#login-submit').click();
     await coordinator.getByRole('heading', { name: 'Cases', level: 1 }).waitFor();
     await coordinator.context().close();
+  });
+
+  it('lets an admin edit the regions, which the forms then offer, and a case take its person\'s region', async () => {
+    const admin = await openPage(browser);
+    await login(admin, `${vakt.url}/admin#/regions`, 'boss', { vakt });
+    await admin.getByRole('heading', { name: 'Police regions' }).waitFor();
+    for (const name of ['Nord', 'Mitt', 'Bergslagen', 'Stockholm', 'Öst', 'Väst', 'Syd']) {
+      await admin.locator('#regions-body tr', { hasText: name }).first().waitFor();
+    }
+    const south = admin.locator('#regions-body tr', { has: admin.locator('code', { hasText: /^syd$/ }) });
+    assert.match(await south.innerText(), /Malmö Norr/);
+
+    const regionForm = admin.locator('#region-form');
+    await regionForm.getByLabel('Name').fill('Gränspolisen');
+    await regionForm.getByRole('button', { name: 'Add region' }).click();
+    await admin.getByText('Region Gränspolisen added.').waitFor();
+    await admin.locator('#regions-body tr', { hasText: 'granspolisen' }).waitFor();
+
+    const areaForm = admin.locator('#area-form');
+    await areaForm.getByLabel('Region').selectOption({ label: 'Gränspolisen' });
+    await areaForm.getByLabel('Name').fill('Arlanda');
+    await areaForm.getByRole('button', { name: 'Add local police area' }).click();
+    await admin.locator('#regions-body tr', { hasText: 'Arlanda' }).waitFor();
+
+    await admin.getByRole('button', { name: 'Retire Mitt' }).click();
+    await admin.getByRole('button', { name: 'Put Mitt back in force' }).waitFor();
+    const audit = await vakt.api('boss', 'GET', '/api/audit?limit=50');
+    assert.ok(audit.some((e) => e.action === 'region_changed' && e.detail === 'retired "Mitt"'));
+
+    // The users form offers the regions in force: the new one, not the retired one.
+    await admin.getByRole('link', { name: 'Users' }).click();
+    const userRegions = await admin.locator('#uf-region option').allInnerTexts();
+    assert.ok(userRegions.includes('Gränspolisen') && !userRegions.includes('Mitt'), userRegions.join(', '));
+    assert.equal(userRegions[0], 'National (all regions)');
+
+    // A national admin registers a person in Syd; the case left at "the person's region" is in Syd.
+    await admin.getByRole('link', { name: 'Persons' }).click();
+    const personForm = admin.locator('#person-form');
+    await personForm.getByLabel('Name', { exact: true }).fill('Maja Holm');
+    await personForm.getByLabel('Region').selectOption('Syd');
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await admin.locator('#persons-body tr', { hasText: 'Maja Holm' }).waitFor();
+    await admin.getByRole('link', { name: 'Cases' }).click();
+    const caseForm = admin.locator('#case-form');
+    await caseForm.getByLabel('Reference').fill('SE-2026-7003');
+    await caseForm.getByLabel('Protected person').selectOption({ label: 'Maja Holm' });
+    assert.equal(await caseForm.getByLabel('Region').inputValue(), '');
+    await caseForm.getByRole('button', { name: 'Create case' }).click();
+    await admin.getByRole('heading', { name: 'Case SE-2026-7003' }).waitFor();
+    const cases = await vakt.api('boss', 'GET', '/api/cases');
+    assert.equal(cases.find((c) => c.reference === 'SE-2026-7003').region, 'Syd');
+    assert.deepEqual(admin.problems, []);
+    await admin.context().close();
   });
 
   it('had no script errors, CSP violations or missing translations', () => {

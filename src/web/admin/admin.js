@@ -4,7 +4,7 @@
 //
 // Plain ES module, no build step; shares common.js, map.js and i18n.js with
 // the duty-officer console. Pages are addressed by the URL fragment
-// (#/cases, #/cases/<id>, #/persons, #/devices, #/users) so the browser's
+// (#/cases, #/cases/<id>, #/persons, #/devices, #/users, #/regions) so the browser's
 // back button and bookmarks work without a server round trip.
 
 import { t, tEnum, getLang, setLang, applyStatic } from './i18n.js';
@@ -27,6 +27,7 @@ const state = {
   cases: [],
   devices: [],
   users: [],
+  regions: [],          // GET /api/regions: where persons, cases and users may be
   caseDetail: null,     // GET /api/cases/{id} of the open case page
   caseReason: null,     // reason stated to see its protected person
   orderEditing: null,   // null | {mode: 'new'} | {mode: 'edit', order}
@@ -147,6 +148,7 @@ function startSession(user) {
   }
   $('admin-view').hidden = false;
   document.querySelector('.tab[data-page="users"]').hidden = state.user.role !== 'admin';
+  document.querySelector('.tab[data-page="regions"]').hidden = state.user.role !== 'admin';
   loadConfig().then(route);
 }
 
@@ -188,7 +190,7 @@ async function onLogout() {
 // Routing
 // ---------------------------------------------------------------------------
 
-const PAGES = ['cases', 'case', 'persons', 'devices', 'users'];
+const PAGES = ['cases', 'case', 'persons', 'devices', 'users', 'regions'];
 
 function parseRoute() {
   const parts = (location.hash || '#/cases').replace(/^#\/?/, '').split('/');
@@ -213,6 +215,7 @@ async function route() {
     else if (page === 'persons') await showPersonsPage();
     else if (page === 'devices') await showDevicesPage();
     else if (page === 'users') await showUsersPage();
+    else if (page === 'regions') await showRegionsPage();
   } catch (err) {
     showError(t('err_load', { msg: err.message }));
   }
@@ -236,7 +239,7 @@ async function loadLists({ persons = false, cases = false, devices = false } = {
 // ---------------------------------------------------------------------------
 
 async function showCasesPage() {
-  await loadLists({ persons: true, cases: true, devices: true });
+  await Promise.all([loadLists({ persons: true, cases: true, devices: true }), loadRegions()]);
   renderCases();
   prepareCaseForm();
 }
@@ -272,31 +275,24 @@ function prepareCaseForm() {
   ], state.prefillPersonId || undefined);
   state.prefillPersonId = null;
   fillSelect($('case-risk'), enumOptions(RISKS, 'risk'), $('case-risk').value || 'high');
-  lockRegion($('case-region'));
-}
-
-/** A regional coordinator works in their own region only: the field is fixed. */
-function lockRegion(input) {
-  if (state.user.region) {
-    input.value = state.user.region;
-    input.readOnly = true;
-  } else {
-    input.readOnly = false;
-  }
+  // Left at the first choice, the case is where its person is. A regional coordinator
+  // works in their own region only.
+  const own = state.user.region ? [{ value: state.user.region, label: state.user.region }] : regionOptions();
+  fillSelect($('case-region'), [{ value: '', label: t('region_from_person') }, ...own]);
 }
 
 async function onCaseSubmit(event) {
   event.preventDefault();
   const form = event.target;
   clearFormErrors(form);
-  if (!requireFields(form, [$('case-reference'), $('case-person'), $('case-region')])) return;
+  if (!requireFields(form, [$('case-reference'), $('case-person')])) return;
   const body = {
     reference: $('case-reference').value.trim(),
     person_id: $('case-person').value,
     risk: $('case-risk').value,
-    region: $('case-region').value.trim(),
     relatives: relativesEditors.create.get(),
   };
+  if ($('case-region').value) body.region = $('case-region').value;
   const plan = $('case-plan').value.trim();
   if (plan) body.response_plan = plan;
   await busy(form, async () => {
@@ -762,7 +758,7 @@ async function onIssueSubmit(event) {
 // ---------------------------------------------------------------------------
 
 async function showPersonsPage() {
-  await loadLists({ persons: true });
+  await Promise.all([loadLists({ persons: true }), loadRegions()]);
   renderPersons();
   preparePersonForm();
 }
@@ -795,6 +791,7 @@ function renderPersons() {
 
 function preparePersonForm() {
   $('pf-region-field').hidden = Boolean(state.user.region);
+  fillSelect($('pf-region'), [{ value: '', label: t('region_national') }, ...regionOptions()]);
   // A map to click the address on is only useful with street tiles beneath.
   if (state.tileUrl && !state.pointPicker) {
     state.pointPicker = createPointPicker($('pf-map'), {
@@ -853,7 +850,7 @@ async function onPersonSubmit(event) {
   const body = { name: $('pf-name').value.trim(), protected_identity: $('pf-protected').checked };
   if ($('pf-phone').value.trim()) body.phone = $('pf-phone').value.trim();
   if (address) body.address = address;
-  if (!state.user.region && $('pf-region').value.trim()) body.region = $('pf-region').value.trim();
+  if (!state.user.region && $('pf-region').value) body.region = $('pf-region').value;
   await busy(form, async () => {
     try {
       const created = await api('POST', '/api/persons', body);
@@ -1109,6 +1106,8 @@ async function onDevReturnSubmit(event) {
 
 async function showUsersPage() {
   fillSelect($('uf-role'), enumOptions(ROLES, 'role'), $('uf-role').value || 'officer');
+  await loadRegions();
+  fillSelect($('uf-region'), [{ value: '', label: t('region_national') }, ...regionOptions()]);
   const users = await apiOptional('GET', '/api/users');
   state.users = Array.isArray(users) ? users : [];
   renderUsers();
@@ -1134,7 +1133,7 @@ async function onUserSubmit(event) {
     return;
   }
   const body = { username: $('uf-username').value.trim(), password: $('uf-password').value, role: $('uf-role').value };
-  if ($('uf-region').value.trim()) body.region = $('uf-region').value.trim();
+  if ($('uf-region').value) body.region = $('uf-region').value;
   await busy(form, async () => {
     try {
       const created = await api('POST', '/api/users', body);
@@ -1163,6 +1162,155 @@ function hideUserTotp() {
   $('user-totp-uri').textContent = '';
   $('user-totp-box').hidden = true;
   $('uf-username').focus();
+}
+
+// ---------------------------------------------------------------------------
+// Regions: the list persons, cases and users are placed in (admins edit it)
+// ---------------------------------------------------------------------------
+
+async function loadRegions() {
+  const list = await api('GET', '/api/regions');
+  state.regions = Array.isArray(list) ? list : [];
+}
+
+/** The regions in force, as choices for a form; retired ones take no new data. */
+function regionOptions() {
+  return state.regions.filter((r) => !r.retired).map((r) => ({ value: r.name, label: r.name }));
+}
+
+async function showRegionsPage() {
+  await loadRegions();
+  renderRegions();
+  const all = state.regions.map((r) => ({ value: r.code, label: r.retired ? `${r.name} (${t('region_retired')})` : r.name }));
+  fillSelect($('rr-region'), all);
+  fillSelect($('ar-region'), all);
+  syncAreaForm();
+}
+
+function renderRegions() {
+  const body = $('regions-body');
+  body.replaceChildren();
+  for (const r of state.regions) {
+    const tr = el('tr');
+    const name = td(el('span', 'strong', r.name));
+    if (r.retired) name.append(' ', el('span', 'tag tag-muted', t('region_retired')));
+    const areas = td(null);
+    r.local_areas.forEach((a, i) => {
+      if (i > 0) areas.append(', ');
+      areas.append(a.retired ? el('s', 'muted', a.name) : a.name);
+    });
+    const toggle = button(t(r.retired ? 'region_reinstate' : 'region_retire'), 'btn btn-small', () => changeRegion(r, { retired: !r.retired }));
+    toggle.setAttribute('aria-label', t(r.retired ? 'region_reinstate_named' : 'region_retire_named', { name: r.name }));
+    tr.append(name, td(el('code', null, r.code)), areas, td(toggle));
+    body.append(tr);
+  }
+}
+
+async function changeRegion(region, change) {
+  hideError();
+  try {
+    await api('PATCH', `/api/regions/${encodeURIComponent(region.code)}`, change);
+    showOk(t('msg_region_saved'));
+    await showRegionsPage();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+async function onRegionSubmit(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearFormErrors(form);
+  if (!requireFields(form, [$('rf-name')])) return;
+  const body = { name: $('rf-name').value.trim() };
+  if ($('rf-code').value.trim()) body.code = $('rf-code').value.trim();
+  await busy(form, async () => {
+    try {
+      const created = await api('POST', '/api/regions', body);
+      form.reset();
+      showOk(t('msg_region_created', { name: created.name }));
+      await showRegionsPage();
+    } catch (err) {
+      reportFormError(form, err);
+    }
+  });
+}
+
+async function onRegionRenameSubmit(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearFormErrors(form);
+  if (!requireFields(form, [$('rr-name')])) return;
+  await busy(form, async () => {
+    try {
+      await api('PATCH', `/api/regions/${encodeURIComponent($('rr-region').value)}`, { name: $('rr-name').value.trim() });
+      form.reset();
+      showOk(t('msg_region_saved'));
+      await showRegionsPage();
+    } catch (err) {
+      reportFormError(form, err);
+    }
+  });
+}
+
+/** The area form adds a new area, or renames and retires the one chosen. */
+function syncAreaForm() {
+  const region = state.regions.find((r) => r.code === $('ar-region').value);
+  const areas = region ? region.local_areas : [];
+  fillSelect($('ar-area'), [
+    { value: '', label: t('area_new_option') },
+    ...areas.map((a) => ({ value: a.code, label: a.retired ? `${a.name} (${t('region_retired')})` : a.name })),
+  ]);
+  syncAreaButtons();
+}
+
+function chosenArea() {
+  const region = state.regions.find((r) => r.code === $('ar-region').value);
+  return region && region.local_areas.find((a) => a.code === $('ar-area').value);
+}
+
+function syncAreaButtons() {
+  const area = chosenArea();
+  $('ar-submit').textContent = t(area ? 'region_rename' : 'area_add');
+  $('ar-retire').hidden = !area;
+  if (area) $('ar-retire').textContent = t(area.retired ? 'region_reinstate' : 'region_retire');
+  $('ar-name').value = area ? area.name : '';
+}
+
+function areaPath(code) {
+  return `/api/regions/${encodeURIComponent($('ar-region').value)}/local-areas${code ? `/${encodeURIComponent(code)}` : ''}`;
+}
+
+async function onAreaSubmit(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearFormErrors(form);
+  if (!requireFields(form, [$('ar-name')])) return;
+  const area = chosenArea();
+  const name = $('ar-name').value.trim();
+  await busy(form, async () => {
+    try {
+      if (area) await api('PATCH', areaPath(area.code), { name });
+      else await api('POST', areaPath(null), { name });
+      showOk(t('msg_area_saved'));
+      await showRegionsPage();
+    } catch (err) {
+      reportFormError(form, err);
+    }
+  });
+}
+
+async function onAreaRetire() {
+  const area = chosenArea();
+  if (!area) return;
+  hideError();
+  try {
+    await api('PATCH', areaPath(area.code), { retired: !area.retired });
+    showOk(t('msg_area_saved'));
+    await showRegionsPage();
+  } catch (err) {
+    showError(err.message);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1217,6 +1365,12 @@ function wireEvents() {
   for (const node of document.querySelectorAll('.dev-action-cancel')) node.addEventListener('click', closeDeviceAction);
   $('user-form').addEventListener('submit', onUserSubmit);
   $('user-totp-done').addEventListener('click', hideUserTotp);
+  $('region-form').addEventListener('submit', onRegionSubmit);
+  $('region-rename-form').addEventListener('submit', onRegionRenameSubmit);
+  $('area-form').addEventListener('submit', onAreaSubmit);
+  $('ar-region').addEventListener('change', syncAreaForm);
+  $('ar-area').addEventListener('change', syncAreaButtons);
+  $('ar-retire').addEventListener('click', onAreaRetire);
 }
 
 async function boot() {
