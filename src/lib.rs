@@ -6,7 +6,8 @@
 //! (one transaction) → acknowledgement to the broker and a signed answer to the device →
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
-//! overdue alerts; [`config`] the settings; [`metrics`] the counters;
+//! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
+//! settings; [`metrics`] the counters;
 //! [`demo`] the seeded first look.
 
 pub mod audit;

@@ -99,6 +99,10 @@ enum RegionsCommand {
     /// List persons, cases and users whose region is not in the list of regions in force,
     /// and cases in another region than their person; exits non-zero when there is any.
     Check,
+    /// Give every person, case, user and alert whose region names a region of the list in
+    /// another case (`nord`) the list's spelling (`Nord`), and print what changed; each
+    /// correction goes to the audit log. Other findings of `check` stay for a person to decide.
+    FixSpelling,
 }
 
 #[derive(Subcommand)]
@@ -319,10 +323,30 @@ async fn run() -> anyhow::Result<()> {
                 Ok(())
             } else {
                 bail!(
-                    "{} region finding(s): correct them in /admin or the API (renaming a region there carries the new name to its data)",
+                    "{} region finding(s): `vakt regions fix-spelling` corrects regions spelt in another case; the others need a decision (docs/operations.md, \"Regions\")",
                     findings.len()
                 )
             }
+        }
+        Command::Regions {
+            command: RegionsCommand::FixSpelling,
+        } => {
+            let store = vakt::open_store_for_command(&config).await?;
+            let findings = vakt::regions::check_store(&*store).await?;
+            let fixes = vakt::regions::respellings(&findings);
+            for (from, to) in &fixes {
+                let changed = store.respell_region(from, to).await?;
+                let detail = format!("\"{from}\" to \"{to}\": {changed} record(s)");
+                store
+                    .audit(None, "region_respelt", None, None, Some(&detail), now_ms())
+                    .await?;
+                println!("region {detail}");
+            }
+            if fixes.is_empty() {
+                println!("no region to respell");
+            }
+            println!("run `vakt regions check` for what is left; a running vakt sees the change within 30 s");
+            Ok(())
         }
         Command::Broker {
             command:

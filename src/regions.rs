@@ -260,6 +260,26 @@ pub async fn check_store(store: &dyn crate::store::Store) -> crate::store::Resul
     Ok(check(&regions, &persons, &cases, &users))
 }
 
+/// The corrections `vakt regions fix-spelling` makes: each stored region that names a
+/// region in force in another case (`nord`), with the list's spelling (`Nord`). Unknown
+/// and retired regions and cases apart from their person need a person's decision.
+pub fn respellings(findings: &[Finding]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = findings
+        .iter()
+        .filter_map(|f| match f {
+            Finding::NotInList {
+                region,
+                meant: Some(m),
+                ..
+            } => Some((region.clone(), m.clone())),
+            _ => None,
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +395,21 @@ mod tests {
                 "case c3: region \"Mitt\" is retired",
                 "user u1: region \"norr\" is not in the list",
                 "case c2: region \"Syd\" differs from its person p1's \"Nord\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_region_spelt_in_another_case_is_corrected_by_itself_once_per_spelling() {
+        let list = shipped();
+        let persons = [person("p1", Some("nord")), person("p2", Some("Norrland"))];
+        let cases = [case("c1", "p1", "nord"), case("c2", "p1", "SYD")];
+        let findings = check(&list, &persons, &cases, &[]);
+        assert_eq!(
+            respellings(&findings),
+            [
+                ("SYD".to_owned(), "Syd".to_owned()),
+                ("nord".to_owned(), "Nord".to_owned())
             ]
         );
     }

@@ -523,4 +523,27 @@ async fn vakt_regions_check_lists_data_from_before_the_list_and_exits_non_zero_u
     }
     let findings = vakt::regions::check_store(&**store).await.unwrap();
     assert_eq!(findings.len(), 4);
+
+    // The operator corrects the spelling; what needs a decision is still reported.
+    let (ok, out) = vakt(&app, &["regions", "fix-spelling"], "");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("region \"nord\" to \"Nord\": 2 record(s)"),
+        "{out}"
+    );
+    let north = app
+        .client_for("north-officer", Role::Officer, Some("Nord"))
+        .await;
+    app.get(&north, "/api/cases/c-old").await;
+    let audit = app.get(&app.admin, "/api/audit?limit=20").await;
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "region_respelt"
+            && e["detail"] == "\"nord\" to \"Nord\": 2 record(s)"));
+    let (ok, out) = vakt(&app, &["regions", "check"], "");
+    assert!(!ok, "{out}");
+    assert!(!out.contains("\"nord\""), "{out}");
+    assert!(out.contains("2 region finding(s)"), "{out}");
 }

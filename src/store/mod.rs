@@ -575,6 +575,9 @@ pub trait Store: Send + Sync + 'static {
     /// persons, cases, users and alerts that held the old one exactly: they stay visible to
     /// the same officers.
     async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region>;
+    /// Gives the persons, cases, users and alerts whose region is exactly `from` the region
+    /// `to` (an operator correcting a misspelling); how many rows changed.
+    async fn respell_region(&self, from: &str, to: &str) -> Result<u64>;
     async fn insert_local_area(
         &self,
         region_code: &str,

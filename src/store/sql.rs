@@ -1623,6 +1623,22 @@ macro_rules! sql_store {
                     .ok_or(StoreError::NotFound)
             }
 
+            async fn respell_region(&self, from: &str, to: &str) -> Result<u64> {
+                let mut tx = self.begin_write().await?;
+                let mut changed = 0;
+                for table in ["persons", "cases", "users", "alerts"] {
+                    let q = format!("UPDATE {table} SET region = $1 WHERE region = $2");
+                    changed += sqlx::query(sqlx::AssertSqlSafe(q))
+                        .bind(to)
+                        .bind(from)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+
             async fn insert_local_area(&self, region_code: &str, a: &LocalArea, at: Millis) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
