@@ -89,7 +89,7 @@ describe("coordinators' pages", () => {
     await caseForm.getByLabel('Risk level').selectOption('high');
     // A regional coordinator chooses between the person's region and their own only.
     const regionChoices = await caseForm.getByLabel('Region').locator('option').allInnerTexts();
-    assert.deepEqual(regionChoices, ["The person's region", 'Stockholm']);
+    assert.deepEqual(regionChoices, ['Same as person', 'Stockholm']);
     assert.equal(await caseForm.getByLabel('Region').inputValue(), '');
     await caseForm.getByLabel('Response plan').fill('Send a patrol at once. Call Anna; if no answer, call her brother.');
     await caseForm.getByRole('button', { name: 'Add relative' }).click();
@@ -374,11 +374,12 @@ describe("coordinators' pages", () => {
 
     // The users form offers the regions in force: the new one, not the retired one.
     await admin.getByRole('link', { name: 'Users' }).click();
+    await admin.locator('#uf-region option', { hasText: 'Gränspolisen' }).waitFor({ state: 'attached' });
     const userRegions = await admin.locator('#uf-region option').allInnerTexts();
     assert.ok(userRegions.includes('Gränspolisen') && !userRegions.includes('Mitt'), userRegions.join(', '));
     assert.equal(userRegions[0], 'National (all regions)');
 
-    // A national admin registers a person in Syd; the case left at "the person's region" is in Syd.
+    // A national admin registers a person in Syd; the case left "same as person" is in Syd.
     await admin.getByRole('link', { name: 'Persons' }).click();
     const personForm = admin.locator('#person-form');
     await personForm.getByLabel('Name', { exact: true }).fill('Maja Holm');

@@ -1194,11 +1194,12 @@ function renderRegions() {
     const tr = el('tr');
     const name = td(el('span', 'strong', r.name));
     if (r.retired) name.append(' ', el('span', 'tag tag-muted', t('region_retired')));
-    const areas = td(null);
+    const list = el('span', null);
     r.local_areas.forEach((a, i) => {
-      if (i > 0) areas.append(', ');
-      areas.append(a.retired ? el('s', 'muted', a.name) : a.name);
+      if (i > 0) list.append(', ');
+      list.append(a.retired ? el('s', 'muted', a.name) : a.name);
     });
+    const areas = td(list);
     const toggle = button(t(r.retired ? 'region_reinstate' : 'region_retire'), 'btn btn-small', () => changeRegion(r, { retired: !r.retired }));
     toggle.setAttribute('aria-label', t(r.retired ? 'region_reinstate_named' : 'region_retire_named', { name: r.name }));
     tr.append(name, td(el('code', null, r.code)), areas, td(toggle));
