@@ -449,6 +449,7 @@ fn offline_state(
         throttle: Default::default(),
         session_ends: Default::default(),
         shutdown: None,
+        geocoder: None,
     })
 }
 
