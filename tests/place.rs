@@ -125,6 +125,7 @@ async fn every_alert_row_names_its_nearest_place_and_the_detail_says_where_it_li
     assert!(place["name"].as_str().is_some_and(|n| !n.is_empty()));
     assert!(place["distance_m"].as_i64().unwrap() < 10_000);
     assert!(place["compass"].is_string() && place["bearing_deg"].is_i64());
+    assert!(row["from_home"].is_null(), "protected: {row}");
 
     // The person is protected: without a reason the way from home and the distance to
     // the zone around it are withheld, the zone's name and the position are not.
@@ -157,6 +158,7 @@ async fn every_alert_row_names_its_nearest_place_and_the_detail_says_where_it_li
     let d = loc["from_home"]["distance_m"].as_i64().unwrap();
     assert!((d - 1500).abs() < 15, "{d}");
     assert!((loc["from_home"]["bearing_deg"].as_i64().unwrap() - 270).abs() <= 1);
+    assert_eq!(full["alert"]["from_home"], loc["from_home"]);
     let zone = &loc["from_nearest_zone"];
     assert_eq!(zone["compass"], "W");
     assert!(

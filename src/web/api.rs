@@ -1357,6 +1357,10 @@ pub struct AlertOut {
     /// far and which way the position lies from it; absent without a position, abroad or
     /// more than 50 km from every listed place.
     pub place: Option<crate::domain::place::NearestPlace>,
+    /// From the registered address to the position, e.g. 1500 m W: "1.5 km W of home".
+    /// Absent without a position or an address on file, and withheld for a protected
+    /// person (the position plus this is the address; docs/location.md).
+    pub from_home: Option<crate::domain::place::Vector>,
 }
 
 /// Where an alert's position lies, in the words and numbers an officer passes on.

@@ -180,6 +180,7 @@ pub fn alert(a: &Alert, index: &Index, sight: Sight) -> AlertOut {
         resolved_at: a.resolved_at.map(rfc3339),
         outcome: a.outcome,
         place: None,
+        from_home: None,
     };
     if sight.masked() {
         let withheld: &[&str] = if a.state == AlertState::Resolved {
@@ -197,7 +198,28 @@ pub fn alert(a: &Alert, index: &Index, sight: Sight) -> AlertOut {
     out.reasons = out.reason_details.iter().map(|r| r.text.clone()).collect();
     // Named from the position as sent: a withheld position names no place either.
     out.place = out.position.and_then(|p| nearest_place((p.lat, p.lon)));
+    if !sight.masked() {
+        out.from_home = out
+            .position
+            .zip(registered_address(a, index))
+            .map(|(p, h)| Vector::between((h.lat, h.lon), (p.lat, p.lon)));
+    }
     out
+}
+
+/// The address the alert's device was issued under, from the in-memory index: rows and
+/// the stream are built without a query. A device since returned has none there; the
+/// detail still reads it from the store.
+fn registered_address<'a>(a: &Alert, index: &'a Index) -> Option<&'a Address> {
+    let ctx = index
+        .devices
+        .get(a.device_id.as_deref()?)?
+        .context
+        .as_ref()?;
+    if a.case_id.as_deref() != Some(ctx.case.id.as_str()) {
+        return None;
+    }
+    ctx.address.as_ref()
 }
 
 /// Where an alert's position lies, for the detail: coordinates in both systems, the
