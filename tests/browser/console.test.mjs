@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startVakt, seedCase, waitFor } from './lib/vakt.mjs';
 import { launch, openPage, login, SHOT_DIR } from './lib/browser.mjs';
 import { startTileServer } from './lib/tiles.mjs';
+import { startGeocoder } from './lib/geocoder.mjs';
 
 const ANNA = {
   reference: 'SE-2026-0417',
@@ -561,12 +562,16 @@ describe('duty-officer console: where the alarm is', () => {
     }],
   };
 
+  let geocoder;
+
   before(async () => {
+    geocoder = await startGeocoder();
     vakt = await startVakt({
       users: [
         { username: 'officer1', role: 'officer', region: 'Stockholm' },
         { username: 'coord', role: 'coordinator', region: 'Stockholm' },
       ],
+      env: { VAKT_GEOCODER_URL: geocoder.url },
     });
     browser = await launch();
   });
@@ -574,6 +579,7 @@ describe('duty-officer console: where the alarm is', () => {
   after(async () => {
     if (browser) await browser.close();
     if (vakt) await vakt.cleanup();
+    if (geocoder) await geocoder.close();
   });
 
   it('names the place and "1.5 km W of home" in the row and the detail header, with the zone status', async () => {
@@ -599,6 +605,9 @@ describe('duty-officer console: where the alarm is', () => {
     const line = await where.innerText();
     assert.ok(line.startsWith(place), `the header names ${place}: "${line}"`);
     assert.match(line, /Stockholm — 1\.5 km W of home$/);
+    // The street address comes from the geocoder once the detail shows.
+    await page.locator('#d-street', { hasText: 'Street address: Fleminggatan 12, 112 26 Stockholm' }).waitFor();
+    assert.ok(geocoder.asked.some((q) => q.includes(`lat=${WEST.lat.toFixed(6)}`)), `asked: ${geocoder.asked}`);
     // Near the top of the detail: above the actions.
     const whereBox = await page.locator('#d-where').boundingBox();
     const actions = await page.locator('#d-actions').boundingBox();
