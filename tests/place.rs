@@ -198,3 +198,55 @@ async fn without_a_geocoder_the_street_address_says_so_and_a_resolved_protected_
     assert!(resolved["alert"]["place"].is_null(), "{resolved}");
     assert!(resolved["location"].is_null());
 }
+
+#[tokio::test]
+async fn the_api_document_describes_the_place_the_location_and_the_street_address() {
+    let app = TestApp::start().await;
+    let doc = app.get(&app.anonymous, "/api/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    let fields = |name: &str| -> Vec<String> {
+        let s = &schemas[name];
+        let mut out: Vec<String> = s["properties"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        // A flattened struct is an allOf of its parts.
+        for part in s["allOf"].as_array().into_iter().flatten() {
+            let part = match part["$ref"].as_str() {
+                Some(r) => &schemas[r.rsplit('/').next().unwrap()],
+                None => part,
+            };
+            out.extend(part["properties"].as_object().unwrap().keys().cloned());
+        }
+        out
+    };
+    let place = fields("NearestPlace");
+    for f in [
+        "name",
+        "municipality",
+        "county",
+        "distance_m",
+        "bearing_deg",
+        "compass",
+    ] {
+        assert!(
+            place.contains(&f.to_owned()),
+            "NearestPlace lacks {f}: {place:?}"
+        );
+    }
+    let loc = fields("LocationOut");
+    for f in [
+        "sweref99tm",
+        "from_home",
+        "from_nearest_zone",
+        "measures_masked",
+        "place",
+    ] {
+        assert!(
+            loc.contains(&f.to_owned()),
+            "LocationOut lacks {f}: {loc:?}"
+        );
+    }
+    assert!(fields("AlertOut").contains(&"place".to_owned()));
+    assert!(doc["paths"]["/api/alerts/{id}/street-address"]["get"].is_object());
+}
