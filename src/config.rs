@@ -65,6 +65,10 @@ pub struct Config {
     /// XYZ street-tile URL template for the console's situation map (e.g.
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.
     pub map_tile_url: Option<String>,
+    /// A Nominatim or Photon reverse geocoder inside the police network
+    /// (`http://nominatim.internal:8080`) for street addresses in the alert detail; none:
+    /// the console names the nearest place from its offline list only.
+    pub geocoder_url: Option<String>,
     /// Reverse proxies (addresses or networks like `10.0.0.0/8`) whose `X-Forwarded-For`
     /// names the client, for login throttling; none: the socket's address is the client.
     pub trusted_proxies: crate::web::peer::TrustedProxies,
@@ -133,6 +137,7 @@ impl Default for Config {
             secure_cookies: false,
             require_second_factor: true,
             map_tile_url: None,
+            geocoder_url: None,
             trusted_proxies: Default::default(),
             http_header_timeout_s: 10,
             http_body_timeout_s: 30,
@@ -221,6 +226,9 @@ impl Config {
         }
         if let Some(v) = get("VAKT_MAP_TILE_URL").filter(|v| !v.is_empty()) {
             self.map_tile_url = Some(v);
+        }
+        if let Some(v) = get("VAKT_GEOCODER_URL").filter(|v| !v.is_empty()) {
+            self.geocoder_url = Some(v);
         }
         if let Some(v) = get("VAKT_TRUSTED_PROXIES") {
             self.trusted_proxies = v

@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod domain;
+pub mod geocode;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
@@ -57,6 +58,8 @@ pub enum StartError {
     MqttUrl(String),
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    GeocoderUrl(#[from] geocode::GeocoderUrlError),
 }
 
 /// How to start: `demo` may move to free ports when the usual ones are taken.
@@ -258,6 +261,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let http_addr = listener
         .local_addr()
         .map_err(|e| StartError::Http(config.http_addr, e))?;
+    let geocoder = match &config.geocoder_url {
+        Some(url) => Some(Arc::new(geocode::Geocoder::new(url)?)),
+        None => None,
+    };
     let state = AppState {
         store,
         directory,
@@ -269,6 +276,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         throttle: Arc::default(),
         session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),
+        geocoder,
     };
     tokio::spawn(announce_key_rotations_regularly(
         state.clone(),

@@ -519,6 +519,7 @@ fn offline_state(
         throttle: Default::default(),
         session_ends: Default::default(),
         shutdown: None,
+        geocoder: None,
     })
 }
 

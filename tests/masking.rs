@@ -18,7 +18,7 @@ const ALARM: (f64, f64) = (HOME.0 + 0.002, HOME.1 + 0.003);
 const PLAN: &str = "Call Anna on her mobile, then send a patrol";
 
 /// What points to the protected person, in any form an endpoint could send it.
-const PROTECTED: [&str; 13] = [
+const PROTECTED: [&str; 15] = [
     "Anna",
     "Lindqvist",
     "123 45 67",
@@ -32,10 +32,21 @@ const PROTECTED: [&str; 13] = [
     "distance_to_address",
     "distance_to_zone",
     "from the registered address",
+    // The way from home: with the position, it is the address (docs/location.md).
+    "\"from_home\":{",
+    "\"measures_masked\":false",
 ];
 
 /// What a resolved alert's position history would give away besides.
-const PROTECTED_ONCE_RESOLVED: [&str; 4] = ["59.3386", "18.0642", "inside_zone", "Position is"];
+const PROTECTED_ONCE_RESOLVED: [&str; 6] = [
+    "59.3386",
+    "18.0642",
+    "inside_zone",
+    "Position is",
+    // Named or projected, a position is still one.
+    "\"place\":{",
+    "sweref99tm",
+];
 
 struct Seeded {
     person: String,
@@ -352,6 +363,8 @@ async fn nothing_of_a_protected_person_leaves_any_endpoint_or_the_stream_without
                 "Karin",
                 PLAN,
                 "\"coordinates\"",
+                "\"from_home\":{",
+                "sweref99tm",
             ],
         ),
     ];

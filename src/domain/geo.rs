@@ -86,6 +86,75 @@ fn distance_origin_to_segment(a: (f64, f64), b: (f64, f64)) -> f64 {
     (x * x + y * y).sqrt()
 }
 
+/// Initial great-circle bearing from `from` to `to`, in degrees clockwise from true north,
+/// 0 ≤ b < 360: the direction a patrol at `from` would set out in.
+pub fn bearing_deg(from: (f64, f64), to: (f64, f64)) -> f64 {
+    let (la1, la2) = (from.0.to_radians(), to.0.to_radians());
+    let dlon = (to.1 - from.1).to_radians();
+    let y = dlon.sin() * la2.cos();
+    let x = la1.cos() * la2.sin() - la1.sin() * la2.cos() * dlon.cos();
+    y.atan2(x).to_degrees().rem_euclid(360.0)
+}
+
+/// The eight compass points, clockwise from north, as codes the console translates
+/// (Swedish N, NO, O, SO, S, SV, V, NV).
+pub const COMPASS_POINTS: [&str; 8] = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+
+/// The 8-point compass code of a bearing: each point covers 45°, centred on it.
+pub fn compass_point(bearing_deg: f64) -> &'static str {
+    let i = (bearing_deg.rem_euclid(360.0) / 45.0).round() as usize % 8;
+    COMPASS_POINTS[i]
+}
+
+/// SWEREF 99 TM (EPSG:3006) northing and easting in metres of a WGS84 position: what
+/// Swedish rescue services and the police's own maps read. Lantmäteriet's Gauss–Krüger
+/// formulas ("Gauss-Krügers projektion", series to n⁴) on GRS 80, central meridian 15° E,
+/// scale 0.9996, false easting 500 000 m; exact to well under a millimetre across Sweden.
+/// WGS84 and SWEREF 99 differ by less than a metre today, below any device's accuracy, so
+/// no datum shift is applied.
+pub fn sweref99tm((lat, lon): (f64, f64)) -> (f64, f64) {
+    const A: f64 = 6_378_137.0; // GRS 80 semi-major axis
+    const F: f64 = 1.0 / 298.257_222_101; // GRS 80 flattening
+    const LON0: f64 = 15.0;
+    const K0: f64 = 0.9996;
+    const FALSE_EASTING: f64 = 500_000.0;
+    let e2 = F * (2.0 - F);
+    let n = F / (2.0 - F);
+    let a_roof = A / (1.0 + n) * (1.0 + n * n / 4.0 + n.powi(4) / 64.0);
+    let ca = e2;
+    let cb = (5.0 * e2 * e2 - e2.powi(3)) / 6.0;
+    let cc = (104.0 * e2.powi(3) - 45.0 * e2.powi(4)) / 120.0;
+    let cd = 1237.0 * e2.powi(4) / 1260.0;
+    let b1 = n / 2.0 - 2.0 * n * n / 3.0 + 5.0 * n.powi(3) / 16.0 + 41.0 * n.powi(4) / 180.0;
+    let b2 = 13.0 * n * n / 48.0 - 3.0 * n.powi(3) / 5.0 + 557.0 * n.powi(4) / 1440.0;
+    let b3 = 61.0 * n.powi(3) / 240.0 - 103.0 * n.powi(4) / 140.0;
+    let b4 = 49561.0 * n.powi(4) / 161_280.0;
+
+    let phi = lat.to_radians();
+    let dlambda = (lon - LON0).to_radians();
+    let s = phi.sin();
+    let phi_star = phi - s * phi.cos() * (ca + cb * s.powi(2) + cc * s.powi(4) + cd * s.powi(6));
+    let xi = (phi_star.tan() / dlambda.cos()).atan();
+    let eta = (phi_star.cos() * dlambda.sin()).atanh();
+    let terms = [(b1, 2.0), (b2, 4.0), (b3, 6.0), (b4, 8.0)];
+    let north = K0
+        * a_roof
+        * (xi
+            + terms
+                .iter()
+                .map(|(b, k)| b * (k * xi).sin() * (k * eta).cosh())
+                .sum::<f64>());
+    let east = K0
+        * a_roof
+        * (eta
+            + terms
+                .iter()
+                .map(|(b, k)| b * (k * xi).cos() * (k * eta).sinh())
+                .sum::<f64>())
+        + FALSE_EASTING;
+    (north, east)
+}
+
 /// "350 m" or "1.2 km": distances as an officer reads them on the radio.
 pub fn describe_distance(m: f64) -> String {
     if m < 1000.0 {
@@ -332,6 +401,52 @@ pub fn zone_to_geojson(zone: &Zone) -> (serde_json::Value, Option<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweref99tm_matches_the_reference_projection_to_a_millimetre() {
+        // Expected values: PROJ 9 (EPSG:4326 → EPSG:3006), exact Transverse Mercator.
+        for ((lat, lon), (n, e)) in [
+            ((59.3293, 18.0686), (6_580_743.008, 674_571.866)), // Stockholm
+            ((55.6050, 13.0038), (6_163_926.553, 374_243.759)), // Malmö
+            ((67.8557, 20.2251), (7_536_058.144, 719_575.677)), // Kiruna
+            ((66.0, 24.0), (7_349_217.668, 907_351.981)),       // far east of the meridian
+            ((58.0, 11.5), (6_434_070.002, 293_174.170)),       // far west of it
+        ] {
+            let (gn, ge) = sweref99tm((lat, lon));
+            assert!((gn - n).abs() < 0.001, "{lat},{lon}: N {gn} vs {n}");
+            assert!((ge - e).abs() < 0.001, "{lat},{lon}: E {ge} vs {e}");
+        }
+    }
+
+    #[test]
+    fn on_the_central_meridian_the_easting_is_the_false_easting() {
+        let (_, e) = sweref99tm((62.0, 15.0));
+        assert!((e - 500_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bearings_point_the_way_a_compass_does() {
+        let home = (59.3366, 18.0612);
+        let west = (59.3366, 18.0350);
+        let north = (59.35, 18.0612);
+        assert!((bearing_deg(home, west) - 270.0).abs() < 0.1);
+        assert!(bearing_deg(home, north) < 0.1);
+        assert!((bearing_deg(home, (59.32, 18.0612)) - 180.0).abs() < 0.1);
+        assert!((bearing_deg(home, (59.3366, 18.09)) - 90.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn each_compass_point_covers_the_45_degrees_around_it() {
+        assert_eq!(compass_point(0.0), "N");
+        assert_eq!(compass_point(22.4), "N");
+        assert_eq!(compass_point(22.6), "NE");
+        assert_eq!(compass_point(90.0), "E");
+        assert_eq!(compass_point(200.0), "S");
+        assert_eq!(compass_point(247.6), "W");
+        assert_eq!(compass_point(315.0), "NW");
+        assert_eq!(compass_point(350.0), "N");
+        assert_eq!(compass_point(-90.0), "W");
+    }
 
     // Sergels torg and Stockholm central station, about 425 m apart.
     const SERGELS_TORG: (f64, f64) = (59.33258, 18.06491);

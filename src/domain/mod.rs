@@ -3,6 +3,7 @@
 
 pub mod correlate;
 pub mod geo;
+pub mod place;
 pub mod triage;
 
 use serde::{Deserialize, Serialize};

@@ -1378,6 +1378,33 @@ pub struct AlertOut {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<String>,
     pub outcome: Option<Outcome>,
+    /// The nearest listed town or district to the position (offline, GeoNames), and how
+    /// far and which way the position lies from it; absent without a position, abroad or
+    /// more than 50 km from every listed place.
+    pub place: Option<crate::domain::place::NearestPlace>,
+    /// From the registered address to the position, e.g. 1500 m W: "1.5 km W of home".
+    /// Absent without a position or an address on file, and withheld for a protected
+    /// person (the position plus this is the address; docs/location.md).
+    pub from_home: Option<crate::domain::place::Vector>,
+}
+
+/// Where an alert's position lies, in the words and numbers an officer passes on.
+#[derive(Serialize, ToSchema)]
+pub struct LocationOut {
+    /// WGS84 degrees, as the device reported.
+    pub lat: f64,
+    pub lon: f64,
+    pub accuracy_m: Option<u32>,
+    pub sweref99tm: crate::domain::place::Sweref99Tm,
+    pub place: Option<crate::domain::place::NearestPlace>,
+    /// From the registered address to the position; absent without an address, and
+    /// withheld for a protected person without a stated reason (`measures_masked`).
+    pub from_home: Option<crate::domain::place::Vector>,
+    /// The zone of an order in force the position is inside of, or else the nearest one.
+    pub from_nearest_zone: Option<crate::domain::place::FromZone>,
+    /// The way from the address and the distance to the zone were withheld: with the
+    /// position they would give the protected address away. `?reason=` shows them.
+    pub measures_masked: bool,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -1426,6 +1453,8 @@ pub struct AlertDetail {
     pub history: Vec<HistoryEntry>,
     /// Other unresolved alerts of the same case (e.g. a second device).
     pub linked_alert_ids: Vec<i64>,
+    /// Where the position lies; absent when there is none or it is withheld.
+    pub location: Option<LocationOut>,
 }
 
 async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Alert> {
@@ -1453,10 +1482,12 @@ pub async fn get_alert(
     };
     // An alert without a case points to nobody: there is nothing to withhold.
     let mut sight = Sight::Full;
+    let mut home = None;
     let person = match &case {
         Some(c) => {
             let p = s.store.person(&c.person_id).await?;
             sight = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id), true).await?;
+            home = p.address.clone();
             Some(mask::person(&p, sight))
         }
         None => None,
@@ -1502,15 +1533,54 @@ pub async fn get_alert(
             now,
         )
         .await?;
+    let alert_out = mask::alert(&alert, &index, sight);
     Ok(Json(AlertDetail {
         history: s.store.alert_history(alert.id).await?,
-        alert: mask::alert(&alert, &index, sight),
+        location: mask::location(&alert_out, home.as_ref(), &orders, sight),
+        alert: alert_out,
         case: case.as_ref().map(|c| mask::case(c, sight)),
         person,
         device,
         orders: orders.iter().map(|o| mask::order(o, sight, now)).collect(),
         linked_alert_ids: linked,
     }))
+}
+
+/// The street address at an alert's position, from the configured geocoder.
+#[derive(Serialize, ToSchema)]
+pub struct StreetAddressOut {
+    /// `found`; `none` (the geocoder knows no address there); `unavailable` (no answer
+    /// within 2 s); `not_configured` (no `geocoder_url`); `no_position` (the alert has
+    /// none, or it is withheld).
+    #[schema(value_type = String, example = "found")]
+    pub status: &'static str,
+    pub text: Option<String>,
+}
+
+/// Asked by the console after it has shown the detail, so a slow or absent geocoder never
+/// holds up an alert; the position is the one the list shows (a resolved protected
+/// person's is withheld, and so is its address).
+#[utoipa::path(get, path = "/api/alerts/{id}/street-address", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = StreetAddressOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn street_address(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<StreetAddressOut>> {
+    caller.require(&[Role::Officer, Role::Coordinator])?;
+    let alert = alert_in_region(&s, &caller, id).await?;
+    let out = |status, text| Ok(Json(StreetAddressOut { status, text }));
+    let Some(p) = unrevealed_alert(&alert, &s.directory.snapshot()).position else {
+        return out("no_position", None);
+    };
+    let Some(geocoder) = &s.geocoder else {
+        return out("not_configured", None);
+    };
+    match geocoder.street_address(p.lat, p.lon).await {
+        crate::geocode::Lookup::Found(text) => out("found", Some(text)),
+        crate::geocode::Lookup::NoAddress => out("none", None),
+        crate::geocode::Lookup::Unavailable => out("unavailable", None),
+    }
 }
 
 #[derive(Deserialize, ToSchema, Default)]

@@ -16,10 +16,11 @@
 
 use crate::directory::Index;
 use crate::domain::geo::zone_to_geojson;
-use crate::domain::{rfc3339, Alert, AlertState, Area, Case, Order, Person};
+use crate::domain::place::{from_nearest_zone, nearest_place, Sweref99Tm, Vector};
+use crate::domain::{rfc3339, Address, Alert, AlertState, Area, Case, Order, Person};
 use crate::protocol::Feedback;
 
-use super::api::{AlertOut, CaseOut, OrderOut, PersonOut, ZoneOut};
+use super::api::{AlertOut, CaseOut, LocationOut, OrderOut, PersonOut, ZoneOut};
 
 /// The marker in place of a withheld name.
 pub const MASK: &str = "***";
@@ -178,6 +179,8 @@ pub fn alert(a: &Alert, index: &Index, sight: Sight) -> AlertOut {
         resolved_by: a.resolved_by.clone(),
         resolved_at: a.resolved_at.map(rfc3339),
         outcome: a.outcome,
+        place: None,
+        from_home: None,
     };
     if sight.masked() {
         let withheld: &[&str] = if a.state == AlertState::Resolved {
@@ -193,7 +196,72 @@ pub fn alert(a: &Alert, index: &Index, sight: Sight) -> AlertOut {
         out.reasons_masked = out.reason_details.len() != before;
     }
     out.reasons = out.reason_details.iter().map(|r| r.text.clone()).collect();
+    // Named from the position as sent: a withheld position names no place either.
+    out.place = out.position.and_then(|p| nearest_place((p.lat, p.lon)));
+    if !sight.masked() {
+        out.from_home = out
+            .position
+            .zip(registered_address(a, index))
+            .map(|(p, h)| Vector::between((h.lat, h.lon), (p.lat, p.lon)));
+    }
     out
+}
+
+/// The address the alert's device was issued under, from the in-memory index: rows and
+/// the stream are built without a query. A device since returned has none there; the
+/// detail still reads it from the store.
+fn registered_address<'a>(a: &Alert, index: &'a Index) -> Option<&'a Address> {
+    let ctx = index
+        .devices
+        .get(a.device_id.as_deref()?)?
+        .context
+        .as_ref()?;
+    if a.case_id.as_deref() != Some(ctx.case.id.as_str()) {
+        return None;
+    }
+    ctx.address.as_ref()
+}
+
+/// Where an alert's position lies, for the detail: coordinates in both systems, the
+/// nearest place, and the way from the registered address and from the nearest zone.
+///
+/// For a protected person without a stated reason the way from the address and the
+/// zones' distances are withheld, like the `distance_to_*` reasons: the position plus
+/// a distance and a bearing is the address itself, to the metre. The officer still sees
+/// the position, the place, the zone's name and whether the alarm is inside it, which
+/// is what sending a patrol needs; stating a reason (logged) shows the rest.
+pub fn location(
+    alert: &AlertOut,
+    home: Option<&Address>,
+    orders: &[Order],
+    sight: Sight,
+) -> Option<LocationOut> {
+    let p = alert.position?;
+    let at = (p.lat, p.lon);
+    let masked = sight.masked();
+    let mut from_nearest_zone = from_nearest_zone(orders.iter().flat_map(|o| o.zones.iter()), at);
+    let mut measures_masked = false;
+    if masked {
+        if let Some(z) = from_nearest_zone.as_mut().filter(|z| !z.inside) {
+            z.distance_m = None;
+            z.bearing_deg = None;
+            z.compass = None;
+            measures_masked = true;
+        }
+        measures_masked |= home.is_some();
+    }
+    Some(LocationOut {
+        lat: p.lat,
+        lon: p.lon,
+        accuracy_m: p.acc_m,
+        sweref99tm: Sweref99Tm::of(p),
+        place: alert.place.clone(),
+        from_home: home
+            .filter(|_| !masked)
+            .map(|h| Vector::between((h.lat, h.lon), at)),
+        from_nearest_zone,
+        measures_masked,
+    })
 }
 
 /// The device is answered on every change of an alarm it raised (spec/protocol.md, "Feedback

@@ -49,6 +49,8 @@ pub struct AppState {
     /// Turns `true` when the server stops: live streams end then, so shutdown does not
     /// wait on consoles that never hang up.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The street-address geocoder, when `geocoder_url` is set.
+    pub geocoder: Option<Arc<crate::geocode::Geocoder>>,
 }
 
 impl AppState {
@@ -78,7 +80,7 @@ impl AppState {
         api::list_users, api::create_user, api::console_config, api::status,
         regions::list_regions, regions::create_region, regions::patch_region, regions::create_local_area, regions::patch_local_area,
         api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device, api::rotate_device_key,
-        api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, sse::stream,
+        api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, api::street_address, sse::stream,
         api::audit, api::verify_audit, api::security_events, healthz, readyz, metrics,
     ),
     components(schemas(error::Problem)),
@@ -126,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}", get(api::get_alert))
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/alerts/{id}/resolve", post(api::resolve_alert))
+        .route("/api/alerts/{id}/street-address", get(api::street_address))
         .route("/api/audit", get(api::audit))
         .route("/api/audit/verify", get(api::verify_audit))
         .route("/api/security-events", get(api::security_events))

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startVakt, seedCase, waitFor } from './lib/vakt.mjs';
 import { launch, openPage, login, SHOT_DIR } from './lib/browser.mjs';
 import { startTileServer } from './lib/tiles.mjs';
+import { startGeocoder } from './lib/geocoder.mjs';
 
 const ANNA = {
   reference: 'SE-2026-0417',
@@ -533,6 +534,146 @@ describe('duty-officer console: the keyboard acts only on the alert that is open
     await row(ids[0]).waitFor({ state: 'detached' });
     await waitFor(async () => (await focusedRowId()) !== null, { what: 'focus back on a queue row after resolving' });
     assert.deepEqual(acks, [ids[2], ids[0]]);
+    assert.deepEqual(page.problems, []);
+  });
+});
+
+describe('duty-officer console: where the alarm is', () => {
+  let vakt;
+  let browser;
+  let page;
+  // 1.5 km due west of the registered address (a degree of longitude is 56.87 km here).
+  const WEST = { lat: 59.3366, lon: 18.0612 - 1500 / 56870 };
+  const NORA = {
+    reference: 'SE-2026-0500', person: 'Nora Berg', phone: '+46 70 000 00 05',
+    address: 'Drottninggatan 71, 111 36 Stockholm', lat: 59.3366, lon: 18.0612,
+    region: 'Stockholm', risk: 'high', plan: 'Send a patrol.', restrained: 'Olle Ek',
+    description: 'about 180 cm', deviceId: 'alarm-0500',
+  };
+  // An alarm at home with zones around it: many labels in a small space.
+  const CROWDED = {
+    reference: 'SE-2026-0501', person: 'Mira Sjö', phone: '+46 70 000 00 06',
+    address: 'Hornsgatan 100, 117 26 Stockholm', lat: 59.3170, lon: 18.0480,
+    region: 'Stockholm', risk: 'medium', plan: 'Call first.', restrained: 'Pelle Ås',
+    description: 'about 170 cm', deviceId: 'alarm-0501',
+    extraZones: [{
+      name: 'School',
+      geometry: { type: 'Polygon', coordinates: [[[18.0485, 59.3172], [18.0500, 59.3172], [18.0500, 59.3180], [18.0485, 59.3180], [18.0485, 59.3172]]] },
+    }],
+  };
+
+  let geocoder;
+
+  before(async () => {
+    geocoder = await startGeocoder();
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer', region: 'Stockholm' },
+        { username: 'coord', role: 'coordinator', region: 'Stockholm' },
+      ],
+      env: { VAKT_GEOCODER_URL: geocoder.url },
+    });
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+    if (geocoder) await geocoder.close();
+  });
+
+  it('names the place and "1.5 km W of home" in the row and the detail header, with the zone status', async () => {
+    const nora = await seedCase(vakt, 'coord', NORA);
+    page = await openPage(browser);
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: vakt.url });
+    await login(page, vakt.url, 'officer1', { vakt });
+    await page.locator('#st-conn.conn-live').waitFor();
+    await vakt.alarm({ id: nora.deviceId, key: nora.key, kind: 'panic', lat: WEST.lat, lon: WEST.lon, acc: 20 });
+
+    const row = page.locator('#queue-body tr', { hasText: NORA.reference });
+    await row.waitFor();
+    await row.locator('.place-way', { hasText: '1.5 km W of home' }).waitFor();
+    const place = (await row.locator('.place-name').innerText()).trim();
+    assert.ok(place.length > 0 && place !== '–', `a place is named: "${place}"`);
+    assert.match(await row.locator('.place-name').getAttribute('title'), /Stockholm/);
+    // 1.2 km from the Home zone's edge: outside, and not near.
+    assert.equal(await row.locator('.zone-tag').innerText(), '1.2 km from Home');
+
+    await row.click();
+    const where = page.locator('#d-where-line');
+    await where.waitFor();
+    const line = await where.innerText();
+    assert.ok(line.startsWith(place), `the header names ${place}: "${line}"`);
+    assert.match(line, /Stockholm — 1\.5 km W of home$/);
+    // The street address comes from the geocoder once the detail shows.
+    await page.locator('#d-street', { hasText: 'Street address: Fleminggatan 12, 112 26 Stockholm' }).waitFor();
+    assert.ok(geocoder.asked.some((q) => q.includes(`lat=${WEST.lat.toFixed(6)}`)), `asked: ${geocoder.asked}`);
+    // Near the top of the detail: above the actions.
+    const whereBox = await page.locator('#d-where').boundingBox();
+    const actions = await page.locator('#d-actions').boundingBox();
+    assert.ok(whereBox.y < actions.y, 'the location is above the actions');
+
+    // In Swedish the same facts read as Swedish words.
+    await page.locator('#lang-select').selectOption('sv');
+    await page.locator('#d-where-line', { hasText: '1,5 km V om hemmet' }).waitFor();
+    await row.locator('.place-way', { hasText: '1,5 km V om hemmet' }).waitFor();
+    await page.locator('#lang-select').selectOption('en');
+    await page.locator('#d-where-line', { hasText: '1.5 km W of home' }).waitFor();
+  });
+
+  it('copies the WGS84 and SWEREF 99 TM coordinates with their copy buttons', async () => {
+    const id = await page.locator('#queue-body tr', { hasText: NORA.reference }).getAttribute('data-id');
+    const detail = await page.evaluate(async (alertId) => (await fetch(`/api/alerts/${alertId}`)).json(), id);
+    const { n, e } = detail.location.sweref99tm;
+    // PROJ (EPSG:4326 → EPSG:3006) gives N 6581467.3, E 672614.2 for this point.
+    assert.ok(Math.abs(n - 6581467) <= 1 && Math.abs(e - 672614) <= 1, `SWEREF 99 TM ${n}, ${e}`);
+
+    await page.locator('#coord-wgs84 button').click();
+    await page.locator('#coord-wgs84 button', { hasText: 'Copied' }).waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `${WEST.lat.toFixed(5)}, ${WEST.lon.toFixed(5)}`);
+    await page.locator('#coord-sweref button').click();
+    await page.locator('#coord-sweref button', { hasText: 'Copied' }).waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `${n}, ${e}`);
+    assert.equal(await page.locator('#coord-sweref .coord-value').innerText(), 'N 6\u202f581\u202f467 · E 672\u202f614');
+  });
+
+  it('fits every queue column at 1366×768 and keeps map labels apart', async () => {
+    const crowded = await seedCase(vakt, 'coord', CROWDED);
+    await vakt.alarm({ id: crowded.deviceId, key: crowded.key, kind: 'panic', lat: 59.31705, lon: 18.04812, acc: 15 });
+    const row = page.locator('#queue-body tr', { hasText: CROWDED.reference });
+    await row.waitFor();
+    await row.locator('.zone-tag', { hasText: 'In zone Home' }).waitFor();
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await row.click();
+    await page.locator('#d-map svg .map-address').waitFor();
+    await page.waitForTimeout(300);
+    const fit = await page.evaluate(() => {
+      const panel = document.getElementById('queue-panel');
+      const table = document.getElementById('queue-table');
+      const cells = [...document.querySelectorAll('#queue-table th, #queue-body td')];
+      return {
+        panel: [panel.scrollWidth, panel.clientWidth],
+        table: [table.scrollWidth, table.clientWidth],
+        cut: cells.filter((c) => c.scrollWidth > c.clientWidth + 1).map((c) => c.textContent),
+      };
+    });
+    assert.ok(fit.panel[0] <= fit.panel[1], `queue panel ${fit.panel[0]} > ${fit.panel[1]} px`);
+    assert.ok(fit.table[0] <= fit.table[1], `queue table ${fit.table[0]} > ${fit.table[1]} px`);
+    assert.deepEqual(fit.cut, [], 'no cell is cut');
+    await page.screenshot({ path: join(SHOT_DIR, 'console-where-1366x768.png') });
+
+    const boxes = await page.locator('#d-map svg text.map-label').evaluateAll((nodes) => nodes
+      .filter((n) => n.getAttribute('visibility') !== 'hidden')
+      .map((n) => { const r = n.getBoundingClientRect(); return { text: n.textContent, x: r.x, y: r.y, w: r.width, h: r.height }; }));
+    assert.ok(boxes.length >= 4, `labels drawn: ${boxes.map((b) => b.text)}`);
+    for (let i = 0; i < boxes.length; i += 1) {
+      for (let j = i + 1; j < boxes.length; j += 1) {
+        const a = boxes[i];
+        const b = boxes[j];
+        const overlap = a.x < b.x + b.w - 0.5 && b.x < a.x + a.w - 0.5 && a.y < b.y + b.h - 0.5 && b.y < a.y + a.h - 0.5;
+        assert.ok(!overlap, `"${a.text}" and "${b.text}" overlap`);
+      }
+    }
     assert.deepEqual(page.problems, []);
   });
 });

@@ -94,6 +94,10 @@ describe('duty-officer console in Firefox', () => {
 
     const row = (await textOf(page, '#queue-body tr')).replace(/\s+/g, ' ');
     assertInOrder(row, ['1', 'Panic', ANNA.reference, 'High', 'Stockholm', 'Open']);
+    // Where it is, offline: the nearest place, the way from home and the zone it is in.
+    assert.equal(await textOf(page, '#queue-body tr .place-name'), 'Stockholm');
+    assert.equal(await textOf(page, '#queue-body tr .place-way'), 'at home');
+    assert.equal(await textOf(page, '#queue-body tr .zone-tag'), 'In zone Home');
 
     // The notice sits in an assertive live region (role="alert"), visible.
     const notice = await waitForText(page, '[role="alert"]#notices', 'NEW PRIORITY 1 ALERT');
@@ -132,6 +136,10 @@ describe('duty-officer console in Firefox', () => {
     assert.match(legend, /Exclusion zone “Home” \(radius 300 m\) – THE ALARM IS INSIDE/);
     assert.match(legend, /Exclusion zone “Workplace” – [\d.,]+ m outside/);
     await waitForText(page, '#detail', /Device was told\s+Received/);
+    // The place and both coordinate systems at the top of the detail.
+    assert.equal(await waitForText(page, '#d-where-line', 'Stockholm'), 'Stockholm — at home');
+    assert.match(await textOf(page, '#coord-wgs84'), /59\.33670, 18\.06150\s+Copy/);
+    assert.match(await textOf(page, '#coord-sweref'), /N 6\u202f581\u202f548 · E 674\u202f130/);
     await page.screenshot({ path: join(SHOT_DIR, 'console-firefox.png') });
   });
 

@@ -10,7 +10,7 @@ import { REPO } from './lib/vakt.mjs';
 
 const WEB = join(REPO, 'src', 'web');
 const SOURCES = [
-  'console/index.html', 'console/console.js', 'console/common.js', 'console/map.js',
+  'console/index.html', 'console/console.js', 'console/common.js', 'console/map.js', 'console/place.js',
   'admin/index.html', 'admin/admin.js', 'admin/zone-editor.js',
 ];
 
@@ -18,6 +18,7 @@ const SOURCES = [
 const ENUMS = {
   kind: ['panic', 'fall', 'tamper', 'power_loss', 'low_battery', 'silent', 'bad_signatures', 'tag_in_zone', 'tag_near', 'order_ending', 'messages_missing'],
   risk: ['low', 'medium', 'high', 'critical'],
+  compass: ['N', 'NE', 'E', 'SE', 'S', 'SW', 'W', 'NW'],
   state: ['open', 'acknowledged', 'resolved'],
   outcome: ['police_dispatched', 'false_alarm', 'technical', 'test', 'other'],
   order: ['contact_ban', 'extended', 'special_extended', 'shared_residence'],

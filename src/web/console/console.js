@@ -11,6 +11,7 @@ import {
   api, apiOptional, ApiError, setUnauthorizedHandler, OUTCOMES, wireLoginForm, setLoginMessage, normaliseUser,
 } from './common.js';
 import { renderSituationMap, validPosition } from './map.js';
+import { fillPlaceCell, renderWhere } from './place.js';
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -922,11 +923,12 @@ function createRow(id) {
   const tr = document.createElement('tr');
   tr.dataset.id = id;
   tr.tabIndex = 0;
-  for (let i = 0; i < 6; i += 1) tr.append(document.createElement('td'));
+  for (let i = 0; i < 7; i += 1) tr.append(document.createElement('td'));
   return tr;
 }
 
 const AGE_CELL = 3;
+const PLACE_CELL = 6;
 
 /** Two lines per row (kind over case, risk over region) keep the queue narrow. */
 function fillRow(tr, alert) {
@@ -963,6 +965,8 @@ function fillRow(tr, alert) {
 
   cCount.className = 'num';
   cCount.textContent = alert.count ?? 1;
+
+  fillPlaceCell(tr.children[PLACE_CELL], alert);
 }
 
 /** Once a second: ages, the clock, overdue notices' waiting time, status staleness. */
@@ -1306,6 +1310,7 @@ function renderDetailPanel() {
   const { alert, person, orders } = detail.data;
   const kase = detail.data.case;
   renderDetailHeader(alert, kase);
+  renderWhere($('d-where'), alert, detail.data.location, { alertId: alert.id });
   renderLinked(detail.data.linked_alert_ids);
   renderActions(alert);
   renderPlan(kase);

@@ -429,7 +429,7 @@ export function renderSituationMap(container, legend, { position, address, order
     addLegendNotes(legend, pos, bad, masked);
     return;
   }
-  const view = fitView(points, { W, H });
+  const view = fitView(pos ? aroundAlarm(points, pos) : points, { W, H });
   const root = mapRoot(t('map_title'), { W, H });
   drawTiles(root, view, tileUrl);
   if (!tileUrl) drawGrid(root, view);
@@ -442,9 +442,74 @@ export function renderSituationMap(container, legend, { position, address, order
   drawNorthArrow(root, view);
   drawScaleBar(root, view);
   container.append(root);
+  separateLabels(root, view);
 
   buildLegend(legend, pos, zones, addr, relations);
   addLegendNotes(legend, pos, bad, masked);
+}
+
+/** Home and zones further than this from the alarm stay off a map zoomed to it. */
+const CONTEXT_M = 1000;
+
+/**
+ * The map is zoomed to the alarm and its accuracy circle, the street level a
+ * patrol needs; the address and zones come into view when they are within
+ * CONTEXT_M of it. Further away they would shrink the alarm to a dot: the
+ * location line above the map says how far and which way they are, and the
+ * legend names them.
+ */
+function aroundAlarm(points, pos) {
+  const at = [pos.lon, pos.lat];
+  return [points[0], ...points.slice(1).filter((p) => distanceM(at, p.c) - (p.r || 0) <= CONTEXT_M)];
+}
+
+/**
+ * Moves labels apart so that none covers another: the boxed north arrow and
+ * scale bar stay, then the alarm's label, the address's, the zones' and the
+ * distances' each take the first free spot near where they were drawn (above,
+ * below, beside), inside the map. A label with no free spot is hidden; the
+ * legend says what it said.
+ */
+export function separateLabels(root, view) {
+  const rank = (node) => {
+    if (node.closest('.map-north, .map-scale')) return 0;
+    if (node.closest('.map-position')) return 1;
+    if (node.closest('.map-address')) return 2;
+    if (node.closest('.map-zone')) return 3;
+    return 4;
+  };
+  const labels = [...root.querySelectorAll('text.map-label')]
+    .map((node, i) => ({ node, rank: rank(node), i }))
+    .sort((a, b) => a.rank - b.rank || a.i - b.i);
+  const placed = [];
+  const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  const fits = (b) => b.x >= 0 && b.y >= 0 && b.x + b.w <= view.W && b.y + b.h <= view.H;
+  for (const { node, rank: r } of labels) {
+    let box;
+    try { box = node.getBBox(); } catch { continue; } // not rendered (hidden container)
+    if (!box || box.width === 0) continue;
+    const gap = 2;
+    const b = { x: box.x - gap, y: box.y - gap, w: box.width + 2 * gap, h: box.height + 2 * gap };
+    if (r === 0) { placed.push(b); continue; }
+    const step = b.h;
+    const moves = [[0, 0], [0, -step], [0, step], [0, -2 * step], [0, 2 * step],
+      [-(b.w / 2 + 8), 0], [b.w / 2 + 8, 0], [-(b.w / 2 + 8), -step], [b.w / 2 + 8, step], [0, -3 * step], [0, 3 * step]];
+    const free = moves.find(([dx, dy]) => {
+      const c = { ...b, x: b.x + dx, y: b.y + dy };
+      return fits(c) && !placed.some((p) => overlaps(p, c));
+    });
+    if (!free) {
+      node.setAttribute('visibility', 'hidden');
+      node.classList.add('label-hidden');
+      continue;
+    }
+    const [dx, dy] = free;
+    if (dx || dy) {
+      node.setAttribute('x', r1(Number(node.getAttribute('x')) + dx));
+      node.setAttribute('y', r1(Number(node.getAttribute('y')) + dy));
+    }
+    placed.push({ ...b, x: b.x + dx, y: b.y + dy });
+  }
 }
 
 /** The nearest zone the alarm is outside of, when it is inside none. */
