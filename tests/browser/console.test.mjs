@@ -558,6 +558,7 @@ describe('duty-officer console: a session that reaches its limit', () => {
   let page;
   let anna;
   let sara;
+  let coordPage;
   let renewedAt;
   const streams = [];
 
@@ -583,8 +584,11 @@ describe('duty-officer console: a session that reaches its limit', () => {
     page = await openPage(browser);
     await page.addInitScript(countTones);
     page.on('request', (req) => { if (req.url().includes('/api/alerts/stream')) streams.push(req.url()); });
+    coordPage = await openPage(browser);
+    await login(coordPage, vakt.url, 'coord', { vakt });
     const loggedInAt = Date.now();
     await login(page, vakt.url, 'officer1', { vakt });
+    assert.equal(await page.locator('#reauth-totp').isVisible(), false, 'an officer without a code is not asked for one');
     await page.locator('#st-conn.conn-live').waitFor();
     // Live, so the page knows the id of the last event it was sent.
     await vakt.alarm({ id: anna.deviceId, key: anna.key, kind: 'panic', lat: ANNA.lat, lon: ANNA.lon });
@@ -598,6 +602,15 @@ describe('duty-officer console: a session that reaches its limit', () => {
     const warnedAfter = Date.now() - loggedInAt;
     assert.ok(warnedAfter < ABSOLUTE_S * 1000 - 3000, `warned ${warnedAfter} ms after login, before the end`);
     await panel.getByText(/^In \d+ s\.$/).waitFor();
+
+    // A coordinator, logged in about as long, is asked for a one-time code as well.
+    const coordPanel = coordPage.locator('#session-panel');
+    await coordPanel.getByText('Your session ends at').waitFor({ timeout: 10000 });
+    await coordPanel.getByLabel('Password').fill(PASSWORD);
+    await coordPanel.getByLabel('One-time code').fill(await vakt.totp('coord'));
+    await coordPanel.getByRole('button', { name: 'Log in again' }).click();
+    await coordPanel.waitFor({ state: 'hidden' });
+    await coordPage.locator('#st-conn.conn-live').waitFor();
 
     const streamsBefore = streams.length;
     await panel.getByLabel('Password').fill(PASSWORD);
@@ -618,6 +631,7 @@ describe('duty-officer console: a session that reaches its limit', () => {
     await page.locator('#queue-body tr', { hasText: OTHERS[0].reference }).waitFor({ timeout: 5000 });
     assert.equal(await page.locator('#watch-lost').isVisible(), false);
     assert.equal(await page.locator('#st-conn.conn-live').count(), 1);
+    assert.deepEqual(coordPage.problems, []);
   });
 
   it('shows NOT RECEIVING ALARMS with a sound when the session ends, and logging in again there keeps the page', async () => {
@@ -704,6 +718,21 @@ describe('duty-officer console: never silently deaf, one attention bar', () => {
     await page.waitForTimeout(4500);
     assert.equal((await tones(page)).n, after, 'the sound stopped');
     await page.locator('#st-ready', { hasText: 'Server ready' }).waitFor({ timeout: 15000 });
+  });
+
+  it('says the sound is blocked until a click after a reload that logged in by itself', async () => {
+    await page.reload();
+    await page.locator('#st-conn.conn-live').waitFor();
+    await vakt.crash();
+    const hint = page.locator('#watch-lost-sound');
+    await page.locator('#watch-lost').getByText('NOT RECEIVING ALARMS').waitFor({ timeout: 5000 });
+    await hint.getByText('The browser is blocking sound').waitFor();
+    await page.mouse.click(5, 400); // anywhere: the layer lets the pointer through
+    await hint.waitFor({ state: 'hidden', timeout: 5000 });
+    await waitFor(async () => (await tones(page)).state === 'running', { timeoutMs: 8000, what: 'a tone that plays' });
+    await vakt.start();
+    await page.locator('#watch-lost').waitFor({ state: 'hidden', timeout: 20000 });
+    await page.locator('#st-conn.conn-live').waitFor();
   });
 
   it('gathers six priority-1 alerts in one bar of unchanged height, and the detail does not move', async () => {
