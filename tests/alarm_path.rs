@@ -514,6 +514,44 @@ async fn the_live_stream_pushes_new_alerts_and_catches_up_from_last_event_id() {
     assert_eq!(data["state"], "acknowledged");
 }
 
+#[tokio::test]
+async fn a_new_stream_catches_up_from_the_last_event_id_in_its_query() {
+    // A browser opening a fresh stream (after logging in again) cannot set the header.
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    let resp = app
+        .officer
+        .get(app.url("/api/alerts/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    device.alarm("panic", None, None).await.unwrap();
+    let (id, data) = next_alert_event(&mut stream).await;
+    drop(stream);
+
+    let alert_id = data["id"].as_i64().unwrap();
+    let _: Value = app
+        .post(
+            &app.officer,
+            &format!("/api/alerts/{alert_id}/ack"),
+            json!({}),
+        )
+        .await;
+    let resp = app
+        .officer
+        .get(app.url(&format!("/api/alerts/stream?last_event_id={id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let (later, data) = next_alert_event(&mut stream).await;
+    assert!(later > id);
+    assert_eq!(data["state"], "acknowledged", "the change made while away");
+}
+
 async fn next_alert_event(
     stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
 ) -> (i64, Value) {

@@ -133,3 +133,47 @@ async fn a_session_or_token_removed_elsewhere_ends_its_stream_within_a_status_ti
     assert_eq!(session.as_deref(), Some("logged_out"));
     assert_eq!(token.as_deref(), Some("revoked"));
 }
+
+#[tokio::test]
+async fn a_console_session_tells_its_absolute_and_idle_ends_and_a_token_has_none() {
+    let app = TestApp::start_with(|c| {
+        c.session_idle_s = 60;
+        c.session_absolute_s = 120;
+    })
+    .await;
+    let console = app.officer_session().await;
+    let before = chrono::Utc::now();
+    let info: Value = console
+        .get(app.url("/api/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = |field: &str| {
+        let t = chrono::DateTime::parse_from_rfc3339(info[field].as_str().unwrap()).unwrap();
+        (t.with_timezone(&chrono::Utc) - before).num_seconds()
+    };
+    assert!((115..=120).contains(&at("ends_at")), "{info}");
+    assert!((55..=60).contains(&at("idle_ends_at")), "{info}");
+    assert_eq!(info["absolute_s"], 120);
+    assert_eq!(info["idle_s"], 60);
+    assert_eq!(
+        info["second_factor"], false,
+        "an officer without a code set up"
+    );
+    assert_eq!(info["username"], "officer");
+
+    let token = app
+        .officer
+        .get(app.url("/api/session"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 404, "a bearer token has no session");
+    let resp = console.post(app.url("/api/logout")).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let gone = console.get(app.url("/api/session")).send().await.unwrap();
+    assert_eq!(gone.status(), 401);
+}

@@ -135,8 +135,7 @@ impl AppState {
             },
             Credential::Session(hash) => match self.store.session_times(hash).await {
                 Ok(Some((created, last_seen))) => {
-                    let until = (last_seen + self.config.session_idle_s as Millis * 1000)
-                        .min(created + self.config.session_absolute_s as Millis * 1000);
+                    let until = self.session_limits(created, last_seen).first_end();
                     if now < until {
                         Ok(until)
                     } else {
@@ -148,6 +147,45 @@ impl AppState {
             },
         }
     }
+}
+
+/// The two ends of a console session: the idle one moves with every request, the absolute
+/// one is fixed at login. A console learns both, to warn before the absolute one comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub idle_ends_at: Millis,
+    pub ends_at: Millis,
+}
+
+impl SessionLimits {
+    pub fn of(created: Millis, last_seen: Millis, idle_s: u64, absolute_s: u64) -> SessionLimits {
+        SessionLimits {
+            idle_ends_at: last_seen + idle_s as Millis * 1000,
+            ends_at: created + absolute_s as Millis * 1000,
+        }
+    }
+
+    /// The moment the session stops holding if nothing else happens.
+    pub fn first_end(self) -> Millis {
+        self.idle_ends_at.min(self.ends_at)
+    }
+}
+
+impl AppState {
+    fn session_limits(&self, created: Millis, last_seen: Millis) -> SessionLimits {
+        SessionLimits::of(
+            created,
+            last_seen,
+            self.config.session_idle_s,
+            self.config.session_absolute_s,
+        )
+    }
+}
+
+/// Whether a login of this user takes a one-time code besides the password: when the user
+/// has one set up, or when the role must have one (then a login without one fails).
+pub fn needs_second_factor(require_for_roles: bool, role: Role, has_secret: bool) -> bool {
+    has_secret || (require_for_roles && matches!(role, Role::Admin | Role::Coordinator))
 }
 
 impl Caller {
@@ -280,8 +318,7 @@ impl AppState {
         code: Option<&str>,
         now: Millis,
     ) -> ApiResult<SecondFactor> {
-        let required = self.config.require_second_factor
-            && matches!(user.role, Role::Admin | Role::Coordinator);
+        let required = needs_second_factor(self.config.require_second_factor, user.role, false);
         let Some(secret) = &user.totp_secret else {
             return Ok(if required {
                 SecondFactor::Failed
@@ -441,6 +478,53 @@ pub async fn me(caller: Caller) -> axum::Json<Me> {
     })
 }
 
+/// A console session's limits, so the console can warn before the absolute one and offer
+/// to log in again without leaving the page.
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    pub username: String,
+    /// When the session ends however much it is used (RFC 3339).
+    pub ends_at: String,
+    /// When it ends if no request comes before then; each request moves it on.
+    pub idle_ends_at: String,
+    pub idle_s: u64,
+    pub absolute_s: u64,
+    /// Logging in again takes a one-time code besides the password.
+    pub second_factor: bool,
+}
+
+#[utoipa::path(get, path = "/api/session", tag = "auth",
+    responses((status = 200, body = SessionInfo, description = "The limits of the caller's console session (asking counts as use, like any request)"),
+              (status = 401, body = super::error::Problem, content_type = "application/problem+json"),
+              (status = 404, body = super::error::Problem, content_type = "application/problem+json", description = "Called with a bearer token: a token has no session")))]
+pub async fn session(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<SessionInfo>> {
+    let Credential::Session(hash) = &caller.credential else {
+        return Err(ApiError::NotFound);
+    };
+    let (created, last_seen) = state
+        .store
+        .session_times(hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let limits = state.session_limits(created, last_seen);
+    let user = state.store.user(&caller.username).await?;
+    Ok(axum::Json(SessionInfo {
+        username: caller.username,
+        ends_at: crate::domain::rfc3339(limits.ends_at),
+        idle_ends_at: crate::domain::rfc3339(limits.idle_ends_at),
+        idle_s: state.config.session_idle_s,
+        absolute_s: state.config.session_absolute_s,
+        second_factor: needs_second_factor(
+            state.config.require_second_factor,
+            user.role,
+            user.totp_secret.is_some(),
+        ),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +582,29 @@ mod tests {
         assert!(cross_site(&h, false));
         let h = headers(&[("sec-fetch-site", "same-origin")]);
         assert!(!cross_site(&h, false));
+    }
+
+    #[test]
+    fn a_session_ends_at_its_idle_or_its_absolute_limit_whichever_comes_first() {
+        let fresh = SessionLimits::of(1_000, 1_000, 900, 43_200);
+        assert_eq!(fresh.idle_ends_at, 901_000);
+        assert_eq!(fresh.ends_at, 43_201_000);
+        assert_eq!(fresh.first_end(), 901_000);
+        let late = SessionLimits::of(1_000, 43_000_000, 900, 43_200);
+        assert_eq!(
+            late.first_end(),
+            43_201_000,
+            "use never moves the absolute limit"
+        );
+    }
+
+    #[test]
+    fn a_one_time_code_is_needed_when_set_up_or_required_for_the_role() {
+        assert!(needs_second_factor(false, Role::Officer, true));
+        assert!(!needs_second_factor(true, Role::Officer, false));
+        assert!(needs_second_factor(true, Role::Coordinator, false));
+        assert!(needs_second_factor(true, Role::Admin, false));
+        assert!(!needs_second_factor(false, Role::Admin, false));
     }
 
     #[test]

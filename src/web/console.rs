@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/common.css", get(common_style))
         .route("/map.js", get(map_script))
         .route("/place.js", get(place_script))
+        .route("/watch.js", get(watch_script))
         .route("/i18n.js", get(i18n))
         .route("/admin", get(admin_index))
         .route("/admin.js", get(admin_script))
@@ -52,6 +53,7 @@ asset!(common_script, "console/common.js", JS);
 asset!(common_style, "console/common.css", CSS);
 asset!(map_script, "console/map.js", JS);
 asset!(place_script, "console/place.js", JS);
+asset!(watch_script, "console/watch.js", JS);
 asset!(i18n, "console/i18n.js", JS);
 asset!(admin_index, "admin/index.html", HTML);
 asset!(admin_script, "admin/admin.js", JS);

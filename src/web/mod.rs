@@ -73,7 +73,7 @@ impl AppState {
 #[openapi(
     info(title = "vakt", description = "Backend for police victim-support alarm devices: cases, restraining orders, devices and prioritised alerts."),
     paths(
-        auth::login, auth::logout, auth::me,
+        auth::login, auth::logout, auth::me, auth::session,
         api::create_person, api::list_persons, api::get_person,
         api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
         api::create_order, api::list_orders, api::get_order, api::patch_order,
@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
+        .route("/api/session", get(auth::session))
         .route(
             "/api/persons",
             post(api::create_person).get(api::list_persons),

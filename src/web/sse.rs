@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -20,18 +20,17 @@ use crate::domain::{now_ms, Millis};
 use crate::store::{AlertChange, Role};
 
 #[utoipa::path(get, path = "/api/alerts/stream", tag = "alerts",
-    params(("Last-Event-ID" = Option<i64>, Header, description = "The last event seen; what came after it is sent first")),
+    params(("Last-Event-ID" = Option<i64>, Header, description = "The last event seen; what came after it is sent first"),
+           ("last_event_id" = Option<i64>, Query, description = "The same, for a client that opens a new stream (a browser's EventSource sends the header only when it reconnects by itself, e.g. not after logging in again); the header wins")),
     responses((status = 200, content_type = "text/event-stream", description = "Event `alert` with the alert JSON; event `status` with broker and database state; event `session_end` with `{\"reason\": \"logged_out\"|\"expired\"|\"revoked\"|\"unverified\"}` last, when the caller's session or token ends (or could not be checked: connect again)")))]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(&[Role::Officer, Role::Coordinator])?;
-    let last_seen: Option<i64> = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+    let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
     // Subscribe before reading the store, so nothing falls between catch-up and live.
     let live = s.hub.subscribe();
     let ends = s.session_ends.subscribe();
@@ -58,6 +57,21 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(serde::Deserialize)]
+pub struct StreamQuery {
+    last_event_id: Option<String>,
+}
+
+/// The last event the client saw: the `Last-Event-ID` header, else the query parameter.
+/// Anything that is not a number counts as none: the client then gets live changes only.
+fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Option<i64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(query)
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// How many events before `Last-Event-ID` a reconnecting client is sent again.
@@ -256,4 +270,20 @@ where
         rx,
         |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn the_last_event_id_comes_from_the_header_and_else_from_the_query() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(last_event_id(&headers, None), None);
+        assert_eq!(last_event_id(&headers, Some("41")), Some(41));
+        assert_eq!(last_event_id(&headers, Some("x")), None);
+        headers.insert("last-event-id", HeaderValue::from_static(" 57 "));
+        assert_eq!(last_event_id(&headers, Some("41")), Some(57));
+    }
 }

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startVakt, seedCase, waitFor } from './lib/vakt.mjs';
+import { startVakt, seedCase, waitFor, PASSWORD } from './lib/vakt.mjs';
 import { launch, openPage, login, SHOT_DIR } from './lib/browser.mjs';
 import { startTileServer } from './lib/tiles.mjs';
 import { startGeocoder } from './lib/geocoder.mjs';
@@ -674,6 +674,264 @@ describe('duty-officer console: where the alarm is', () => {
         assert.ok(!overlap, `"${a.text}" and "${b.text}" overlap`);
       }
     }
+    assert.deepEqual(page.problems, []);
+  });
+});
+
+/** Counts the tones the page starts, and the state of their audio, before any script runs. */
+function countTones() {
+  window.tonesStarted = 0;
+  window.toneAudioState = null;
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function countedStart(...args) {
+    window.tonesStarted += 1;
+    window.toneAudioState = this.context.state;
+    return start.apply(this, args);
+  };
+}
+
+const tones = (page) => page.evaluate(() => ({ n: window.tonesStarted, state: window.toneAudioState }));
+
+describe('duty-officer console: a session that reaches its limit', () => {
+  const ABSOLUTE_S = 30;
+  let vakt;
+  let browser;
+  let page;
+  let anna;
+  let sara;
+  let coordPage;
+  let renewedAt;
+  const streams = [];
+
+  before(async () => {
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer' },
+        { username: 'coord', role: 'coordinator' },
+      ],
+      toml: `session_absolute_s = ${ABSOLUTE_S}\n`,
+    });
+    anna = await seedCase(vakt, 'coord', ANNA);
+    sara = await seedCase(vakt, 'coord', OTHERS[0]);
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+  });
+
+  it('warns before the session ends, and logging in again keeps the queue, the detail and the stream', async () => {
+    page = await openPage(browser);
+    await page.addInitScript(countTones);
+    page.on('request', (req) => { if (req.url().includes('/api/alerts/stream')) streams.push(req.url()); });
+    coordPage = await openPage(browser);
+    await login(coordPage, vakt.url, 'coord', { vakt });
+    const loggedInAt = Date.now();
+    await login(page, vakt.url, 'officer1', { vakt });
+    assert.equal(await page.locator('#reauth-totp').isVisible(), false, 'an officer without a code is not asked for one');
+    await page.locator('#st-conn.conn-live').waitFor();
+    // Live, so the page knows the id of the last event it was sent.
+    await vakt.alarm({ id: anna.deviceId, key: anna.key, kind: 'panic', lat: ANNA.lat, lon: ANNA.lon });
+    await page.locator('#queue-body tr', { hasText: ANNA.reference }).click();
+    await page.locator('#d-title', { hasText: ANNA.reference }).waitFor();
+    await page.evaluate(() => { window.noReloadMarker = true; });
+
+    const panel = page.locator('#session-panel');
+    assert.equal(await panel.isVisible(), false, 'no warning at the start of a session');
+    await panel.getByText('Your session ends at').waitFor({ timeout: ABSOLUTE_S * 1000 });
+    const warnedAfter = Date.now() - loggedInAt;
+    assert.ok(warnedAfter < ABSOLUTE_S * 1000 - 3000, `warned ${warnedAfter} ms after login, before the end`);
+    await panel.getByText(/^In \d+ s\.$/).waitFor();
+
+    // A coordinator, logged in about as long, is asked for a one-time code as well.
+    const coordPanel = coordPage.locator('#session-panel');
+    await coordPanel.getByText('Your session ends at').waitFor({ timeout: 10000 });
+    await coordPanel.getByLabel('Password').fill(PASSWORD);
+    await coordPanel.getByLabel('One-time code').fill(await vakt.totp('coord'));
+    await coordPanel.getByRole('button', { name: 'Log in again' }).click();
+    await coordPanel.waitFor({ state: 'hidden' });
+    await coordPage.locator('#st-conn.conn-live').waitFor();
+
+    const streamsBefore = streams.length;
+    await panel.getByLabel('Password').fill(PASSWORD);
+    await panel.getByRole('button', { name: 'Log in again' }).click();
+    renewedAt = Date.now();
+    await panel.waitFor({ state: 'hidden' });
+    await page.getByText('Logged in again – watching goes on.').waitFor();
+    await waitFor(() => streams.length > streamsBefore, { what: 'a stream on the new session' });
+    assert.match(streams.at(-1), /[?&]last_event_id=\d+/, 'the new stream catches up from the last event');
+    await page.locator('#st-conn.conn-live').waitFor();
+    await page.locator('#d-title', { hasText: ANNA.reference }).waitFor();
+    assert.equal(await page.locator('#queue-body tr').count(), 1);
+    assert.equal(await page.evaluate(() => window.noReloadMarker), true, 'the page was not reloaded');
+
+    // Past the first session's absolute end, the stream goes on with the new one.
+    await page.waitForTimeout(Math.max(0, loggedInAt + (ABSOLUTE_S + 2) * 1000 - Date.now()));
+    await vakt.alarm({ id: sara.deviceId, key: sara.key, kind: 'panic', lat: OTHERS[0].lat, lon: OTHERS[0].lon });
+    await page.locator('#queue-body tr', { hasText: OTHERS[0].reference }).waitFor({ timeout: 5000 });
+    assert.equal(await page.locator('#watch-lost').isVisible(), false);
+    assert.equal(await page.locator('#st-conn.conn-live').count(), 1);
+    assert.deepEqual(coordPage.problems, []);
+  });
+
+  it('shows NOT RECEIVING ALARMS with a sound when the session ends, and logging in again there keeps the page', async () => {
+    const lost = page.locator('#watch-lost');
+    await lost.getByText('NOT RECEIVING ALARMS').waitFor({ timeout: Math.max(5000, renewedAt + (ABSOLUTE_S + 5) * 1000 - Date.now()) });
+    await lost.getByText(/The session ended at/).waitFor();
+    const panel = page.locator('#session-panel');
+    await panel.getByText('Your session has ended.').waitFor();
+    // The last known queue stays, marked stale; the detail stays open.
+    assert.equal(await page.locator('#queue-body tr').count(), 2);
+    await page.locator('#console-view.stale').waitFor();
+    await page.locator('#d-title', { hasText: ANNA.reference }).waitFor();
+    assert.equal(await page.locator('#login-view').isVisible(), false, 'not thrown out to the login page');
+    // It sounds, and again a few seconds later.
+    await waitFor(async () => (await tones(page)).n > 0, { what: 'a tone' });
+    const first = await tones(page);
+    assert.equal(first.state, 'running', 'the login click let the audio play');
+    await waitFor(async () => (await tones(page)).n > first.n, { timeoutMs: 8000, what: 'the sound to repeat' });
+    await page.screenshot({ path: join(SHOT_DIR, 'console-session-lost.png') });
+
+    await page.locator('#reauth-password').fill(PASSWORD); // focus was put there
+    await page.keyboard.press('Enter');
+    await lost.waitFor({ state: 'hidden' });
+    await page.locator('#st-conn.conn-live').waitFor();
+    assert.equal(await page.locator('#queue-body tr').count(), 2);
+    await page.locator('#d-title', { hasText: ANNA.reference }).waitFor();
+    assert.equal(await page.locator('#console-view.stale').count(), 0);
+    assert.equal(await page.evaluate(() => window.noReloadMarker), true, 'the page was not reloaded');
+    const after = (await tones(page)).n;
+    await page.waitForTimeout(4500);
+    assert.equal((await tones(page)).n, after, 'the sound stopped');
+    assert.deepEqual(page.problems, []);
+  });
+});
+
+describe('duty-officer console: never silently deaf, one attention bar', () => {
+  let vakt;
+  let browser;
+  let page;
+  const sent = []; // case references in the order their alarms were sent
+
+  before(async () => {
+    vakt = await startVakt({
+      users: [
+        { username: 'officer1', role: 'officer' },
+        { username: 'coord', role: 'coordinator' },
+      ],
+    });
+    browser = await launch();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (vakt) await vakt.cleanup();
+  });
+
+  it('shows the stream, its last event and the server readiness in the status strip', async () => {
+    page = await openPage(browser);
+    await page.addInitScript(countTones);
+    await login(page, vakt.url, 'officer1', { vakt });
+    await page.locator('#st-conn.conn-live').waitFor();
+    await page.locator('#st-ready', { hasText: 'Server ready' }).waitFor();
+    await page.locator('#st-heard', { hasText: /Last event \d+ s ago/ }).waitFor();
+    await page.locator('#attention', { hasText: 'No priority-1 or overdue alert waiting.' }).waitFor();
+  });
+
+  it('shows NOT RECEIVING ALARMS with a repeating sound when the server goes, and clears when it is back', async () => {
+    await vakt.crash();
+    const lost = page.locator('#watch-lost');
+    await lost.getByText('NOT RECEIVING ALARMS').waitFor({ timeout: 5000 });
+    await page.locator('#console-view.stale').waitFor();
+    await waitFor(async () => (await tones(page)).n > 0, { what: 'a tone' });
+    const first = await tones(page);
+    assert.equal(first.state, 'running');
+    await waitFor(async () => (await tones(page)).n > first.n, { timeoutMs: 8000, what: 'the sound to repeat' });
+    await page.locator('#st-ready', { hasText: 'Server unreachable' }).waitFor({ timeout: 15000 });
+    await lost.getByText(/The server has been unreachable since/).waitFor();
+
+    await vakt.start();
+    await lost.waitFor({ state: 'hidden', timeout: 20000 });
+    await page.locator('#st-conn.conn-live').waitFor();
+    assert.equal(await page.locator('#console-view.stale').count(), 0);
+    const after = (await tones(page)).n;
+    await page.waitForTimeout(4500);
+    assert.equal((await tones(page)).n, after, 'the sound stopped');
+    await page.locator('#st-ready', { hasText: 'Server ready' }).waitFor({ timeout: 15000 });
+  });
+
+  it('says the sound is blocked until a click after a reload that logged in by itself', async () => {
+    await page.reload();
+    await page.locator('#st-conn.conn-live').waitFor();
+    await vakt.crash();
+    const hint = page.locator('#watch-lost-sound');
+    await page.locator('#watch-lost').getByText('NOT RECEIVING ALARMS').waitFor({ timeout: 5000 });
+    await hint.getByText('The browser is blocking sound').waitFor();
+    await page.mouse.click(5, 400); // anywhere: the layer lets the pointer through
+    await hint.waitFor({ state: 'hidden', timeout: 5000 });
+    await waitFor(async () => (await tones(page)).state === 'running', { timeoutMs: 8000, what: 'a tone that plays' });
+    await vakt.start();
+    await page.locator('#watch-lost').waitFor({ state: 'hidden', timeout: 20000 });
+    await page.locator('#st-conn.conn-live').waitFor();
+  });
+
+  it('gathers six priority-1 alerts in one bar of unchanged height, and the detail does not move', async () => {
+    const specs = [ANNA, ...OTHERS,
+      { ...OTHERS[0], reference: 'SE-2026-0501', person: 'Maria Berg', deviceId: 'alarm-0501' },
+      { ...OTHERS[2], reference: 'SE-2026-0502', person: 'Nora Lind', deviceId: 'alarm-0502' }];
+    const cases = [];
+    for (const spec of specs) cases.push({ spec, kase: await seedCase(vakt, 'coord', spec) });
+    const bar = page.locator('#attention');
+    const boxes = () => page.evaluate(() => ({
+      bar: document.getElementById('attention').getBoundingClientRect().toJSON(),
+      detail: document.getElementById('detail-panel').getBoundingClientRect().toJSON(),
+      title: document.getElementById('d-title').getBoundingClientRect().toJSON(),
+      scroll: document.scrollingElement.scrollTop,
+    }));
+    const empty = await boxes();
+
+    const [one, ...rest] = cases;
+    await vakt.alarm({ id: one.kase.deviceId, key: one.kase.key, kind: 'panic', lat: one.spec.lat, lon: one.spec.lon });
+    sent.push(one.spec.reference);
+    await page.locator('#queue-body tr').first().click();
+    await page.locator('#d-title', { hasText: one.spec.reference }).waitFor();
+    await bar.getByText('1 priority-1 unacknowledged, oldest').waitFor();
+    const withOne = await boxes();
+    for (const { spec, kase } of rest) {
+      await vakt.alarm({ id: kase.deviceId, key: kase.key, kind: 'panic', lat: spec.lat, lon: spec.lon });
+      sent.push(spec.reference);
+    }
+    await bar.getByText('6 priority-1 unacknowledged, oldest').waitFor();
+    await waitFor(async () => (await page.locator('#queue-body tr').count()) === 6, { what: 'six alerts in the queue' });
+    const withSix = await boxes();
+    assert.equal(await page.locator('#notices .notice').count(), 1, 'one notice line, not a banner per alert');
+    assert.equal(withSix.bar.height, empty.bar.height, 'the bar is as high with six alerts as with none');
+    assert.equal(withOne.bar.height, empty.bar.height);
+    assert.equal(withSix.detail.top, empty.detail.top, 'the detail panel did not move');
+    assert.equal(withSix.title.top, withOne.title.top, 'the open detail did not move');
+    assert.equal(withSix.scroll, withOne.scroll);
+    await page.screenshot({ path: join(SHOT_DIR, 'console-attention.png') });
+  });
+
+  it('opens the oldest priority-1 alert with Open next', async () => {
+    const last = page.locator('#queue-body tr', { hasText: sent.at(-1) });
+    await last.click();
+    await page.locator('#d-title', { hasText: sent.at(-1) }).waitFor();
+    await page.getByRole('button', { name: 'Open next' }).click();
+    await page.locator('#d-title', { hasText: sent[0] }).waitFor();
+    const current = page.locator('#queue-body tr[aria-current="true"]');
+    await current.getByText(sent[0]).waitFor();
+    // Acknowledged, it no longer waits: Open next goes on to the next oldest.
+    await page.keyboard.press('a');
+    await current.getByText('Acknowledged').waitFor();
+    await page.locator('#attention').getByText('5 priority-1 unacknowledged').waitFor();
+    await page.getByRole('button', { name: 'Open next' }).click();
+    await page.locator('#d-title', { hasText: sent[1] }).waitFor();
+    await page.locator('#lang-select').selectOption('sv');
+    await page.getByRole('button', { name: 'Öppna nästa' }).waitFor();
+    await page.locator('#attention').getByText('5 prio 1 ej kvitterade').waitFor();
+    await page.locator('#lang-select').selectOption('en');
     assert.deepEqual(page.problems, []);
   });
 });

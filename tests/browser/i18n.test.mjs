@@ -10,7 +10,7 @@ import { REPO } from './lib/vakt.mjs';
 
 const WEB = join(REPO, 'src', 'web');
 const SOURCES = [
-  'console/index.html', 'console/console.js', 'console/common.js', 'console/map.js', 'console/place.js',
+  'console/index.html', 'console/console.js', 'console/common.js', 'console/map.js', 'console/place.js', 'console/watch.js',
   'admin/index.html', 'admin/admin.js', 'admin/zone-editor.js',
 ];
 
@@ -28,6 +28,7 @@ const ENUMS = {
   action: ['opened', 'repeated', 'acknowledged', 'resolved', 'cancel_pressed'],
   notice: ['new_p1', 'overdue', 'repeated', 'cancel'],
   conn: ['connecting', 'live', 'lost', 'syncing'],
+  lost: ['stream', 'server', 'session'],
   feedback: ['received', 'accepted', 'resolved'],
   title: ['cases', 'case', 'persons', 'devices', 'users'],
 };

@@ -12,6 +12,9 @@ import {
 } from './common.js';
 import { renderSituationMap, validPosition } from './map.js';
 import { fillPlaceCell, renderWhere } from './place.js';
+import {
+  sessionPhase, attentionSummary, unlockAudio, audioBlocked, startLostSound, stopLostSound,
+} from './watch.js';
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -30,8 +33,6 @@ const RECONNECT_MAX_MS = 30000;
 const STATUS_STALE_MS = 35000;
 // While an urgent notice is unanswered the alarm sound repeats this often.
 const ALARM_REPEAT_MS = 15000;
-// A lost live connection gets an audible warning once it lasts this long.
-const LOST_SOUND_AFTER_MS = 20000;
 const FLASH_OK_MS = 6000;
 
 const STATE_RANK = { open: 0, acknowledged: 1, resolved: 2 };
@@ -170,6 +171,7 @@ function startSession(user) {
   loadConsoleConfig();
   loadSystemStatus();
   openStream();
+  startWatch();
   // Put the keyboard in the queue once it has loaded, unless the officer
   // has already moved focus somewhere.
   resyncQueue().then(focusFirstRowIfIdle);
@@ -201,6 +203,7 @@ async function loadSystemStatus() {
 function endSession(message, options) {
   closeStream();
   stopTimers();
+  stopWatch();
   state.user = null;
   state.alerts.clear();
   state.finished.clear();
@@ -232,7 +235,7 @@ function stopTimers() {
 }
 
 function onSessionExpired() {
-  if (state.user) endSession(t('session_ended'));
+  if (state.user) onSessionLost();
 }
 
 async function onLogout() {
@@ -256,8 +259,9 @@ async function onLogout() {
 function openStream() {
   closeStream();
   if (state.conn !== 'lost') setConn('connecting');
-  const es = new EventSource(STREAM_URL);
+  const es = new EventSource(streamUrl());
   stream.es = es;
+  watchStream(es);
   es.addEventListener('open', () => { if (stream.es === es) onStreamOpen(); });
   es.addEventListener('error', () => { if (stream.es === es) onStreamError(); });
   es.addEventListener('alert', (ev) => { if (stream.es === es) onAlertEvent(ev); });
@@ -279,7 +283,7 @@ function onSessionEndEvent(ev) {
     // GET /api/me first and shows the login if the session is over.
     setConn('lost');
     scheduleReconnect();
-  } else endSession(t('session_ended'));
+  } else onSessionLost();
 }
 
 function closeStream() {
@@ -331,7 +335,7 @@ function scheduleReconnect() {
     } catch {
       // Server unreachable: the new stream will fail and reschedule.
     }
-    if (state.user) openStream();
+    if (state.user && !watch.sessionLost) openStream();
   }, delay);
 }
 
@@ -435,7 +439,7 @@ function applyAlert(next) {
  * one follow-up run. Resolves to true on success.
  */
 function resyncQueue() {
-  if (!state.user) return Promise.resolve(false);
+  if (!state.user || watch.sessionLost) return Promise.resolve(false);
   if (!sync.running) {
     sync.running = runSync().finally(() => { sync.running = null; });
     return sync.running;
@@ -548,13 +552,16 @@ function addNotice(id, kind, alert) {
  */
 function renderNotices() {
   const box = $('notices');
+  // One line in the attention bar: only the latest notice is shown (and read out).
+  const latest = [...state.notices].slice(-1);
   for (const [id, entry] of noticeNodes) {
-    if (!state.notices.has(id)) {
+    if (!latest.some(([shown]) => shown === id)) {
       entry.node.remove();
       noticeNodes.delete(id);
     }
   }
-  for (const [id, notice] of state.notices) {
+  renderAttention();
+  for (const [id, notice] of latest) {
     const heading = t(`notice_${notice.kind}`);
     const text = noticeText(notice.kind, notice.alert);
     const signature = `${notice.kind}|${heading}|${text}`;
@@ -764,8 +771,8 @@ function renderSound() {
 /** Periodic reminder while an urgent notice is unanswered or the link is down. */
 function repeatAlarm() {
   const urgent = [...state.notices.values()].some((n) => URGENT_NOTICES.has(n.kind));
+  // A lost connection has its own repeating sound (see renderWatch).
   if (urgent) playPattern('alarm');
-  else if (isLost() && Date.now() - state.lostSince >= LOST_SOUND_AFTER_MS) playPattern('lost');
 }
 
 // ---------------------------------------------------------------------------
@@ -815,6 +822,7 @@ function renderConn() {
   if (banner.textContent !== text) banner.textContent = text;
   banner.hidden = !text;
   renderSystemStatus();
+  renderWatch();
 }
 
 /** Open alerts per priority as this officer's queue holds them, plus acknowledged. */
@@ -1617,6 +1625,7 @@ function rerenderForLanguage() {
   renderSound();
   renderShortcuts();
   renderConn();
+  renderAttention();
   if (state.user) {
     renderUser();
     renderAll();
@@ -1624,6 +1633,280 @@ function rerenderForLanguage() {
     document.title = t('app_title');
     $('login-submit').textContent = t('login_submit');
   }
+}
+
+// ---------------------------------------------------------------------------
+// Watching: the session's end, the state of not receiving alarms, readiness,
+// and the attention bar. The console must never stop watching silently.
+// ---------------------------------------------------------------------------
+
+// The stream sends `status` every 10 s: this long without any event, it is dead
+// however open it looks (a stalled proxy), and is opened again.
+const STREAM_SILENT_MS = 35000;
+// An event older than this is shown as late in the status strip.
+const HEARD_LATE_MS = 25000;
+const READY_POLL_MS = 10000;
+
+const watch = {
+  session: null,       // {endsAtMs, absoluteS, secondFactor} from GET /api/session
+  sessionLost: false,  // the session ended while the page was watching
+  lostAt: 0,           // when the session was lost (Date.now)
+  lastEventId: null,   // id of the last alert event, for a new stream to catch up from
+  heardAt: 0,          // last open or event of the stream (Date.now)
+  ready: null,         // 'ready' | 'not_ready' | 'unreachable' from GET /readyz
+  readyDown: [],       // what /readyz said is down
+  shown: null,         // what the lost screen last showed, to focus only on a change
+  timer: 0,
+  readyTimer: 0,
+};
+
+function startWatch() {
+  watch.sessionLost = false;
+  watch.heardAt = 0;
+  clearInterval(watch.timer);
+  clearInterval(watch.readyTimer);
+  watch.timer = setInterval(watchTick, 1000);
+  watch.readyTimer = setInterval(checkReady, READY_POLL_MS);
+  loadSessionInfo();
+  checkReady();
+  renderWatch();
+  renderAttention();
+}
+
+function stopWatch() {
+  clearInterval(watch.timer);
+  clearInterval(watch.readyTimer);
+  Object.assign(watch, {
+    session: null, sessionLost: false, lastEventId: null, heardAt: 0, ready: null, readyDown: [], shown: null,
+  });
+  stopLostSound();
+  $('reauth-password').value = '';
+  $('reauth-totp').value = '';
+  $('reauth-error').hidden = true;
+}
+
+/** A new stream (after logging in again, or after giving up) catches up from the last alert seen. */
+function streamUrl() {
+  return watch.lastEventId ? `${STREAM_URL}?last_event_id=${encodeURIComponent(watch.lastEventId)}` : STREAM_URL;
+}
+
+/** Notes when the stream was last heard from, and the id of the last alert event. */
+function watchStream(es) {
+  const heard = (ev) => {
+    if (stream.es !== es) return;
+    watch.heardAt = Date.now();
+    if (ev && ev.type === 'alert' && ev.lastEventId) watch.lastEventId = ev.lastEventId;
+  };
+  for (const type of ['open', 'alert', 'status']) es.addEventListener(type, heard);
+}
+
+/** The limits of this session, to warn before its absolute end. */
+async function loadSessionInfo() {
+  try {
+    const info = await apiOptional('GET', '/api/session');
+    if (!info || !state.user) return;
+    watch.session = {
+      endsAtMs: timeMs(info.ends_at) || NaN,
+      absoluteS: Number(info.absolute_s),
+      secondFactor: info.second_factor === true,
+    };
+  } catch {
+    // Asked again after the next login; the lost screen covers an end meanwhile.
+  }
+  renderWatch();
+}
+
+/** The session is over (expired, or the server no longer knows it): keep the page, ask for the password. */
+function onSessionLost() {
+  if (!state.user) return;
+  if (!watch.sessionLost) watch.lostAt = Date.now();
+  watch.sessionLost = true;
+  closeStream();
+  clearTimeout(stream.retryTimer);
+  clearTimeout(stream.syncRetryTimer);
+  setConn('lost');
+}
+
+/** /readyz, as a load balancer sees the server; unreachable is said as such. */
+async function checkReady() {
+  if (!state.user) return;
+  try {
+    const res = await fetch('/readyz', { cache: 'no-store', credentials: 'omit' });
+    const body = await res.json().catch(() => null);
+    watch.ready = res.ok ? 'ready' : 'not_ready';
+    watch.readyDown = body && typeof body === 'object'
+      ? ['database', 'broker'].filter((k) => body[k] === false) : [];
+  } catch {
+    watch.ready = 'unreachable';
+    watch.readyDown = [];
+  }
+  renderWatch();
+}
+
+function watchTick() {
+  if (!state.user) return;
+  // Open but silent for too long: as good as lost.
+  if (state.conn === 'live' && watch.heardAt && Date.now() - watch.heardAt > STREAM_SILENT_MS) {
+    closeStream();
+    setConn('lost');
+    scheduleReconnect();
+  }
+  renderWatch();
+}
+
+/** Why no alarm can arrive now, or null when they can. */
+function lostReason() {
+  if (!state.user) return null;
+  if (watch.sessionLost) return 'session';
+  if (state.conn !== 'lost') return null;
+  return watch.ready === 'unreachable' ? 'server' : 'stream';
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/** The lost screen and its sound, the stale mark on the queue, the session panel and readiness. */
+function renderWatch() {
+  const why = lostReason();
+  const since = why === 'session' ? watch.lostAt : state.lostSince;
+  const view = $('console-view');
+  $('watch-lost').hidden = !why;
+  view.classList.toggle('stale', Boolean(why));
+  if (why) {
+    const at = new Date(since).toISOString();
+    setText($('watch-lost-why'), t(`lost_${why}`, { since: fmtClock(at), age: fmtAge(Date.now() - since) }));
+    const blocked = audioBlocked();
+    $('watch-lost-sound').hidden = !blocked;
+    setText($('watch-lost-sound'), t('lost_sound_blocked'));
+    view.dataset.stale = t('stale_label', { since: fmtClock(at) });
+    startLostSound();
+  } else {
+    stopLostSound();
+    delete view.dataset.stale;
+  }
+  renderSessionPanel(why);
+  renderReadiness();
+}
+
+function renderSessionPanel(why) {
+  const panel = $('session-panel');
+  const phase = why === 'session' ? 'lost' : state.user ? sessionPhase(watch.session, nowMs()) : 'ok';
+  const show = phase !== 'ok';
+  const wasShown = !panel.hidden;
+  panel.hidden = !show;
+  panel.classList.toggle('session-lost', phase === 'lost');
+  if (!show) {
+    watch.shown = null;
+    return;
+  }
+  const endsAt = watch.session ? new Date(watch.session.endsAtMs).toISOString() : null;
+  setText($('session-text'), phase === 'lost'
+    ? t('session_lost_text')
+    : t('session_warn_text', { time: endsAt ? fmtClock(endsAt) : t('dash') }));
+  setText($('session-left'), phase === 'lost' || !watch.session
+    ? '' : t('session_left', { age: fmtAge(watch.session.endsAtMs - nowMs()) }));
+  const code = Boolean(watch.session && watch.session.secondFactor);
+  $('reauth-totp').hidden = !code;
+  $('reauth-totp-label').hidden = !code;
+  // Focus goes to the password only when the session is lost: a warning must not
+  // take the keyboard from an officer typing a note.
+  if (phase === 'lost' && watch.shown !== 'lost' && (!wasShown || !isTypingTarget(document.activeElement))) {
+    $('reauth-password').focus();
+  }
+  watch.shown = phase;
+}
+
+function renderReadiness() {
+  const heard = $('st-heard');
+  const ready = $('st-ready');
+  if (!state.user) {
+    heard.hidden = true;
+    ready.hidden = true;
+    return;
+  }
+  heard.hidden = false;
+  const age = watch.heardAt ? Date.now() - watch.heardAt : null;
+  setText(heard, age === null ? t('heard_never') : t('heard_ago', { age: fmtAge(age) }));
+  heard.className = `st-item st-heard ${age === null || age > HEARD_LATE_MS || isLost() ? 'sys-warn' : ''}`;
+  ready.hidden = watch.ready === null;
+  if (watch.ready === null) return;
+  const down = watch.readyDown.map((k) => t(`sys_${k}`)).join(', ');
+  setText(ready, watch.ready === 'ready' ? t('ready_ok')
+    : watch.ready === 'unreachable' ? t('ready_unreachable') : t('ready_down', { what: down || t('dash') }));
+  ready.className = `st-item st-ready sys ${watch.ready === 'ready' ? 'sys-ok' : 'sys-down'}`;
+}
+
+/** Logs the same officer in again, keeping the page, and reopens the stream on the new session. */
+async function onReauthSubmit(event) {
+  event.preventDefault();
+  if (!state.user) return;
+  const error = $('reauth-error');
+  const password = $('reauth-password').value;
+  const totp = $('reauth-totp').value.replace(/\s+/g, '');
+  if (!password) {
+    error.textContent = t('reauth_missing');
+    error.hidden = false;
+    return;
+  }
+  const body = { username: state.user.username, password };
+  if (totp) body.totp = totp;
+  const submit = $('reauth-submit');
+  submit.disabled = true;
+  try {
+    await api('POST', '/api/login', body);
+    $('reauth-password').value = '';
+    $('reauth-totp').value = '';
+    error.hidden = true;
+    watch.sessionLost = false;
+    watch.session = null;
+    await loadSessionInfo();
+    stream.retryMs = RECONNECT_MIN_MS;
+    openStream();
+    resyncQueue();
+    renderWatch();
+    showOk(t('reauth_done'));
+  } catch (err) {
+    error.textContent = err.status === 401 ? t('login_failed') : err.status === 429 ? t('login_wait') : err.message;
+    error.hidden = false;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+/** The single attention bar: same height with no alert waiting or with many. */
+function renderAttention() {
+  const bar = $('attention');
+  bar.hidden = !state.user;
+  if (!state.user) return;
+  const s = attentionSummary(state.alerts.values(), nowMs());
+  const level = s.overdue > 0 ? 'overdue' : s.count > 0 ? 'p1' : 'none';
+  const className = `attention attention-${level}`;
+  if (bar.className !== className) bar.className = className;
+  let text = t('attention_none');
+  if (s.count > 0) {
+    const parts = [];
+    if (s.p1 > 0) parts.push(t('attention_p1', { n: s.p1 }));
+    if (s.overdue > 0) parts.push(t('attention_overdue', { n: s.overdue }));
+    parts.push(t('attention_oldest', { age: fmtAge(s.oldestWaitMs) }));
+    text = parts.join(', ');
+  }
+  setText($('attention-summary'), text);
+  $('attention-next').disabled = !s.next;
+}
+
+/** Opens the most urgent unacknowledged alert: overdue first, then priority 1, the longest waiting. */
+function openNextAttention() {
+  const { next } = attentionSummary(state.alerts.values(), nowMs());
+  if (next) selectAlert(keyOf(next.id), { focusRow: true });
+}
+
+function wireWatch() {
+  $('reauth-form').addEventListener('submit', onReauthSubmit);
+  $('attention-next').addEventListener('click', openNextAttention);
+  // Every click and key press lets the lost sound play later; the login click is the first.
+  document.addEventListener('pointerdown', unlockAudio, true);
+  document.addEventListener('keydown', unlockAudio, true);
 }
 
 // ---------------------------------------------------------------------------
@@ -1662,6 +1945,7 @@ function wireEvents() {
   $('reveal-form').addEventListener('submit', onRevealSubmit);
   $('reveal-form').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') hideRevealForm(); });
   document.addEventListener('keydown', onKeyDown);
+  wireWatch();
   watchMapWidth();
   // Background tabs may throttle timers; catch up as soon as we are visible.
   document.addEventListener('visibilitychange', () => {
