@@ -512,3 +512,94 @@ async fn an_unprotected_persons_case_shows_its_plan_zones_and_distances_without_
     assert_eq!(detail["orders"][0]["zones"][0]["radius_m"], 300.0);
     assert_eq!(detail["orders"][0]["zones_masked"], false);
 }
+
+#[tokio::test]
+async fn the_officer_who_acknowledged_an_alert_reveals_its_person_without_a_typed_reason_and_it_is_logged_while_another_officer_cannot(
+) {
+    let app = TestApp::start().await;
+    let handling = app
+        .client_for("officer.handling", Role::Officer, Some("Stockholm"))
+        .await;
+    let other = app
+        .client_for("officer.other", Role::Officer, Some("Stockholm"))
+        .await;
+    let (_, d) = seed(&app).await;
+    let device = app.connect(&d).await;
+    let fix = firmware_sim::Fix::from_degrees(ALARM.0, ALARM.1, 12).unwrap();
+    device.alarm("panic", Some(fix), None).await.unwrap();
+    let alert = app.wait_for_alert(&d.id, |_| true).await["id"]
+        .as_i64()
+        .unwrap();
+    let detail = |client: &reqwest::Client, query: &str| {
+        client
+            .get(app.url(&format!("/api/alerts/{alert}{query}")))
+            .send()
+    };
+
+    // Open: nobody handles it yet, so nobody reveals by handling it.
+    let resp = detail(&handling, "?handling=true").await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["field"], "handling");
+
+    let resp = handling
+        .post(app.url(&format!("/api/alerts/{alert}/ack")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let body = text(
+        detail(&handling, "?handling=true").await.unwrap(),
+        "handling",
+    )
+    .await;
+    for shown in ["Anna Lindqvist", "Karin Lindqvist", PLAN] {
+        assert!(
+            body.contains(shown),
+            "handling reveal lacks {shown}: {body}"
+        );
+    }
+
+    // Another officer of the region, or a reason typed beside it, gets nothing more.
+    for (client, query) in [
+        (&other, "?handling=true"),
+        (&handling, "?handling=true&reason=my%20own%20words"),
+    ] {
+        let resp = detail(client, query).await.unwrap();
+        assert_eq!(resp.status(), 422, "{query}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["field"], "handling");
+    }
+    let body = text(detail(&other, "").await.unwrap(), "other").await;
+    assert_nothing_protected("another officer's detail", &body, false);
+
+    let audit = app.get(&app.admin, "/api/audit").await;
+    let reveals: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "person_revealed" && e["actor"] != "coordinator")
+        .map(|e| (e["actor"].clone(), e["detail"].clone()))
+        .collect();
+    assert_eq!(
+        reveals,
+        vec![(
+            json!("officer.handling"),
+            json!(format!("handling alert {alert}"))
+        )],
+        "{audit}"
+    );
+
+    // Resolved, it is handled no more.
+    let resp = handling
+        .post(app.url(&format!("/api/alerts/{alert}/resolve")))
+        .json(&json!({"outcome": "false_alarm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = detail(&handling, "?handling=true").await.unwrap();
+    assert_eq!(resp.status(), 422);
+}

@@ -82,6 +82,15 @@ pub struct ReasonQuery {
     pub reason: Option<String>,
 }
 
+#[derive(Deserialize, IntoParams)]
+pub struct AlertRevealQuery {
+    /// Why the protected details are needed; logged with who asked.
+    pub reason: Option<String>,
+    /// `true`: the caller is the officer who acknowledged this alert and is handling it;
+    /// the server checks that and logs the reveal as "handling alert N". No typed reason.
+    pub handling: Option<bool>,
+}
+
 #[utoipa::path(post, path = "/api/persons", tag = "persons", request_body = NewPerson,
     responses((status = 201, body = PersonOut), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_person(
@@ -1465,16 +1474,17 @@ async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Al
     Ok(alert)
 }
 
-#[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", params(("id" = i64, Path), ReasonQuery),
+#[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", params(("id" = i64, Path), AlertRevealQuery),
     responses((status = 200, body = AlertDetail), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_alert(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-    Query(q): Query<ReasonQuery>,
+    Query(q): Query<AlertRevealQuery>,
 ) -> ApiResult<Json<AlertDetail>> {
     caller.require(&[Role::Officer, Role::Coordinator])?;
     let alert = alert_in_region(&s, &caller, id).await?;
+    let reason = alert_reveal_reason(&caller, &alert, &q)?;
     let index = s.directory.snapshot();
     let case = match &alert.case_id {
         Some(id) => Some(s.store.case(id).await?),
@@ -1486,7 +1496,7 @@ pub async fn get_alert(
     let person = match &case {
         Some(c) => {
             let p = s.store.person(&c.person_id).await?;
-            sight = reveal(&s, &caller, q.reason.as_deref(), &p, Some(&c.id), true).await?;
+            sight = reveal(&s, &caller, reason.as_deref(), &p, Some(&c.id), true).await?;
             home = p.address.clone();
             Some(mask::person(&p, sight))
         }
@@ -1581,6 +1591,33 @@ pub async fn street_address(
         crate::geocode::Lookup::NoAddress => out("none", None),
         crate::geocode::Lookup::Unavailable => out("unavailable", None),
     }
+}
+
+/// The reason an alert's detail is asked with: the caller's own words, or, for the officer
+/// handling the alert (`?handling=true`), one the server words after checking that the
+/// caller is the one who acknowledged it. A client never supplies the handling reason.
+fn alert_reveal_reason(
+    caller: &Caller,
+    alert: &Alert,
+    q: &AlertRevealQuery,
+) -> ApiResult<Option<String>> {
+    if q.handling != Some(true) {
+        return Ok(q.reason.clone());
+    }
+    if q.reason.as_deref().is_some_and(|r| !r.trim().is_empty()) {
+        return Err(ApiError::invalid(
+            "handling",
+            "either a reason or handling, not both",
+        ));
+    }
+    mask::handling_reason(alert, &caller.username)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "handling",
+                "only the officer who acknowledged this alert, while it is acknowledged, reveals by handling it; state a reason instead",
+            )
+        })
 }
 
 #[derive(Deserialize, ToSchema, Default)]

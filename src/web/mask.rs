@@ -264,6 +264,14 @@ pub fn location(
     })
 }
 
+/// The officer who acknowledged an alert is the one calling the person its response plan
+/// names: for them the reveal needs no typed reason, the server words it. Only while the
+/// alert is acknowledged: once resolved, nobody is handling it any more.
+pub fn handling_reason(a: &Alert, username: &str) -> Option<String> {
+    (a.state == AlertState::Acknowledged && a.acknowledged_by.as_deref() == Some(username))
+        .then(|| format!("handling alert {}", a.id))
+}
+
 /// The device is answered on every change of an alarm it raised (spec/protocol.md, "Feedback
 /// to the device"): `received` once stored, `accepted` at acknowledge, `resolved` at resolve.
 fn feedback_told(a: &Alert) -> Option<Feedback> {
@@ -376,6 +384,47 @@ mod tests {
         ] {
             assert!(text.contains(shown), "{shown} missing: {text}");
         }
+    }
+
+    #[test]
+    fn only_the_officer_who_acknowledged_an_alert_is_handling_it_and_only_until_it_is_resolved() {
+        let mut a = crate::domain::Alert {
+            id: 7,
+            priority: crate::domain::Priority::P1,
+            kind: crate::domain::AlertKind::Panic,
+            state: AlertState::Open,
+            case_id: Some("c1".into()),
+            device_id: None,
+            region: None,
+            first_at: 0,
+            last_at: 0,
+            count: 1,
+            position: None,
+            reasons: Vec::new(),
+            overdue: false,
+            back_online: false,
+            cancel_pressed: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            outcome: None,
+            origin: None,
+        };
+        assert_eq!(
+            handling_reason(&a, "officer1"),
+            None,
+            "open: nobody handles it"
+        );
+        a.state = AlertState::Acknowledged;
+        a.acknowledged_by = Some("officer1".into());
+        assert_eq!(
+            handling_reason(&a, "officer1").as_deref(),
+            Some("handling alert 7")
+        );
+        assert_eq!(handling_reason(&a, "officer2"), None);
+        a.state = AlertState::Resolved;
+        assert_eq!(handling_reason(&a, "officer1"), None);
     }
 
     #[test]

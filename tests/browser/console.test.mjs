@@ -104,7 +104,7 @@ describe('duty-officer console', () => {
     assert.equal(await officer.evaluate(() => window.noReloadMarker), true, 'the page was not reloaded');
 
     await assertRowShows(row, ['1', 'Panic', ANNA.reference, 'High', 'Stockholm', 'Open']);
-    const notice = officer.getByRole('alert').filter({ hasText: 'NEW PRIORITY 1 ALERT' });
+    const notice = officer.locator('#notices .notice').filter({ hasText: 'NEW PRIORITY 1 ALERT' });
     await notice.waitFor();
     assert.match(await notice.innerText(), new RegExp(ANNA.reference));
     assert.match(await officer.title(), /PRIORITY 1/);
@@ -112,7 +112,7 @@ describe('duty-officer console', () => {
   });
 
   it('opens the detail with the response plan, relatives, restrained person and a map of zones and position', async () => {
-    await officer.getByRole('alert').getByRole('button', { name: 'Open' }).first().click();
+    await officer.locator('#notices').getByRole('button', { name: 'Open' }).first().click();
     const detail = officer.locator('#detail');
     await detail.waitFor();
     await detail.getByRole('heading', { name: `Panic – case ${ANNA.reference}` }).waitFor();
@@ -146,7 +146,7 @@ describe('duty-officer console', () => {
     assert.match(swedish, /Positionen är \d+ m från den registrerade adressen/);
     assert.doesNotMatch(swedish, /Position is|Case |Restraining order/, 'no English left');
     // The backend's own history notes too.
-    assert.match(await officer.locator('#d-history').innerText(), /Överfallslarm \(boot \d+, seq \d+\)/);
+    assert.match(await officer.locator('#d-history').innerText(), /Överfallslarm \(meddelande \d+ från enheten sedan den startade\)/);
     await officer.locator('#lang-select').selectOption('en');
     await reasons.getByText('Panic button pressed', { exact: true }).waitFor();
   });
@@ -157,7 +157,7 @@ describe('duty-officer console', () => {
     await officer.keyboard.press('a');
     await row.getByText('Acknowledged').waitFor();
     await row.getByText('by officer1').waitFor();
-    await officer.getByRole('alert').filter({ hasText: 'NEW PRIORITY 1 ALERT' }).waitFor({ state: 'detached' });
+    await officer.locator('#notices .notice').filter({ hasText: 'NEW PRIORITY 1 ALERT' }).waitFor({ state: 'detached' });
     const detail = officer.locator('#detail');
     await waitFor(async () => /Device was told\s+Accepted/.test(await detail.innerText()), { what: 'the device feedback to show "accepted"' });
 
@@ -345,7 +345,7 @@ describe('duty-officer console: an alert not acknowledged in time', () => {
     if (vakt) await vakt.cleanup();
   });
 
-  it('stands out as overdue and is announced again', async () => {
+  it('stands out as overdue and takes over the notice', async () => {
     const anna = await seedCase(vakt, 'coord', ANNA);
     const page = await openPage(browser);
     await login(page, vakt.url, 'officer1', { vakt });

@@ -209,6 +209,7 @@ function endSession(message, options) {
   state.finished.clear();
   state.pending.clear();
   state.notices.clear();
+  clearAnnouncements();
   state.selectedId = null;
   state.detail = null;
   state.detailSeq += 1;
@@ -516,6 +517,7 @@ function considerNotice(prev, next) {
   }
   if (next.state !== 'open') {
     // Acknowledged: someone is on it; urgent notices are no longer needed.
+    if (prev && prev.state === 'open') withdrawAnnouncements(id);
     const existing = state.notices.get(id);
     if (existing && URGENT_NOTICES.has(existing.kind)) state.notices.delete(id);
     else if (existing) existing.alert = next;
@@ -538,17 +540,67 @@ function considerNotice(prev, next) {
 }
 
 function addNotice(id, kind, alert) {
-  // Re-inserting moves the notice to the end, so the latest one is read out.
+  // Re-inserting moves the notice to the end, so the latest one is shown last.
   state.notices.delete(id);
   state.notices.set(id, { kind, alert });
+  announce(id, kind, alert);
+}
+
+// ---------------------------------------------------------------------------
+// Screen-reader announcements
+// ---------------------------------------------------------------------------
+
+// How long an announcement stays in the live region; screen readers read it
+// when it is added, the removal is only housekeeping.
+const ANNOUNCE_KEEP_MS = 20000;
+const announced = new Map(); // id -> signature of the last announcement
+
+/**
+ * Reads out the alert itself (what, which case, where), never the notice's
+ * buttons, and once per event: a new priority-1 alert, each escalation, each
+ * repeat, a cancel. The visible notice may be redrawn (its waiting time every
+ * minute) without a word being repeated.
+ */
+function announce(id, kind, alert) {
+  const signature = `${kind}|${alert.priority}|${alert.count}`;
+  if (announced.get(id) === signature) return;
+  announced.set(id, signature);
+  const line = el('p', null, t(`announce_${kind}`, { alert: announcementText(alert) }));
+  line.dataset.id = id;
+  $('announcer').append(line);
+  setTimeout(() => line.remove(), ANNOUNCE_KEEP_MS);
+}
+
+/** "priority 1, Panic, case SE-2026-0417, Stockholm, inside exclusion zone “Home”". */
+function announcementText(alert) {
+  const parts = [t('notice_text', {
+    priority: alert.priority ?? '?',
+    kind: tEnum('kind', alert.kind),
+    case: caseLabel(alert),
+    region: alert.region || t('dash'),
+  })];
+  const zone = (Array.isArray(alert.reason_details) ? alert.reason_details : [])
+    .find((r) => r && r.code === 'inside_zone' && r.values && r.values.zone);
+  if (zone) parts.push(t('announce_place', { zone: zone.values.zone }));
+  return parts.join(', ');
+}
+
+/** Someone took the alert: what was waiting to be read about it is no longer news. */
+function withdrawAnnouncements(id) {
+  announced.delete(id);
+  for (const line of [...$('announcer').children]) if (line.dataset.id === id) line.remove();
+}
+
+function clearAnnouncements() {
+  announced.clear();
+  $('announcer').replaceChildren();
 }
 
 /**
- * The notice box is an assertive live region: screen readers read out what
- * is added or changed. So notices are reconciled, not rebuilt, and a notice
- * is only replaced when its wording changes. An overdue notice names how
- * many whole minutes the alert has waited, so it is announced again every
- * minute until someone acknowledges.
+ * The notice box is what the eye sees: notices are reconciled, not rebuilt,
+ * and a notice is only replaced when its wording changes (an overdue notice
+ * names how many whole minutes the alert has waited). Screen readers hear the
+ * alert from `announce`, once, not from this box.
  */
 function renderNotices() {
   const box = $('notices');
@@ -911,6 +963,7 @@ function renderQueue() {
     if (body.children[index] !== tr) body.insertBefore(tr, body.children[index] || null);
   });
 
+  rovingTabStop();
   restoreRowFocus(focusedId, focusedIndex);
   $('queue-empty').hidden = list.length > 0;
   $('queue-table').hidden = list.length === 0;
@@ -930,7 +983,7 @@ function restoreRowFocus(focusedId, focusedIndex) {
 function createRow(id) {
   const tr = document.createElement('tr');
   tr.dataset.id = id;
-  tr.tabIndex = 0;
+  tr.tabIndex = -1; // one Tab stop for the whole queue: see rovingTabStop
   for (let i = 0; i < 7; i += 1) tr.append(document.createElement('td'));
   return tr;
 }
@@ -1100,6 +1153,22 @@ function highlightSelectedRow() {
     if (selected) tr.setAttribute('aria-current', 'true');
     else tr.removeAttribute('aria-current');
   }
+  rovingTabStop();
+}
+
+/**
+ * The queue is one Tab stop, not one per alert: Tab reaches the selected row
+ * (the first, before any is selected) and the next Tab leaves the queue; the
+ * arrow keys move within it. Every other row has tabindex -1, so a click or
+ * script can still focus it.
+ */
+function rovingTabStop() {
+  const body = $('queue-body');
+  const stop = rows.get(state.selectedId) || body.firstElementChild;
+  for (const tr of body.children) {
+    const index = tr === stop ? 0 : -1;
+    if (tr.tabIndex !== index) tr.tabIndex = index;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1128,8 +1197,12 @@ function closeDetail() {
   else focusRowAt(0);
 }
 
-/** `reason` is only set after the officer stated one to reveal a protected identity. */
-async function loadDetail(id, reason) {
+/**
+ * `reason` is only set after the officer stated one to reveal a protected
+ * identity; `handling` when the officer who acknowledged the alert revealed it
+ * in one action (the server checks that and words the logged reason).
+ */
+async function loadDetail(id, reason, handling = false) {
   const seq = ++state.detailSeq;
   const switching = !state.detail || state.detail.id !== id;
   if (switching) state.detail = null;
@@ -1137,7 +1210,8 @@ async function loadDetail(id, reason) {
   $('detail-error').hidden = true;
   renderDetailPanel();
 
-  const query = reason ? `?reason=${encodeURIComponent(reason)}` : '';
+  let query = reason ? `?reason=${encodeURIComponent(reason)}` : '';
+  if (handling) query = '?handling=true';
   try {
     const data = await api('GET', `/api/alerts/${encodeURIComponent(id)}${query}`);
     if (seq !== state.detailSeq) return; // a newer selection won
@@ -1145,9 +1219,14 @@ async function loadDetail(id, reason) {
     // The queue may already hold a newer version from the live stream.
     const live = state.alerts.get(id);
     if (live && isStale(live, data.alert)) data.alert = live;
-    state.detail = { id, data, reason };
+    state.detail = { id, data, reason, handling };
   } catch (err) {
     if (seq !== state.detailSeq) return;
+    // No longer the officer handling it (resolved, say): show it as anyone sees it.
+    if (handling && err.status === 422) {
+      loadDetail(id, null);
+      return;
+    }
     $('detail-error').textContent = t('detail_error', { msg: err.message });
     $('detail-error').hidden = false;
   } finally {
@@ -1159,7 +1238,10 @@ async function loadDetail(id, reason) {
 }
 
 function refreshDetail() {
-  if (state.detail) loadDetail(state.detail.id, state.detail.reason);
+  if (state.detail) {
+    const { id, reason, handling, data } = state.detail;
+    loadDetail(id, reason, handling && isHandledByMe(data.alert));
+  }
   else if (state.selectedId !== null) loadDetail(state.selectedId, null);
 }
 
@@ -1323,6 +1405,7 @@ function renderDetailPanel() {
   renderActions(alert);
   renderPlan(kase);
   renderPerson(person, detail.reason, kase);
+  renderHandlingReveal(alert, person);
   renderOrders(orders);
   renderSituationMap($('d-map'), $('d-map-legend'), {
     position: alert.position,
@@ -1453,7 +1536,7 @@ function reasonText(reason) {
     ...v,
     kind: v.kind ? tEnum('kind', v.kind) : v.kind,
     outcome: v.outcome ? tEnum('outcome', v.outcome) : v.outcome,
-    origin: Number.isFinite(v.boot) ? ` (boot ${v.boot}, seq ${v.seq})` : '',
+    origin: originText(v),
     raised: Number.isFinite(v.raised_to) ? t('raised_to', { p: v.raised_to }) : '',
     note: v.note ? `: ${v.note}` : '',
     risk: v.risk ? tEnum('risk', v.risk).toLowerCase() : v.risk,
@@ -1488,6 +1571,28 @@ function renderPerson(person, reason, kase) {
   ];
   rows.push(['sec_relatives', relativesList(kase)]);
   fillDl($('d-person'), rows);
+}
+
+/** The officer who acknowledged an alert is handling it (the server decides; this only offers). */
+function isHandledByMe(alert) {
+  return Boolean(alert && state.user && alert.state === 'acknowledged'
+    && alert.acknowledged_by === state.user.username);
+}
+
+/**
+ * The officer handling the alert is the one its plan tells to call the
+ * protected person: one button reveals, no typed reason. Everyone else states
+ * a reason as before.
+ */
+function renderHandlingReveal(alert, person) {
+  const btn = $('reveal-handling-btn');
+  const offer = Boolean(person && person.masked === true) && isHandledByMe(alert);
+  btn.hidden = !offer;
+  if (offer) btn.textContent = t('reveal_handling', { id: alert.id });
+}
+
+function revealAsHandling() {
+  if (state.detail && isHandledByMe(state.detail.data.alert)) loadDetail(state.detail.id, null, true);
 }
 
 /** Relatives from the case (name, relation, phone): who else to call. */
@@ -1590,10 +1695,32 @@ function renderAlertFacts(alert) {
   ]);
 }
 
+/**
+ * Which message of the device an alarm was, in words: its counter since the
+ * device started, and whether the device restarted since the alert's first
+ * message (`restarted`, set by renderHistory). The raw boot counter means
+ * nothing to an officer and is left out.
+ */
+function originText(v) {
+  if (!Number.isFinite(v.boot) || !Number.isFinite(v.seq)) return '';
+  return t(v.restarted ? 'origin_seq_restarted' : 'origin_seq', { seq: v.seq });
+}
+
+/** History notes with the restart between messages marked (see originText). */
+function withRestarts(items) {
+  let firstBoot = null;
+  return items.map((h) => {
+    const v = h && h.note_values;
+    if (!v || !Number.isFinite(v.boot)) return h;
+    if (firstBoot === null) firstBoot = v.boot;
+    return v.boot === firstBoot ? h : { ...h, note_values: { ...v, restarted: true } };
+  });
+}
+
 function renderHistory(history) {
   const list = $('d-history');
   list.replaceChildren();
-  const items = Array.isArray(history) ? history : [];
+  const items = withRestarts(Array.isArray(history) ? history : []);
   if (items.length === 0) {
     list.append(el('li', 'muted', t('no_history')));
     return;
@@ -1941,6 +2068,7 @@ function wireEvents() {
   $('resolve-form').addEventListener('submit', onResolveSubmit);
   $('resolve-outcome').addEventListener('change', syncResolveButton);
   $('reveal-btn').addEventListener('click', showRevealForm);
+  $('reveal-handling-btn').addEventListener('click', revealAsHandling);
   $('reveal-cancel').addEventListener('click', hideRevealForm);
   $('reveal-form').addEventListener('submit', onRevealSubmit);
   $('reveal-form').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') hideRevealForm(); });
