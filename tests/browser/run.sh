@@ -23,7 +23,7 @@ for arg in "$@"; do
     *) suites+=("$arg") ;;
   esac
 done
-[ ${#suites[@]} -gt 0 ] || suites=(i18n.test.mjs console.test.mjs admin.test.mjs firefox.test.mjs)
+[ ${#suites[@]} -gt 0 ] || suites=(coords.test.mjs i18n.test.mjs console.test.mjs admin.test.mjs firefox.test.mjs)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
