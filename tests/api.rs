@@ -272,6 +272,18 @@ async fn bad_input_is_a_problem_naming_the_field_and_stores_nothing() {
             422,
             "address.lat",
         ),
+        // Swapped: longitude 59 is a lake in Kazakhstan, not Stockholm.
+        (
+            json!({"name": "A", "address": {"text": "x", "lat": 18.06, "lon": 59.33}}),
+            422,
+            "address.lat",
+        ),
+        // A lost leading digit puts the home in the North Sea.
+        (
+            json!({"name": "A", "address": {"text": "x", "lat": 59.33, "lon": 8.06}}),
+            422,
+            "address.lon",
+        ),
         (json!({"name": "A", "surprise": true}), 400, "surprise"),
     ];
     for (body, status, field) in cases {

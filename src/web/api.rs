@@ -118,6 +118,23 @@ pub async fn create_person(
                 "latitude -90..90 and longitude -180..180",
             ));
         }
+        // Zones are drawn around this position and alarms measured from it: a position
+        // outside the country is a typing error (swapped or truncated coordinates).
+        let bounds = &s.config.zone_bounds;
+        if !bounds.contains((a.lat, a.lon)) {
+            let field = if (bounds.min_lat..=bounds.max_lat).contains(&a.lat) {
+                "address.lon"
+            } else {
+                "address.lat"
+            };
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "the position lies outside the area served (latitude {}..{}, longitude {}..{}); are latitude and longitude swapped?",
+                    bounds.min_lat, bounds.max_lat, bounds.min_lon, bounds.max_lon
+                ),
+            ));
+        }
     }
     let person = Person {
         id: new_id("p"),

@@ -9,7 +9,7 @@ use axum::Router;
 use super::AppState;
 
 /// The pages and their assets. Modules shared by both pages (`common.js`, `map.js`,
-/// `i18n.js`, `common.css`) are served once, from the site root.
+/// `i18n.js`, `coords.js`, `common.css`) are served once, from the site root.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/place.js", get(place_script))
         .route("/watch.js", get(watch_script))
         .route("/i18n.js", get(i18n))
+        .route("/coords.js", get(coords_script))
         .route("/admin", get(admin_index))
         .route("/admin.js", get(admin_script))
         .route("/admin.css", get(admin_style))
@@ -55,6 +56,7 @@ asset!(map_script, "console/map.js", JS);
 asset!(place_script, "console/place.js", JS);
 asset!(watch_script, "console/watch.js", JS);
 asset!(i18n, "console/i18n.js", JS);
+asset!(coords_script, "console/coords.js", JS);
 asset!(admin_index, "admin/index.html", HTML);
 asset!(admin_script, "admin/admin.js", JS);
 asset!(admin_style, "admin/admin.css", CSS);

@@ -81,6 +81,24 @@ describe("coordinators' pages", () => {
     assert.equal(await page.locator('#persons-body').getByText('Leila Haddad').count(), 0);
   });
 
+  it('refuses a home position outside Sweden and reads one typed in the other order', async () => {
+    const personForm = page.locator('#person-form');
+    await personForm.getByLabel('Name', { exact: true }).fill('Per Holm');
+    await personForm.getByLabel('Address').fill('Storgatan 1, 903 26 Umeå');
+    await personForm.getByLabel('Latitude').fill('63.8258');
+    await personForm.getByLabel('Longitude').fill('2.2630'); // a lost digit: the North Sea
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await personForm.getByText('The position lies outside Sweden. Are latitude and longitude swapped?').waitFor();
+    assert.equal((await vakt.api('coord', 'GET', '/api/persons')).filter((p) => p.name === 'Per Holm').length, 0);
+
+    await personForm.getByLabel('Latitude').fill('20.2630');
+    await personForm.getByLabel('Longitude').fill('63.8258');
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await page.getByText('Per Holm is registered.').waitFor();
+    const [per] = (await vakt.api('coord', 'GET', '/api/persons')).filter((p) => p.name === 'Per Holm');
+    assert.deepEqual([per.address.lat, per.address.lon], [63.8258, 20.263]);
+  });
+
   it('creates a case with risk, response plan and a relative', async () => {
     await page.getByRole('link', { name: 'Cases' }).click();
     const caseForm = page.locator('#case-form');
@@ -205,7 +223,7 @@ describe("coordinators' pages", () => {
     await page.getByRole('button', { name: 'Edit the order against Mikael Berg' }).click();
     const form = page.locator('#order-form');
     await form.getByLabel('Vehicle').fill('black Volvo V70, ABC 123');
-    await form.getByText('Add a circle by coordinates').click();
+    await form.getByText('Add by coordinates').click();
     await form.getByLabel('Latitude').fill('59.3420');
     await form.getByLabel('Longitude').fill('18.0500');
     await form.getByLabel('Radius (m)').last().fill('250');
@@ -216,6 +234,50 @@ describe("coordinators' pages", () => {
     const card = page.locator('.order-card', { hasText: 'Mikael Berg' });
     await card.getByText('black Volvo V70, ABC 123').waitFor();
     await card.getByText('Home; School (radius 250 m)').waitFor();
+  });
+
+  it('takes an area pasted as coordinates, and saves zones only when named and, under 50 m, confirmed', async () => {
+    await page.getByRole('button', { name: 'Edit the order against Mikael Berg' }).click();
+    const form = page.locator('#order-form');
+    await form.getByText('Add by coordinates').click();
+    const corners = form.getByLabel('Corners of the area');
+    // Decimal degrees with a decimal comma, SWEREF 99 TM, and one corner off the map.
+    await corners.fill('59,3450 18,0550\n59.3450, 8.0600\n6582573 674500\n59.3470 18.0550');
+    await form.getByRole('button', { name: 'Add area' }).click();
+    await form.getByText('Line 2: The position lies outside Sweden. Are latitude and longitude swapped?').waitFor();
+    await corners.fill('59,3450 18,0550\n59.3450, 18.0600\n6582573 674500\n59.3470 18.0550');
+    await form.getByRole('button', { name: 'Add area' }).click();
+    const third = form.getByLabel('Name of zone 3');
+    await third.waitFor();
+    assert.equal(await third.inputValue(), '', 'a new zone has no made-up name');
+    assert.equal(await third.evaluate((n) => n === document.activeElement), true, 'the new zone is ready to be named');
+
+    await form.getByRole('button', { name: 'Save' }).click();
+    await form.getByText('Every exclusion zone needs a name.').waitFor();
+    await third.fill('Zone 3');
+    await form.getByRole('button', { name: 'Save' }).click();
+    await form.getByText('Give every exclusion zone a name that says what it protects').waitFor();
+    await third.fill('Workplace');
+
+    await form.getByLabel('Latitude').fill('59.3400');
+    await form.getByLabel('Longitude').fill('18.0650');
+    await form.getByLabel('Radius (m)').last().fill('20');
+    await form.getByRole('button', { name: 'Add circle' }).click();
+    await form.getByLabel('Name of zone 4').fill('Front door');
+    await form.getByText('A radius of 20 m is under 50 m').waitFor();
+    await form.getByRole('button', { name: 'Save' }).click();
+    await form.getByText('An exclusion zone is under 50 m: make it larger or confirm').waitFor();
+    await form.getByLabel('Yes, the zone is meant to be this small').check();
+    await form.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('The order is saved.').waitFor();
+
+    const [order] = await vakt.api('coord', 'GET', `/api/cases/${caseId}/orders`);
+    assert.deepEqual(order.zones.map((z) => z.name), ['Home', 'School', 'Workplace', 'Front door']);
+    const ring = order.zones[2].geometry.coordinates[0];
+    assert.equal(ring.length, 5, 'four corners and the closing point');
+    // The SWEREF 99 TM corner came through as WGS 84, about 59.3457 N 18.0688 E.
+    assert.ok(Math.abs(ring[2][1] - 59.3457) < 0.0001 && Math.abs(ring[2][0] - 18.0688) < 0.0001, `SWEREF corner at ${ring[2]}`);
+    assert.equal(order.zones[3].radius_m, 20);
   });
 
   it('gives the device a new key, shown once; an alarm signed with it completes the change', async () => {

@@ -9,6 +9,7 @@
 #   tests/browser/run.sh --update-screenshot  also write docs/console.png for the README
 #   tests/browser/run.sh console.test.mjs     run one suite
 #   tests/browser/run.sh watch.test.mjs       the console's watching rules, no browser
+#   tests/browser/run.sh coords.test.mjs      typed and pasted coordinates, no browser
 #   tests/browser/run.sh firefox.test.mjs     the console in Firefox only
 #   tests/browser/run.sh a11y.test.mjs        accessibility: axe-core, keyboard, screen-reader announcements
 set -euo pipefail
@@ -25,7 +26,7 @@ for arg in "$@"; do
     *) suites+=("$arg") ;;
   esac
 done
-[ ${#suites[@]} -gt 0 ] || suites=(i18n.test.mjs watch.test.mjs console.test.mjs admin.test.mjs a11y.test.mjs firefox.test.mjs)
+[ ${#suites[@]} -gt 0 ] || suites=(coords.test.mjs i18n.test.mjs watch.test.mjs console.test.mjs admin.test.mjs a11y.test.mjs firefox.test.mjs)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

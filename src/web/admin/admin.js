@@ -15,7 +15,8 @@ import {
   RISKS, ORDER_KINDS, ROLES, DEVICE_KINDS,
 } from './common.js';
 import { collectZones, fitView, mapRoot, drawTiles, drawGrid, drawZone, drawAddress, drawScaleBar, drawNorthArrow, zonePoints } from './map.js';
-import { createZoneEditor, createPointPicker, parseDecimal } from './zone-editor.js';
+import { createZoneEditor, createPointPicker } from './zone-editor.js';
+import { parseDecimal, parsePosition } from './coords.js';
 
 const FLASH_OK_MS = 6000;
 const YEAR_MS = 365 * 24 * 3600 * 1000;
@@ -811,7 +812,12 @@ function onPersonCoordsTyped() {
   state.pointPicker.set(parseDecimal($('pf-lat').value), parseDecimal($('pf-lon').value));
 }
 
-/** Address position: both numbers or none; then the address text is needed too. */
+/**
+ * Address position: both numbers or none; then the address text is needed too. The
+ * position is read as coords.js reads it (either order, decimal comma, SWEREF 99 TM, or
+ * a whole "lat, lon" pasted into the first field) and must lie in Sweden: zones are
+ * drawn around it and alarms measured from it.
+ */
 function readAddress(form) {
   const text = $('pf-address').value.trim();
   const latText = $('pf-lat').value.trim();
@@ -823,21 +829,20 @@ function readAddress(form) {
     }
     return null;
   }
-  const lat = parseDecimal(latText);
-  const lon = parseDecimal(lonText);
-  if (!(Math.abs(lat) <= 90)) {
-    showFieldError(form, $('pf-lat'), t('err_lat'));
+  const position = lonText ? parsePosition(`${latText} ${lonText}`) : parsePosition(latText);
+  if (position.error) {
+    const onlyLon = position.error === 'coords_unreadable' && latText && !Number.isFinite(parseDecimal(lonText));
+    showFieldError(form, onlyLon ? $('pf-lon') : $('pf-lat'), t(position.error === 'coords_unreadable' ? 'err_lat' : position.error));
     return undefined;
   }
-  if (!(Math.abs(lon) <= 180)) {
-    showFieldError(form, $('pf-lon'), t('err_lon'));
-    return undefined;
-  }
+  // Show what was understood, so a swapped or converted position is seen before saving.
+  $('pf-lat').value = String(position.lat);
+  $('pf-lon').value = String(position.lon);
   if (!text) {
     showFieldError(form, $('pf-address'), t('err_address_text'));
     return undefined;
   }
-  return { text, lat, lon };
+  return { text, lat: position.lat, lon: position.lon };
 }
 
 async function onPersonSubmit(event) {

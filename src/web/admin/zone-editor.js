@@ -6,7 +6,8 @@
 // Pointer: click to add corners or set a circle, drag to pan, wheel or the
 // +/− buttons to zoom. Keyboard: the map takes focus (arrows pan, + and −
 // zoom) and every zone can also be entered as numbers (a circle by centre
-// and radius), so nothing here needs a mouse.
+// and radius, an area by its corners typed or pasted), so nothing here needs
+// a mouse.
 
 import { t } from './i18n.js';
 import { el, button, fmtDistance } from './common.js';
@@ -14,6 +15,9 @@ import {
   svg, fitView, mapRoot, drawTiles, drawGrid, drawZone, drawAddress,
   drawNorthArrow, drawScaleBar, distanceM, zonePoints, parseZone, zoneToApi,
 } from './map.js';
+import {
+  parseDecimal, parsePosition, parseCorners, equivalentRadiusM, isPlaceholderName, SMALL_ZONE_M,
+} from './coords.js';
 
 // Where a map opens when nothing is known yet: Stockholm city centre.
 const DEFAULT_CENTRE = [18.0686, 59.3293];
@@ -273,9 +277,12 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
     render();
   }
 
-  /** A finished zone gets a default name; focus goes to it so it can be renamed. */
+  /**
+   * A finished zone has no name yet: focus goes to its name field, and the order is not
+   * saved until the zone is named for what it protects ("Home", "School").
+   */
   function addZone(zone) {
-    zone.name = t('zone_default_name', { n: state.zones.length + 1 });
+    zone.name = '';
     state.zones.push(zone);
     state.mode = null;
     state.points = [];
@@ -326,6 +333,8 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
     input.id = id;
     input.type = 'text';
     input.maxLength = 100;
+    input.required = true;
+    input.placeholder = t('zone_name_placeholder');
     input.value = zone.name;
     input.dataset.field = `zones[${i}]`;
     input.addEventListener('input', () => { zone.name = input.value; });
@@ -338,7 +347,34 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
       state.zones.splice(i, 1);
       render();
     }));
+    li.append(smallZoneWarning(zone));
     return li;
+  }
+
+  /**
+   * A zone under 50 m is smaller than the error of a phone's or an ankle tag's position:
+   * breaches go unseen or are reported where there are none. Said beside the zone, and
+   * the order is saved only once the coordinator confirms it is meant to be so small.
+   */
+  function smallZoneWarning(zone) {
+    const box = el('div', 'zone-warning');
+    const size = Math.round(equivalentRadiusM(zone));
+    box.hidden = !(size < SMALL_ZONE_M);
+    if (box.hidden) return box;
+    box.setAttribute('role', 'note');
+    const id = `zone-small-${Math.random().toString(36).slice(2, 7)}`;
+    box.append(el('p', null, t(zone.type === 'circle' ? 'zone_small_circle' : 'zone_small_area', { m: size, min: SMALL_ZONE_M })));
+    const confirm = el('input');
+    confirm.type = 'checkbox';
+    confirm.id = id;
+    confirm.checked = Boolean(zone.smallConfirmed);
+    confirm.addEventListener('change', () => { zone.smallConfirmed = confirm.checked; });
+    const label = el('label', null, t('zone_small_confirm'));
+    label.htmlFor = id;
+    const row = el('div', 'check');
+    row.append(confirm, label);
+    box.append(row);
+    return box;
   }
 
   function radiusField(zone, i) {
@@ -356,18 +392,34 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
     input.addEventListener('change', () => {
       const r = Number(input.value);
       if (Number.isFinite(r) && r >= 1) {
+        const wasSmall = zone.r < SMALL_ZONE_M;
         zone.r = r;
-        map.redrawOverlay();
+        if (wasSmall !== (r < SMALL_ZONE_M)) {
+          zone.smallConfirmed = false;
+          render();
+          list.children[i]?.querySelector('.zone-radius input')?.focus();
+        } else {
+          map.redrawOverlay();
+        }
       }
     });
     field.append(label, input);
     return field;
   }
 
-  /** The keyboard way: a circle from typed centre and radius. */
+  /**
+   * The keyboard way: a circle from a typed centre and radius, or an area from corners
+   * typed or pasted (decimal degrees, SWEREF 99 TM or GeoJSON, see coords.js).
+   */
   function coordinateForm() {
     const box = el('details', 'zone-coords');
     box.append(el('summary', null, t('zone_by_coordinates')));
+    box.append(circleByCoordinates(), areaByCoordinates());
+    return box;
+  }
+
+  function circleByCoordinates() {
+    const box = el('div', 'zone-coords-circle');
     const row = el('div', 'field-row');
     const make = (key, cls) => {
       const field = el('div', `field ${cls}`);
@@ -394,19 +446,52 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
     const error = el('p', 'field-error');
     error.hidden = true;
     const add = button(t('zone_add_circle'), 'btn btn-small', () => {
-      const la = parseDecimal(lat.value);
-      const lo = parseDecimal(lon.value);
+      // Both fields together may hold one pasted position ("59.33, 18.06" or SWEREF 99 TM).
+      const centre = lon.value.trim() ? parsePosition(`${lat.value.trim()} ${lon.value.trim()}`) : parsePosition(lat.value);
       const r = parseDecimal(radius.value);
-      if (!(Math.abs(la) <= 85 && Math.abs(lo) <= 180 && r >= 1 && r <= 50000)) {
-        error.textContent = t('zone_coords_invalid');
+      if (centre.error || !(r >= 1 && r <= 50000)) {
+        error.textContent = t(centre.error === 'coords_outside_sweden' ? 'coords_outside_sweden' : 'zone_coords_invalid');
         error.hidden = false;
         return;
       }
       error.hidden = true;
-      addZone({ type: 'circle', center: [round6(lo), round6(la)], r: Math.round(r) });
+      addZone({ type: 'circle', center: [round6(centre.lon), round6(centre.lat)], r: Math.round(r) });
       map.fit(zonePoints(state.zones));
     });
     box.append(row, error, add);
+    return box;
+  }
+
+  function areaByCoordinates() {
+    const box = el('div', 'field zone-coords-area');
+    const id = `zc-corners-${Math.random().toString(36).slice(2, 7)}`;
+    const label = el('label', null, t('zone_corners_label'));
+    label.htmlFor = id;
+    const help = el('p', 'help', t('zone_corners_help'));
+    help.id = `${id}-help`;
+    const corners = el('textarea');
+    corners.id = id;
+    corners.rows = 5;
+    corners.spellcheck = false;
+    corners.setAttribute('aria-describedby', help.id);
+    const error = el('p', 'field-error');
+    error.hidden = true;
+    const add = button(t('zone_add_area'), 'btn btn-small', () => {
+      const parsed = parseCorners(corners.value);
+      if (parsed.error) {
+        error.textContent = parsed.line ? t('zone_corners_line', { line: parsed.line, problem: t(parsed.error) }) : t(parsed.error);
+        error.hidden = false;
+        corners.setAttribute('aria-invalid', 'true');
+        corners.focus();
+        return;
+      }
+      error.hidden = true;
+      corners.removeAttribute('aria-invalid');
+      corners.value = '';
+      addZone({ type: 'polygon', rings: [parsed.ring.map(([lo, la]) => [round6(lo), round6(la)])] });
+      map.fit(zonePoints(state.zones));
+    });
+    box.append(label, help, corners, error, add);
     return box;
   }
 
@@ -416,16 +501,13 @@ export function createZoneEditor(container, { zones = [], reference = null, tile
     validate: () => {
       if (state.mode && (state.points.length || state.centre)) return 'zone_unfinished';
       if (state.zones.some((z) => !z.name.trim())) return 'zone_name_missing';
+      if (state.zones.some((z) => isPlaceholderName(z.name))) return 'zone_name_placeholder_only';
+      if (state.zones.some((z) => equivalentRadiusM(z) < SMALL_ZONE_M && !z.smallConfirmed)) return 'zone_small_unconfirmed';
       return null;
     },
   };
 }
 
-/** Accepts a decimal comma as well as a point (Swedish keyboards). */
-export function parseDecimal(text) {
-  const s = String(text || '').trim().replace(',', '.');
-  return s === '' ? NaN : Number(s);
-}
 
 // ---------------------------------------------------------------------------
 // Point picker (an address)
