@@ -392,6 +392,20 @@ async fn every_endpoint_answers_each_role_and_region_as_the_matrix_says() {
             ],
         ),
         (
+            Method::POST,
+            "/api/places/address-check".into(),
+            Some(json!({"text": "Storgatan 1, Umeå", "lat": 63.8258, "lon": 20.263})),
+            [
+                Unauthorized,
+                Forbidden,
+                Forbidden,
+                Forbidden,
+                Allowed,
+                Allowed,
+                Allowed,
+            ],
+        ),
+        (
             Method::GET,
             "/api/regions".into(),
             None,

@@ -467,6 +467,7 @@ async fn the_openapi_document_is_3_1_and_lists_the_contract_paths() {
         "/api/regions/{code}/local-areas/{area}",
         "/api/orders/{id}",
         "/api/status",
+        "/api/places/address-check",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }

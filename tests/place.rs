@@ -250,3 +250,38 @@ async fn the_api_document_describes_the_place_the_location_and_the_street_addres
     assert!(fields("AlertOut").contains(&"place".to_owned()));
     assert!(doc["paths"]["/api/alerts/{id}/street-address"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn a_coordinator_is_told_when_an_address_does_not_name_the_town_its_position_lies_in() {
+    let app = TestApp::start().await;
+    let check = |text: &str, lat: f64, lon: f64| {
+        app.coordinator
+            .post(app.url("/api/places/address-check"))
+            .json(&serde_json::json!({"text": text, "lat": lat, "lon": lon}))
+            .send()
+    };
+    let right: Value = check("Storgatan 1, 903 26 Umeå", 63.8258, 20.263)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(right["names_place"], true);
+    assert_eq!(right["near"]["name"], "Umea");
+    assert_eq!(right["near"]["municipality"], "Umea kommun");
+
+    // A Stockholm address with a position clicked in Umeå.
+    let wrong: Value = check("Drottninggatan 71, 111 36 Stockholm", 63.8258, 20.263)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wrong["names_place"], false);
+    assert_eq!(wrong["near"]["name"], "Umea");
+
+    let outside = check("Storgatan 1", 40.7, -74.0).await.unwrap();
+    assert_eq!(outside.status(), 422);
+    let problem: Value = outside.json().await.unwrap();
+    assert!(problem.to_string().contains("lat"), "{problem}");
+}

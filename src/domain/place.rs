@@ -260,9 +260,105 @@ impl Sweref99Tm {
     }
 }
 
+/// How near a listed place must be to a home position for the address text to be expected
+/// to name it (or its municipality): a postal town is rarely farther from the door.
+pub const ADDRESS_PLACE_RADIUS_M: f64 = 10_000.0;
+
+/// Whether a registered address's text names where its position lies.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AddressCheck {
+    /// The nearest listed place to the position, when one lies within 50 km.
+    pub near: Option<NearestPlace>,
+    /// True when the text names a listed place within 10 km of the position, or the
+    /// municipality of one; false when it names none of them, which is how a position
+    /// clicked or typed for the wrong town shows (true when no place is listed nearby,
+    /// since then nothing can be said).
+    pub names_place: bool,
+}
+
+/// Checks an address text against its position with the offline place list: zones are
+/// drawn around the position and alarms measured from it, so a position in the wrong town
+/// must be seen before it is saved. Only a warning: the list holds towns of 1000 or more,
+/// and a village's postal town may be none of them.
+pub fn check_address(text: &str, at: (f64, f64)) -> AddressCheck {
+    check_address_in(places(), text, at)
+}
+
+fn check_address_in(list: &[Place], text: &str, at: (f64, f64)) -> AddressCheck {
+    let near = nearest_in(list, at);
+    let words = format!(" {} ", fold(text));
+    let mut nearby = list
+        .iter()
+        .filter(|pl| geo::distance_m((pl.lat, pl.lon), at) <= ADDRESS_PLACE_RADIUS_M)
+        .peekable();
+    let names_place = nearby.peek().is_none()
+        || nearby.any(|pl| {
+            let mut names = vec![fold(&pl.name)];
+            if let Some(m) = &pl.municipality {
+                let stem = fold(m.strip_suffix(" kommun").unwrap_or(m));
+                // "Stockholms kommun" is Stockholm's: the genitive s is not in addresses.
+                if let Some(bare) = stem.strip_suffix('s') {
+                    names.push(bare.to_owned());
+                }
+                names.push(stem);
+            }
+            names
+                .iter()
+                .any(|n| !n.is_empty() && words.contains(&format!(" {n} ")))
+        });
+    AddressCheck { near, names_place }
+}
+
+/// Lower case, letters without their marks (the list has lost its å, typists their ö),
+/// anything else a space: "111 36 Umeå," and "Umea" meet as " umea ".
+fn fold(text: &str) -> String {
+    let folded: String = text
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'å' | 'ä' | 'à' | 'á' | 'â' => 'a',
+            'ö' | 'ø' | 'ó' | 'ò' | 'ô' => 'o',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'ü' | 'ú' => 'u',
+            c if c.is_alphanumeric() => c,
+            _ => ' ',
+        })
+        .collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_naming_its_town_or_municipality_matches_its_position_whatever_the_marks() {
+        // Umeå is "Umea" in the list; the address has its å.
+        let umea = check_address("Storgatan 1, 903 26 Umeå", (63.8258, 20.2630));
+        assert!(umea.names_place);
+        assert_eq!(umea.near.unwrap().name, "Umea");
+        // The municipality in the genitive form the list has, written as addresses do.
+        assert!(
+            check_address("Drottninggatan 71, 111 36 Stockholm", (59.3366, 18.0612)).names_place
+        );
+        // A suburb a few kilometres off names a listed place near enough.
+        assert!(check_address("Råsundavägen 1, 169 67 Solna", (59.3620, 18.0010)).names_place);
+    }
+
+    #[test]
+    fn an_address_in_another_town_than_its_position_is_caught() {
+        let wrong = check_address("Drottninggatan 71, 111 36 Stockholm", (63.8258, 20.2630));
+        assert!(!wrong.names_place);
+        assert_eq!(wrong.near.unwrap().name, "Umea");
+        // A word inside another is no match: "Umeåvägen" is not Umeå.
+        assert!(!check_address("Umeåvägen 3, Stockholm", (63.8258, 20.2630)).names_place);
+    }
+
+    #[test]
+    fn with_no_listed_place_nearby_the_address_check_says_nothing_against_it() {
+        let far = check_address("Fjällstugan, Kebnekaise", (67.90, 18.55));
+        assert!(far.names_place);
+    }
 
     #[test]
     fn every_row_of_the_shipped_list_is_a_swedish_place() {

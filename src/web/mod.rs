@@ -7,6 +7,7 @@ pub mod error;
 pub mod json;
 pub mod mask;
 pub mod peer;
+pub mod places;
 pub mod regions;
 pub mod serve;
 pub mod sse;
@@ -78,6 +79,7 @@ impl AppState {
         api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
         api::create_order, api::list_orders, api::get_order, api::patch_order,
         api::list_users, api::create_user, api::console_config, api::status,
+        places::check_address,
         regions::list_regions, regions::create_region, regions::patch_region, regions::create_local_area, regions::patch_local_area,
         api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device, api::rotate_device_key,
         api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, api::street_address, sse::stream,
@@ -130,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/alerts/{id}/resolve", post(api::resolve_alert))
         .route("/api/alerts/{id}/street-address", get(api::street_address))
+        .route("/api/places/address-check", post(places::check_address))
         .route("/api/audit", get(api::audit))
         .route("/api/audit/verify", get(api::verify_audit))
         .route("/api/security-events", get(api::security_events))

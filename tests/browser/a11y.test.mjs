@@ -7,26 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { startVakt, seedCase, waitFor } from './lib/vakt.mjs';
+import { ANNA } from './lib/cases.mjs';
 import { launch, login } from './lib/browser.mjs';
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-
-const ANNA = {
-  reference: 'SE-2026-0417',
-  person: 'Anna Lindqvist',
-  phone: '+46 70 123 45 67',
-  address: 'Drottninggatan 71, 111 36 Stockholm',
-  lat: 59.3366,
-  lon: 18.0612,
-  region: 'Stockholm',
-  risk: 'high',
-  plan: 'Send a patrol at once. Call Anna; if no answer, call her sister.',
-  relatives: [{ name: 'Karin Lindqvist', relation: 'sister', phone: '+46 70 765 43 21' }],
-  restrained: 'Mikael Berg',
-  description: 'about 185 cm, short dark hair',
-  vehicle: 'black Volvo V70, ABC 123',
-  deviceId: 'alarm-0417',
-};
 
 const SARA = {
   reference: 'SE-2026-0388', person: 'Sara Nilsson', phone: '+46 70 000 00 01', address: 'Hornsgatan 100, 117 26 Stockholm',
@@ -146,7 +130,7 @@ describe('accessibility of the console and the coordinators’ pages', () => {
   it('reads out the alert itself, priority, kind, case and place, without the buttons of its notice', async () => {
     await waitFor(async () => (await heard()).some((l) => /^New priority 1 alert:/.test(l.text)), { what: 'the new alert read out' });
     const line = (await heard()).find((l) => /^New priority 1 alert:/.test(l.text)).text;
-    assert.equal(line, `New priority 1 alert: priority 1, Panic, case ${ANNA.reference}, Stockholm, inside exclusion zone “Home”`);
+    assert.equal(line, `New priority 1 alert: priority 1, Panic, case ${ANNA.reference}, Stockholm, place Stockholm, at home, inside exclusion zone “Home”`);
     const region = await page.locator('#announcer').innerText();
     assert.doesNotMatch(region, /Open|Hide notice|Dismiss/, 'no button labels in the live region');
     assert.equal(await page.locator('#notices').getAttribute('role'), null, 'the notices with their buttons are not a live region');

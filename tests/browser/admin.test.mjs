@@ -97,6 +97,26 @@ describe("coordinators' pages", () => {
     await page.getByText('Per Holm is registered.').waitFor();
     const [per] = (await vakt.api('coord', 'GET', '/api/persons')).filter((p) => p.name === 'Per Holm');
     assert.deepEqual([per.address.lat, per.address.lon], [63.8258, 20.263]);
+    assert.equal(await page.locator('#pf-place-check').isVisible(), false, 'an Umeå address in Umeå raises no doubt');
+  });
+
+  it('asks before registering a home position in another town than the address names', async () => {
+    const personForm = page.locator('#person-form');
+    await personForm.getByLabel('Name', { exact: true }).fill('Lars Ek');
+    await personForm.getByLabel('Address').fill('Drottninggatan 71, 111 36 Stockholm');
+    await personForm.getByLabel('Latitude').fill('63.8258'); // Umeå
+    await personForm.getByLabel('Longitude').fill('20.2630');
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    const warning = personForm.locator('#pf-place-check');
+    await warning.getByText(/^The position lies [\d.]+ (m|km) from Umea, Umea kommun, but the address names neither/).waitFor();
+    assert.equal((await vakt.api('coord', 'GET', '/api/persons')).filter((p) => p.name === 'Lars Ek').length, 0, 'nothing saved yet');
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await page.waitForTimeout(300);
+    assert.equal((await vakt.api('coord', 'GET', '/api/persons')).filter((p) => p.name === 'Lars Ek').length, 0, 'not without the confirmation');
+    await warning.getByLabel('The position is right').check();
+    await personForm.getByRole('button', { name: 'Register person' }).click();
+    await page.getByText('Lars Ek is registered.').waitFor();
+    assert.equal(await warning.isVisible(), false);
   });
 
   it('creates a case with risk, response plan and a relative', async () => {

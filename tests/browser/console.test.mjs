@@ -5,30 +5,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startVakt, seedCase, waitFor, PASSWORD } from './lib/vakt.mjs';
+import { ANNA } from './lib/cases.mjs';
 import { launch, openPage, login, SHOT_DIR } from './lib/browser.mjs';
 import { startTileServer } from './lib/tiles.mjs';
 import { startGeocoder } from './lib/geocoder.mjs';
-
-const ANNA = {
-  reference: 'SE-2026-0417',
-  person: 'Anna Lindqvist',
-  phone: '+46 70 123 45 67',
-  address: 'Drottninggatan 71, 111 36 Stockholm',
-  lat: 59.3366,
-  lon: 18.0612,
-  region: 'Stockholm',
-  risk: 'high',
-  plan: 'Send a patrol at once. Call Anna; if no answer, call her sister.',
-  relatives: [{ name: 'Karin Lindqvist', relation: 'sister', phone: '+46 70 765 43 21' }],
-  restrained: 'Mikael Berg',
-  description: 'about 185 cm, short dark hair, grey hooded jacket',
-  vehicle: 'black Volvo V70, ABC 123',
-  deviceId: 'alarm-0417',
-  extraZones: [{
-    name: 'Workplace',
-    geometry: { type: 'Polygon', coordinates: [[[18.0700, 59.3400], [18.0760, 59.3400], [18.0760, 59.3425], [18.0700, 59.3425], [18.0700, 59.3400]]] },
-  }],
-};
 
 // More cases, so the queue looks like a night shift for the README screenshot.
 const OTHERS = [

@@ -9,7 +9,7 @@
 
 import { t, tEnum, getLang, setLang, applyStatic } from './i18n.js';
 import {
-  $, el, button, fillDl, phoneLink, fmtTime, fmtDate, fmtAge, nowMs, timeMs, toLocalInput, fromLocalInput,
+  $, el, button, fillDl, phoneLink, fmtTime, fmtDate, fmtAge, fmtDistance, nowMs, timeMs, toLocalInput, fromLocalInput,
   api, apiOptional, setUnauthorizedHandler, wireLoginForm, setLoginMessage, normaliseUser,
   clearFormErrors, showFieldError, showFormError, reportFormError,
   RISKS, ORDER_KINDS, ROLES, DEVICE_KINDS,
@@ -845,6 +845,39 @@ function readAddress(form) {
   return { text, lat: position.lat, lon: position.lon };
 }
 
+/**
+ * Whether the address text names the town its position lies in (the server checks it
+ * against the offline place list). When it does not, says where the position is and
+ * registers only once the coordinator confirms the position is right: zones are drawn
+ * around it and every alarm is measured from it.
+ */
+async function addressNamesItsPlace(address) {
+  const box = $('pf-place-check');
+  const confirm = $('pf-place-confirm');
+  const checked = `${address.text}|${address.lat}|${address.lon}`;
+  if (box.dataset.checked === checked && !box.hidden) return confirm.checked;
+  let result;
+  try {
+    result = await api('POST', '/api/places/address-check', address);
+  } catch {
+    return true; // the server checks the position itself; a failed warning must not block
+  }
+  box.dataset.checked = checked;
+  if (result.names_place || !result.near) {
+    box.hidden = true;
+    return true;
+  }
+  const near = result.near;
+  $('pf-place-text').textContent = t('place_check_mismatch', {
+    place: near.municipality ? `${near.name}, ${near.municipality}` : near.name,
+    d: fmtDistance(near.distance_m),
+  });
+  confirm.checked = false;
+  box.hidden = false;
+  confirm.focus();
+  return false;
+}
+
 async function onPersonSubmit(event) {
   event.preventDefault();
   const form = event.target;
@@ -852,6 +885,7 @@ async function onPersonSubmit(event) {
   if (!requireFields(form, [$('pf-name')])) return;
   const address = readAddress(form);
   if (address === undefined) return;
+  if (address && !(await addressNamesItsPlace(address))) return;
   const body = { name: $('pf-name').value.trim(), protected_identity: $('pf-protected').checked };
   if ($('pf-phone').value.trim()) body.phone = $('pf-phone').value.trim();
   if (address) body.address = address;
@@ -860,6 +894,7 @@ async function onPersonSubmit(event) {
     try {
       const created = await api('POST', '/api/persons', body);
       form.reset();
+      $('pf-place-check').hidden = true;
       showOk(t('msg_person_created', { name: created.name }));
       await loadLists({ persons: true });
       renderPersons();

@@ -11,7 +11,7 @@ import {
   api, apiOptional, ApiError, setUnauthorizedHandler, OUTCOMES, wireLoginForm, setLoginMessage, normaliseUser,
 } from './common.js';
 import { renderSituationMap, validPosition } from './map.js';
-import { fillPlaceCell, renderWhere } from './place.js';
+import { fillPlaceCell, renderWhere, placeName, wayFromHome } from './place.js';
 import {
   sessionPhase, attentionSummary, unlockAudio, audioBlocked, startLostSound, stopLostSound,
 } from './watch.js';
@@ -579,6 +579,11 @@ function announcementText(alert) {
     case: caseLabel(alert),
     region: alert.region || t('dash'),
   })];
+  // Where it is, as the row says it: the place and the way from home, then the zone.
+  const place = placeName(alert.place);
+  if (place) parts.push(t('announce_where', { place }));
+  const way = wayFromHome(alert.from_home);
+  if (way) parts.push(way);
   const zone = (Array.isArray(alert.reason_details) ? alert.reason_details : [])
     .find((r) => r && r.code === 'inside_zone' && r.values && r.values.zone);
   if (zone) parts.push(t('announce_place', { zone: zone.values.zone }));

@@ -95,6 +95,7 @@ const STRINGS = {
     announce_repeated: 'Larmet upprepat: {alert}',
     announce_cancel: 'Bäraren tryckte avbryt, verifiera genom återuppringning: {alert}',
     announce_place: 'inne i förbudsområdet ”{zone}”',
+    announce_where: 'plats {place}',
     announcer_label: 'Upplästa larm',
 
     detail_heading: 'Larmdetaljer',
@@ -379,6 +380,8 @@ const STRINGS = {
     err_required: 'Fältet måste fyllas i.',
     err_valid_to: 'Slutet måste ligga efter början.',
     err_lat: 'Latitud mellan -90 och 90, t.ex. 59,3366.',
+    place_check_mismatch: 'Positionen ligger {d} från {place}, men adressen nämner varken orten eller kommunen. Kontrollera positionen: förbudsområden ritas runt den och larm mäts från den.',
+    place_check_confirm: 'Positionen stämmer',
     err_lon: 'Longitud mellan -180 och 180, t.ex. 18,0612.',
     err_address_text: 'Skriv adressen också, inte bara positionen.',
     err_address_position: 'Ange adressens position (latitud och longitud) så att den syns på kartan.',
@@ -682,6 +685,7 @@ const STRINGS = {
     announce_repeated: 'Alarm repeated: {alert}',
     announce_cancel: 'Holder pressed cancel, verify by call-back: {alert}',
     announce_place: 'inside exclusion zone “{zone}”',
+    announce_where: 'place {place}',
     announcer_label: 'Alerts read out',
 
     detail_heading: 'Alert detail',
@@ -966,6 +970,8 @@ const STRINGS = {
     err_required: 'This field is required.',
     err_valid_to: 'The end must be after the start.',
     err_lat: 'Latitude between -90 and 90, e.g. 59.3366.',
+    place_check_mismatch: 'The position lies {d} from {place}, but the address names neither that town nor its municipality. Check the position: zones are drawn around it and alarms measured from it.',
+    place_check_confirm: 'The position is right',
     err_lon: 'Longitude between -180 and 180, e.g. 18.0612.',
     err_address_text: 'Enter the address too, not only the position.',
     err_address_position: 'Enter the position of the address (latitude and longitude) so it shows on the map.',
