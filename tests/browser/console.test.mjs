@@ -894,20 +894,23 @@ describe('duty-officer console: never silently deaf, one attention bar', () => {
     await page.screenshot({ path: join(SHOT_DIR, 'console-attention.png') });
   });
 
-  it('opens the oldest priority-1 alert with Open next', async () => {
+  it('opens with Open next the priority-1 alert of the highest case risk, then the next by risk', async () => {
     const last = page.locator('#queue-body tr', { hasText: sent.at(-1) });
     await last.click();
     await page.locator('#d-title', { hasText: sent.at(-1) }).waitFor();
+    // Leila's case is of critical risk, though her alarm came third.
+    const critical = OTHERS[1].reference;
+    assert.equal(OTHERS[1].risk, 'critical');
     await page.getByRole('button', { name: 'Open next' }).click();
-    await page.locator('#d-title', { hasText: sent[0] }).waitFor();
+    await page.locator('#d-title', { hasText: critical }).waitFor();
     const current = page.locator('#queue-body tr[aria-current="true"]');
-    await current.getByText(sent[0]).waitFor();
-    // Acknowledged, it no longer waits: Open next goes on to the next oldest.
+    await current.getByText(critical).waitFor();
+    // Acknowledged, it no longer waits: Open next goes on to Anna's, of high risk.
     await page.keyboard.press('a');
     await current.getByText('Acknowledged').waitFor();
     await page.locator('#attention').getByText('5 priority-1 unacknowledged').waitFor();
     await page.getByRole('button', { name: 'Open next' }).click();
-    await page.locator('#d-title', { hasText: sent[1] }).waitFor();
+    await page.locator('#d-title', { hasText: ANNA.reference }).waitFor();
     await page.locator('#lang-select').selectOption('sv');
     await page.getByRole('button', { name: 'Öppna nästa' }).waitFor();
     await page.locator('#attention').getByText('5 prio 1 ej kvitterade').waitFor();

@@ -55,6 +55,14 @@ describe('the attention bar', () => {
     assert.equal(watch.attentionSummary([p1new, p1old, overdue], 4 * MIN).next, overdue);
   });
 
+  it('opens next the priority-1 alert of the highest case risk before an older one of lower risk', () => {
+    const mediumOld = alert('m', { risk: 'medium', first_at: at(1 * MIN) });
+    const critical = alert('c', { risk: 'critical', first_at: at(3 * MIN) });
+    const noRisk = alert('n', { first_at: at(0) });
+    assert.equal(watch.attentionSummary([mediumOld, noRisk, critical], 4 * MIN).next, critical);
+    assert.equal(watch.attentionSummary([noRisk, mediumOld], 4 * MIN).next, mediumOld);
+  });
+
   it('offers nothing to open when nothing waits', () => {
     const s = watch.attentionSummary([alert(1, { state: 'acknowledged' })], MIN);
     assert.deepEqual([s.count, s.next, s.oldestWaitMs], [0, null, 0]);

@@ -13,7 +13,7 @@ import {
 import { renderSituationMap, validPosition } from './map.js';
 import { fillPlaceCell, renderWhere, placeName, wayFromHome } from './place.js';
 import {
-  sessionPhase, attentionSummary, unlockAudio, audioBlocked, startLostSound, stopLostSound,
+  sessionPhase, attentionSummary, unlockAudio, audioBlocked, startLostSound, stopLostSound, RISK_RANK,
 } from './watch.js';
 
 // ---------------------------------------------------------------------------
@@ -386,9 +386,6 @@ function isAlert(a) {
 function isOverdue(alert) {
   return alert.overdue === true && alert.state === 'open';
 }
-
-// Higher case risk first among alerts of the same priority; no risk last.
-const RISK_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
 
 /**
  * Queue order: open before acknowledged (what nobody has taken yet comes

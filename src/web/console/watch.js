@@ -40,10 +40,17 @@ const firstAt = (a) => {
   return Number.isFinite(ms) ? ms : 0;
 };
 
-/** Most urgent first: overdue, then priority, then the longest waiting. */
+/** Higher case risk first among alerts of the same priority; no risk last (the queue's order too). */
+export const RISK_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+
+/**
+ * Most urgent first: overdue, then priority, then the case's risk, then the
+ * longest waiting; so "Open next" opens what tops the unacknowledged queue.
+ */
 export function compareUrgency(a, b) {
   return (b.overdue === true) - (a.overdue === true)
     || (Number(a.priority) || 99) - (Number(b.priority) || 99)
+    || (RISK_RANK[a.risk] ?? 9) - (RISK_RANK[b.risk] ?? 9)
     || firstAt(a) - firstAt(b)
     || String(a.id).localeCompare(String(b.id), 'en', { numeric: true });
 }
