@@ -44,7 +44,8 @@ fn places() -> &'static [Place] {
 /// the municipality (kommun). A row that does not parse is skipped: the file ships with
 /// the binary and a test reads every row of it.
 fn parse_places(csv: &str) -> Vec<Place> {
-    csv.lines()
+    let mut list: Vec<Place> = csv
+        .lines()
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.trim_end().split(',').collect();
@@ -59,7 +60,41 @@ fn parse_places(csv: &str) -> Vec<Place> {
                 municipality: municipality(f[4]),
             })
         })
-        .collect()
+        .collect();
+    respell_municipalities(&mut list);
+    list
+}
+
+/// GeoNames folds the municipalities' letters plainly (`Malmo`, `Goteborg`, `Upplands Vasby
+/// Kommun`) where the places keep theirs as `ae`/`oe`: a municipality named after a listed
+/// place takes that place's spelling (`Malmö`, `Göteborg`, `Upplands Väsby kommun`), also
+/// also in
+/// the genitive (`Stockholms kommun`).
+fn respell_municipalities(list: &mut [Place]) {
+    let spelled: std::collections::HashMap<String, String> = list
+        .iter()
+        .map(|pl| (fold(&pl.name), pl.name.clone()))
+        .collect();
+    for pl in list.iter_mut() {
+        let Some(m) = pl.municipality.take() else {
+            continue;
+        };
+        let (stem, suffix) = match m.strip_suffix(" kommun") {
+            Some(stem) => (stem, " kommun"),
+            None => (m.as_str(), ""),
+        };
+        let respelled = match spelled.get(&fold(stem)) {
+            Some(name) => format!("{name}{suffix}"),
+            None => match stem
+                .strip_suffix('s')
+                .and_then(|bare| spelled.get(&fold(bare)))
+            {
+                Some(name) => format!("{name}s{suffix}"),
+                None => m.clone(),
+            },
+        };
+        pl.municipality = Some(respelled);
+    }
 }
 
 /// GeoNames' ASCII names write ä and ö the German way, as `ae` and `oe` (`Malmoe`,
@@ -332,6 +367,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn municipalities_take_the_spelling_of_the_place_they_are_named_after() {
+        let municipality_of = |name: &str| {
+            places()
+                .iter()
+                .find(|pl| pl.name == name)
+                .and_then(|pl| pl.municipality.clone())
+        };
+        assert_eq!(municipality_of("Malmö").as_deref(), Some("Malmö"));
+        assert_eq!(municipality_of("Göteborg").as_deref(), Some("Göteborg"));
+        assert_eq!(
+            municipality_of("Upplands Väsby").as_deref(),
+            Some("Upplands Väsby kommun")
+        );
+        assert_eq!(
+            municipality_of("Stockholm").as_deref(),
+            Some("Stockholms kommun")
+        );
+        assert_eq!(municipality_of("Umea").as_deref(), Some("Umea kommun"));
+    }
+
+    #[test]
     fn an_address_naming_its_town_or_municipality_matches_its_position_whatever_the_marks() {
         // Umeå is "Umea" in the list; the address has its å.
         let umea = check_address("Storgatan 1, 903 26 Umeå", (63.8258, 20.2630));
@@ -390,7 +446,7 @@ mod tests {
         assert_eq!((m.name.as_str(), m.county.as_str()), ("Malmö", "Skåne"));
         let v = nearest_place((56.8777, 14.8091)).unwrap();
         assert_eq!(v.name, "Växjö");
-        assert_eq!(v.municipality.as_deref(), Some("Vaxjo kommun"));
+        assert_eq!(v.municipality.as_deref(), Some("Växjö kommun"));
     }
 
     #[test]
