@@ -13,7 +13,7 @@ import {
 import { renderSituationMap, validPosition } from './map.js';
 import { fillPlaceCell, renderWhere, placeName, wayFromHome } from './place.js';
 import {
-  sessionPhase, attentionSummary, unlockAudio, audioBlocked, startLostSound, stopLostSound, RISK_RANK,
+  sessionPhase, attentionSummary, unlockAudio, audioBlocked, startLostSound, stopLostSound, RISK_RANK, playTone,
 } from './watch.js';
 
 // ---------------------------------------------------------------------------
@@ -664,10 +664,6 @@ const PATTERNS = {
     { f: 660, at: 0, dur: 0.15, type: 'sine', vol: 0.3 },
     { f: 880, at: 0.2, dur: 0.2, type: 'sine', vol: 0.3 },
   ],
-  lost: [
-    { f: 392, at: 0, dur: 0.35, type: 'triangle', vol: 0.35 },
-    { f: 262, at: 0.45, dur: 0.5, type: 'triangle', vol: 0.35 },
-  ],
   confirm: [
     { f: 660, at: 0, dur: 0.1, type: 'sine', vol: 0.25 },
     { f: 990, at: 0.14, dur: 0.12, type: 'sine', vol: 0.25 },
@@ -679,7 +675,7 @@ const PATTERNS = {
  * more important pattern is never held back by a less important one.
  */
 const PATTERN_GAP_S = 2;
-const PATTERN_RANK = { confirm: 0, chime: 1, lost: 2, alarm: 3 };
+const PATTERN_RANK = { confirm: 0, chime: 1, alarm: 2 };
 
 function playPattern(name) {
   if (!sound.on || !sound.ctx) return;
@@ -692,21 +688,6 @@ function playPattern(name) {
   const last = tones[tones.length - 1];
   sound.busyUntil = start + last.at + last.dur + PATTERN_GAP_S;
   sound.busyRank = PATTERN_RANK[name];
-}
-
-/** One oscillator tone with a short attack/release so it does not click. */
-function playTone(ctx, at, { f, dur, type, vol }) {
-  const osc = ctx.createOscillator();
-  const gain = ctx.createGain();
-  osc.type = type;
-  osc.frequency.setValueAtTime(f, at);
-  gain.gain.setValueAtTime(0, at);
-  gain.gain.linearRampToValueAtTime(vol, at + 0.01);
-  gain.gain.setValueAtTime(vol, at + dur - 0.02);
-  gain.gain.linearRampToValueAtTime(0, at + dur);
-  osc.connect(gain).connect(ctx.destination);
-  osc.start(at);
-  osc.stop(at + dur + 0.01);
 }
 
 const SOUND_KEY = 'vakt.console.sound';

@@ -124,18 +124,23 @@ function playLostOnce() {
   if (ctx.state === 'suspended') ctx.resume().catch(() => {});
   const start = ctx.currentTime + 0.05;
   for (const [f, at, dur] of [[523, 0, 0.3], [330, 0.35, 0.55], [523, 1.1, 0.3], [330, 1.45, 0.55]]) {
-    const osc = ctx.createOscillator();
-    const gain = ctx.createGain();
-    osc.type = 'triangle';
-    osc.frequency.setValueAtTime(f, start + at);
-    gain.gain.setValueAtTime(0, start + at);
-    gain.gain.linearRampToValueAtTime(0.4, start + at + 0.01);
-    gain.gain.setValueAtTime(0.4, start + at + dur - 0.02);
-    gain.gain.linearRampToValueAtTime(0, start + at + dur);
-    osc.connect(gain).connect(ctx.destination);
-    osc.start(start + at);
-    osc.stop(start + at + dur + 0.01);
+    playTone(ctx, start + at, { f, dur, type: 'triangle', vol: 0.4 });
   }
+}
+
+/** One oscillator tone with a short attack/release so it does not click (alert sounds too). */
+export function playTone(ctx, at, { f, dur, type, vol }) {
+  const osc = ctx.createOscillator();
+  const gain = ctx.createGain();
+  osc.type = type;
+  osc.frequency.setValueAtTime(f, at);
+  gain.gain.setValueAtTime(0, at);
+  gain.gain.linearRampToValueAtTime(vol, at + 0.01);
+  gain.gain.setValueAtTime(vol, at + dur - 0.02);
+  gain.gain.linearRampToValueAtTime(0, at + dur);
+  osc.connect(gain).connect(ctx.destination);
+  osc.start(at);
+  osc.stop(at + dur + 0.01);
 }
 
 export function startLostSound() {
