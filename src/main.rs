@@ -74,7 +74,7 @@ enum BrokerCommand {
         backend_users: Vec<String>,
         /// Give the files to this owner (UID:GID), e.g. 1883:1883 for the
         /// eclipse-mosquitto image: Mosquitto reads them after dropping privileges.
-        #[arg(long, value_name = "UID:GID", value_parser = vakt::mosquitto::parse_owner)]
+        #[arg(long, value_name = "UID:GID", value_parser = vakt::mqtt::mosquitto::parse_owner)]
         owner: Option<(u32, u32)>,
     },
 }
@@ -357,7 +357,7 @@ async fn mosquitto_files(
     mut backend_users: Vec<String>,
     owner: Option<(u32, u32)>,
 ) -> anyhow::Result<()> {
-    use vakt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
+    use vakt::mqtt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
     let Some(password) = config.mqtt_password.as_ref().filter(|p| !p.0.is_empty()) else {
         bail!("no backend broker password: set VAKT_MQTT_PASSWORD (or mqtt_password)");
     };
@@ -366,7 +366,7 @@ async fn mosquitto_files(
             config
                 .mqtt_username
                 .clone()
-                .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned()),
+                .unwrap_or_else(|| vakt::mqtt::BACKEND_USER.to_owned()),
         );
     }
     let users: Vec<&str> = backend_users.iter().map(String::as_str).collect();

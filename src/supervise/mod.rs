@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster::PeersPending;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::domain::triage::{self, Trigger};
 use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::mqtt::cluster::PeersPending;
 use crate::store::{Raise, RaiseOutcome, SharedStore};
 pub use liveness::{Liveness, LivenessEvent};
 
