@@ -230,13 +230,13 @@ impl Raise {
     /// What the store must do for a triage decision to raise an alert about a device of the
     /// case in `ctx`; `None` for every other decision.
     pub fn for_decision(
-        decision: crate::domain::triage::Decision,
+        decision: crate::domain::policy::Decision,
         ctx: &crate::domain::correlate::DeviceContext,
         origin: Option<(u32, u32)>,
         answer_device: bool,
         at: Millis,
     ) -> Option<Raise> {
-        let crate::domain::triage::Decision::Raise {
+        let crate::domain::policy::Decision::Raise {
             kind,
             priority,
             position,
@@ -723,5 +723,5 @@ pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Res
 /// The alert kind's incident class, stored so the database can enforce one open alert per
 /// incident.
 pub(crate) fn incident_of(kind: AlertKind) -> &'static str {
-    kind.incident_class()
+    crate::domain::policy::incidents::class_of(kind)
 }

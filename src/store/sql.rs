@@ -1023,7 +1023,7 @@ macro_rules! sql_store {
                     .map(|(b, s)| (b as u32, s as u32)),
                     None => None,
                 };
-                let Some((id,)) = open.filter(|_| crate::domain::triage::cancel_marks((boot, seq), latest_alarm)) else {
+                let Some((id,)) = open.filter(|_| crate::domain::policy::incidents::cancel_marks((boot, seq), latest_alarm)) else {
                     tx.commit().await?;
                     return Ok(CancelOutcome::NothingOpen);
                 };
