@@ -21,6 +21,7 @@ use crate::mqtt::{
     self, Acks, BrokerEvent, BrokerLink, BrokerSide, BrokerTask, Delivery, Downlink,
 };
 use crate::protocol::{self, Feedback, Freshness, Message, Payload, ReplayWindow};
+use crate::readiness::Readiness;
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 use crate::supervise::Supervision;
 
@@ -55,6 +56,8 @@ pub struct Ingest {
     /// Set when the store refused (for good) what the message in hand asked for: then it is
     /// not acknowledged, since a PUBACK would tell the device it is stored.
     refused_by_store: bool,
+    /// Whether a store write is being retried right now (not ready meanwhile).
+    store_failing: watch::Sender<bool>,
 }
 
 /// A message from an unknown device reloads the directory at most this often.
@@ -72,6 +75,7 @@ pub struct IngestHandle {
     pub downlink: Downlink,
     /// Where a drained session of a dead instance hands its messages.
     pub deliveries: IngestQueue,
+    pub readiness: Readiness,
 }
 
 /// What the ingest works with besides its broker link.
@@ -129,11 +133,16 @@ async fn run(
     (side, task): (BrokerSide, BrokerTask),
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
+    let (store_failing_tx, store_failing) = watch::channel(false);
     let handle = IngestHandle {
         downlink: side.downlink.clone(),
         deliveries: side.deliveries.clone(),
+        readiness: Readiness {
+            broker_connected: side.connected.clone(),
+            store_failing,
+        },
     };
-    Ingest::start(parts, side, shutdown.clone()).await?;
+    Ingest::start(parts, side, store_failing_tx, shutdown.clone()).await?;
     task.run(shutdown);
     Ok(handle)
 }
@@ -178,6 +187,7 @@ impl Ingest {
     async fn start(
         parts: IngestParts,
         broker: BrokerSide,
+        store_failing: watch::Sender<bool>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         let IngestParts {
@@ -195,6 +205,7 @@ impl Ingest {
             acks,
             downlink,
             deliveries: _,
+            connected: _,
         } = broker;
         let mut ingest = Ingest {
             store,
@@ -210,6 +221,7 @@ impl Ingest {
             last_reload: 0,
             supervision,
             refused_by_store: false,
+            store_failing,
         };
         ingest.restore().await?;
         tokio::spawn(ingest.process(inbox, events, shutdown));
@@ -811,7 +823,7 @@ impl Ingest {
         loop {
             let result = op(self.store.clone()).await;
             let failing = matches!(&result, Err(e) if e.is_transient());
-            self.metrics.store_failing.store(failing, Ordering::Relaxed);
+            self.store_failing.send_replace(failing);
             match result {
                 Ok(v) => return Some(v),
                 Err(e) if e.is_transient() => {

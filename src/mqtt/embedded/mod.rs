@@ -76,6 +76,7 @@ pub fn open(
 ) -> (BrokerSide, BrokerTask) {
     let (tx, inbox) = IngestQueue::new(DELIVERY_QUEUE, rate, metrics.clone());
     let (events_tx, events) = mpsc::channel(BROKER_EVENT_QUEUE);
+    let (connected_tx, connected) = watch::channel(false);
     let broker = EmbeddedBroker::new(
         directory.clone(),
         tx.clone(),
@@ -90,14 +91,15 @@ pub fn open(
         downlink: Downlink::new(
             DownlinkSink::Embedded(broker.clone()),
             directory.clone(),
-            metrics.clone(),
+            metrics,
         ),
         deliveries: tx,
+        connected,
     };
     let task = Task::Embedded {
         broker,
         listener,
-        metrics,
+        connected: connected_tx,
     };
     (side, BrokerTask(task))
 }
