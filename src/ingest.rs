@@ -316,7 +316,7 @@ impl Ingest {
     pub async fn handle(&mut self, topic: &str, payload: &[u8]) {
         Metrics::inc(&self.metrics.messages_total);
         // Our own downlink comes back to us through the wildcard subscription.
-        if topic.ends_with("/ack") || topic.ends_with("/cfg") {
+        if protocol::Downlink::of_leaf(topic).is_some() {
             return;
         }
         let envelope = match protocol::open(topic, payload) {
