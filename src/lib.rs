@@ -22,6 +22,7 @@ pub mod keys;
 pub mod metrics;
 pub mod mqtt;
 pub mod protocol;
+pub mod readiness;
 pub mod regions;
 pub mod store;
 pub mod supervise;
@@ -215,7 +216,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                     store.clone(),
                     link,
                     ingest.deliveries.clone(),
-                    metrics.clone(),
+                    supervision.leading(),
                     peers_pending.clone(),
                     shutdown_rx.clone(),
                 ));
@@ -271,6 +272,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         config,
         downlink: Some(ingest.downlink),
         supervision: Some(supervision),
+        readiness: Some(ingest.readiness),
         throttle: Arc::default(),
         session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),

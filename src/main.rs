@@ -507,6 +507,7 @@ fn offline_state(
         config: std::sync::Arc::new(config),
         downlink: None,
         supervision: None,
+        readiness: None,
         throttle: Default::default(),
         session_ends: Default::default(),
         shutdown: None,
