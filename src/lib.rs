@@ -10,6 +10,7 @@
 //! settings; [`metrics`] the counters;
 //! [`demo`] the seeded first look.
 
+pub mod app;
 pub mod audit;
 pub mod broker;
 pub mod cluster;
@@ -271,8 +272,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         hub,
         metrics,
         config,
-        downlink: Some(ingest.downlink),
-        supervision: Some(supervision),
+        devices: app::DeviceLink::Broker(ingest.downlink),
+        supervision,
         throttle: Arc::default(),
         session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),
@@ -307,7 +308,7 @@ async fn announce_key_rotations_regularly(state: AppState, mut shutdown: watch::
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                match web::api::announce_key_rotations(&state).await {
+                match app::devices::announce_key_rotations(&state.app()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(devices = n, "announced new device keys"),
                     Err(e) => tracing::warn!(error = %e, "could not announce key rotations"),

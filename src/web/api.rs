@@ -11,43 +11,17 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::json::Body;
 use super::mask::{self, Sight, MASK};
 use super::AppState;
+use crate::app::devices::{self, DeviceChange, IssueRequest, NewDevice, ReturnRequest};
+use crate::app::users::{self, NewUser};
+use crate::app::{new_id, optional_text, present, text};
 use crate::directory::Index;
 use crate::domain::geo::{zone_from_geojson, zone_to_geojson};
 use crate::domain::{
     now_ms, parse_rfc3339, rfc3339, Address, Alert, AlertState, Case, DeviceKind, DeviceStatus,
     Order, OrderKind, Outcome, Person, Position, Relative, Restrained, Risk,
 };
-use crate::metrics::Metrics;
-use crate::protocol::{self, DeviceKey, Feedback};
+use crate::protocol::Feedback;
 use crate::store::{Audit, CasePatch, DeviceHealth, DeviceRecord, HistoryEntry, Role};
-
-fn new_id(prefix: &str) -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("{prefix}_{}", hex::encode(b))
-}
-
-fn text(field: &str, v: &str, max: usize) -> ApiResult<String> {
-    let t = v.trim();
-    if t.is_empty() {
-        return Err(ApiError::invalid(field, "must not be empty"));
-    }
-    if t.chars().count() > max {
-        return Err(ApiError::invalid(
-            field,
-            format!("at most {max} characters"),
-        ));
-    }
-    Ok(t.to_owned())
-}
-
-fn optional_text(field: &str, v: Option<&str>, max: usize) -> ApiResult<Option<String>> {
-    match v.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(t) => text(field, t, max).map(Some),
-    }
-}
 
 // ---------------------------------------------------------------- persons
 
@@ -444,13 +418,6 @@ pub struct CaseChange {
     pub relatives: Option<Vec<Relative>>,
 }
 
-/// Tells "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[utoipa::path(patch, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path)), request_body = CaseChange,
     responses((status = 200, body = CaseOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_case(
@@ -623,7 +590,7 @@ async fn validate_order(
         }
         // Another region's devices are answered as if they did not exist.
         match s.store.device(tag).await {
-            Ok(d) if !device_visible(caller, &s.directory.snapshot(), &d) => {
+            Ok(d) if !devices::visible(&caller.actor(), &s.directory.snapshot(), &d) => {
                 return Err(ApiError::invalid("tag_device_id", "no such device"))
             }
             Ok(d) if d.kind == DeviceKind::Tag => {}
@@ -779,51 +746,6 @@ pub async fn list_orders(
 
 // ---------------------------------------------------------------- devices
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewDevice {
-    pub id: String,
-    #[serde(default = "alarm_kind")]
-    pub kind: DeviceKind,
-    pub model: Option<String>,
-    pub hb_interval_s: Option<u32>,
-    /// The supervision class that sets the silence grace (`[supervision] classes`).
-    pub supervision_class: Option<String>,
-}
-
-fn hb_interval(v: Option<u32>) -> ApiResult<Option<u32>> {
-    match v {
-        Some(hb) if !(1..=86_400).contains(&hb) => {
-            Err(ApiError::invalid("hb_interval_s", "1 to 86400 seconds"))
-        }
-        other => Ok(other),
-    }
-}
-
-fn supervision_class(s: &AppState, v: Option<&str>) -> ApiResult<String> {
-    match v {
-        None => Ok("standard".to_owned()),
-        Some(c) if s.config.supervision.classes.contains_key(c) => Ok(c.to_owned()),
-        Some(_) => Err(ApiError::invalid(
-            "supervision_class",
-            format!(
-                "one of {}",
-                s.config
-                    .supervision
-                    .classes
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
-}
-
-fn alarm_kind() -> DeviceKind {
-    DeviceKind::Alarm
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct NewDeviceOut {
     pub id: String,
@@ -910,10 +832,11 @@ pub fn device_out(s: &AppState, d: &DeviceRecord, now: i64) -> DeviceOut {
         holder_person_id: d.holder_person_id.clone(),
         issued_at: d.issued_at.map(rfc3339),
         health: HealthOut {
-            connection: match &s.supervision {
-                Some(sup) if sup.is_silent(&d.id) => "silent".into(),
-                _ => connection_state(&d.health, hb, s.config.grace_for(&d.supervision_class), now)
-                    .into(),
+            connection: if s.supervision.is_silent(&d.id) {
+                "silent".into()
+            } else {
+                connection_state(&d.health, hb, s.config.grace_for(&d.supervision_class), now)
+                    .into()
             },
             last_heard_at: d.health.last_heard_at.map(rfc3339),
             battery: d.health.battery,
@@ -950,67 +873,14 @@ pub async fn create_device(
     caller: Caller,
     Body(req): Body<NewDevice>,
 ) -> ApiResult<(StatusCode, Json<NewDeviceOut>)> {
-    caller.require(&[Role::Coordinator])?;
-    let out = add_device(&s, &req, Some(&caller.username)).await?;
-    Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// Shared by the API and `vakt device add`.
-pub async fn add_device(
-    s: &AppState,
-    req: &NewDevice,
-    actor: Option<&str>,
-) -> ApiResult<NewDeviceOut> {
-    match protocol::new_device_id(&req.id, &s.config.backend_identities()) {
-        Ok(_) => {}
-        Err(protocol::ProtocolError::ReservedDeviceId) => {
-            // A device under the backend's name could take the backend's place on the broker:
-            // worth an administrator's look even though it is refused.
-            Metrics::inc(&s.metrics.security_events_total);
-            let detail = format!(
-                "{} tried to add a device with the reserved id {:?}",
-                actor.unwrap_or("the command line"),
-                req.id
-            );
-            tracing::warn!(detail, "security event: reserved device id refused");
-            if let Err(e) = s
-                .store
-                .security_event(None, "reserved_device_id", &detail, now_ms())
-                .await
-            {
-                tracing::error!(error = %e, "could not store a security event");
-            }
-            return Err(ApiError::invalid(
-                "id",
-                "reserved: ids starting with `vakt-`, and the backend's own broker names, are the backend's",
-            ));
-        }
-        Err(_) => return Err(ApiError::invalid("id", "3 to 64 of A-Z a-z 0-9 _ -")),
-    }
-    hb_interval(req.hb_interval_s)?;
-    let class = supervision_class(s, req.supervision_class.as_deref())?;
-    let key = DeviceKey::generate();
-    let now = now_ms();
-    let record = DeviceRecord {
-        model: optional_text("model", req.model.as_deref(), 100)?,
-        hb_interval_s: req.hb_interval_s,
-        supervision_class: class,
-        ..DeviceRecord::in_stock(
-            &req.id,
-            req.kind,
-            s.directory.vault().seal(&key, &req.id),
-            now,
-        )
-    };
-    let audit = Audit::new(actor, "device_added").subject(&record.id);
-    s.store.insert_device(&record, &audit).await?;
-    s.refresh_device(&record.id).await;
-    Ok(NewDeviceOut {
-        id: record.id,
+    let (d, key) = devices::add(&s.app(), &caller.actor(), &req).await?;
+    let out = NewDeviceOut {
+        id: d.id,
         key: key.to_hex(),
-        kind: record.kind,
-        status: record.status,
-    })
+        kind: d.kind,
+        status: d.status,
+    };
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 #[utoipa::path(get, path = "/api/devices", tag = "devices", responses((status = 200, body = [DeviceOut])))]
@@ -1018,34 +888,9 @@ pub async fn list_devices(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<DeviceOut>>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
-    let index = s.directory.snapshot();
     let now = now_ms();
-    let devices = s.store.devices().await?;
-    Ok(Json(
-        devices
-            .iter()
-            .filter(|d| device_visible(&caller, &index, d))
-            .map(|d| device_out(&s, d, now))
-            .collect(),
-    ))
-}
-
-/// Devices in stock belong to no region: every coordinator sees the shared stock, to issue
-/// from it. Issued (and returned, lost) ones belong to their case's region.
-fn device_visible(caller: &Caller, index: &Index, d: &DeviceRecord) -> bool {
-    match &d.case_id {
-        None => caller.role != Role::Officer,
-        Some(_) => caller.covers(device_region(index, d)),
-    }
-}
-
-/// The region a device belongs to: its case's; none while in stock.
-fn device_region<'a>(index: &'a Index, d: &DeviceRecord) -> Option<&'a str> {
-    d.case_id
-        .as_ref()
-        .and_then(|c| index.cases.get(c))
-        .map(|c| c.region.as_str())
+    let list = devices::list(&s.app(), &caller.actor()).await?;
+    Ok(Json(list.iter().map(|d| device_out(&s, d, now)).collect()))
 }
 
 #[utoipa::path(get, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)),
@@ -1055,22 +900,8 @@ pub async fn get_device(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceOut>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
-    let d = s.store.device(&id).await?;
-    if !device_visible(&caller, &s.directory.snapshot(), &d) {
-        return Err(ApiError::NotFound);
-    }
+    let d = devices::get(&s.app(), &caller.actor(), &id).await?;
     Ok(Json(device_out(&s, &d, now_ms())))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceChange {
-    /// Seconds; `null` hands the interval back to the device's own `hello`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
-    pub hb_interval_s: Option<Option<u32>>,
-    pub supervision_class: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/devices/{id}", tag = "devices", params(("id" = String, Path)), request_body = DeviceChange,
@@ -1081,42 +912,8 @@ pub async fn patch_device(
     Path(id): Path<String>,
     Body(req): Body<DeviceChange>,
 ) -> ApiResult<Json<DeviceOut>> {
-    caller.require(&[Role::Coordinator])?;
-    let current = s.store.device(&id).await?;
-    if !device_visible(&caller, &s.directory.snapshot(), &current) {
-        return Err(ApiError::NotFound);
-    }
-    let hb = match req.hb_interval_s {
-        Some(v) => hb_interval(v)?,
-        None => current.hb_interval_s,
-    };
-    let class = match req.supervision_class.as_deref() {
-        Some(c) => supervision_class(&s, Some(c))?,
-        None => current.supervision_class.clone(),
-    };
-    let now = now_ms();
-    let detail = format!("hb_interval_s={hb:?} supervision_class={class}");
-    let audit = Audit::new(Some(&caller.username), "device_changed")
-        .subject(&id)
-        .case(current.case_id.as_deref())
-        .detail(&detail);
-    let d = s
-        .store
-        .update_device_settings(&id, hb, &class, now, &audit)
-        .await?;
-    s.refresh_device(&id).await;
-    // The device learns its new interval from the signed, retained configuration.
-    if let (Some(_), Some(downlink)) = (hb, &s.downlink) {
-        downlink.config(&d.id).await;
-    }
-    Ok(Json(device_out(&s, &d, now)))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IssueRequest {
-    pub case_id: String,
-    pub holder_person_id: String,
+    let d = devices::change(&s.app(), &caller.actor(), &id, &req).await?;
+    Ok(Json(device_out(&s, &d, now_ms())))
 }
 
 #[utoipa::path(post, path = "/api/devices/{id}/issue", tag = "devices", params(("id" = String, Path)), request_body = IssueRequest,
@@ -1127,52 +924,8 @@ pub async fn issue_device(
     Path(id): Path<String>,
     Body(req): Body<IssueRequest>,
 ) -> ApiResult<Json<DeviceOut>> {
-    caller.require(&[Role::Coordinator])?;
-    let case = match s.store.case(&req.case_id).await {
-        Ok(c) if caller.covers(Some(&c.region)) => c,
-        Ok(_) | Err(crate::store::StoreError::NotFound) => {
-            return Err(ApiError::invalid("case_id", "no such case"))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if case.closed_at.is_some() {
-        return Err(ApiError::invalid("case_id", "the case is closed"));
-    }
-    // A person or device of another region is answered exactly as one that does not exist:
-    // the answer tells nothing about other regions.
-    match s.store.person(&req.holder_person_id).await {
-        Ok(p) if caller.covers(p.region.as_deref()) => {}
-        Ok(_) | Err(crate::store::StoreError::NotFound) => {
-            return Err(ApiError::invalid("holder_person_id", "no such person"))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let current = s.store.device(&id).await?;
-    if !device_visible(&caller, &s.directory.snapshot(), &current) {
-        return Err(ApiError::NotFound);
-    }
-    let now = now_ms();
-    let audit = Audit::new(Some(&caller.username), "device_issued")
-        .subject(&id)
-        .case(Some(&case.id));
-    let d = s
-        .store
-        .issue_device(&id, &case.id, &req.holder_person_id, now, &audit)
-        .await?;
-    s.refresh_device(&id).await;
-    if let (Some(_), Some(downlink)) = (d.hb_interval_s, &s.downlink) {
-        downlink.config(&d.id).await;
-    }
-    Ok(Json(device_out(&s, &d, now)))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReturnRequest {
-    pub reason: String,
-    /// True when the device was lost rather than handed back.
-    #[serde(default)]
-    pub lost: bool,
+    let d = devices::issue(&s.app(), &caller.actor(), &id, &req).await?;
+    Ok(Json(device_out(&s, &d, now_ms())))
 }
 
 #[utoipa::path(post, path = "/api/devices/{id}/return", tag = "devices", params(("id" = String, Path)), request_body = ReturnRequest,
@@ -1183,28 +936,8 @@ pub async fn return_device(
     Path(id): Path<String>,
     Body(req): Body<ReturnRequest>,
 ) -> ApiResult<Json<DeviceOut>> {
-    caller.require(&[Role::Coordinator])?;
-    let current = s.store.device(&id).await?;
-    if !device_visible(&caller, &s.directory.snapshot(), &current) {
-        return Err(ApiError::NotFound);
-    }
-    let reason = text("reason", &req.reason, 500)?;
-    let status = if req.lost {
-        DeviceStatus::Lost
-    } else {
-        DeviceStatus::Returned
-    };
-    let now = now_ms();
-    let audit = Audit::new(Some(&caller.username), "device_returned")
-        .subject(&id)
-        .case(current.case_id.as_deref())
-        .detail(&reason);
-    let d = s
-        .store
-        .return_device(&id, status, &reason, now, &audit)
-        .await?;
-    s.refresh_device(&id).await;
-    Ok(Json(device_out(&s, &d, now)))
+    let d = devices::take_back(&s.app(), &caller.actor(), &id, &req).await?;
+    Ok(Json(device_out(&s, &d, now_ms())))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1225,70 +958,12 @@ pub async fn rotate_device_key(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RotatedKeyOut>> {
-    caller.require(&[Role::Coordinator])?;
-    let current = s.store.device(&id).await?;
-    let index = s.directory.snapshot();
-    if !device_visible(&caller, &index, &current) {
-        return Err(ApiError::NotFound);
-    }
-    // The new key is shown to the caller: only someone of the device's region may see it.
-    // A device in stock belongs to no region yet, so only a national coordinator re-keys
-    // it; a regional one would otherwise keep the key of a device issued elsewhere later.
-    caller.require_region(device_region(&index, &current))?;
-    let (d, key) = rotate_key(&s, &id, Some(&caller.username)).await?;
+    let (d, key) = devices::rotate_key(&s.app(), &caller.actor(), &id).await?;
     Ok(Json(RotatedKeyOut {
         id: d.id.clone(),
         key: key.to_hex(),
         device: device_out(&s, &d, now_ms()),
     }))
-}
-
-/// Shared by the API and `vakt device rotate-key`: stores the sealed next key and, when this
-/// process talks to the broker, announces it at once; otherwise a running vakt announces it
-/// within seconds (`announce_key_rotations`).
-pub async fn rotate_key(
-    s: &AppState,
-    id: &str,
-    actor: Option<&str>,
-) -> ApiResult<(DeviceRecord, DeviceKey)> {
-    let key = DeviceKey::generate();
-    let now = now_ms();
-    let sealed = s.directory.vault().seal(&key, id);
-    let case_id = s.store.device(id).await?.case_id;
-    let audit = Audit::new(actor, "device_key_rotation_started")
-        .subject(id)
-        .case(case_id.as_deref());
-    let mut d = s.store.begin_key_rotation(id, &sealed, now, &audit).await?;
-    s.refresh_device(id).await;
-    if let Some(downlink) = &s.downlink {
-        if downlink.config(id).await {
-            s.store.key_rotation_announced(id, &sealed, now).await?;
-            d.key_rotation.announced_at = Some(now);
-        }
-    }
-    Ok((d, key))
-}
-
-/// Publishes the `cfg` of rotations started elsewhere (the command line, another instance
-/// whose broker link was down) and records that they went out.
-pub async fn announce_key_rotations(s: &AppState) -> Result<usize, crate::store::StoreError> {
-    let Some(downlink) = &s.downlink else {
-        return Ok(0);
-    };
-    let mut announced = 0;
-    for id in s.store.key_rotations_to_announce().await? {
-        s.directory.refresh_device(&s.store, &id).await?;
-        let Some((_, sealed)) = s.directory.device(&id).and_then(|e| e.next_key) else {
-            continue;
-        };
-        if downlink.config(&id).await {
-            s.store
-                .key_rotation_announced(&id, &sealed, now_ms())
-                .await?;
-            announced += 1;
-        }
-    }
-    Ok(announced)
 }
 
 // ---------------------------------------------------------------- alerts
@@ -1634,10 +1309,8 @@ pub fn unrevealed_alert(a: &Alert, index: &Index) -> AlertOut {
 }
 
 async fn tell_device(s: &AppState, alert: &Alert, st: Feedback) {
-    if let (Some(device), Some(origin), Some(downlink)) =
-        (&alert.device_id, alert.origin, &s.downlink)
-    {
-        downlink.feedback(device, origin, st).await;
+    if let (Some(device), Some(origin)) = (&alert.device_id, alert.origin) {
+        s.devices.feedback(device, origin, st).await;
     }
 }
 
@@ -1747,29 +1420,14 @@ pub struct NewUserOut {
     pub totp_uri: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    pub username: String,
-    /// At least 12 characters.
-    pub password: String,
-    pub role: Role,
-    /// None: national. Otherwise one of `GET /api/regions`, by name or code, ignoring case.
-    pub region: Option<String>,
-}
-
 #[utoipa::path(get, path = "/api/users", tag = "users", responses((status = 200, body = [UserOut]), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_users(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<UserOut>>> {
-    if !caller.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
-    let users = s.store.users().await?;
+    let list = users::list(&s.app(), &caller.actor()).await?;
     Ok(Json(
-        users
-            .into_iter()
+        list.into_iter()
             .map(|u| UserOut {
                 username: u.username,
                 role: u.role,
@@ -1786,51 +1444,14 @@ pub async fn create_user(
     caller: Caller,
     Body(req): Body<NewUser>,
 ) -> ApiResult<(StatusCode, Json<NewUserOut>)> {
-    if !caller.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
-    let username = text("username", &req.username, 64)?;
-    if !username
-        .chars()
-        .all(|c| c.is_alphanumeric() || "._-@".contains(c))
-    {
-        return Err(ApiError::invalid(
-            "username",
-            "letters, digits and . _ - @ only",
-        ));
-    }
-    if req.password.chars().count() < 12 {
-        return Err(ApiError::invalid("password", "at least 12 characters"));
-    }
-    let region = match optional_text("region", req.region.as_deref(), 100)? {
-        Some(r) => Some(super::regions::region_in_list(&s, &r).await?),
-        None => None,
-    };
-    // Admins and coordinators log in with a second factor; the secret is shown this once.
-    let totp_secret =
-        matches!(req.role, Role::Admin | Role::Coordinator).then(super::totp::new_secret);
-    let user = crate::store::User {
-        username: username.clone(),
-        role: req.role,
-        region: region.clone(),
-        password_hash: super::auth::hash_password(&req.password),
-        totp_secret: totp_secret
-            .as_ref()
-            .map(|t| s.directory.vault().seal_totp(t, &username)),
-    };
-    let now = now_ms();
-    let audit = Audit::new(Some(&caller.username), "user_added")
-        .subject(&username)
-        .detail(req.role.as_str());
-    s.store.insert_user(&user, now, &audit).await?;
-    let totp_uri = totp_secret.map(|s| super::totp::uri(&username, &s));
+    let added = users::add(&s.app(), &caller.actor(), &req).await?;
     Ok((
         StatusCode::CREATED,
         Json(NewUserOut {
-            username,
-            role: req.role,
-            region,
-            totp_uri,
+            username: added.user.username,
+            role: added.user.role,
+            region: added.user.region,
+            totp_uri: added.totp_uri,
         }),
     ))
 }

@@ -25,10 +25,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::OpenApi;
 
+use crate::app::{Ctx, DeviceLink};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::ingest::Downlink;
 use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
@@ -40,10 +40,9 @@ pub struct AppState {
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    /// Absent only when no broker link exists (e.g. `vakt` commands that do not serve).
-    pub downlink: Option<Downlink>,
-    /// Absent likewise for commands that do not serve.
-    pub supervision: Option<crate::supervise::Supervision>,
+    /// How the devices hear of changes: through this process's broker link.
+    pub devices: DeviceLink,
+    pub supervision: crate::supervise::Supervision,
     pub throttle: Arc<auth::Throttle>,
     /// Logouts, for the live streams of the ended sessions.
     pub session_ends: auth::SessionEnds,
@@ -55,18 +54,25 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// After a coordinator's change, the ingest sees the new cases, orders and devices.
-    /// After a change to one device: only its entry is read again.
-    pub async fn refresh_device(&self, id: &str) {
-        if let Err(e) = self.directory.refresh_device(&self.store, id).await {
-            tracing::error!(error = %e, "could not refresh the device in the directory");
+    /// What the application's operations act on, for a request.
+    pub fn app(&self) -> Ctx {
+        Ctx {
+            store: self.store.clone(),
+            directory: self.directory.clone(),
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            devices: self.devices.clone(),
         }
     }
 
+    /// After a coordinator's change, the ingest sees the new cases, orders and devices.
+    /// After a change to one device: only its entry is read again.
+    pub async fn refresh_device(&self, id: &str) {
+        self.app().refresh_device(id).await;
+    }
+
     pub async fn refresh_directory(&self) {
-        if let Err(e) = self.directory.reload(&self.store).await {
-            tracing::error!(error = %e, "could not refresh the device directory");
-        }
+        self.app().refresh_directory().await;
     }
 }
 
