@@ -8,7 +8,8 @@
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
 //! settings; [`metrics`] the counters;
-//! [`demo`] the seeded first look.
+//! [`demo`] the seeded first look. What people do through the API or the command line
+//! goes through [`app`], the application's operations, one module per aggregate.
 
 pub mod app;
 pub mod audit;
