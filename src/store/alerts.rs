@@ -452,8 +452,8 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
             },
             None => None,
         };
-        let Some(id) =
-            open.filter(|_| crate::domain::triage::cancel_marks((boot, seq), latest_alarm))
+        let Some(id) = open
+            .filter(|_| crate::domain::policy::incidents::cancel_marks((boot, seq), latest_alarm))
         else {
             tx.commit().await?;
             return Ok(CancelOutcome::NothingOpen);

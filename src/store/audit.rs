@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::db::{query, Tx};
 use super::dialect::{Dialect, SqlStore};
-use super::{AuditEntry, AuditFilter, Result, SecurityEvent};
+use super::{Audit, AuditEntry, AuditFilter, Result, SecurityEvent};
 use crate::domain::{rfc3339, Millis};
 
 #[async_trait]
@@ -18,6 +18,8 @@ pub trait AuditStore: Send + Sync {
         detail: &str,
         at: Millis,
     ) -> Result<()>;
+    /// An audit entry of its own, for what changes nothing here (a consultation, a login) or
+    /// a change whose store method does not take its entry.
     async fn audit(
         &self,
         actor: Option<&str>,
@@ -33,14 +35,27 @@ pub trait AuditStore: Send + Sync {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Appends an entry to the audit chain inside `tx`. The caller holds `audit_lock`; the
-    /// dialect's lock orders the instances sharing the database.
+    /// Begins a transaction that extends the audit chain. One writer at a time extends it:
+    /// in this process by the mutex (always taken before the database's write lock), across
+    /// instances by the dialect's lock taken inside the transaction.
+    pub(super) async fn begin_audited(
+        &self,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Box<dyn Tx>)> {
+        let one_writer = self.audit_lock.lock().await;
+        let mut tx = self.begin_write().await?;
+        self.dialect.lock_audit_chain(&mut *tx).await?;
+        Ok((one_writer, tx))
+    }
+
+    /// Appends `entry` to the audit chain in a transaction from `begin_audited`: it commits
+    /// with the change it records, or neither does.
     pub(super) async fn append_audit(
         &self,
         tx: &mut dyn Tx,
-        record: &crate::audit::Record<'_>,
+        entry: &Audit<'_>,
+        at: Millis,
     ) -> Result<()> {
-        self.dialect.lock_audit_chain(&mut *tx).await?;
+        let record = entry.record(at);
         let prev: Option<String> =
             match query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -50,7 +65,7 @@ impl<D: Dialect> SqlStore<D> {
                 None => None,
             };
         let prev = prev.unwrap_or_else(|| crate::audit::GENESIS.to_owned());
-        let hash = crate::audit::entry_hash(&prev, record);
+        let hash = crate::audit::entry_hash(&prev, &record);
         query(
             "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -117,19 +132,15 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
         detail: Option<&str>,
         at: Millis,
     ) -> Result<()> {
-        // One writer at a time extends the chain: in this process by the mutex, across
-        // instances by the per-backend lock taken inside the transaction.
-        let _one_writer = self.audit_lock.lock().await;
-        let mut tx = self.begin_write().await?;
-        let record = crate::audit::Record {
-            at,
+        let (_one_writer, mut tx) = self.begin_audited().await?;
+        let entry = Audit {
             actor,
             action,
             subject,
             case_id,
             detail,
         };
-        self.append_audit(&mut *tx, &record).await?;
+        self.append_audit(&mut *tx, &entry, at).await?;
         tx.commit().await?;
         Ok(())
     }

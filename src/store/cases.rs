@@ -4,19 +4,25 @@ use async_trait::async_trait;
 
 use super::db::{query, Row};
 use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
-use super::{CasePatch, Result, StoreError};
+use super::{Audit, CasePatch, Result, StoreError};
 use crate::domain::{Address, Case, Millis, Person, Risk};
 
 #[async_trait]
 pub trait CaseStore: Send + Sync {
-    async fn insert_person(&self, person: &Person, at: Millis) -> Result<()>;
+    async fn insert_person(&self, person: &Person, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn person(&self, id: &str) -> Result<Person>;
     async fn persons(&self) -> Result<Vec<Person>>;
-    async fn insert_case(&self, case: &Case, at: Millis) -> Result<()>;
+    async fn insert_case(&self, case: &Case, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn case(&self, id: &str) -> Result<Case>;
     async fn cases(&self) -> Result<Vec<Case>>;
-    async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case>;
-    async fn close_case(&self, id: &str, at: Millis) -> Result<Case>;
+    async fn update_case(
+        &self,
+        id: &str,
+        patch: &CasePatch,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Case>;
+    async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case>;
     /// Erases the personal data of cases closed before `closed_before`: the person's name,
     /// phone and address, positions, the restrained persons and zones, free-text notes.
     /// Alerts stay, pseudonymised, for statistics. Returns the case ids erased.
@@ -56,7 +62,8 @@ fn case_from(row: &Row) -> Result<Case> {
 
 #[async_trait]
 impl<D: Dialect> CaseStore for SqlStore<D> {
-    async fn insert_person(&self, p: &Person, at: Millis) -> Result<()> {
+    async fn insert_person(&self, p: &Person, at: Millis, audit: &Audit<'_>) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query(
             "INSERT INTO persons (id, name, phone, address_text, address_lat, address_lon, \
              protected_identity, region, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -70,9 +77,11 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         .bind(p.protected_identity)
         .bind(&p.region)
         .bind(at)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "person"))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -92,7 +101,8 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         rows.iter().map(person_from).collect()
     }
 
-    async fn insert_case(&self, c: &Case, at: Millis) -> Result<()> {
+    async fn insert_case(&self, c: &Case, at: Millis, audit: &Audit<'_>) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query(
             "INSERT INTO cases (id, reference, person_id, risk, region, response_plan, created_at, relatives) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -105,9 +115,11 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         .bind(&c.response_plan)
         .bind(at)
         .bind(serde_json::to_string(&c.relatives).map_err(|_| corrupt("relatives"))?)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a case with that reference exists"))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -127,8 +139,14 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         rows.iter().map(case_from).collect()
     }
 
-    async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case> {
-        let mut tx = self.begin_write().await?;
+    async fn update_case(
+        &self,
+        id: &str,
+        patch: &CasePatch,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Case> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         if let Some(risk) = patch.risk {
             query("UPDATE cases SET risk = $1 WHERE id = $2")
                 .bind(risk.as_str())
@@ -155,17 +173,26 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
+        self.append_audit(&mut *tx, audit, at).await?;
         tx.commit().await?;
         case_from(&row)
     }
 
-    async fn close_case(&self, id: &str, at: Millis) -> Result<Case> {
+    async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query("UPDATE cases SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL")
             .bind(at)
             .bind(id)
-            .execute(&mut *self.pool())
+            .execute(&mut *tx)
             .await?;
-        self.case(id).await
+        let row = query("SELECT * FROM cases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        case_from(&row)
     }
 
     async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>> {

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 
 use super::db::{query, query_built, Row};
 use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
-use super::{DeviceHealth, DeviceRecord, KeyRotation, Result, StoreError};
+use super::{Audit, DeviceHealth, DeviceRecord, KeyRotation, Result, StoreError};
 use crate::domain::{DeviceKind, DeviceStatus, Millis, Position};
 
 #[async_trait]
 pub trait DeviceStore: Send + Sync {
-    async fn insert_device(&self, device: &DeviceRecord) -> Result<()>;
+    /// Audited at the device's `created_at`.
+    async fn insert_device(&self, device: &DeviceRecord, audit: &Audit<'_>) -> Result<()>;
     async fn device(&self, id: &str) -> Result<DeviceRecord>;
     async fn devices(&self) -> Result<Vec<DeviceRecord>>;
     /// `in_stock` → `issued`; a conflict if the device is not in stock.
@@ -19,6 +20,7 @@ pub trait DeviceStore: Send + Sync {
         case_id: &str,
         holder: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     /// `issued` → `returned` or `lost`.
     async fn return_device(
@@ -27,6 +29,7 @@ pub trait DeviceStore: Send + Sync {
         status: DeviceStatus,
         reason: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     /// Sets a device's coordinator settings.
     async fn update_device_settings(
@@ -34,6 +37,8 @@ pub trait DeviceStore: Send + Sync {
         id: &str,
         hb_interval_s: Option<u32>,
         supervision_class: &str,
+        at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()>;
     /// `(device, last heard)` of every device heard after `since`, from the health rows.
@@ -46,6 +51,7 @@ pub trait DeviceStore: Send + Sync {
         id: &str,
         next_key_hex: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     /// Records that the `cfg` carrying the next key went out.
     async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()>;
@@ -117,7 +123,8 @@ fn device_from(row: &Row) -> Result<DeviceRecord> {
 
 #[async_trait]
 impl<D: Dialect> DeviceStore for SqlStore<D> {
-    async fn insert_device(&self, d: &DeviceRecord) -> Result<()> {
+    async fn insert_device(&self, d: &DeviceRecord, audit: &Audit<'_>) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query(
             "INSERT INTO devices (id, kind, model, key_hex, hb_interval_s, status, created_at, supervision_class) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -130,9 +137,11 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(d.status.as_str())
         .bind(d.created_at)
         .bind(&d.supervision_class)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a device with that id exists"))?;
+        self.append_audit(&mut *tx, audit, d.created_at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -160,7 +169,9 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         case_id: &str,
         holder: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord> {
+        let (one_writer, mut tx) = self.begin_audited().await?;
         let done = query(
             "UPDATE devices SET status = 'issued', case_id = $1, holder_person_id = $2, issued_at = $3, \
              returned_at = NULL, return_reason = NULL WHERE id = $4 AND status = 'in_stock'",
@@ -169,16 +180,20 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(holder)
         .bind(at)
         .bind(id)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "issue"))?;
         if done == 0 {
+            drop((tx, one_writer));
             let current = self.device(id).await?;
             return Err(StoreError::Conflict(format!(
                 "device {id} is {}, not in stock",
                 current.status.as_str()
             )));
         }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        drop(one_writer);
         self.device(id).await
     }
 
@@ -188,7 +203,9 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         status: DeviceStatus,
         reason: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord> {
+        let (one_writer, mut tx) = self.begin_audited().await?;
         let done = query(
             "UPDATE devices SET status = $1, returned_at = $2, return_reason = $3 \
              WHERE id = $4 AND status = 'issued'",
@@ -197,15 +214,19 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(at)
         .bind(reason)
         .bind(id)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await?;
         if done == 0 {
+            drop((tx, one_writer));
             let current = self.device(id).await?;
             return Err(StoreError::Conflict(format!(
                 "device {id} is {}, not issued",
                 current.status.as_str()
             )));
         }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        drop(one_writer);
         self.device(id).await
     }
 
@@ -214,17 +235,23 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         id: &str,
         hb_interval_s: Option<u32>,
         supervision_class: &str,
+        at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord> {
+        let (one_writer, mut tx) = self.begin_audited().await?;
         let done =
             query("UPDATE devices SET hb_interval_s = $1, supervision_class = $2 WHERE id = $3")
                 .bind(hb_interval_s.map(i64::from))
                 .bind(supervision_class)
                 .bind(id)
-                .execute(&mut *self.pool())
+                .execute(&mut *tx)
                 .await?;
         if done == 0 {
             return Err(StoreError::NotFound);
         }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        drop(one_writer);
         self.device(id).await
     }
 
@@ -282,7 +309,9 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         id: &str,
         next_key_hex: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord> {
+        let (one_writer, mut tx) = self.begin_audited().await?;
         let done = query(
             "UPDATE devices SET next_key_hex = $1, key_rotation_requested_at = $2, \
              key_rotation_announced_at = NULL WHERE id = $3 AND status IN ('in_stock', 'issued')",
@@ -290,15 +319,19 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(next_key_hex)
         .bind(at)
         .bind(id)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await?;
         if done == 0 {
+            drop((tx, one_writer));
             let d = self.device(id).await?;
             return Err(StoreError::Conflict(format!(
                 "device {id} is {}: a returned or lost device gets no new key",
                 d.status.as_str()
             )));
         }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        drop(one_writer);
         self.device(id).await
     }
 

@@ -252,13 +252,13 @@ impl Raise {
     /// What the store must do for a triage decision to raise an alert about a device of the
     /// case in `ctx`; `None` for every other decision.
     pub fn for_decision(
-        decision: crate::domain::triage::Decision,
+        decision: crate::domain::policy::Decision,
         ctx: &crate::domain::correlate::DeviceContext,
         origin: Option<(u32, u32)>,
         answer_device: bool,
         at: Millis,
     ) -> Option<Raise> {
-        let crate::domain::triage::Decision::Raise {
+        let crate::domain::policy::Decision::Raise {
             kind,
             priority,
             position,
@@ -342,6 +342,57 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// The audit entry of a change made on someone's behalf. The store writes it inside the
+/// change's own transaction, at the change's time: no change stands without its entry, and
+/// a failed entry undoes the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit<'a> {
+    /// `None`: an operator at the command line, or vakt itself.
+    pub actor: Option<&'a str>,
+    pub action: &'a str,
+    pub subject: Option<&'a str>,
+    pub case_id: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> Audit<'a> {
+    pub const fn new(actor: Option<&'a str>, action: &'a str) -> Audit<'a> {
+        Audit {
+            actor,
+            action,
+            subject: None,
+            case_id: None,
+            detail: None,
+        }
+    }
+    pub fn subject(self, subject: &'a str) -> Audit<'a> {
+        Audit {
+            subject: Some(subject),
+            ..self
+        }
+    }
+    pub fn case(self, case_id: Option<&'a str>) -> Audit<'a> {
+        Audit { case_id, ..self }
+    }
+    pub fn detail(self, detail: &'a str) -> Audit<'a> {
+        Audit {
+            detail: Some(detail),
+            ..self
+        }
+    }
+    /// The entry as the hash chain sees it.
+    pub fn record(&self, at: Millis) -> crate::audit::Record<'a> {
+        crate::audit::Record {
+            at,
+            actor: self.actor,
+            action: self.action,
+            subject: self.subject,
+            case_id: self.case_id,
+            detail: self.detail,
+        }
+    }
+}
+
 /// Which audit entries to read, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -367,7 +418,7 @@ pub struct RegionPatch {
 }
 
 /// Everything the store keeps, one trait per aggregate; `SharedStore` is one store behind
-/// all of them. Callers bring the traits into scope with `use crate::store::prelude::*`.
+/// all of them (a `dyn Store` answers every aggregate's methods without importing them).
 #[async_trait]
 pub trait Store:
     UserStore
@@ -384,14 +435,6 @@ pub trait Store:
 {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
-}
-
-/// The store's traits, for calling its methods.
-pub mod prelude {
-    pub use super::{
-        AlertStore, AuditStore, CaseStore, DeviceStore, InstanceStore, OrderStore, RegionStore,
-        Store, UserStore,
-    };
 }
 
 pub type SharedStore = Arc<dyn Store>;
@@ -434,5 +477,5 @@ pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Res
 /// The alert kind's incident class, stored so the database can enforce one open alert per
 /// incident.
 pub(crate) fn incident_of(kind: AlertKind) -> &'static str {
-    kind.incident_class()
+    crate::domain::policy::incidents::class_of(kind)
 }

@@ -4,16 +4,16 @@ use async_trait::async_trait;
 
 use super::db::{query, query_built, Row};
 use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
-use super::{Result, StoreError};
+use super::{Audit, Result, StoreError};
 use crate::domain::{Millis, Order, OrderKind, Restrained, Zone};
 
 #[async_trait]
 pub trait OrderStore: Send + Sync {
-    async fn insert_order(&self, order: &Order, at: Millis) -> Result<()>;
+    async fn insert_order(&self, order: &Order, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn orders(&self) -> Result<Vec<Order>>;
     async fn order(&self, id: &str) -> Result<Order>;
     /// Replaces everything of an order but its id and case.
-    async fn update_order(&self, order: &Order) -> Result<()>;
+    async fn update_order(&self, order: &Order, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>>;
 }
 
@@ -41,8 +41,9 @@ fn order_from(row: &Row) -> Result<Order> {
 
 #[async_trait]
 impl<D: Dialect> OrderStore for SqlStore<D> {
-    async fn insert_order(&self, o: &Order, at: Millis) -> Result<()> {
+    async fn insert_order(&self, o: &Order, at: Millis, audit: &Audit<'_>) -> Result<()> {
         let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query(
             "INSERT INTO orders (id, case_id, kind, restrained_name, restrained_description, \
              restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id, created_at) \
@@ -60,9 +61,11 @@ impl<D: Dialect> OrderStore for SqlStore<D> {
         .bind(zones)
         .bind(&o.tag_device_id)
         .bind(at)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "order"))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -84,8 +87,9 @@ impl<D: Dialect> OrderStore for SqlStore<D> {
         order_from(&row)
     }
 
-    async fn update_order(&self, o: &Order) -> Result<()> {
+    async fn update_order(&self, o: &Order, at: Millis, audit: &Audit<'_>) -> Result<()> {
         let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         let done = query(
             "UPDATE orders SET kind = $1, restrained_name = $2, restrained_description = $3, \
              restrained_vehicle = $4, restrained_photo_ref = $5, valid_from = $6, valid_to = $7, \
@@ -101,11 +105,13 @@ impl<D: Dialect> OrderStore for SqlStore<D> {
         .bind(zones)
         .bind(&o.tag_device_id)
         .bind(&o.id)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await?;
         if done == 0 {
             return Err(StoreError::NotFound);
         }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::db::{query, query_built};
 use super::dialect::{conflict_on_unique, Dialect, SqlStore};
-use super::{LocalArea, Region, RegionPatch, Result, StoreError};
+use super::{Audit, LocalArea, Region, RegionPatch, Result, StoreError};
 use crate::domain::Millis;
 
 #[async_trait]
@@ -15,19 +15,33 @@ pub trait RegionStore: Send + Sync {
     /// held some already, which stay as they are.
     async fn seed_regions(&self, list: &[Region], at: Millis) -> Result<bool>;
     /// Adds a region (its local areas too); a conflict when its code or name is taken.
-    async fn insert_region(&self, region: &Region, at: Millis) -> Result<()>;
+    async fn insert_region(&self, region: &Region, at: Millis, audit: &Audit<'_>) -> Result<()>;
     /// Renames or retires a region. A new name is carried, in the same transaction, to the
     /// persons, cases, users and alerts that held the old one exactly: they stay visible to
     /// the same officers.
-    async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region>;
+    async fn update_region(
+        &self,
+        code: &str,
+        patch: &RegionPatch,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Region>;
     /// Gives the persons, cases, users and alerts whose region is exactly `from` the region
-    /// `to` (an operator correcting a misspelling); how many rows changed.
-    async fn respell_region(&self, from: &str, to: &str) -> Result<u64>;
+    /// `to` (an operator correcting a misspelling); how many rows changed. The audit entry's
+    /// detail gets that number appended (`: N record(s)`), known only inside the transaction.
+    async fn respell_region(
+        &self,
+        from: &str,
+        to: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<u64>;
     async fn insert_local_area(
         &self,
         region_code: &str,
         area: &LocalArea,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<()>;
     async fn update_local_area(
         &self,
@@ -35,6 +49,7 @@ pub trait RegionStore: Send + Sync {
         code: &str,
         patch: &RegionPatch,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<LocalArea>;
 }
 
@@ -124,8 +139,8 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
         Ok(true)
     }
 
-    async fn insert_region(&self, r: &Region, at: Millis) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+    async fn insert_region(&self, r: &Region, at: Millis, audit: &Audit<'_>) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query("INSERT INTO regions (code, name, retired_at, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&r.code)
             .bind(&r.name)
@@ -148,12 +163,19 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
             .await
             .map_err(|e| conflict_on_unique(e, "a local area with that code exists"))?;
         }
+        self.append_audit(&mut *tx, audit, at).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region> {
-        let mut tx = self.begin_write().await?;
+    async fn update_region(
+        &self,
+        code: &str,
+        patch: &RegionPatch,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Region> {
+        let (one_writer, mut tx) = self.begin_audited().await?;
         let old: String = query("SELECT name FROM regions WHERE code = $1")
             .bind(code)
             .fetch_optional(&mut *tx)
@@ -186,7 +208,9 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
             .execute(&mut *tx)
             .await?;
         }
+        self.append_audit(&mut *tx, audit, at).await?;
         tx.commit().await?;
+        drop(one_writer);
         self.regions()
             .await?
             .into_iter()
@@ -194,8 +218,14 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
             .ok_or(StoreError::NotFound)
     }
 
-    async fn respell_region(&self, from: &str, to: &str) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
+    async fn respell_region(
+        &self,
+        from: &str,
+        to: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<u64> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         let mut changed = 0;
         for table in REGION_HOLDERS {
             changed += query_built(format!("UPDATE {table} SET region = $1 WHERE region = $2"))
@@ -204,11 +234,21 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
                 .execute(&mut *tx)
                 .await?;
         }
+        let detail = format!("{}: {changed} record(s)", audit.detail.unwrap_or_default());
+        self.append_audit(&mut *tx, &audit.detail(&detail), at)
+            .await?;
         tx.commit().await?;
         Ok(changed)
     }
 
-    async fn insert_local_area(&self, region_code: &str, a: &LocalArea, at: Millis) -> Result<()> {
+    async fn insert_local_area(
+        &self,
+        region_code: &str,
+        a: &LocalArea,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query(
             "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -218,9 +258,11 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
         .bind(&a.name)
         .bind(a.retired.then_some(at))
         .bind(at)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a local area with that code or name exists"))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -230,8 +272,9 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
         code: &str,
         patch: &RegionPatch,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<LocalArea> {
-        let mut tx = self.begin_write().await?;
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query("SELECT code FROM local_areas WHERE code = $1 AND region_code = $2")
             .bind(code)
             .bind(region_code)
@@ -262,6 +305,7 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
             .fetch_one(&mut *tx)
             .await?;
         let (name, retired_at): (String, Option<i64>) = (row.get(0)?, row.get(1)?);
+        self.append_audit(&mut *tx, audit, at).await?;
         tx.commit().await?;
         Ok(LocalArea {
             code: code.to_owned(),

@@ -4,12 +4,12 @@ use async_trait::async_trait;
 
 use super::db::{query, Row};
 use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
-use super::{Result, Role, StoreError, User};
+use super::{Audit, Result, Role, StoreError, User};
 use crate::domain::Millis;
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    async fn insert_user(&self, user: &User, at: Millis) -> Result<()>;
+    async fn insert_user(&self, user: &User, at: Millis, audit: &Audit<'_>) -> Result<()>;
     /// Creates the user or replaces its role, region and password (demo and admin resets).
     async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
     async fn user(&self, username: &str) -> Result<User>;
@@ -33,7 +33,13 @@ pub trait UserStore: Send + Sync {
     /// When the session was created and last used, if it exists; does not touch it, so a
     /// live stream that asks is not taken for use.
     async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>>;
-    async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
+    async fn insert_api_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<()>;
     async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
 }
 
@@ -49,7 +55,8 @@ fn user_from(row: &Row) -> Result<User> {
 
 #[async_trait]
 impl<D: Dialect> UserStore for SqlStore<D> {
-    async fn insert_user(&self, u: &User, at: Millis) -> Result<()> {
+    async fn insert_user(&self, u: &User, at: Millis, audit: &Audit<'_>) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query(
             "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -60,9 +67,11 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         .bind(&u.password_hash)
         .bind(&u.totp_secret)
         .bind(at)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "a user with that name exists"))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -181,14 +190,23 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         })
     }
 
-    async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
+    async fn insert_api_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
             .bind(token_hash)
             .bind(username)
             .bind(at)
-            .execute(&mut *self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on_unique(e, "token"))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 

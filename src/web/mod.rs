@@ -28,8 +28,8 @@ use utoipa::OpenApi;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::ingest::Downlink;
 use crate::metrics::Metrics;
+use crate::mqtt::Downlink;
 use crate::store::SharedStore;
 
 /// Everything a request handler may need; cheap to clone.

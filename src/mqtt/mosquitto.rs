@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha2::Sha512;
 
-use crate::broker::backend_password;
+use super::link::backend_password;
 use crate::domain::DeviceStatus;
 use crate::protocol::{self, DeviceKey, ProtocolError, Uplink, BACKEND_PREFIX, TOPIC_PREFIX};
 use crate::store::DeviceRecord;
@@ -482,7 +482,7 @@ mod tests {
         // from drifting away from what `vakt broker mosquitto-files` writes for the two
         // instances of docker-compose.yml.
         assert_eq!(
-            include_str!("../deploy/mosquitto/acl"),
+            include_str!("../../deploy/mosquitto/acl"),
             render_acl(&["vakt-1", "vakt-2"]).unwrap()
         );
     }

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{authenticate, may_subscribe, Command, EmbeddedBroker, Login};
-use crate::ingest::Delivery;
 use crate::metrics::Metrics;
+use crate::mqtt::Delivery;
 
 /// A packet larger than this ends the connection. Bodies up to it still reach the ingest,
 /// which refuses anything over the protocol's 2048 bytes as a counted security event.
