@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::db::{query, Tx};
-use super::dialect::{Dialect, SqlStore};
+use super::db::{query, Query, Tx};
+use super::dialect::{conflict_on_unique, Dialect, SqlStore};
 use super::{Audit, AuditEntry, AuditFilter, Result, SecurityEvent};
 use crate::domain::{rfc3339, Millis};
 
@@ -45,6 +45,25 @@ impl<D: Dialect> SqlStore<D> {
         let mut tx = self.begin_write().await?;
         self.dialect.lock_audit_chain(&mut *tx).await?;
         Ok((one_writer, tx))
+    }
+
+    /// Makes one change and writes its audit entry in the same transaction; a unique or
+    /// foreign-key violation is a `Conflict` saying `what`. How many rows it changed.
+    pub(super) async fn execute_audited(
+        &self,
+        change: Query,
+        what: &str,
+        audit: &Audit<'_>,
+        at: Millis,
+    ) -> Result<u64> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
+        let done = change
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, what))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Appends `entry` to the audit chain in a transaction from `begin_audited`: it commits

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::db::{query, Row};
-use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
+use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{Audit, CasePatch, Result, StoreError};
 use crate::domain::{Address, Case, Millis, Person, Risk};
 
@@ -63,8 +63,7 @@ fn case_from(row: &Row) -> Result<Case> {
 #[async_trait]
 impl<D: Dialect> CaseStore for SqlStore<D> {
     async fn insert_person(&self, p: &Person, at: Millis, audit: &Audit<'_>) -> Result<()> {
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query(
+        let change = query(
             "INSERT INTO persons (id, name, phone, address_text, address_lat, address_lon, \
              protected_identity, region, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -76,12 +75,8 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         .bind(p.address.as_ref().map(|a| a.lon))
         .bind(p.protected_identity)
         .bind(&p.region)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "person"))?;
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
+        .bind(at);
+        self.execute_audited(change, "person", audit, at).await?;
         Ok(())
     }
 
@@ -102,8 +97,7 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
     }
 
     async fn insert_case(&self, c: &Case, at: Millis, audit: &Audit<'_>) -> Result<()> {
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query(
+        let change = query(
             "INSERT INTO cases (id, reference, person_id, risk, region, response_plan, created_at, relatives) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -114,12 +108,9 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         .bind(&c.region)
         .bind(&c.response_plan)
         .bind(at)
-        .bind(serde_json::to_string(&c.relatives).map_err(|_| corrupt("relatives"))?)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "a case with that reference exists"))?;
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
+        .bind(serde_json::to_string(&c.relatives).map_err(|_| corrupt("relatives"))?);
+        self.execute_audited(change, "a case with that reference exists", audit, at)
+            .await?;
         Ok(())
     }
 

@@ -99,30 +99,34 @@ impl Query {
     }
 
     fn into_sqlite(self) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql));
-        for value in self.values {
-            q = match value {
-                Value::Int(v) => q.bind(v),
-                Value::Real(v) => q.bind(v),
-                Value::Text(v) => q.bind(v),
-                Value::Bool(v) => q.bind(v),
-            };
-        }
-        q
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.values)
     }
 
     fn into_postgres(self) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql));
-        for value in self.values {
-            q = match value {
-                Value::Int(v) => q.bind(v),
-                Value::Real(v) => q.bind(v),
-                Value::Text(v) => q.bind(v),
-                Value::Bool(v) => q.bind(v),
-            };
-        }
-        q
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.values)
     }
+}
+
+/// Binds the values in order, each as the Rust type it was given as.
+fn bind_all<DB: sqlx::Database>(
+    mut q: sqlx::query::Query<'static, DB, DB::Arguments>,
+    values: Vec<Value>,
+) -> sqlx::query::Query<'static, DB, DB::Arguments>
+where
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> Option<f64>: sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: sqlx::Encode<'q, DB> + Type<DB>,
+{
+    for value in values {
+        q = match value {
+            Value::Int(v) => q.bind(v),
+            Value::Real(v) => q.bind(v),
+            Value::Text(v) => q.bind(v),
+            Value::Bool(v) => q.bind(v),
+        };
+    }
+    q
 }
 
 /// A row as its backend returned it, read with that backend's decoders (so a SQLite

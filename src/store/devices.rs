@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::db::{query, query_built, Row};
+use super::db::{query, query_built, Row, Tx};
 use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
 use super::{Audit, DeviceHealth, DeviceRecord, KeyRotation, Result, StoreError};
 use crate::domain::{DeviceKind, DeviceStatus, Millis, Position};
@@ -121,11 +121,38 @@ fn device_from(row: &Row) -> Result<DeviceRecord> {
     })
 }
 
+impl<D: Dialect> SqlStore<D> {
+    /// Ends a change guarded by the device's status (issue, return, a new key): committed
+    /// with its audit entry when it applied (`done` rows), otherwise undone and refused with
+    /// the status the device is in and `why` it cannot move from there.
+    async fn finish_transition(
+        &self,
+        (one_writer, mut tx): (tokio::sync::MutexGuard<'_, ()>, Box<dyn Tx>),
+        done: u64,
+        id: &str,
+        why: &str,
+        audit: &Audit<'_>,
+        at: Millis,
+    ) -> Result<DeviceRecord> {
+        if done == 0 {
+            drop((tx, one_writer));
+            let current = self.device(id).await?;
+            return Err(StoreError::Conflict(format!(
+                "device {id} is {}{why}",
+                current.status.as_str()
+            )));
+        }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        drop(one_writer);
+        self.device(id).await
+    }
+}
+
 #[async_trait]
 impl<D: Dialect> DeviceStore for SqlStore<D> {
     async fn insert_device(&self, d: &DeviceRecord, audit: &Audit<'_>) -> Result<()> {
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query(
+        let change = query(
             "INSERT INTO devices (id, kind, model, key_hex, hb_interval_s, status, created_at, supervision_class) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -136,12 +163,9 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(d.hb_interval_s.map(i64::from))
         .bind(d.status.as_str())
         .bind(d.created_at)
-        .bind(&d.supervision_class)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "a device with that id exists"))?;
-        self.append_audit(&mut *tx, audit, d.created_at).await?;
-        tx.commit().await?;
+        .bind(&d.supervision_class);
+        self.execute_audited(change, "a device with that id exists", audit, d.created_at)
+            .await?;
         Ok(())
     }
 
@@ -183,18 +207,8 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, "issue"))?;
-        if done == 0 {
-            drop((tx, one_writer));
-            let current = self.device(id).await?;
-            return Err(StoreError::Conflict(format!(
-                "device {id} is {}, not in stock",
-                current.status.as_str()
-            )));
-        }
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
-        drop(one_writer);
-        self.device(id).await
+        self.finish_transition((one_writer, tx), done, id, ", not in stock", audit, at)
+            .await
     }
 
     async fn return_device(
@@ -216,18 +230,8 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if done == 0 {
-            drop((tx, one_writer));
-            let current = self.device(id).await?;
-            return Err(StoreError::Conflict(format!(
-                "device {id} is {}, not issued",
-                current.status.as_str()
-            )));
-        }
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
-        drop(one_writer);
-        self.device(id).await
+        self.finish_transition((one_writer, tx), done, id, ", not issued", audit, at)
+            .await
     }
 
     async fn update_device_settings(
@@ -321,18 +325,15 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if done == 0 {
-            drop((tx, one_writer));
-            let d = self.device(id).await?;
-            return Err(StoreError::Conflict(format!(
-                "device {id} is {}: a returned or lost device gets no new key",
-                d.status.as_str()
-            )));
-        }
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
-        drop(one_writer);
-        self.device(id).await
+        self.finish_transition(
+            (one_writer, tx),
+            done,
+            id,
+            ": a returned or lost device gets no new key",
+            audit,
+            at,
+        )
+        .await
     }
 
     async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()> {

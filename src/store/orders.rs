@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::db::{query, query_built, Row};
-use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
+use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{Audit, Result, StoreError};
 use crate::domain::{Millis, Order, OrderKind, Restrained, Zone};
 
@@ -43,8 +43,7 @@ fn order_from(row: &Row) -> Result<Order> {
 impl<D: Dialect> OrderStore for SqlStore<D> {
     async fn insert_order(&self, o: &Order, at: Millis, audit: &Audit<'_>) -> Result<()> {
         let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query(
+        let change = query(
             "INSERT INTO orders (id, case_id, kind, restrained_name, restrained_description, \
              restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -60,12 +59,8 @@ impl<D: Dialect> OrderStore for SqlStore<D> {
         .bind(o.valid_to)
         .bind(zones)
         .bind(&o.tag_device_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "order"))?;
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
+        .bind(at);
+        self.execute_audited(change, "order", audit, at).await?;
         Ok(())
     }
 

@@ -248,8 +248,7 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
         at: Millis,
         audit: &Audit<'_>,
     ) -> Result<()> {
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query(
+        let change = query(
             "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -257,12 +256,9 @@ impl<D: Dialect> RegionStore for SqlStore<D> {
         .bind(region_code)
         .bind(&a.name)
         .bind(a.retired.then_some(at))
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "a local area with that code or name exists"))?;
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
+        .bind(at);
+        let what = "a local area with that code or name exists";
+        self.execute_audited(change, what, audit, at).await?;
         Ok(())
     }
 

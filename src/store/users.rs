@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::db::{query, Row};
-use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
+use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{Audit, Result, Role, StoreError, User};
 use crate::domain::Millis;
 
@@ -56,8 +56,7 @@ fn user_from(row: &Row) -> Result<User> {
 #[async_trait]
 impl<D: Dialect> UserStore for SqlStore<D> {
     async fn insert_user(&self, u: &User, at: Millis, audit: &Audit<'_>) -> Result<()> {
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query(
+        let change = query(
             "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -66,12 +65,9 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         .bind(&u.region)
         .bind(&u.password_hash)
         .bind(&u.totp_secret)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, "a user with that name exists"))?;
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
+        .bind(at);
+        self.execute_audited(change, "a user with that name exists", audit, at)
+            .await?;
         Ok(())
     }
 
@@ -197,16 +193,12 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         at: Millis,
         audit: &Audit<'_>,
     ) -> Result<()> {
-        let (_one_writer, mut tx) = self.begin_audited().await?;
-        query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
-            .bind(token_hash)
-            .bind(username)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, "token"))?;
-        self.append_audit(&mut *tx, audit, at).await?;
-        tx.commit().await?;
+        let change =
+            query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
+                .bind(token_hash)
+                .bind(username)
+                .bind(at);
+        self.execute_audited(change, "token", audit, at).await?;
         Ok(())
     }
 
