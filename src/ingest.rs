@@ -23,6 +23,7 @@ use crate::mqtt::{
     self, Acks, BrokerEvent, BrokerLink, BrokerSide, BrokerTask, Delivery, Downlink,
 };
 use crate::protocol::{self, Feedback, Freshness, Message, Payload, ReplayWindow};
+use crate::readiness::Readiness;
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 use crate::supervise::Supervision;
 
@@ -57,6 +58,8 @@ pub struct Ingest {
     /// Set when the store refused (for good) what the message in hand asked for: then it is
     /// not acknowledged, since a PUBACK would tell the device it is stored.
     refused_by_store: bool,
+    /// Whether a store write is being retried right now (not ready meanwhile).
+    store_failing: watch::Sender<bool>,
 }
 
 /// A message from an unknown device reloads the directory at most this often.
@@ -74,6 +77,7 @@ pub struct IngestHandle {
     pub downlink: Downlink,
     /// Where a drained session of a dead instance hands its messages.
     pub deliveries: IngestQueue,
+    pub readiness: Readiness,
 }
 
 /// What the ingest works with besides its broker link.
@@ -131,11 +135,16 @@ async fn run(
     (side, task): (BrokerSide, BrokerTask),
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
+    let (store_failing_tx, store_failing) = watch::channel(false);
     let handle = IngestHandle {
         downlink: side.downlink.clone(),
         deliveries: side.deliveries.clone(),
+        readiness: Readiness {
+            broker_connected: side.connected.clone(),
+            store_failing,
+        },
     };
-    Ingest::start(parts, side, shutdown.clone()).await?;
+    Ingest::start(parts, side, store_failing_tx, shutdown.clone()).await?;
     task.run(shutdown);
     Ok(handle)
 }
@@ -180,6 +189,7 @@ impl Ingest {
     async fn start(
         parts: IngestParts,
         broker: BrokerSide,
+        store_failing: watch::Sender<bool>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         let IngestParts {
@@ -197,6 +207,7 @@ impl Ingest {
             acks,
             downlink,
             deliveries: _,
+            connected: _,
         } = broker;
         let mut ingest = Ingest {
             store,
@@ -212,6 +223,7 @@ impl Ingest {
             last_reload: 0,
             supervision,
             refused_by_store: false,
+            store_failing,
         };
         ingest.restore().await?;
         tokio::spawn(ingest.process(inbox, events, shutdown));
@@ -306,7 +318,7 @@ impl Ingest {
     pub async fn handle(&mut self, topic: &str, payload: &[u8]) {
         Metrics::inc(&self.metrics.messages_total);
         // Our own downlink comes back to us through the wildcard subscription.
-        if topic.ends_with("/ack") || topic.ends_with("/cfg") {
+        if protocol::Downlink::of_leaf(topic).is_some() {
             return;
         }
         let envelope = match protocol::open(topic, payload) {
@@ -813,7 +825,7 @@ impl Ingest {
         loop {
             let result = op(self.store.clone()).await;
             let failing = matches!(&result, Err(e) if e.is_transient());
-            self.metrics.store_failing.store(failing, Ordering::Relaxed);
+            self.store_failing.send_replace(failing);
             match result {
                 Ok(v) => return Some(v),
                 Err(e) if e.is_transient() => {

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 use super::link::{self, BrokerLink};
 use super::queue::IngestQueue;
 use crate::domain::{now_ms, Millis};
-use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
@@ -39,7 +38,7 @@ pub async fn run(
     store: SharedStore,
     link: BrokerLink,
     deliveries: IngestQueue,
-    metrics: Arc<Metrics>,
+    leading: watch::Receiver<bool>,
     pending: PeersPending,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -52,7 +51,7 @@ pub async fn run(
                 return;
             }
         }
-        let leading = metrics.supervision_leader.load(Ordering::Relaxed);
+        let leading = *leading.borrow();
         let now = now_ms();
         if leading {
             // Read the old leader's mark before this instance claims the lead in its row.

@@ -2,7 +2,6 @@
 //! session with the devices' uplink subscription, and the draining of a dead instance's
 //! session.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,20 +80,7 @@ pub(super) struct Connection {
     tx: IngestQueue,
     metrics: Arc<Metrics>,
     session: SessionExpectation,
-}
-
-impl Connection {
-    pub(super) fn run(self, shutdown: watch::Receiver<bool>) {
-        tokio::spawn(poll(
-            self.eventloop,
-            self.client,
-            self.filter,
-            self.tx,
-            self.metrics,
-            self.session,
-            shutdown,
-        ));
-    }
+    connected: watch::Sender<bool>,
 }
 
 /// Sets up the backend's session on an external broker; it connects once the returned task
@@ -124,6 +110,7 @@ pub async fn connect(
         client_id: link.client_id.clone(),
     };
     let (tx, inbox) = IngestQueue::new(DELIVERY_QUEUE, rate, metrics.clone());
+    let (connected_tx, connected) = watch::channel(false);
     let filter = match &link.share_group {
         Some(group) => format!("$share/{group}/{}", protocol::UPLINK_FILTER),
         None => protocol::UPLINK_FILTER.to_owned(),
@@ -140,6 +127,7 @@ pub async fn connect(
             metrics.clone(),
         ),
         deliveries: tx.clone(),
+        connected,
     };
     let connection = Connection {
         eventloop,
@@ -148,6 +136,7 @@ pub async fn connect(
         tx,
         metrics,
         session,
+        connected: connected_tx,
     };
     Ok((side, BrokerTask(Task::External(Box::new(connection)))))
 }
@@ -246,77 +235,84 @@ impl SessionExpectation {
     }
 }
 
-/// Drives the MQTT connection; hands every publish to the processor in arrival order.
-async fn poll(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    filter: String,
-    tx: IngestQueue,
-    metrics: Arc<Metrics>,
-    mut session: SessionExpectation,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
-            _ = shutdown.changed() => {
-                let _ = client.disconnect().await;
-                return;
-            }
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                tracing::info!(
-                    session_present = ack.session_present,
-                    "ingest connected to the broker"
-                );
-                if !ack.session_present && session.expected {
-                    Metrics::inc(&metrics.broker_session_lost_total);
-                    tracing::warn!(
-                        client_id = %session.client_id,
-                        "the broker no longer has the ingest's persistent session, so what it \
-                         queued for vakt is lost and only the devices' repeats bring those \
-                         alarms in; likely causes: the broker does not persist its state \
-                         (persistence false) or crashed before its autosave, the session \
-                         expired (persistent_client_expiration), or the client id changed"
+impl Connection {
+    pub(super) fn run(self, shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.poll(shutdown));
+    }
+
+    /// Drives the MQTT connection; hands every publish to the processor in arrival order.
+    async fn poll(self, mut shutdown: watch::Receiver<bool>) {
+        let Connection {
+            mut eventloop,
+            client,
+            filter,
+            tx,
+            metrics,
+            mut session,
+            connected,
+        } = self;
+        loop {
+            let event = tokio::select! {
+                e = eventloop.poll() => e,
+                _ = shutdown.changed() => {
+                    let _ = client.disconnect().await;
+                    return;
+                }
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        "ingest connected to the broker"
                     );
-                }
-                // Subscribing again is harmless when the session kept the subscription.
-                if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
-                    tracing::error!(error = %e, "cannot subscribe");
-                }
-            }
-            // Ready only once subscribed: before that, a brand-new session would miss messages.
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                metrics.broker_connected.store(true, Ordering::Relaxed);
-                session.established();
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let delivery = Delivery {
-                    publish: p,
-                    publisher: None,
-                    done: None,
-                };
-                match tx.offer(delivery).await {
-                    Ok(()) => {}
-                    // Over its device's rate: dropped before it costs anything. The broker
-                    // still gets its PUBACK (or it would stop sending to the ingest); the
-                    // device gets no `received` and repeats an alarm.
-                    Err(Refused::Throttled(d)) if d.publish.qos != QoS::AtMostOnce => {
-                        if client.try_ack(&d.publish).is_err() {
-                            let client = client.clone();
-                            tokio::spawn(async move { client.ack(&d.publish).await });
-                        }
+                    if !ack.session_present && session.expected {
+                        Metrics::inc(&metrics.broker_session_lost_total);
+                        tracing::warn!(
+                            client_id = %session.client_id,
+                            "the broker no longer has the ingest's persistent session, so what it \
+                             queued for vakt is lost and only the devices' repeats bring those \
+                             alarms in; likely causes: the broker does not persist its state \
+                             (persistence false) or crashed before its autosave, the session \
+                             expired (persistent_client_expiration), or the client id changed"
+                        );
                     }
-                    Err(Refused::Throttled(_)) => {}
-                    Err(Refused::Closed) => return,
+                    // Subscribing again is harmless when the session kept the subscription.
+                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, "cannot subscribe");
+                    }
                 }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                metrics.broker_connected.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "broker connection lost; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                // Ready only once subscribed: before that, a brand-new session would miss messages.
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    connected.send_replace(true);
+                    session.established();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let delivery = Delivery {
+                        publish: p,
+                        publisher: None,
+                        done: None,
+                    };
+                    match tx.offer(delivery).await {
+                        Ok(()) => {}
+                        // Over its device's rate: dropped before it costs anything. The broker
+                        // still gets its PUBACK (or it would stop sending to the ingest); the
+                        // device gets no `received` and repeats an alarm.
+                        Err(Refused::Throttled(d)) if d.publish.qos != QoS::AtMostOnce => {
+                            if client.try_ack(&d.publish).is_err() {
+                                let client = client.clone();
+                                tokio::spawn(async move { client.ack(&d.publish).await });
+                            }
+                        }
+                        Err(Refused::Throttled(_)) => {}
+                        Err(Refused::Closed) => return,
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    connected.send_replace(false);
+                    tracing::warn!(error = %e, "broker connection lost; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
             }
         }
     }

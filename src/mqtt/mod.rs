@@ -17,12 +17,9 @@ pub mod link;
 pub mod mosquitto;
 pub mod queue;
 
-use std::sync::Arc;
-
 use rumqttc::{AsyncClient, Publish};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::metrics::Metrics;
 pub use downlink::Downlink;
 pub use link::{BrokerLink, BACKEND_USER};
 use queue::{Inbox, IngestQueue};
@@ -89,6 +86,8 @@ pub struct BrokerSide {
     pub downlink: Downlink,
     /// Where a drained session of a dead instance hands its messages.
     pub deliveries: IngestQueue,
+    /// Whether the broker link is up: connected and subscribed, or (embedded) serving.
+    pub connected: watch::Receiver<bool>,
 }
 
 /// The broker side's own work, started once the ingest is ready to take messages in.
@@ -99,7 +98,7 @@ enum Task {
     Embedded {
         broker: embedded::EmbeddedBroker,
         listener: tokio::net::TcpListener,
-        metrics: Arc<Metrics>,
+        connected: watch::Sender<bool>,
     },
 }
 
@@ -110,12 +109,10 @@ impl BrokerTask {
             Task::Embedded {
                 broker,
                 listener,
-                metrics,
+                connected,
             } => {
                 broker.serve(listener, shutdown);
-                metrics
-                    .broker_connected
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                connected.send_replace(true);
             }
         }
     }

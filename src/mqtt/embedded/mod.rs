@@ -76,6 +76,7 @@ pub fn open(
 ) -> (BrokerSide, BrokerTask) {
     let (tx, inbox) = IngestQueue::new(DELIVERY_QUEUE, rate, metrics.clone());
     let (events_tx, events) = mpsc::channel(BROKER_EVENT_QUEUE);
+    let (connected_tx, connected) = watch::channel(false);
     let broker = EmbeddedBroker::new(
         directory.clone(),
         tx.clone(),
@@ -90,14 +91,15 @@ pub fn open(
         downlink: Downlink::new(
             DownlinkSink::Embedded(broker.clone()),
             directory.clone(),
-            metrics.clone(),
+            metrics,
         ),
         deliveries: tx,
+        connected,
     };
     let task = Task::Embedded {
         broker,
         listener,
-        metrics,
+        connected: connected_tx,
     };
     (side, BrokerTask(task))
 }
@@ -359,7 +361,10 @@ impl Session {
 fn downlink_device(topic: &str) -> Option<&str> {
     let rest = topic.strip_prefix(protocol::TOPIC_PREFIX)?;
     let (id, leaf) = rest.split_once('/')?;
-    protocol::DOWNLINKS.contains(&leaf).then_some(id)
+    protocol::Downlink::ALL
+        .iter()
+        .any(|d| d.name() == leaf)
+        .then_some(id)
 }
 
 /// A device may read its own `ack` and `cfg` and nothing else: a filter is granted only when
@@ -371,9 +376,9 @@ pub fn may_subscribe(device: &str, filter: &str) -> bool {
     let own = |leaf: &str| format!("{}{device}/{leaf}", protocol::TOPIC_PREFIX);
     // Only the exact topics or `+` for the leaf: a wider wildcard could also match topics
     // of other devices or other leaves.
-    protocol::DOWNLINKS
+    protocol::Downlink::ALL
         .iter()
-        .map(|leaf| own(leaf))
+        .map(|d| own(d.name()))
         .chain([own("+")])
         .any(|t| t == filter)
 }
