@@ -4,139 +4,28 @@
 //! `Ingest` is the async driver that performs them.
 
 pub mod intake;
-pub mod queue;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::Publish;
 use tokio::sync::{mpsc, watch};
 
-use crate::broker::EmbeddedBroker;
 use crate::directory::{DeviceEntry, Directory};
 use crate::domain::now_ms;
 use crate::domain::policy::PolicyConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::protocol::{self, Feedback};
+use crate::mqtt::queue::{Inbox, IngestQueue, RateLimit};
+use crate::mqtt::{
+    self, Acks, BrokerEvent, BrokerLink, BrokerSide, BrokerTask, Delivery, Downlink,
+};
+use crate::protocol::Feedback;
+use crate::readiness::Readiness;
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 use crate::supervise::Supervision;
 use intake::{Admission, Count, Effect, Intake, Received, Signature, Write};
-use queue::{Inbox, IngestQueue, RateLimit, Refused};
-
-/// How the ingest reaches its broker.
-#[derive(Debug, Clone)]
-pub struct BrokerLink {
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    /// This instance's broker user; when set it is `client_id` too.
-    pub username: Option<String>,
-    /// The backend's broker secret, from which each backend user's password is derived.
-    pub secret: Option<String>,
-    /// A shared-subscription group, so several instances split the devices; `None`: a plain
-    /// subscription.
-    pub share_group: Option<String>,
-}
-
-impl BrokerLink {
-    /// The login for the session kept under `client_id` (this instance's, or a dead one's
-    /// that the supervision leader drains): on a broker with logins, the backend user of
-    /// that name and its password, since the broker makes each user's name its client id.
-    pub fn login(&self, client_id: &str) -> Option<(String, String)> {
-        self.username.as_ref()?;
-        let secret = self.secret.as_deref().unwrap_or_default();
-        Some((
-            client_id.to_owned(),
-            crate::broker::backend_password(secret, client_id),
-        ))
-    }
-
-    /// Parses `mqtt://host:port` (port 1883 when left out).
-    pub fn parse_url(url: &str) -> Option<(String, u16)> {
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))?;
-        let rest = rest.trim_end_matches('/');
-        match rest.rsplit_once(':') {
-            Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
-            None if !rest.is_empty() => Some((rest.to_owned(), 1883)),
-            None => None,
-        }
-    }
-}
-
-/// Sends signed downlink messages to devices; shared by the ingest and the API.
-#[derive(Clone)]
-pub struct Downlink {
-    sink: DownlinkSink,
-    directory: Directory,
-    metrics: Arc<Metrics>,
-}
-
-/// Where downlink goes: through the backend's client on an external broker, or straight
-/// into the embedded broker.
-#[derive(Clone)]
-enum DownlinkSink {
-    Client(AsyncClient),
-    Embedded(EmbeddedBroker),
-}
-
-impl DownlinkSink {
-    async fn publish(&self, topic: String, retain: bool, body: String) -> Result<(), String> {
-        match self {
-            DownlinkSink::Client(c) => c
-                .publish(topic, QoS::AtLeastOnce, retain, body)
-                .await
-                .map_err(|e| e.to_string()),
-            DownlinkSink::Embedded(b) => {
-                b.publish(&topic, body.into(), retain);
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Downlink {
-    /// Tells a device what happened to its alarm `(boot, seq)`.
-    pub async fn feedback(&self, device_id: &str, origin: (u32, u32), st: Feedback) {
-        let (Some(entry), Ok(device)) = (
-            self.directory.device(device_id),
-            protocol::DeviceId::parse(device_id),
-        ) else {
-            return;
-        };
-        let (topic, body) =
-            protocol::feedback_body(&device, &entry.key, origin.0, origin.1, st, now_ms());
-        match self.sink.publish(topic, false, body).await {
-            Ok(()) => Metrics::inc(&self.metrics.feedback_sent_total),
-            Err(e) => tracing::warn!(device = device_id, error = %e, "could not queue feedback"),
-        }
-    }
-
-    /// Publishes the device's configuration as the directory holds it (the coordinator's
-    /// interval, a next key waiting), retained, so the device gets it at its next connect
-    /// too. True once queued.
-    pub async fn config(&self, device_id: &str) -> bool {
-        let (Some(entry), Ok(device)) = (
-            self.directory.device(device_id),
-            protocol::DeviceId::parse(device_id),
-        ) else {
-            return false;
-        };
-        let next = entry.next_key.as_ref().map(|(key, _)| key);
-        let (topic, body) =
-            protocol::config_body(&device, &entry.key, entry.hb_interval_s, next, now_ms());
-        match self.sink.publish(topic, true, body).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(device = device_id, error = %e, "could not queue config");
-                false
-            }
-        }
-    }
-}
 
 /// The thin async driver of the ingest: performs what `Intake` decides.
 pub struct Ingest {
@@ -144,11 +33,13 @@ pub struct Ingest {
     directory: Directory,
     hub: Hub,
     metrics: Arc<Metrics>,
-    /// The backend's own session on an external broker; `None` on the embedded broker.
-    client: Option<AsyncClient>,
+    /// Tells the broker a message is stored.
+    acks: Acks,
     downlink: Downlink,
     intake: Intake,
     supervision: Supervision,
+    /// Whether a store write is being retried right now (not ready meanwhile).
+    store_failing: watch::Sender<bool>,
 }
 
 /// Health rows (and so the liveness other instances read) are written this often.
@@ -158,27 +49,7 @@ pub struct IngestHandle {
     pub downlink: Downlink,
     /// Where a drained session of a dead instance hands its messages.
     pub deliveries: IngestQueue,
-}
-
-/// A message to take in, and who acknowledges it to the broker once it is stored.
-pub struct Delivery {
-    pub publish: Publish,
-    /// The device that published it, where the broker is ours and knows (the embedded one);
-    /// `None` on an external broker, whose ACL keeps devices on their own topics.
-    pub publisher: Option<String>,
-    /// `None`: the ingest's own session on an external broker (nothing to tell on the
-    /// embedded one); `Some`: tell this sender instead.
-    pub done: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-/// A security event the embedded broker saw (a login under a reserved name, a subscription
-/// outside the device's own topics), counted, rate-limited and stored like the ingest's own.
-#[derive(Debug)]
-pub struct BrokerEvent {
-    /// The device it concerns, when the broker knows one for sure.
-    pub device: Option<String>,
-    pub kind: &'static str,
-    pub detail: String,
+    pub readiness: Readiness,
 }
 
 /// What the ingest works with besides its broker link.
@@ -193,64 +64,21 @@ pub struct IngestParts {
     pub rate: RateLimit,
 }
 
-/// Messages waiting for the ingest. The embedded broker stops reading a device's connection
-/// when its share is full, so a burst waits here or in the device, never in a lossy log.
-const DELIVERY_QUEUE: usize = 10_000;
-/// Broker security events waiting for the ingest; past this they are counted and logged
-/// only (a flood of refused logins must not hold up the broker).
-const BROKER_EVENT_QUEUE: usize = 1_000;
-
 /// Connects to an external broker and starts the ingest; returns at once.
 pub async fn start(
     link: BrokerLink,
     parts: IngestParts,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
-    let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
-    options
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(Duration::from_secs(15))
-        .set_max_packet_size(64 * 1024, 64 * 1024)
-        .set_inflight(100);
-    if let Some((user, password)) = link.login(&link.client_id) {
-        options.set_credentials(user, password);
-    }
-    let (client, eventloop) = AsyncClient::new(options, 1024);
-    let metrics = parts.metrics.clone();
-    // A session an earlier run of this client id had must still be there.
-    let session = SessionExpectation {
-        expected: parts.store.broker_session_noted(&link.client_id).await?,
-        store: parts.store.clone(),
-        client_id: link.client_id.clone(),
-    };
-    let (tx, rx) = IngestQueue::new(DELIVERY_QUEUE, parts.rate, parts.metrics.clone());
-    let downlink = Ingest::start(
-        parts,
-        Some(client.clone()),
-        DownlinkSink::Client(client.clone()),
-        rx,
-        None,
-        shutdown.clone(),
+    let broker = mqtt::link::connect(
+        &link,
+        &parts.store,
+        &parts.directory,
+        parts.rate,
+        parts.metrics.clone(),
     )
     .await?;
-    let filter = match &link.share_group {
-        Some(group) => format!("$share/{group}/{}", protocol::UPLINK_FILTER),
-        None => protocol::UPLINK_FILTER.to_owned(),
-    };
-    tokio::spawn(poll(
-        eventloop,
-        client,
-        filter,
-        tx.clone(),
-        metrics,
-        session,
-        shutdown,
-    ));
-    Ok(IngestHandle {
-        downlink,
-        deliveries: tx,
-    })
+    run(parts, broker, shutdown).await
 }
 
 /// Starts the embedded broker on `listener` with the ingest behind it; returns at once.
@@ -263,201 +91,34 @@ pub async fn start_embedded(
     backend_identities: Vec<String>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
-    let (tx, rx) = IngestQueue::new(DELIVERY_QUEUE, parts.rate, parts.metrics.clone());
-    let (events_tx, events) = mpsc::channel(BROKER_EVENT_QUEUE);
-    let broker = EmbeddedBroker::new(
-        parts.directory.clone(),
-        tx.clone(),
-        events_tx,
+    let broker = mqtt::embedded::open(
+        listener,
+        &parts.directory,
+        parts.rate,
         parts.metrics.clone(),
         backend_identities,
     );
-    let metrics = parts.metrics.clone();
-    let downlink = Ingest::start(
-        parts,
-        None,
-        DownlinkSink::Embedded(broker.clone()),
-        rx,
-        Some(events),
-        shutdown.clone(),
-    )
-    .await?;
-    broker.serve(listener, shutdown);
-    metrics.broker_connected.store(true, Ordering::Relaxed);
-    Ok(IngestHandle {
-        downlink,
-        deliveries: tx,
-    })
+    run(parts, broker, shutdown).await
 }
 
-/// Takes over the persistent session of an instance that died, takes in what the broker
-/// had queued for it, and then ends the session, so the broker stops sending that
-/// instance's share of the devices into a queue nobody reads.
-pub async fn drain_session(link: &BrokerLink, client_id: &str, deliveries: &IngestQueue) -> usize {
-    let mut taken = 0;
-    for clean in [false, true] {
-        let mut options = MqttOptions::new(client_id, &link.host, link.port);
-        options
-            .set_clean_session(clean)
-            .set_manual_acks(true)
-            .set_keep_alive(Duration::from_secs(15))
-            .set_max_packet_size(64 * 1024, 64 * 1024);
-        if let Some((user, password)) = link.login(client_id) {
-            options.set_credentials(user, password);
-        }
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let mut connected = false;
-        loop {
-            // Quiet for a second after connecting: the queue is empty.
-            let wait = if connected {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_secs(5)
-            };
-            let event = match tokio::time::timeout(wait, eventloop.poll()).await {
-                Ok(e) => e,
-                Err(_) => break,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) if clean => break,
-                Ok(Event::Incoming(Packet::ConnAck(_))) => connected = true,
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let (done, stored) = tokio::sync::oneshot::channel();
-                    let delivery = Delivery {
-                        publish: p.clone(),
-                        publisher: None,
-                        done: Some(done),
-                    };
-                    if deliveries.send(delivery).await.is_err() || stored.await.is_err() {
-                        return taken;
-                    }
-                    taken += 1;
-                    if client.ack(&p).await.is_err() {
-                        break;
-                    }
-                    // Let the PUBACK go out before the next message.
-                    let _ = tokio::time::timeout(Duration::from_millis(50), eventloop.poll()).await;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(client_id, error = %e, "cannot drain a dead instance's session");
-                    break;
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                break;
-            }
-        }
-        let _ = client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while eventloop.poll().await.is_ok() {}
-        })
-        .await;
-    }
-    taken
-}
-
-/// Tells a lost broker session from a first one. The (external) broker owes the ingest its
-/// session once this process has had one, or once the store notes that an earlier run had
-/// one under this client id.
-struct SessionExpectation {
-    expected: bool,
-    /// Where the session is noted.
-    store: SharedStore,
-    client_id: String,
-}
-
-impl SessionExpectation {
-    fn established(&mut self) {
-        if std::mem::replace(&mut self.expected, true) {
-            return;
-        }
-        let store = self.store.clone();
-        let client_id = self.client_id.clone();
-        // Off the event loop: a slow database must not hold up the broker link.
-        tokio::spawn(async move {
-            if let Err(e) = store.note_broker_session(&client_id, now_ms()).await {
-                tracing::warn!(error = %e, "cannot note the broker session in the store");
-            }
-        });
-    }
-}
-
-/// Drives the MQTT connection; hands every publish to the processor in arrival order.
-async fn poll(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    filter: String,
-    tx: IngestQueue,
-    metrics: Arc<Metrics>,
-    mut session: SessionExpectation,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
-            _ = shutdown.changed() => {
-                let _ = client.disconnect().await;
-                return;
-            }
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                tracing::info!(
-                    session_present = ack.session_present,
-                    "ingest connected to the broker"
-                );
-                if !ack.session_present && session.expected {
-                    Metrics::inc(&metrics.broker_session_lost_total);
-                    tracing::warn!(
-                        client_id = %session.client_id,
-                        "the broker no longer has the ingest's persistent session, so what it \
-                         queued for vakt is lost and only the devices' repeats bring those \
-                         alarms in; likely causes: the broker does not persist its state \
-                         (persistence false) or crashed before its autosave, the session \
-                         expired (persistent_client_expiration), or the client id changed"
-                    );
-                }
-                // Subscribing again is harmless when the session kept the subscription.
-                if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
-                    tracing::error!(error = %e, "cannot subscribe");
-                }
-            }
-            // Ready only once subscribed: before that, a brand-new session would miss messages.
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                metrics.broker_connected.store(true, Ordering::Relaxed);
-                session.established();
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let delivery = Delivery {
-                    publish: p,
-                    publisher: None,
-                    done: None,
-                };
-                match tx.offer(delivery).await {
-                    Ok(()) => {}
-                    // Over its device's rate: dropped before it costs anything. The broker
-                    // still gets its PUBACK (or it would stop sending to the ingest); the
-                    // device gets no `received` and repeats an alarm.
-                    Err(Refused::Throttled(d)) if d.publish.qos != QoS::AtMostOnce => {
-                        if client.try_ack(&d.publish).is_err() {
-                            let client = client.clone();
-                            tokio::spawn(async move { client.ack(&d.publish).await });
-                        }
-                    }
-                    Err(Refused::Throttled(_)) => {}
-                    Err(Refused::Closed) => return,
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                metrics.broker_connected.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "broker connection lost; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    }
+/// Starts the ingest on its broker side, then the broker's own work.
+async fn run(
+    parts: IngestParts,
+    (side, task): (BrokerSide, BrokerTask),
+    shutdown: watch::Receiver<bool>,
+) -> Result<IngestHandle, StoreError> {
+    let (store_failing_tx, store_failing) = watch::channel(false);
+    let handle = IngestHandle {
+        downlink: side.downlink.clone(),
+        deliveries: side.deliveries.clone(),
+        readiness: Readiness {
+            broker_connected: side.connected.clone(),
+            store_failing,
+        },
+    };
+    Ingest::start(parts, side, store_failing_tx, shutdown.clone()).await?;
+    task.run(shutdown);
+    Ok(handle)
 }
 
 /// Writes a batch of device health rows; returns the rows to try again with the next batch
@@ -496,15 +157,13 @@ pub async fn write_health(
 }
 
 impl Ingest {
-    /// Builds the ingest, restores what it remembers, and runs it on `rx`.
+    /// Builds the ingest, restores what it remembers, and runs it on the broker side's inbox.
     async fn start(
         parts: IngestParts,
-        client: Option<AsyncClient>,
-        sink: DownlinkSink,
-        rx: Inbox,
-        events: Option<mpsc::Receiver<BrokerEvent>>,
+        broker: BrokerSide,
+        store_failing: watch::Sender<bool>,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Downlink, StoreError> {
+    ) -> Result<(), StoreError> {
         let IngestParts {
             store,
             directory,
@@ -514,24 +173,28 @@ impl Ingest {
             supervision,
             rate: _,
         } = parts;
-        let downlink = Downlink {
-            sink,
-            directory: directory.clone(),
-            metrics: metrics.clone(),
-        };
+        let BrokerSide {
+            inbox,
+            events,
+            acks,
+            downlink,
+            deliveries: _,
+            connected: _,
+        } = broker;
         let mut ingest = Ingest {
             store,
             directory,
             hub,
             metrics,
-            client,
-            downlink: downlink.clone(),
+            acks,
+            downlink,
             intake: Intake::new(policy),
             supervision,
+            store_failing,
         };
         ingest.restore().await?;
-        tokio::spawn(ingest.process(rx, events, shutdown));
-        Ok(downlink)
+        tokio::spawn(ingest.process(inbox, events, shutdown));
+        Ok(())
     }
 
     /// Restores the anti-replay windows and last positions from the store.
@@ -559,17 +222,7 @@ impl Ingest {
                         continue;
                     }
                     // Only now, with everything stored, may the broker forget the message.
-                    match (done, &self.client) {
-                        (Some(done), _) => {
-                            let _ = done.send(());
-                        }
-                        (None, Some(client)) => {
-                            if let Err(e) = client.ack(&p).await {
-                                tracing::warn!(error = %e, "could not acknowledge to the broker");
-                            }
-                        }
-                        (None, None) => {}
-                    }
+                    self.acks.stored(done, &p).await;
                 }
                 Some(e) = next_event(&mut events) => {
                     self.security_event(e.device.as_deref(), e.kind, &e.detail).await;
@@ -868,7 +521,7 @@ impl Ingest {
         loop {
             let result = op(self.store.clone()).await;
             let failing = matches!(&result, Err(e) if e.is_transient());
-            self.metrics.store_failing.store(failing, Ordering::Relaxed);
+            self.store_failing.send_replace(failing);
             match result {
                 Ok(v) => return Some(v),
                 Err(e) if e.is_transient() => {
@@ -917,23 +570,5 @@ async fn next_event(events: &mut Option<mpsc::Receiver<BrokerEvent>>) -> Option<
             }
         },
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls_name_host_and_port() {
-        assert_eq!(
-            BrokerLink::parse_url("mqtt://127.0.0.1:1883"),
-            Some(("127.0.0.1".into(), 1883))
-        );
-        assert_eq!(
-            BrokerLink::parse_url("mqtt://broker"),
-            Some(("broker".into(), 1883))
-        );
-        assert_eq!(BrokerLink::parse_url("http://broker"), None);
     }
 }

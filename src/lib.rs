@@ -1,7 +1,7 @@
 //! vakt: the backend for the alarm packages police victim support issues to threatened
 //! people.
 //!
-//! A device message travels: broker ([`broker`], embedded, or an external one) → [`ingest`]
+//! A device message travels: broker ([`mqtt`], embedded, or an external one) → [`ingest`]
 //! → [`protocol`] (decode and verify) → [`domain`] (correlate and triage, pure) → [`store`]
 //! (one transaction) → acknowledgement to the broker and a signed answer to the device →
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
@@ -11,8 +11,6 @@
 //! [`demo`] the seeded first look.
 
 pub mod audit;
-pub mod broker;
-pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod directory;
@@ -22,8 +20,9 @@ pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
-pub mod mosquitto;
+pub mod mqtt;
 pub mod protocol;
+pub mod readiness;
 pub mod regions;
 pub mod store;
 pub mod supervise;
@@ -47,7 +46,7 @@ pub enum StartError {
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
+    Broker(#[from] mqtt::embedded::BrokerError),
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(std::path::PathBuf, std::io::Error),
     #[error("cannot listen for HTTP on {0}: {1}")]
@@ -159,7 +158,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Only several instances on one external broker share a subscription.
     let clustered = config.mqtt_url.is_some() && !config.mqtt_share_group.is_empty();
-    let peers_pending = cluster::PeersPending::default();
+    let peers_pending = mqtt::cluster::PeersPending::default();
     let supervision = supervise::start(
         config.clone(),
         store.clone(),
@@ -182,10 +181,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     };
     let (ingest, mqtt_host, mqtt_port) = match &config.mqtt_url {
         None => {
-            let listener = broker::bind(config.mqtt_listen, options.fallback_ports).await?;
+            let listener = mqtt::embedded::bind(config.mqtt_listen, options.fallback_ports).await?;
             let addr = listener
                 .local_addr()
-                .map_err(|e| broker::BrokerError::Bind(config.mqtt_listen, e))?;
+                .map_err(|e| mqtt::embedded::BrokerError::Bind(config.mqtt_listen, e))?;
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
             } else {
@@ -201,9 +200,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             (ingest, host, addr.port())
         }
         Some(url) => {
-            let (host, port) = ingest::BrokerLink::parse_url(url)
-                .ok_or_else(|| StartError::MqttUrl(url.clone()))?;
-            let link = ingest::BrokerLink {
+            let (host, port) =
+                mqtt::BrokerLink::parse_url(url).ok_or_else(|| StartError::MqttUrl(url.clone()))?;
+            let link = mqtt::BrokerLink {
                 host: host.clone(),
                 port,
                 client_id: config.broker_client_id().to_owned(),
@@ -213,11 +212,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             };
             let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
             if clustered {
-                tokio::spawn(cluster::run(
+                tokio::spawn(mqtt::cluster::run(
                     store.clone(),
                     link,
                     ingest.deliveries.clone(),
-                    metrics.clone(),
+                    supervision.leading(),
                     peers_pending.clone(),
                     shutdown_rx.clone(),
                 ));
@@ -273,6 +272,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         config,
         downlink: Some(ingest.downlink),
         supervision: Some(supervision),
+        readiness: Some(ingest.readiness),
         throttle: Arc::default(),
         session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use vakt::config::Config;
 use vakt::domain::{now_ms, DeviceKind};
-use vakt::store::{Role, User};
+use vakt::store::{Audit, Role, User};
 
 #[derive(Parser)]
 #[command(
@@ -74,7 +74,7 @@ enum BrokerCommand {
         backend_users: Vec<String>,
         /// Give the files to this owner (UID:GID), e.g. 1883:1883 for the
         /// eclipse-mosquitto image: Mosquitto reads them after dropping privileges.
-        #[arg(long, value_name = "UID:GID", value_parser = vakt::mosquitto::parse_owner)]
+        #[arg(long, value_name = "UID:GID", value_parser = vakt::mqtt::mosquitto::parse_owner)]
         owner: Option<(u32, u32)>,
     },
 }
@@ -214,17 +214,10 @@ async fn run() -> anyhow::Result<()> {
                 password_hash: vakt::web::auth::hash_password(password),
                 totp_secret: totp_secret.as_ref().map(|t| vault.seal_totp(t, &username)),
             };
-            store.insert_user(&user, now_ms()).await?;
-            store
-                .audit(
-                    None,
-                    "user_added",
-                    Some(&username),
-                    None,
-                    Some(&role),
-                    now_ms(),
-                )
-                .await?;
+            let audit = Audit::new(None, "user_added")
+                .subject(&username)
+                .detail(&role);
+            store.insert_user(&user, now_ms(), &audit).await?;
             println!("user {username} added as {role}");
             if let Some(secret) = totp_secret {
                 println!("second factor (add it to an authenticator app now; shown once):");
@@ -241,9 +234,9 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("no user {username}"))?;
             let (token, hash) = vakt::web::auth::new_token();
-            store.insert_api_token(&hash, &username, now_ms()).await?;
+            let audit = Audit::new(None, "token_created").subject(&username);
             store
-                .audit(None, "token_created", Some(&username), None, None, now_ms())
+                .insert_api_token(&hash, &username, now_ms(), &audit)
                 .await?;
             println!("{token}");
             Ok(())
@@ -335,12 +328,10 @@ async fn run() -> anyhow::Result<()> {
             let findings = vakt::regions::check_store(&*store).await?;
             let fixes = vakt::regions::respellings(&findings);
             for (from, to) in &fixes {
-                let changed = store.respell_region(from, to).await?;
-                let detail = format!("\"{from}\" to \"{to}\": {changed} record(s)");
-                store
-                    .audit(None, "region_respelt", None, None, Some(&detail), now_ms())
-                    .await?;
-                println!("region {detail}");
+                let respelling = format!("\"{from}\" to \"{to}\"");
+                let audit = Audit::new(None, "region_respelt").detail(&respelling);
+                let changed = store.respell_region(from, to, now_ms(), &audit).await?;
+                println!("region {respelling}: {changed} record(s)");
             }
             if fixes.is_empty() {
                 println!("no region to respell");
@@ -366,7 +357,7 @@ async fn mosquitto_files(
     mut backend_users: Vec<String>,
     owner: Option<(u32, u32)>,
 ) -> anyhow::Result<()> {
-    use vakt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
+    use vakt::mqtt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
     let Some(password) = config.mqtt_password.as_ref().filter(|p| !p.0.is_empty()) else {
         bail!("no backend broker password: set VAKT_MQTT_PASSWORD (or mqtt_password)");
     };
@@ -375,7 +366,7 @@ async fn mosquitto_files(
             config
                 .mqtt_username
                 .clone()
-                .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned()),
+                .unwrap_or_else(|| vakt::mqtt::BACKEND_USER.to_owned()),
         );
     }
     let users: Vec<&str> = backend_users.iter().map(String::as_str).collect();
@@ -516,6 +507,7 @@ fn offline_state(
         config: std::sync::Arc::new(config),
         downlink: None,
         supervision: None,
+        readiness: None,
         throttle: Default::default(),
         session_ends: Default::default(),
         shutdown: None,

@@ -259,7 +259,7 @@ impl Intake {
             }
         }
         // Our own downlink comes back to us through the wildcard subscription.
-        if topic.ends_with("/ack") || topic.ends_with("/cfg") {
+        if protocol::Downlink::of_leaf(topic).is_some() {
             return Received::Done(effects);
         }
         match protocol::open(topic, payload) {

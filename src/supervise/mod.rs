@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster::PeersPending;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::domain::policy::escalation::{self, OverdueAfter};
@@ -19,6 +18,7 @@ use crate::domain::policy::{incidents, silence, Decision};
 use crate::domain::{now_ms, AlertKind, DeviceKind, Millis, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::mqtt::cluster::PeersPending;
 use crate::store::{Raise, RaiseOutcome, SharedStore};
 pub use liveness::{Liveness, LivenessEvent};
 
@@ -40,6 +40,8 @@ pub struct Supervision {
     reported: Arc<Mutex<HashMap<String, u32>>>,
     events: mpsc::UnboundedSender<LivenessEvent>,
     config: Arc<Config>,
+    /// Written by the supervisor alone: whether this instance leads.
+    leading: watch::Receiver<bool>,
 }
 
 impl Supervision {
@@ -84,6 +86,11 @@ impl Supervision {
             .is_silent(device)
     }
 
+    /// Whether this instance leads supervision, as it changes.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
     pub fn silent_count(&self) -> usize {
         self.liveness.lock().expect("liveness lock").silent_count()
     }
@@ -104,11 +111,13 @@ pub async fn start(
     let liveness = Arc::new(Mutex::new(Liveness::new(started - 24 * 3600 * 1000)));
     let (tx, rx) = mpsc::unbounded_channel();
     let reported = Arc::new(Mutex::new(HashMap::new()));
+    let (leading_tx, leading) = watch::channel(false);
     let supervision = Supervision {
         liveness: liveness.clone(),
         reported: reported.clone(),
         events: tx,
         config: config.clone(),
+        leading,
     };
     let mut supervisor = Supervisor {
         config,
@@ -123,6 +132,7 @@ pub async fn start(
         started,
         heard_cursor: started - HEARD_POLL_OVERLAP_MS,
         peers_pending,
+        leading: leading_tx,
     };
     supervisor.sync_tracked().await;
     tokio::spawn(supervisor.run(shutdown));
@@ -144,6 +154,8 @@ struct Supervisor {
     heard_cursor: Millis,
     /// With several instances: set while a dead one's queued messages may be unread.
     peers_pending: Option<PeersPending>,
+    /// Whether this instance leads, for the cluster and `/metrics`.
+    leading: watch::Sender<bool>,
 }
 
 impl Supervisor {
@@ -176,7 +188,7 @@ impl Supervisor {
                         tracing::warn!("this instance no longer leads supervision");
                     }
                     leading = now_leading;
-                    self.metrics.supervision_leader.store(leading, std::sync::atomic::Ordering::Relaxed);
+                    self.leading.send_replace(leading);
                 }
                 _ = sweep.tick() => {
                     // A coordinator's change may have added an order that ends soon.

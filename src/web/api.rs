@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::protocol::{self, DeviceKey, Feedback};
-use crate::store::{CasePatch, DeviceHealth, DeviceRecord, HistoryEntry, Role};
+use crate::store::{Audit, CasePatch, DeviceHealth, DeviceRecord, HistoryEntry, Role};
 
 fn new_id(prefix: &str) -> String {
     use rand::RngCore;
@@ -145,17 +145,8 @@ pub async fn create_person(
         region,
     };
     let now = now_ms();
-    s.store.insert_person(&person, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "person_created",
-            Some(&person.id),
-            None,
-            None,
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "person_created").subject(&person.id);
+    s.store.insert_person(&person, now, &audit).await?;
     // The answer holds what the request held, nothing more.
     Ok((
         StatusCode::CREATED,
@@ -363,17 +354,10 @@ pub async fn create_case(
         closed_at: None,
     };
     let now = now_ms();
-    s.store.insert_case(&case, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "case_created",
-            Some(&case.id),
-            Some(&case.id),
-            None,
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "case_created")
+        .subject(&case.id)
+        .case(Some(&case.id));
+    s.store.insert_case(&case, now, &audit).await?;
     s.refresh_directory().await;
     // The answer holds what the request held, nothing more.
     Ok((StatusCode::CREATED, Json(mask::case(&case, Sight::Full))))
@@ -482,27 +466,15 @@ pub async fn patch_case(
         Some(None) => Some(None),
         None => None,
     };
-    let case = s
-        .store
-        .update_case(
-            &id,
-            &CasePatch {
-                risk: req.risk,
-                response_plan: plan,
-                relatives: req.relatives.map(relatives).transpose()?,
-            },
-        )
-        .await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "case_changed",
-            Some(&id),
-            Some(&id),
-            None,
-            now_ms(),
-        )
-        .await?;
+    let patch = CasePatch {
+        risk: req.risk,
+        response_plan: plan,
+        relatives: req.relatives.map(relatives).transpose()?,
+    };
+    let audit = Audit::new(Some(&caller.username), "case_changed")
+        .subject(&id)
+        .case(Some(&id));
+    let case = s.store.update_case(&id, &patch, now_ms(), &audit).await?;
     s.refresh_directory().await;
     let sight = case_sight(&s, &caller, None, &case).await?;
     Ok(Json(mask::case(&case, sight)))
@@ -518,17 +490,10 @@ pub async fn close_case(
     caller.require(&[Role::Coordinator])?;
     case_in_region(&s, &caller, &id).await?;
     let now = now_ms();
-    let case = s.store.close_case(&id, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "case_closed",
-            Some(&id),
-            Some(&id),
-            None,
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "case_closed")
+        .subject(&id)
+        .case(Some(&id));
+    let case = s.store.close_case(&id, now, &audit).await?;
     s.refresh_directory().await;
     let sight = case_sight(&s, &caller, None, &case).await?;
     Ok(Json(mask::case(&case, sight)))
@@ -612,17 +577,10 @@ pub async fn create_order(
     let case = case_in_region(&s, &caller, &case_id).await?;
     let order = validate_order(&s, &caller, new_id("o"), case.id.clone(), req).await?;
     let now = now_ms();
-    s.store.insert_order(&order, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "order_created",
-            Some(&order.id),
-            Some(&case.id),
-            None,
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "order_created")
+        .subject(&order.id)
+        .case(Some(&case.id));
+    s.store.insert_order(&order, now, &audit).await?;
     s.refresh_directory().await;
     // The answer holds what the request held, nothing more.
     Ok((
@@ -787,17 +745,10 @@ pub async fn patch_order(
         merged,
     )
     .await?;
-    s.store.update_order(&order).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "order_changed",
-            Some(&order.id),
-            Some(&order.case_id),
-            None,
-            now_ms(),
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "order_changed")
+        .subject(&order.id)
+        .case(Some(&order.case_id));
+    s.store.update_order(&order, now_ms(), &audit).await?;
     s.refresh_directory().await;
     let case = s.store.case(&order.case_id).await?;
     let sight = case_sight(&s, &caller, None, &case).await?;
@@ -1061,10 +1012,8 @@ pub async fn add_device(
             now,
         )
     };
-    s.store.insert_device(&record).await?;
-    s.store
-        .audit(actor, "device_added", Some(&record.id), None, None, now)
-        .await?;
+    let audit = Audit::new(actor, "device_added").subject(&record.id);
+    s.store.insert_device(&record, &audit).await?;
     s.refresh_device(&record.id).await;
     Ok(NewDeviceOut {
         id: record.id,
@@ -1155,18 +1104,15 @@ pub async fn patch_device(
         Some(c) => supervision_class(&s, Some(c))?,
         None => current.supervision_class.clone(),
     };
-    let d = s.store.update_device_settings(&id, hb, &class).await?;
     let now = now_ms();
     let detail = format!("hb_interval_s={hb:?} supervision_class={class}");
-    s.store
-        .audit(
-            Some(&caller.username),
-            "device_changed",
-            Some(&id),
-            d.case_id.as_deref(),
-            Some(&detail),
-            now,
-        )
+    let audit = Audit::new(Some(&caller.username), "device_changed")
+        .subject(&id)
+        .case(current.case_id.as_deref())
+        .detail(&detail);
+    let d = s
+        .store
+        .update_device_settings(&id, hb, &class, now, &audit)
         .await?;
     s.refresh_device(&id).await;
     // The device learns its new interval from the signed, retained configuration.
@@ -1216,19 +1162,12 @@ pub async fn issue_device(
         return Err(ApiError::NotFound);
     }
     let now = now_ms();
+    let audit = Audit::new(Some(&caller.username), "device_issued")
+        .subject(&id)
+        .case(Some(&case.id));
     let d = s
         .store
-        .issue_device(&id, &case.id, &req.holder_person_id, now)
-        .await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "device_issued",
-            Some(&id),
-            Some(&case.id),
-            None,
-            now,
-        )
+        .issue_device(&id, &case.id, &req.holder_person_id, now, &audit)
         .await?;
     s.refresh_device(&id).await;
     if let (Some(_), Some(downlink)) = (d.hb_interval_s, &s.downlink) {
@@ -1266,16 +1205,13 @@ pub async fn return_device(
         DeviceStatus::Returned
     };
     let now = now_ms();
-    let d = s.store.return_device(&id, status, &reason, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "device_returned",
-            Some(&id),
-            current.case_id.as_deref(),
-            Some(&reason),
-            now,
-        )
+    let audit = Audit::new(Some(&caller.username), "device_returned")
+        .subject(&id)
+        .case(current.case_id.as_deref())
+        .detail(&reason);
+    let d = s
+        .store
+        .return_device(&id, status, &reason, now, &audit)
         .await?;
     s.refresh_device(&id).await;
     Ok(Json(device_out(&s, &d, now)))
@@ -1328,17 +1264,11 @@ pub async fn rotate_key(
     let key = DeviceKey::generate();
     let now = now_ms();
     let sealed = s.directory.vault().seal(&key, id);
-    let mut d = s.store.begin_key_rotation(id, &sealed, now).await?;
-    s.store
-        .audit(
-            actor,
-            "device_key_rotation_started",
-            Some(id),
-            d.case_id.as_deref(),
-            None,
-            now,
-        )
-        .await?;
+    let case_id = s.store.device(id).await?.case_id;
+    let audit = Audit::new(actor, "device_key_rotation_started")
+        .subject(id)
+        .case(case_id.as_deref());
+    let mut d = s.store.begin_key_rotation(id, &sealed, now, &audit).await?;
     s.refresh_device(id).await;
     if let Some(downlink) = &s.downlink {
         if downlink.config(id).await {
@@ -1899,17 +1829,10 @@ pub async fn create_user(
             .map(|t| s.directory.vault().seal_totp(t, &username)),
     };
     let now = now_ms();
-    s.store.insert_user(&user, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "user_added",
-            Some(&username),
-            None,
-            Some(req.role.as_str()),
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "user_added")
+        .subject(&username)
+        .detail(req.role.as_str());
+    s.store.insert_user(&user, now, &audit).await?;
     let totp_uri = totp_secret.map(|s| super::totp::uri(&username, &s));
     Ok((
         StatusCode::CREATED,

@@ -28,8 +28,8 @@ use utoipa::OpenApi;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::ingest::Downlink;
 use crate::metrics::Metrics;
+use crate::mqtt::Downlink;
 use crate::store::SharedStore;
 
 /// Everything a request handler may need; cheap to clone.
@@ -44,6 +44,8 @@ pub struct AppState {
     pub downlink: Option<Downlink>,
     /// Absent likewise for commands that do not serve.
     pub supervision: Option<crate::supervise::Supervision>,
+    /// Absent likewise: whether the broker link and the store are working.
+    pub readiness: Option<crate::readiness::Readiness>,
     pub throttle: Arc<auth::Throttle>,
     /// Logouts, for the live streams of the ended sessions.
     pub session_ends: auth::SessionEnds,
@@ -284,10 +286,10 @@ pub struct Status {
 }
 
 pub async fn status(s: &AppState) -> Status {
-    use std::sync::atomic::Ordering::Relaxed;
+    let readiness = s.readiness.as_ref();
     Status {
-        database: !s.metrics.store_failing.load(Relaxed) && s.store.ping().await.is_ok(),
-        broker: s.metrics.broker_connected.load(Relaxed),
+        database: !readiness.is_some_and(|r| r.store_failing()) && s.store.ping().await.is_ok(),
+        broker: readiness.is_some_and(|r| r.broker_connected()),
         devices_silent: None,
         open_by_priority: None,
     }
@@ -350,6 +352,12 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics.render(crate::metrics::Gauges {
+            broker_connected: s.readiness.as_ref().is_some_and(|r| r.broker_connected()),
+            supervision_leader: s
+                .supervision
+                .as_ref()
+                .is_some_and(|v| *v.leading().borrow()),
+        }),
     )
 }
