@@ -1164,16 +1164,18 @@ mod tests {
         assert!(matches!(intake.keys_reread(&forged, None), Signature::Bad));
     }
 
+    /// dev-001 while its key is rotated to `key(2)`, and a panic signed with the new key.
+    fn rotating() -> (DeviceEntry, Envelope) {
+        let mut entry = issued();
+        entry.next_key = Some((key(2), "sealed-2".into()));
+        let panic = r#"{"boot":1,"kind":"panic","seq":1,"ts":1}"#;
+        (entry, uplink("alarm", panic, &key(2)))
+    }
+
     #[test]
     fn a_message_signed_with_the_next_key_completes_the_rotation() {
         let mut intake = Intake::new(PolicyConfig::default());
-        let mut rotating = issued();
-        rotating.next_key = Some((key(2), "sealed-2".into()));
-        let message = uplink(
-            "alarm",
-            r#"{"boot":1,"kind":"panic","seq":1,"ts":1}"#,
-            &key(2),
-        );
+        let (rotating, message) = rotating();
         let Signature::NextKey { entry, sealed } =
             intake.signature(&message, Some(rotating.clone()), T0)
         else {
@@ -1197,13 +1199,7 @@ mod tests {
     #[test]
     fn a_rotation_another_instance_completed_or_a_later_one_replaced_is_judged_by_the_fresh_key() {
         let intake = Intake::new(PolicyConfig::default());
-        let mut rotating = issued();
-        rotating.next_key = Some((key(2), "sealed-2".into()));
-        let message = uplink(
-            "alarm",
-            r#"{"boot":1,"kind":"panic","seq":1,"ts":1}"#,
-            &key(2),
-        );
+        let (rotating, message) = rotating();
         let fresh = |k: u8| {
             let mut e = issued();
             e.key = key(k);
