@@ -32,10 +32,14 @@ use tokio::sync::{mpsc, watch};
 
 use super::downlink::{Downlink, DownlinkSink};
 use super::queue::{IngestQueue, RateLimit};
-use super::{Acks, BrokerEvent, BrokerSide, BrokerTask, Task, BROKER_EVENT_QUEUE, DELIVERY_QUEUE};
+use super::{Acks, BrokerEvent, BrokerSide, BrokerTask, Task, DELIVERY_QUEUE};
 use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::protocol;
+
+/// Broker security events waiting for the ingest; past this they are counted and logged
+/// only (a flood of refused logins must not hold up the broker).
+const BROKER_EVENT_QUEUE: usize = 1_000;
 
 /// Downlink messages kept for a device that is offline with a persistent session; older ones
 /// are dropped (counted) past this, since the backend republishes what still matters (a
