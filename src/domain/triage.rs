@@ -1,4 +1,4 @@
-//! Triage: the alert policy (spec/policy.md) as one pure function from what happened to
+//! Triage: the alert policy (docs/policy.md) as one pure function from what happened to
 //! what the backend must do.
 
 use super::correlate::{self, DeviceContext};

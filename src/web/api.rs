@@ -1,4 +1,4 @@
-//! The REST resources of spec/api.md: persons, cases, orders, devices, alerts, audit.
+//! The REST resources (documented at `/api/openapi.json`): persons, cases, orders, devices, alerts, audit.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -1,4 +1,4 @@
-//! HTTP: the API of spec/api.md, the live stream, the console, health and metrics.
+//! HTTP: the API (its OpenAPI document is served at `/api/openapi.json`), the live stream, the console, health and metrics.
 
 pub mod api;
 pub mod auth;
