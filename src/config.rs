@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::domain::triage::PolicyConfig;
+use crate::domain::policy::PolicyConfig;
 
 /// A value that must never reach a log line.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use crate::domain::{
     now_ms, Address, Area, Case, DeviceKind, DeviceStatus, Order, OrderKind, Person, Restrained,
     Risk, Zone,
 };
-use crate::store::{DeviceRecord, Role, SharedStore, StoreError, User};
+use crate::store::{Audit, DeviceRecord, Role, SharedStore, StoreError, User};
 use crate::web::auth::hash_password;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -136,7 +136,9 @@ pub async fn seed(
             protected_identity: c.protected,
             region: Some(c.region.into()),
         };
-        store.insert_person(&person, now).await?;
+        // The demo's records are vakt's own doing, on the audit trail like any other.
+        let audit = Audit::new(None, "person_created").subject(&person.id);
+        store.insert_person(&person, now, &audit).await?;
         let case = Case {
             id: format!("c_demo{n}"),
             reference: c.reference.into(),
@@ -151,7 +153,10 @@ pub async fn seed(
             }],
             closed_at: None,
         };
-        store.insert_case(&case, now).await?;
+        let audit = Audit::new(None, "case_created")
+            .subject(&case.id)
+            .case(Some(&case.id));
+        store.insert_case(&case, now, &audit).await?;
         let home = (c.address.1, c.address.2);
         let tag_id = (c.kind == OrderKind::SpecialExtended).then(|| format!("demo-tag-{n}"));
         if let Some(tag) = &tag_id {
@@ -189,14 +194,19 @@ pub async fn seed(
             ],
             tag_device_id: tag_id.clone(),
         };
-        store.insert_order(&order, now).await?;
+        let audit = Audit::new(None, "order_created")
+            .subject(&order.id)
+            .case(Some(&case.id));
+        store.insert_order(&order, now, &audit).await?;
         let alarm_id = format!("demo-alarm-{n}");
         add_device(store, vault, &alarm_id, DeviceKind::Alarm, now).await?;
-        store
-            .issue_device(&alarm_id, &case.id, &person.id, now)
-            .await?;
-        if let Some(tag) = &tag_id {
-            store.issue_device(tag, &case.id, &person.id, now).await?;
+        for device in std::iter::once(&alarm_id).chain(&tag_id) {
+            let audit = Audit::new(None, "device_issued")
+                .subject(device)
+                .case(Some(&case.id));
+            store
+                .issue_device(device, &case.id, &person.id, now, &audit)
+                .await?;
         }
     }
     let mut devices = Vec::new();
@@ -239,15 +249,18 @@ async fn add_device(
     now: i64,
 ) -> Result<(), StoreError> {
     store
-        .insert_device(&DeviceRecord {
-            model: Some("Demo larmpaket".into()),
-            ..DeviceRecord::in_stock(
-                id,
-                kind,
-                vault.seal(&crate::protocol::DeviceKey::generate(), id),
-                now,
-            )
-        })
+        .insert_device(
+            &DeviceRecord {
+                model: Some("Demo larmpaket".into()),
+                ..DeviceRecord::in_stock(
+                    id,
+                    kind,
+                    vault.seal(&crate::protocol::DeviceKey::generate(), id),
+                    now,
+                )
+            },
+            &Audit::new(None, "device_added").subject(id),
+        )
         .await
 }
 

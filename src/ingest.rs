@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::directory::{DeviceEntry, Directory};
 use crate::domain::correlate::DeviceContext;
-use crate::domain::triage::{self, Decision, PolicyConfig, Trigger};
+use crate::domain::policy::episodes::{BadSignatureTally, LowBatteryEpisode, MissingEpisode};
+use crate::domain::policy::triage::{self, Trigger};
+use crate::domain::policy::{Decision, PolicyConfig};
 use crate::domain::{now_ms, DeviceKind, DeviceStatus, Millis, Position};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -29,10 +31,10 @@ use crate::supervise::Supervision;
 #[derive(Debug, Default)]
 struct DeviceRuntime {
     window: ReplayWindow,
-    bad_signatures: triage::BadSignatureTally,
-    low_battery_raised: bool,
+    bad_signatures: BadSignatureTally,
+    low_battery: LowBatteryEpisode,
     /// Missing messages over the policy's window: one technical alert per episode.
-    missing: triage::MissingEpisode,
+    missing: MissingEpisode,
     last_position: Option<Position>,
     /// When a bad signature last made us re-read this device's keys.
     keys_reread_at: Millis,
@@ -495,14 +497,12 @@ impl Ingest {
                 health.battery = Some(*batt);
                 health.charging = Some(*charging);
                 health.rssi = Some(*rssi);
-                let low = !charging && *batt < self.policy.low_battery_pct;
-                // One low-battery alert per episode, not one update per heartbeat.
-                let raise = low && !rt.low_battery_raised;
-                rt.low_battery_raised = low;
-                raise.then_some(Trigger::Heartbeat {
-                    battery: *batt,
-                    charging: *charging,
-                })
+                rt.low_battery
+                    .note(&self.policy, *batt, *charging)
+                    .then_some(Trigger::Heartbeat {
+                        battery: *batt,
+                        charging: *charging,
+                    })
             }
             Payload::Alarm { kind, batt, fix } => {
                 if let Some(b) = batt.filter(|_| !late) {
@@ -648,6 +648,8 @@ impl Ingest {
                 .await
                 .is_some()
             }
+            // Escalation is supervision's, never a device trigger's.
+            Decision::Escalate { .. } => true,
             // An alarm is still on record, so that a repeat of it is known as held.
             Decision::Nothing => match (trigger, origin) {
                 (Trigger::Alarm { kind, .. }, Some((boot, seq))) if is_alarm => self

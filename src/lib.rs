@@ -8,8 +8,10 @@
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
 //! settings; [`metrics`] the counters; `demo` (with the `demo` feature) the seeded first
-//! look.
+//! look. What people do through the API or the command line goes through [`app`], the
+//! application's operations, one module per aggregate.
 
+pub mod app;
 pub mod audit;
 pub mod config;
 #[cfg(feature = "demo")]
@@ -278,9 +280,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         hub,
         metrics,
         config,
-        downlink: Some(ingest.downlink),
-        supervision: Some(supervision),
-        readiness: Some(ingest.readiness),
+        devices: app::DeviceLink::Broker(ingest.downlink),
+        supervision,
+        readiness: ingest.readiness,
         throttle: Arc::default(),
         session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),
@@ -315,7 +317,7 @@ async fn announce_key_rotations_regularly(state: AppState, mut shutdown: watch::
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                match web::api::announce_key_rotations(&state).await {
+                match app::devices::announce_key_rotations(&state.app()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(devices = n, "announced new device keys"),
                     Err(e) => tracing::warn!(error = %e, "could not announce key rotations"),

@@ -5,9 +5,12 @@ use std::io::Read;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use vakt::app::devices::NewDevice;
+use vakt::app::users::NewUser;
+use vakt::app::{self, Actor, AppError};
 use vakt::config::Config;
 use vakt::domain::{now_ms, DeviceKind};
-use vakt::store::{Role, User};
+use vakt::store::{Audit, Role};
 
 #[derive(Parser)]
 #[command(
@@ -185,55 +188,22 @@ async fn run() -> anyhow::Result<()> {
                     region,
                 },
         } => {
-            let store = vakt::open_store_for_command(&config).await?;
-            let vault = config.key_vault()?;
+            let ctx = command_ctx(&config).await?;
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
                 .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            if password.chars().count() < 12 {
-                bail!("the password must have at least 12 characters");
-            }
-            let region = match region {
-                None => None,
-                Some(typed) => {
-                    let list = store.regions().await?;
-                    match vakt::regions::canonical(&list, &typed) {
-                        Some(r) => Some(r.name.clone()),
-                        None => bail!(
-                            "\"{typed}\" is not a region; the regions are: {}",
-                            vakt::regions::names_in_force(&list)
-                        ),
-                    }
-                }
-            };
-            let role_value = Role::parse(&role).expect("clap checked the role");
-            // Admins and coordinators log in with a second factor.
-            let totp_secret = matches!(role_value, Role::Admin | Role::Coordinator)
-                .then(vakt::web::totp::new_secret);
-            let user = User {
-                username: username.clone(),
-                role: role_value,
+            let req = NewUser {
+                username,
+                password: password.trim_end_matches(['\n', '\r']).to_owned(),
+                role: Role::parse(&role).expect("clap checked the role"),
                 region,
-                password_hash: vakt::web::auth::hash_password(password),
-                totp_secret: totp_secret.as_ref().map(|t| vault.seal_totp(t, &username)),
             };
-            store.insert_user(&user, now_ms()).await?;
-            store
-                .audit(
-                    None,
-                    "user_added",
-                    Some(&username),
-                    None,
-                    Some(&role),
-                    now_ms(),
-                )
-                .await?;
-            println!("user {username} added as {role}");
-            if let Some(secret) = totp_secret {
+            let added = app::users::add(&ctx, &Actor::Operator, &req).await?;
+            println!("user {} added as {role}", added.user.username);
+            if let Some(uri) = added.totp_uri {
                 println!("second factor (add it to an authenticator app now; shown once):");
-                println!("{}", vakt::web::totp::uri(&username, &secret));
+                println!("{uri}");
             }
             Ok(())
         }
@@ -246,9 +216,9 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("no user {username}"))?;
             let (token, hash) = vakt::web::auth::new_token();
-            store.insert_api_token(&hash, &username, now_ms()).await?;
+            let audit = Audit::new(None, "token_created").subject(&username);
             store
-                .audit(None, "token_created", Some(&username), None, None, now_ms())
+                .insert_api_token(&hash, &username, now_ms(), &audit)
                 .await?;
             println!("{token}");
             Ok(())
@@ -278,39 +248,33 @@ async fn run() -> anyhow::Result<()> {
                     hb,
                 },
         } => {
-            let store = vakt::open_store_for_command(&config).await?;
-            let state = offline_state(store, config)?;
-            let req = vakt::web::api::NewDevice {
+            let ctx = command_ctx(&config).await?;
+            let req = NewDevice {
                 id,
                 kind: DeviceKind::parse(&kind).expect("clap checked the kind"),
                 model,
                 hb_interval_s: hb,
                 supervision_class: None,
             };
-            match vakt::web::api::add_device(&state, &req, None).await {
-                Ok(out) => {
-                    println!("device {} added ({}, in stock)", out.id, kind);
-                    println!("key: {}", out.key);
-                    println!("The key is shown this once: give it to the device now.");
-                    Ok(())
-                }
-                Err(e) => bail!("{}", problem_text(e)),
-            }
+            let (d, key) = app::devices::add(&ctx, &Actor::Operator, &req).await?;
+            println!("device {} added ({}, in stock)", d.id, kind);
+            println!("key: {}", key.to_hex());
+            println!("The key is shown this once: give it to the device now.");
+            Ok(())
         }
         Command::Device {
             command: DeviceCommand::RotateKey { id },
         } => {
-            let store = vakt::open_store_for_command(&config).await?;
-            let state = offline_state(store, config)?;
-            match vakt::web::api::rotate_key(&state, &id, None).await {
+            let ctx = command_ctx(&config).await?;
+            match app::devices::rotate_key(&ctx, &Actor::Operator, &id).await {
                 Ok((_, key)) => {
                     println!("device {id}: new key {}", key.to_hex());
                     println!("The key is shown this once. A running vakt sends it to the device in a signed cfg within seconds;");
                     println!("the old key stays valid until the device signs a message with the new one.");
                     Ok(())
                 }
-                Err(vakt::web::error::ApiError::NotFound) => bail!("no device {id}"),
-                Err(e) => bail!("{}", problem_text(e)),
+                Err(AppError::NotFound) => bail!("no device {id}"),
+                Err(e) => Err(e.into()),
             }
         }
         Command::Regions {
@@ -340,12 +304,10 @@ async fn run() -> anyhow::Result<()> {
             let findings = vakt::regions::check_store(&*store).await?;
             let fixes = vakt::regions::respellings(&findings);
             for (from, to) in &fixes {
-                let changed = store.respell_region(from, to).await?;
-                let detail = format!("\"{from}\" to \"{to}\": {changed} record(s)");
-                store
-                    .audit(None, "region_respelt", None, None, Some(&detail), now_ms())
-                    .await?;
-                println!("region {detail}");
+                let respelling = format!("\"{from}\" to \"{to}\"");
+                let audit = Audit::new(None, "region_respelt").detail(&respelling);
+                let changed = store.respell_region(from, to, now_ms(), &audit).await?;
+                println!("region {respelling}: {changed} record(s)");
             }
             if fixes.is_empty() {
                 println!("no region to respell");
@@ -515,37 +477,16 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// State for commands that use API logic without serving.
-fn offline_state(
-    store: vakt::store::SharedStore,
-    config: Config,
-) -> anyhow::Result<vakt::web::AppState> {
-    let vault = std::sync::Arc::new(config.key_vault()?);
-    Ok(vakt::web::AppState {
+/// What a command acts on: the store, and no broker link (a running vakt tells the devices).
+async fn command_ctx(config: &Config) -> anyhow::Result<app::Ctx> {
+    let store = vakt::open_store_for_command(config).await?;
+    Ok(app::Ctx {
         store,
-        directory: vakt::directory::Directory::new(vault),
-        hub: Default::default(),
+        directory: vakt::directory::Directory::new(std::sync::Arc::new(config.key_vault()?)),
+        config: std::sync::Arc::new(config.clone()),
         metrics: Default::default(),
-        config: std::sync::Arc::new(config),
-        downlink: None,
-        supervision: None,
-        readiness: None,
-        throttle: Default::default(),
-        session_ends: Default::default(),
-        shutdown: None,
-        geocoder: None,
+        devices: app::DeviceLink::Offline,
     })
-}
-
-fn problem_text(e: vakt::web::error::ApiError) -> String {
-    use vakt::web::error::ApiError::*;
-    match e {
-        Invalid { field, detail } => format!("{field}: {detail}"),
-        BadRequest { detail, .. } | Conflict(detail) | Unavailable(detail) => detail,
-        Internal => "the database could not do it (the error is logged above); nothing was changed"
-            .to_owned(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// A database URL without its password, for printing.

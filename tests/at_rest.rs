@@ -125,6 +125,7 @@ async fn a_secret_an_older_version_stored_in_the_clear_is_sealed_at_start_and_ke
                 totp_secret: Some(secret.clone()),
             },
             vakt::domain::now_ms(),
+            &common::SEEDED,
         )
         .await
         .unwrap();
@@ -164,6 +165,7 @@ async fn a_one_time_code_that_logged_in_once_is_refused_after_a_restart_too() {
                 totp_secret: Some(secret.clone()),
             },
             vakt::domain::now_ms(),
+            &common::SEEDED,
         )
         .await
         .unwrap();

@@ -255,6 +255,7 @@ async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, Str
                 region: Some("Stockholm".into()),
             },
             now,
+            &common::SEEDED,
         )
         .await
         .unwrap();
@@ -271,6 +272,7 @@ async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, Str
                 closed_at: None,
             },
             now,
+            &common::SEEDED,
         )
         .await
         .unwrap();
@@ -278,19 +280,26 @@ async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, Str
     for id in [A, B, C] {
         let key = vakt::protocol::DeviceKey::generate().to_hex();
         store
-            .insert_device(&DeviceRecord::in_stock(
-                id,
-                DeviceKind::Alarm,
-                key.clone(),
-                now,
-            ))
+            .insert_device(
+                &DeviceRecord::in_stock(id, DeviceKind::Alarm, key.clone(), now),
+                &common::SEEDED,
+            )
             .await
             .unwrap();
-        store.issue_device(id, "c1", "p1", now).await.unwrap();
+        store
+            .issue_device(id, "c1", "p1", now, &common::SEEDED)
+            .await
+            .unwrap();
         keys.insert(id, key);
     }
     store
-        .return_device(C, DeviceStatus::Returned, "case closed", now)
+        .return_device(
+            C,
+            DeviceStatus::Returned,
+            "case closed",
+            now,
+            &common::SEEDED,
+        )
         .await
         .unwrap();
     keys
@@ -616,7 +625,13 @@ async fn a_device_returned_after_it_connected_is_put_out_at_the_next_reload() {
 
     let store = vakt::store::open(&broker.database_url).await.unwrap();
     store
-        .return_device(A, DeviceStatus::Lost, "reported lost", now_ms())
+        .return_device(
+            A,
+            DeviceStatus::Lost,
+            "reported lost",
+            now_ms(),
+            &common::SEEDED,
+        )
         .await
         .unwrap();
     let summary = broker.rewrite_and_reload();

@@ -461,11 +461,11 @@ async fn vakt_regions_check_lists_data_from_before_the_list_and_exits_non_zero_u
         region: Some(region.into()),
     };
     store
-        .insert_person(&person("p-old", "nord"), now_ms())
+        .insert_person(&person("p-old", "nord"), now_ms(), &SEEDED)
         .await
         .unwrap();
     store
-        .insert_person(&person("p-ok", "Syd"), now_ms())
+        .insert_person(&person("p-ok", "Syd"), now_ms(), &SEEDED)
         .await
         .unwrap();
     let case = |id: &str, person: &str, region: &str| Case {
@@ -479,11 +479,11 @@ async fn vakt_regions_check_lists_data_from_before_the_list_and_exits_non_zero_u
         closed_at: None,
     };
     store
-        .insert_case(&case("c-old", "p-old", "nord"), now_ms())
+        .insert_case(&case("c-old", "p-old", "nord"), now_ms(), &SEEDED)
         .await
         .unwrap();
     store
-        .insert_case(&case("c-apart", "p-ok", "Stockholm"), now_ms())
+        .insert_case(&case("c-apart", "p-ok", "Stockholm"), now_ms(), &SEEDED)
         .await
         .unwrap();
     store
@@ -496,6 +496,7 @@ async fn vakt_regions_check_lists_data_from_before_the_list_and_exits_non_zero_u
                 totp_secret: None,
             },
             now_ms(),
+            &SEEDED,
         )
         .await
         .unwrap();

@@ -97,7 +97,7 @@ async fn seed(store: &SharedStore) -> (String, String, String) {
     let (id, key) = seed_issued_devices(store, Risk::Medium, 1).await.remove(0);
     let (token, hash) = vakt::web::auth::new_token();
     store
-        .insert_api_token(&hash, "officer", now_ms())
+        .insert_api_token(&hash, "officer", now_ms(), &common::SEEDED)
         .await
         .unwrap();
     (token, id, key)

@@ -230,13 +230,13 @@ impl Raise {
     /// What the store must do for a triage decision to raise an alert about a device of the
     /// case in `ctx`; `None` for every other decision.
     pub fn for_decision(
-        decision: crate::domain::triage::Decision,
+        decision: crate::domain::policy::Decision,
         ctx: &crate::domain::correlate::DeviceContext,
         origin: Option<(u32, u32)>,
         answer_device: bool,
         at: Millis,
     ) -> Option<Raise> {
-        let crate::domain::triage::Decision::Raise {
+        let crate::domain::policy::Decision::Raise {
             kind,
             priority,
             position,
@@ -320,6 +320,57 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// The audit entry of a change made on someone's behalf. The store writes it inside the
+/// change's own transaction, at the change's time: no change stands without its entry, and
+/// a failed entry undoes the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audit<'a> {
+    /// `None`: an operator at the command line, or vakt itself.
+    pub actor: Option<&'a str>,
+    pub action: &'a str,
+    pub subject: Option<&'a str>,
+    pub case_id: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> Audit<'a> {
+    pub const fn new(actor: Option<&'a str>, action: &'a str) -> Audit<'a> {
+        Audit {
+            actor,
+            action,
+            subject: None,
+            case_id: None,
+            detail: None,
+        }
+    }
+    pub fn subject(self, subject: &'a str) -> Audit<'a> {
+        Audit {
+            subject: Some(subject),
+            ..self
+        }
+    }
+    pub fn case(self, case_id: Option<&'a str>) -> Audit<'a> {
+        Audit { case_id, ..self }
+    }
+    pub fn detail(self, detail: &'a str) -> Audit<'a> {
+        Audit {
+            detail: Some(detail),
+            ..self
+        }
+    }
+    /// The entry as the hash chain sees it.
+    pub fn record(&self, at: Millis) -> crate::audit::Record<'a> {
+        crate::audit::Record {
+            at,
+            actor: self.actor,
+            action: self.action,
+            subject: self.subject,
+            case_id: self.case_id,
+            detail: self.detail,
+        }
+    }
+}
+
 /// Which audit entries to read, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -349,7 +400,7 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
 
-    async fn insert_user(&self, user: &User, at: Millis) -> Result<()>;
+    async fn insert_user(&self, user: &User, at: Millis, audit: &Audit<'_>) -> Result<()>;
     /// Creates the user or replaces its role, region and password (demo and admin resets).
     async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
     async fn user(&self, username: &str) -> Result<User>;
@@ -373,25 +424,38 @@ pub trait Store: Send + Sync + 'static {
     /// When the session was created and last used, if it exists; does not touch it, so a
     /// live stream that asks is not taken for use.
     async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>>;
-    async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
+    async fn insert_api_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<()>;
     async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
 
-    async fn insert_person(&self, person: &Person, at: Millis) -> Result<()>;
+    async fn insert_person(&self, person: &Person, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn person(&self, id: &str) -> Result<Person>;
     async fn persons(&self) -> Result<Vec<Person>>;
-    async fn insert_case(&self, case: &Case, at: Millis) -> Result<()>;
+    async fn insert_case(&self, case: &Case, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn case(&self, id: &str) -> Result<Case>;
     async fn cases(&self) -> Result<Vec<Case>>;
-    async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case>;
-    async fn close_case(&self, id: &str, at: Millis) -> Result<Case>;
-    async fn insert_order(&self, order: &Order, at: Millis) -> Result<()>;
+    async fn update_case(
+        &self,
+        id: &str,
+        patch: &CasePatch,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Case>;
+    async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case>;
+    async fn insert_order(&self, order: &Order, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn orders(&self) -> Result<Vec<Order>>;
     async fn order(&self, id: &str) -> Result<Order>;
     /// Replaces everything of an order but its id and case.
-    async fn update_order(&self, order: &Order) -> Result<()>;
+    async fn update_order(&self, order: &Order, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>>;
 
-    async fn insert_device(&self, device: &DeviceRecord) -> Result<()>;
+    /// Audited at the device's `created_at`.
+    async fn insert_device(&self, device: &DeviceRecord, audit: &Audit<'_>) -> Result<()>;
     async fn device(&self, id: &str) -> Result<DeviceRecord>;
     async fn devices(&self) -> Result<Vec<DeviceRecord>>;
     /// `in_stock` → `issued`; a conflict if the device is not in stock.
@@ -401,6 +465,7 @@ pub trait Store: Send + Sync + 'static {
         case_id: &str,
         holder: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     /// `issued` → `returned` or `lost`.
     async fn return_device(
@@ -409,6 +474,7 @@ pub trait Store: Send + Sync + 'static {
         status: DeviceStatus,
         reason: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()>;
 
@@ -475,6 +541,8 @@ pub trait Store: Send + Sync + 'static {
         detail: &str,
         at: Millis,
     ) -> Result<()>;
+    /// An audit entry of its own, for what changes nothing here (a consultation, a login) or
+    /// a change whose store method does not take its entry.
     async fn audit(
         &self,
         actor: Option<&str>,
@@ -545,6 +613,8 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         hb_interval_s: Option<u32>,
         supervision_class: &str,
+        at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
 
     /// Puts a new key (sealed) beside the device's current one; a later rotation replaces a
@@ -554,6 +624,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         next_key_hex: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<DeviceRecord>;
     /// Records that the `cfg` carrying the next key went out.
     async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()>;
@@ -570,19 +641,33 @@ pub trait Store: Send + Sync + 'static {
     /// held some already, which stay as they are.
     async fn seed_regions(&self, list: &[Region], at: Millis) -> Result<bool>;
     /// Adds a region (its local areas too); a conflict when its code or name is taken.
-    async fn insert_region(&self, region: &Region, at: Millis) -> Result<()>;
+    async fn insert_region(&self, region: &Region, at: Millis, audit: &Audit<'_>) -> Result<()>;
     /// Renames or retires a region. A new name is carried, in the same transaction, to the
     /// persons, cases, users and alerts that held the old one exactly: they stay visible to
     /// the same officers.
-    async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region>;
+    async fn update_region(
+        &self,
+        code: &str,
+        patch: &RegionPatch,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Region>;
     /// Gives the persons, cases, users and alerts whose region is exactly `from` the region
-    /// `to` (an operator correcting a misspelling); how many rows changed.
-    async fn respell_region(&self, from: &str, to: &str) -> Result<u64>;
+    /// `to` (an operator correcting a misspelling); how many rows changed. The audit entry's
+    /// detail gets that number appended (`: N record(s)`), known only inside the transaction.
+    async fn respell_region(
+        &self,
+        from: &str,
+        to: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<u64>;
     async fn insert_local_area(
         &self,
         region_code: &str,
         area: &LocalArea,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<()>;
     async fn update_local_area(
         &self,
@@ -590,6 +675,7 @@ pub trait Store: Send + Sync + 'static {
         code: &str,
         patch: &RegionPatch,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<LocalArea>;
 
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
@@ -637,5 +723,5 @@ pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Res
 /// The alert kind's incident class, stored so the database can enforce one open alert per
 /// incident.
 pub(crate) fn incident_of(kind: AlertKind) -> &'static str {
-    kind.incident_class()
+    crate::domain::policy::incidents::class_of(kind)
 }

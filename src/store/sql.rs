@@ -301,6 +301,47 @@ macro_rules! sql_store {
                     .ok_or(StoreError::NotFound)?;
                 Self::alert_from(&row)
             }
+
+            /// Begins a transaction that extends the audit chain. One writer at a time extends
+            /// it: in this process by the mutex (always taken before the database's write
+            /// lock), across instances by the per-backend lock taken inside the transaction.
+            async fn begin_audited(
+                &self,
+            ) -> Result<(tokio::sync::MutexGuard<'_, ()>, sqlx::Transaction<'static, $db>)> {
+                let one_writer = self.audit_lock.lock().await;
+                let mut tx = self.begin_write().await?;
+                Self::lock_audit_chain(&mut tx).await?;
+                Ok((one_writer, tx))
+            }
+
+            /// Appends `entry` to the audit chain in a transaction from `begin_audited`: it
+            /// commits with the change it records, or neither does.
+            async fn append_audit(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                entry: &Audit<'_>,
+                at: Millis,
+            ) -> Result<()> {
+                let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let prev = prev.map(|p| p.0).unwrap_or_else(|| crate::audit::GENESIS.to_owned());
+                let hash = crate::audit::entry_hash(&prev, &entry.record(at));
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(at)
+                .bind(entry.actor)
+                .bind(entry.action)
+                .bind(entry.subject)
+                .bind(entry.case_id)
+                .bind(entry.detail)
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
         }
 
         #[async_trait]
@@ -315,7 +356,8 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn insert_user(&self, u: &User, at: Millis) -> Result<()> {
+            async fn insert_user(&self, u: &User, at: Millis, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(
                     "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -326,9 +368,11 @@ macro_rules! sql_store {
                 .bind(&u.password_hash)
                 .bind(&u.totp_secret)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, "a user with that name exists"))?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -441,14 +485,17 @@ macro_rules! sql_store {
                 Ok(row)
             }
 
-            async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
+            async fn insert_api_token(&self, token_hash: &str, username: &str, at: Millis, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
                     .bind(token_hash)
                     .bind(username)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| conflict_on_unique(e, "token"))?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -462,7 +509,8 @@ macro_rules! sql_store {
                 row.as_ref().map(Self::user_from).transpose()
             }
 
-            async fn insert_person(&self, p: &Person, at: Millis) -> Result<()> {
+            async fn insert_person(&self, p: &Person, at: Millis, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(
                     "INSERT INTO persons (id, name, phone, address_text, address_lat, address_lon, \
                      protected_identity, region, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -476,9 +524,11 @@ macro_rules! sql_store {
                 .bind(p.protected_identity)
                 .bind(&p.region)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, "person"))?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -498,7 +548,8 @@ macro_rules! sql_store {
                 rows.iter().map(Self::person_from).collect()
             }
 
-            async fn insert_case(&self, c: &Case, at: Millis) -> Result<()> {
+            async fn insert_case(&self, c: &Case, at: Millis, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(
                     "INSERT INTO cases (id, reference, person_id, risk, region, response_plan, created_at, relatives) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -511,9 +562,11 @@ macro_rules! sql_store {
                 .bind(&c.response_plan)
                 .bind(at)
                 .bind(serde_json::to_string(&c.relatives).map_err(|_| corrupt("relatives"))?)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, "a case with that reference exists"))?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -533,8 +586,8 @@ macro_rules! sql_store {
                 rows.iter().map(Self::case_from).collect()
             }
 
-            async fn update_case(&self, id: &str, patch: &CasePatch) -> Result<Case> {
-                let mut tx = self.begin_write().await?;
+            async fn update_case(&self, id: &str, patch: &CasePatch, at: Millis, audit: &Audit<'_>) -> Result<Case> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 if let Some(risk) = patch.risk {
                     sqlx::query("UPDATE cases SET risk = $1 WHERE id = $2")
                         .bind(risk.as_str())
@@ -561,24 +614,34 @@ macro_rules! sql_store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or(StoreError::NotFound)?;
+                Self::append_audit(&mut tx, audit, at).await?;
                 tx.commit().await?;
                 Self::case_from(&row)
             }
 
-            async fn close_case(&self, id: &str, at: Millis) -> Result<Case> {
+            async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query("UPDATE cases SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL")
                     .bind(at)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                self.case(id).await
+                let row = sqlx::query("SELECT * FROM cases WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
+                Self::case_from(&row)
             }
 
-            async fn insert_order(&self, o: &Order, at: Millis) -> Result<()> {
+            async fn insert_order(&self, o: &Order, at: Millis, audit: &Audit<'_>) -> Result<()> {
                 let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
                 let q = "INSERT INTO orders (id, case_id, kind, restrained_name, restrained_description, \
                      restrained_vehicle, restrained_photo_ref, valid_from, valid_to, zones, tag_device_id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(q)
                     .bind(&o.id)
                     .bind(&o.case_id)
@@ -592,9 +655,11 @@ macro_rules! sql_store {
                     .bind(zones)
                     .bind(&o.tag_device_id)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| conflict_on_unique(e, "order"))?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -614,8 +679,9 @@ macro_rules! sql_store {
                 Self::order_from(&row)
             }
 
-            async fn update_order(&self, o: &Order) -> Result<()> {
+            async fn update_order(&self, o: &Order, at: Millis, audit: &Audit<'_>) -> Result<()> {
                 let zones = serde_json::to_string(&o.zones).map_err(|_| corrupt("zones"))?;
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 let done = sqlx::query(
                     "UPDATE orders SET kind = $1, restrained_name = $2, restrained_description = $3, \
                      restrained_vehicle = $4, restrained_photo_ref = $5, valid_from = $6, valid_to = $7, \
@@ -631,11 +697,13 @@ macro_rules! sql_store {
                 .bind(zones)
                 .bind(&o.tag_device_id)
                 .bind(&o.id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -648,7 +716,8 @@ macro_rules! sql_store {
                 rows.iter().map(Self::order_from).collect()
             }
 
-            async fn insert_device(&self, d: &DeviceRecord) -> Result<()> {
+            async fn insert_device(&self, d: &DeviceRecord, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(
                     "INSERT INTO devices (id, kind, model, key_hex, hb_interval_s, status, created_at, supervision_class) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -661,9 +730,11 @@ macro_rules! sql_store {
                 .bind(d.status.as_str())
                 .bind(d.created_at)
                 .bind(&d.supervision_class)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, "a device with that id exists"))?;
+                Self::append_audit(&mut tx, audit, d.created_at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -683,7 +754,8 @@ macro_rules! sql_store {
                 rows.iter().map(Self::device_from).collect()
             }
 
-            async fn issue_device(&self, id: &str, case_id: &str, holder: &str, at: Millis) -> Result<DeviceRecord> {
+            async fn issue_device(&self, id: &str, case_id: &str, holder: &str, at: Millis, audit: &Audit<'_>) -> Result<DeviceRecord> {
+                let (one_writer, mut tx) = self.begin_audited().await?;
                 let done = sqlx::query(
                     "UPDATE devices SET status = 'issued', case_id = $1, holder_person_id = $2, issued_at = $3, \
                      returned_at = NULL, return_reason = NULL WHERE id = $4 AND status = 'in_stock'",
@@ -692,20 +764,25 @@ macro_rules! sql_store {
                 .bind(holder)
                 .bind(at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, "issue"))?;
                 if done.rows_affected() == 0 {
+                    drop((tx, one_writer));
                     let current = self.device(id).await?;
                     return Err(StoreError::Conflict(format!(
                         "device {id} is {}, not in stock",
                         current.status.as_str()
                     )));
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
+                drop(one_writer);
                 self.device(id).await
             }
 
-            async fn return_device(&self, id: &str, status: DeviceStatus, reason: &str, at: Millis) -> Result<DeviceRecord> {
+            async fn return_device(&self, id: &str, status: DeviceStatus, reason: &str, at: Millis, audit: &Audit<'_>) -> Result<DeviceRecord> {
+                let (one_writer, mut tx) = self.begin_audited().await?;
                 let done = sqlx::query(
                     "UPDATE devices SET status = $1, returned_at = $2, return_reason = $3 \
                      WHERE id = $4 AND status = 'issued'",
@@ -714,15 +791,19 @@ macro_rules! sql_store {
                 .bind(at)
                 .bind(reason)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
+                    drop((tx, one_writer));
                     let current = self.device(id).await?;
                     return Err(StoreError::Conflict(format!(
                         "device {id} is {}, not issued",
                         current.status.as_str()
                     )));
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
+                drop(one_writer);
                 self.device(id).await
             }
 
@@ -942,7 +1023,7 @@ macro_rules! sql_store {
                     .map(|(b, s)| (b as u32, s as u32)),
                     None => None,
                 };
-                let Some((id,)) = open.filter(|_| crate::domain::triage::cancel_marks((boot, seq), latest_alarm)) else {
+                let Some((id,)) = open.filter(|_| crate::domain::policy::incidents::cancel_marks((boot, seq), latest_alarm)) else {
                     tx.commit().await?;
                     return Ok(CancelOutcome::NothingOpen);
                 };
@@ -1133,31 +1214,9 @@ macro_rules! sql_store {
             }
 
             async fn audit(&self, actor: Option<&str>, action: &str, subject: Option<&str>, case_id: Option<&str>, detail: Option<&str>, at: Millis) -> Result<()> {
-                // One writer at a time extends the chain: in this process by the mutex, across
-                // instances by the per-backend lock taken inside the transaction.
-                let _one_writer = self.audit_lock.lock().await;
-                let mut tx = self.begin_write().await?;
-                Self::lock_audit_chain(&mut tx).await?;
-                let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let prev = prev.map(|p| p.0).unwrap_or_else(|| crate::audit::GENESIS.to_owned());
-                let record = crate::audit::Record { at, actor, action, subject, case_id, detail };
-                let hash = crate::audit::entry_hash(&prev, &record);
-                sqlx::query(
-                    "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(at)
-                .bind(actor)
-                .bind(action)
-                .bind(subject)
-                .bind(case_id)
-                .bind(detail)
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
+                let (_one_writer, mut tx) = self.begin_audited().await?;
+                let entry = Audit { actor, action, subject, case_id, detail };
+                Self::append_audit(&mut tx, &entry, at).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1414,20 +1473,25 @@ macro_rules! sql_store {
                 self.new_leadership()
             }
 
-            async fn update_device_settings(&self, id: &str, hb_interval_s: Option<u32>, supervision_class: &str) -> Result<DeviceRecord> {
+            async fn update_device_settings(&self, id: &str, hb_interval_s: Option<u32>, supervision_class: &str, at: Millis, audit: &Audit<'_>) -> Result<DeviceRecord> {
+                let (one_writer, mut tx) = self.begin_audited().await?;
                 let done = sqlx::query("UPDATE devices SET hb_interval_s = $1, supervision_class = $2 WHERE id = $3")
                     .bind(hb_interval_s.map(i64::from))
                     .bind(supervision_class)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
+                drop(one_writer);
                 self.device(id).await
             }
 
-            async fn begin_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<DeviceRecord> {
+            async fn begin_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis, audit: &Audit<'_>) -> Result<DeviceRecord> {
+                let (one_writer, mut tx) = self.begin_audited().await?;
                 let done = sqlx::query(
                     "UPDATE devices SET next_key_hex = $1, key_rotation_requested_at = $2, \
                      key_rotation_announced_at = NULL WHERE id = $3 AND status IN ('in_stock', 'issued')",
@@ -1435,15 +1499,19 @@ macro_rules! sql_store {
                 .bind(next_key_hex)
                 .bind(at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
+                    drop((tx, one_writer));
                     let d = self.device(id).await?;
                     return Err(StoreError::Conflict(format!(
                         "device {id} is {}: a returned or lost device gets no new key",
                         d.status.as_str()
                     )));
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
+                drop(one_writer);
                 self.device(id).await
             }
 
@@ -1551,8 +1619,8 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
-            async fn insert_region(&self, r: &Region, at: Millis) -> Result<()> {
-                let mut tx = self.begin_write().await?;
+            async fn insert_region(&self, r: &Region, at: Millis, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(
                     "INSERT INTO regions (code, name, retired_at, created_at) VALUES ($1, $2, $3, $4)",
                 )
@@ -1577,12 +1645,13 @@ macro_rules! sql_store {
                     .await
                     .map_err(|e| conflict_on_unique(e, "a local area with that code exists"))?;
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis) -> Result<Region> {
-                let mut tx = self.begin_write().await?;
+            async fn update_region(&self, code: &str, patch: &RegionPatch, at: Millis, audit: &Audit<'_>) -> Result<Region> {
+                let (one_writer, mut tx) = self.begin_audited().await?;
                 let (old,): (String,) = sqlx::query_as("SELECT name FROM regions WHERE code = $1")
                     .bind(code)
                     .fetch_optional(&mut *tx)
@@ -1615,7 +1684,9 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                Self::append_audit(&mut tx, audit, at).await?;
                 tx.commit().await?;
+                drop(one_writer);
                 self.regions()
                     .await?
                     .into_iter()
@@ -1623,8 +1694,8 @@ macro_rules! sql_store {
                     .ok_or(StoreError::NotFound)
             }
 
-            async fn respell_region(&self, from: &str, to: &str) -> Result<u64> {
-                let mut tx = self.begin_write().await?;
+            async fn respell_region(&self, from: &str, to: &str, at: Millis, audit: &Audit<'_>) -> Result<u64> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 let mut changed = 0;
                 for table in ["persons", "cases", "users", "alerts"] {
                     let q = format!("UPDATE {table} SET region = $1 WHERE region = $2");
@@ -1635,11 +1706,14 @@ macro_rules! sql_store {
                         .await?
                         .rows_affected();
                 }
+                let detail = format!("{}: {changed} record(s)", audit.detail.unwrap_or_default());
+                Self::append_audit(&mut tx, &audit.detail(&detail), at).await?;
                 tx.commit().await?;
                 Ok(changed)
             }
 
-            async fn insert_local_area(&self, region_code: &str, a: &LocalArea, at: Millis) -> Result<()> {
+            async fn insert_local_area(&self, region_code: &str, a: &LocalArea, at: Millis, audit: &Audit<'_>) -> Result<()> {
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 sqlx::query(
                     "INSERT INTO local_areas (code, region_code, name, retired_at, created_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -1649,9 +1723,11 @@ macro_rules! sql_store {
                 .bind(&a.name)
                 .bind(a.retired.then_some(at))
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| conflict_on_unique(e, "a local area with that code or name exists"))?;
+                Self::append_audit(&mut tx, audit, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -1661,8 +1737,9 @@ macro_rules! sql_store {
                 code: &str,
                 patch: &RegionPatch,
                 at: Millis,
+                audit: &Audit<'_>,
             ) -> Result<LocalArea> {
-                let mut tx = self.begin_write().await?;
+                let (_one_writer, mut tx) = self.begin_audited().await?;
                 let found: Option<(String,)> = sqlx::query_as(
                     "SELECT code FROM local_areas WHERE code = $1 AND region_code = $2",
                 )
@@ -1695,6 +1772,7 @@ macro_rules! sql_store {
                         .bind(code)
                         .fetch_one(&mut *tx)
                         .await?;
+                Self::append_audit(&mut tx, audit, at).await?;
                 tx.commit().await?;
                 Ok(LocalArea { code: code.to_owned(), name, retired: retired_at.is_some() })
             }

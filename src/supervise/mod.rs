@@ -12,8 +12,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::domain::triage::{self, Trigger};
-use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority, Reason};
+use crate::domain::policy::escalation::{self, OverdueAfter};
+use crate::domain::policy::triage::{self, Trigger};
+use crate::domain::policy::{incidents, silence, Decision};
+use crate::domain::{now_ms, AlertKind, DeviceKind, Millis, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::mqtt::cluster::PeersPending;
@@ -245,11 +247,12 @@ impl Supervisor {
             }
             wanted.insert(id.as_str());
             let record = health.get(id);
-            let hb = entry
-                .hb_interval_s
-                .or(reported.get(id).copied())
-                .or(record.and_then(|r| r.health.hello_hb_s))
-                .unwrap_or(self.config.default_hb_s);
+            let hello = reported
+                .get(id)
+                .copied()
+                .or(record.and_then(|r| r.health.hello_hb_s));
+            let hb =
+                silence::effective_interval_s(entry.hb_interval_s, hello, self.config.default_hb_s);
             let grace = self.config.grace_for(&entry.supervision_class);
             // A device heard before this process started gets a whole deadline from the
             // start: nobody is declared silent for the time the backend itself was down.
@@ -318,16 +321,11 @@ impl Supervisor {
                 device, last_heard, ..
             } => self.raise_silent(&device, last_heard, now).await,
             LivenessEvent::Reminder { device, n } => {
-                let note = Reason::new(
-                    "still_silent",
-                    format!("still silent: reminder {n} ({} min)", n * 15),
-                )
-                .with("n", n)
-                .with("minutes", n * 15);
+                let note = silence::still_silent(n);
                 self.annotate(&device, "reminder", &note, None, now).await;
             }
             LivenessEvent::BackOnline { device } => {
-                let note = Reason::new("heard_again", "heard again for two heartbeat intervals");
+                let note = silence::heard_again();
                 self.annotate(&device, "back_online", &note, Some(true), now)
                     .await;
             }
@@ -390,10 +388,8 @@ impl Supervisor {
                 .ok()
                 .and_then(|d| d.health.hello_hb_s),
         };
-        let hb = entry
-            .hb_interval_s
-            .or(hello)
-            .unwrap_or(self.config.default_hb_s);
+        let hb =
+            silence::effective_interval_s(entry.hb_interval_s, hello, self.config.default_hb_s);
         (hb, self.config.grace_for(&entry.supervision_class))
     }
 
@@ -409,7 +405,7 @@ impl Supervisor {
             .store
             .annotate_open(
                 device,
-                AlertKind::Silent.incident_class(),
+                incidents::class_of(AlertKind::Silent),
                 action,
                 note,
                 back_online,
@@ -427,6 +423,11 @@ impl Supervisor {
     async fn overdue(&mut self) {
         let now = now_ms();
         let limits = &self.config.supervision;
+        let after = OverdueAfter {
+            p1_s: limits.overdue_p1_s,
+            p2_s: limits.overdue_p2_s,
+            p3_s: limits.overdue_p3_s,
+        };
         let alerts = match self.store.alerts(&[crate::domain::AlertState::Open]).await {
             Ok(a) => a,
             Err(e) => {
@@ -434,29 +435,11 @@ impl Supervisor {
                 return;
             }
         };
-        for a in alerts.into_iter().filter(|a| !a.overdue) {
-            let (limit_s, raised) = match a.priority.get() {
-                1 => (limits.overdue_p1_s, Priority::P1),
-                2 => (limits.overdue_p2_s, Priority::P1),
-                3 => (limits.overdue_p3_s, Priority::P2),
-                _ => continue,
-            };
-            if now - a.first_at < limit_s as Millis * 1000 {
+        for a in alerts {
+            let Decision::Escalate { priority, note } = escalation::overdue(after, &a, now) else {
                 continue;
-            }
-            let raised_to = (raised != a.priority).then(|| raised.get());
-            let note = Reason::new(
-                "not_acknowledged",
-                format!(
-                    "not acknowledged within {limit_s} s{}",
-                    raised_to
-                        .map(|p| format!("; priority raised to {p}"))
-                        .unwrap_or_default()
-                ),
-            )
-            .with("limit_s", limit_s)
-            .with("raised_to", raised_to);
-            match self.store.mark_overdue(a.id, raised, &note, now).await {
+            };
+            match self.store.mark_overdue(a.id, priority, &note, now).await {
                 Ok(Some(change)) => {
                     crate::metrics::Metrics::inc(&self.metrics.overdue_alerts_total);
                     self.hub.publish(change);
@@ -506,7 +489,7 @@ impl Supervisor {
     /// Orders in force, with zones, that end within the configured days: one reminder each.
     async fn orders_ending(&mut self) {
         let now = now_ms();
-        let horizon = now + self.config.supervision.order_ending_days as Millis * 24 * 3600 * 1000;
+        let within_days = self.config.supervision.order_ending_days;
         let index = self.directory.snapshot();
         let orders = match self.store.orders().await {
             Ok(o) => o,
@@ -515,36 +498,26 @@ impl Supervisor {
                 return;
             }
         };
-        for order in orders
-            .iter()
-            .filter(|o| o.in_force_at(now) && o.valid_to <= horizon && !o.zones.is_empty())
-        {
-            let Some(case) = index
-                .cases
-                .get(&order.case_id)
-                .filter(|c| c.closed_at.is_none())
+        for order in &orders {
+            let Some(case) = index.cases.get(&order.case_id) else {
+                continue;
+            };
+            let Decision::Raise {
+                kind,
+                priority,
+                trigger,
+                context,
+                ..
+            } = escalation::order_ending(order, case, within_days, now)
             else {
                 continue;
             };
-            let trigger = vec![Reason::new(
-                "order_ending",
-                format!(
-                    "Restraining order ({}) against {} ends {}; its exclusion zones stop counting then",
-                    order.kind.as_str(),
-                    order.restrained.name,
-                    &rfc3339(order.valid_to)[..16].replace('T', " ")
-                ),
-            )
-            .with("order_kind", order.kind.as_str())
-            .with("restrained", order.restrained.name.as_str())
-            .with("valid_to", rfc3339(order.valid_to))];
-            let context = vec![crate::domain::correlate::case_risk(case)];
             match self
                 .store
                 .raise_notice(
-                    &format!("order_ending:{}", order.id),
-                    AlertKind::OrderEnding,
-                    Priority::P4,
+                    &incidents::order_ending(&order.id),
+                    kind,
+                    priority,
                     case,
                     &trigger,
                     &context,

@@ -15,6 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::json::Body;
 use super::peer::ClientAddr;
 use super::AppState;
+use crate::app::Actor;
 use crate::domain::{now_ms, Millis};
 use crate::store::{Role, StoreError, User};
 
@@ -189,6 +190,15 @@ pub fn needs_second_factor(require_for_roles: bool, role: Role, has_secret: bool
 }
 
 impl Caller {
+    /// The caller as the application sees who acts.
+    pub fn actor(&self) -> Actor {
+        Actor::User {
+            username: self.username.clone(),
+            role: self.role,
+            region: self.region.clone(),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

@@ -5,6 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::app::AppError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -60,6 +61,18 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "store error behind an API call");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        match e {
+            AppError::Invalid { field, detail } => ApiError::Invalid { field, detail },
+            AppError::NotFound => ApiError::NotFound,
+            AppError::Forbidden => ApiError::Forbidden,
+            AppError::Conflict(what) => ApiError::Conflict(what),
+            AppError::Store(e) => e.into(),
         }
     }
 }

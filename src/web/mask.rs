@@ -2,7 +2,7 @@
 //! orders and alerts become the views every endpoint and the live stream send.
 //!
 //! A person with a protected identity is kept from view unless the caller states a reason,
-//! which is logged (see `api::reveal`). Protected with them is everything that points to
+//! which is logged (see `persons::reveal`). Protected with them is everything that points to
 //! them: their name, phone and address; the names and phones of their relatives; the
 //! response plan (free text: "call Anna on her mobile"); the geometry of the zones of their
 //! orders (the "Home" circle is centred on the address); the distances from an alarm to the
@@ -20,7 +20,10 @@ use crate::domain::place::{from_nearest_zone, nearest_place, Sweref99Tm, Vector}
 use crate::domain::{rfc3339, Address, Alert, AlertState, Area, Case, Order, Person};
 use crate::protocol::Feedback;
 
-use super::api::{AlertOut, CaseOut, LocationOut, OrderOut, PersonOut, ZoneOut};
+use super::alerts::{AlertOut, LocationOut};
+use super::cases::CaseOut;
+use super::orders::{OrderOut, ZoneOut};
+use super::persons::PersonOut;
 
 /// The marker in place of a withheld name.
 pub const MASK: &str = "***";

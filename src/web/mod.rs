@@ -1,12 +1,20 @@
-//! HTTP: the API (its OpenAPI document is served at `/api/openapi.json`), the live stream, the console, health and metrics.
+//! HTTP: the API (its OpenAPI document is served at `/api/openapi.json`), the live stream,
+//! the console, health and metrics. One module per resource, each with its router;
+//! [`routes`] is the one list the server serves and the OpenAPI document describes.
 
-pub mod api;
+pub mod alerts;
+pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod console;
+pub mod console_support;
+pub mod devices;
 pub mod error;
 pub mod json;
 pub mod mask;
+pub mod orders;
 pub mod peer;
+pub mod persons;
 pub mod places;
 pub mod regions;
 pub mod serve;
@@ -14,22 +22,24 @@ pub mod sse;
 pub mod text;
 pub mod throttle;
 pub mod totp;
+pub mod users;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, patch, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::app::{Ctx, DeviceLink};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::mqtt::Downlink;
 use crate::store::SharedStore;
 
 /// Everything a request handler may need; cheap to clone.
@@ -40,12 +50,11 @@ pub struct AppState {
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    /// Absent only when no broker link exists (e.g. `vakt` commands that do not serve).
-    pub downlink: Option<Downlink>,
-    /// Absent likewise for commands that do not serve.
-    pub supervision: Option<crate::supervise::Supervision>,
-    /// Absent likewise: whether the broker link and the store are working.
-    pub readiness: Option<crate::readiness::Readiness>,
+    /// How the devices hear of changes: through this process's broker link.
+    pub devices: DeviceLink,
+    pub supervision: crate::supervise::Supervision,
+    /// Whether the broker link and the store are working.
+    pub readiness: crate::readiness::Readiness,
     pub throttle: Arc<auth::Throttle>,
     /// Logouts, for the live streams of the ended sessions.
     pub session_ends: auth::SessionEnds,
@@ -57,107 +66,79 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// After a coordinator's change, the ingest sees the new cases, orders and devices.
-    /// After a change to one device: only its entry is read again.
-    pub async fn refresh_device(&self, id: &str) {
-        if let Err(e) = self.directory.refresh_device(&self.store, id).await {
-            tracing::error!(error = %e, "could not refresh the device in the directory");
+    /// What the application's operations act on, for a request.
+    pub fn app(&self) -> Ctx {
+        Ctx {
+            store: self.store.clone(),
+            directory: self.directory.clone(),
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            devices: self.devices.clone(),
         }
     }
 
+    /// After a coordinator's change, the ingest sees the new cases, orders and devices.
+    /// After a change to one device: only its entry is read again.
+    pub async fn refresh_device(&self, id: &str) {
+        self.app().refresh_device(id).await;
+    }
+
     pub async fn refresh_directory(&self) {
-        if let Err(e) = self.directory.reload(&self.store).await {
-            tracing::error!(error = %e, "could not refresh the device directory");
-        }
+        self.app().refresh_directory().await;
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vakt", description = "Backend for police victim-support alarm devices: cases, restraining orders, devices and prioritised alerts."),
-    paths(
-        auth::login, auth::logout, auth::me, auth::session,
-        api::create_person, api::list_persons, api::get_person,
-        api::create_case, api::list_cases, api::get_case, api::patch_case, api::close_case,
-        api::create_order, api::list_orders, api::get_order, api::patch_order,
-        api::list_users, api::create_user, api::console_config, api::status,
-        places::check_address,
-        regions::list_regions, regions::create_region, regions::patch_region, regions::create_local_area, regions::patch_local_area,
-        api::create_device, api::list_devices, api::get_device, api::patch_device, api::issue_device, api::return_device, api::rotate_device_key,
-        api::list_alerts, api::get_alert, api::ack_alert, api::resolve_alert, api::street_address, sse::stream,
-        api::audit, api::verify_audit, api::security_events, healthz, readyz, metrics,
-    ),
     components(schemas(error::Problem)),
     tags((name = "alerts", description = "What duty officers see and act on"))
 )]
 pub struct ApiDoc;
 
+/// Every route of the API with its OpenAPI operation: the one list the server serves and
+/// the document describes, so no route is served undocumented.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::session))
+        .merge(persons::router())
+        .merge(cases::router())
+        .merge(orders::router())
+        .merge(devices::router())
+        .merge(alerts::router())
+        .merge(audit::router())
+        .merge(users::router())
+        .merge(console_support::router())
+        .routes(routes!(places::check_address))
+        .routes(routes!(regions::list_regions, regions::create_region))
+        .routes(routes!(regions::patch_region))
+        .routes(routes!(regions::create_local_area))
+        .routes(routes!(regions::patch_local_area))
+}
+
+/// The API's document, as `/api/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
 pub fn router(state: AppState) -> Router {
     let csp = content_security_policy(state.config.map_tile_url.as_deref());
     let body_timeout = std::time::Duration::from_secs(state.config.http_body_timeout_s);
+    let (api, doc) = routes().split_for_parts();
+    let doc = Arc::new(doc);
     Router::new()
         .merge(console::router())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(openapi))
-        .route("/api/login", post(auth::login))
-        .route("/api/logout", post(auth::logout))
-        .route("/api/me", get(auth::me))
-        .route("/api/session", get(auth::session))
+        .merge(api)
         .route(
-            "/api/persons",
-            post(api::create_person).get(api::list_persons),
+            "/api/openapi.json",
+            get(move || std::future::ready(Json(doc.clone()))),
         )
-        .route("/api/persons/{id}", get(api::get_person))
-        .route("/api/cases", post(api::create_case).get(api::list_cases))
-        .route("/api/cases/{id}", get(api::get_case).patch(api::patch_case))
-        .route("/api/cases/{id}/close", post(api::close_case))
-        .route(
-            "/api/cases/{id}/orders",
-            post(api::create_order).get(api::list_orders),
-        )
-        .route(
-            "/api/devices",
-            post(api::create_device).get(api::list_devices),
-        )
-        .route(
-            "/api/devices/{id}",
-            get(api::get_device).patch(api::patch_device),
-        )
-        .route("/api/devices/{id}/issue", post(api::issue_device))
-        .route("/api/devices/{id}/return", post(api::return_device))
-        .route("/api/devices/{id}/rotate-key", post(api::rotate_device_key))
-        .route("/api/alerts", get(api::list_alerts))
-        .route("/api/alerts/stream", get(sse::stream))
-        .route("/api/alerts/{id}", get(api::get_alert))
-        .route("/api/alerts/{id}/ack", post(api::ack_alert))
-        .route("/api/alerts/{id}/resolve", post(api::resolve_alert))
-        .route("/api/alerts/{id}/street-address", get(api::street_address))
-        .route("/api/places/address-check", post(places::check_address))
-        .route("/api/audit", get(api::audit))
-        .route("/api/audit/verify", get(api::verify_audit))
-        .route("/api/security-events", get(api::security_events))
-        .route(
-            "/api/orders/{id}",
-            get(api::get_order).patch(api::patch_order),
-        )
-        .route("/api/users", get(api::list_users).post(api::create_user))
-        .route(
-            "/api/regions",
-            get(regions::list_regions).post(regions::create_region),
-        )
-        .route("/api/regions/{code}", patch(regions::patch_region))
-        .route(
-            "/api/regions/{code}/local-areas",
-            post(regions::create_local_area),
-        )
-        .route(
-            "/api/regions/{code}/local-areas/{area}",
-            patch(regions::patch_local_area),
-        )
-        .route("/api/console-config", get(api::console_config))
-        .route("/api/status", get(api::status))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(move |req, next| {
             serve::body_deadline(body_timeout, req, next)
@@ -263,10 +244,6 @@ async fn problem_for_every_error(resp: axum::response::Response) -> axum::respon
         .into_response()
 }
 
-async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
-}
-
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive")))]
 pub async fn healthz() -> &'static str {
     "ok"
@@ -286,10 +263,9 @@ pub struct Status {
 }
 
 pub async fn status(s: &AppState) -> Status {
-    let readiness = s.readiness.as_ref();
     Status {
-        database: !readiness.is_some_and(|r| r.store_failing()) && s.store.ping().await.is_ok(),
-        broker: readiness.is_some_and(|r| r.broker_connected()),
+        database: !s.readiness.store_failing() && s.store.ping().await.is_ok(),
+        broker: s.readiness.broker_connected(),
         devices_silent: None,
         open_by_priority: None,
     }
@@ -314,9 +290,13 @@ pub async fn status_for(s: &AppState, caller: &auth::Caller) -> Status {
                 region.is_some() && caller.covers(region)
             })
             .filter(|d| {
-                let hb = api::effective_hb(s, d);
-                api::connection_state(&d.health, hb, s.config.grace_for(&d.supervision_class), now)
-                    == "silent"
+                let hb = devices::effective_hb(s, d);
+                devices::connection_state(
+                    &d.health,
+                    hb,
+                    s.config.grace_for(&d.supervision_class),
+                    now,
+                ) == "silent"
             })
             .count();
         st.devices_silent = Some(silent as u64);
@@ -353,11 +333,8 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(crate::metrics::Gauges {
-            broker_connected: s.readiness.as_ref().is_some_and(|r| r.broker_connected()),
-            supervision_leader: s
-                .supervision
-                .as_ref()
-                .is_some_and(|v| *v.leading().borrow()),
+            broker_connected: s.readiness.broker_connected(),
+            supervision_leader: *s.supervision.leading().borrow(),
         }),
     )
 }

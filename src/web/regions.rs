@@ -14,7 +14,7 @@ use super::json::Body;
 use super::AppState;
 use crate::domain::now_ms;
 use crate::regions::{self, LocalArea, Region};
-use crate::store::RegionPatch;
+use crate::store::{Audit, RegionPatch};
 
 /// The canonical name of the region in force that `typed` names (by name or code, ignoring
 /// case); otherwise a 422 on `region` that says which regions there are.
@@ -141,17 +141,10 @@ pub async fn create_region(
         local_areas,
     };
     let now = now_ms();
-    s.store.insert_region(&region, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "region_added",
-            Some(&region.code),
-            None,
-            Some(&region.name),
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "region_added")
+        .subject(&region.code)
+        .detail(&region.name);
+    s.store.insert_region(&region, now, &audit).await?;
     Ok((StatusCode::CREATED, Json(region)))
 }
 
@@ -190,17 +183,10 @@ pub async fn patch_region(
     };
     let detail = change_detail(&current.name, current.retired, &patch);
     let now = now_ms();
-    let region = s.store.update_region(&code, &patch, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "region_changed",
-            Some(&code),
-            None,
-            Some(&detail),
-            now,
-        )
-        .await?;
+    let audit = Audit::new(Some(&caller.username), "region_changed")
+        .subject(&code)
+        .detail(&detail);
+    let region = s.store.update_region(&code, &patch, now, &audit).await?;
     if region.name != current.name {
         // The ingest's index holds each case's region.
         s.refresh_directory().await;
@@ -240,17 +226,11 @@ pub async fn create_local_area(
         ));
     }
     let now = now_ms();
-    s.store.insert_local_area(&code, &area, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "local_area_added",
-            Some(&area.code),
-            None,
-            Some(&format!("{} in {}", area.name, region.name)),
-            now,
-        )
-        .await?;
+    let detail = format!("{} in {}", area.name, region.name);
+    let audit = Audit::new(Some(&caller.username), "local_area_added")
+        .subject(&area.code)
+        .detail(&detail);
+    s.store.insert_local_area(&code, &area, now, &audit).await?;
     Ok((StatusCode::CREATED, Json(area)))
 }
 
@@ -298,16 +278,12 @@ pub async fn patch_local_area(
     };
     let detail = change_detail(&current.name, current.retired, &patch);
     let now = now_ms();
-    let changed = s.store.update_local_area(&code, &area, &patch, now).await?;
-    s.store
-        .audit(
-            Some(&caller.username),
-            "local_area_changed",
-            Some(&area),
-            None,
-            Some(&detail),
-            now,
-        )
+    let audit = Audit::new(Some(&caller.username), "local_area_changed")
+        .subject(&area)
+        .detail(&detail);
+    let changed = s
+        .store
+        .update_local_area(&code, &area, &patch, now, &audit)
         .await?;
     Ok(Json(changed))
 }

@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::api::unrevealed_alert;
+use super::alerts::unrevealed_alert;
 use super::auth::{Caller, Credential, Ended};
 use super::error::ApiResult;
 use super::AppState;

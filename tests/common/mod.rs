@@ -17,6 +17,9 @@ use vakt::config::Config;
 use vakt::domain::now_ms;
 use vakt::store::{Role, User};
 
+/// The audit entry of what a test writes straight into the store.
+pub const SEEDED: vakt::store::Audit<'static> = vakt::store::Audit::new(None, "test_seed");
+
 pub fn unique(prefix: &str) -> String {
     use rand::RngCore;
     let mut b = [0u8; 5];
@@ -152,12 +155,13 @@ impl TestApp {
                     totp_secret: None,
                 },
                 now_ms(),
+                &SEEDED,
             )
             .await
             .unwrap();
         let (token, hash) = vakt::web::auth::new_token();
         store
-            .insert_api_token(&hash, username, now_ms())
+            .insert_api_token(&hash, username, now_ms(), &SEEDED)
             .await
             .unwrap();
         let mut headers = HeaderMap::new();
@@ -403,6 +407,7 @@ pub async fn seed_issued_devices(
                 totp_secret: None,
             },
             now,
+            &SEEDED,
         )
         .await
         .unwrap();
@@ -414,7 +419,7 @@ pub async fn seed_issued_devices(
         protected_identity: false,
         region: Some("Stockholm".into()),
     };
-    store.insert_person(&person, now).await.unwrap();
+    store.insert_person(&person, now, &SEEDED).await.unwrap();
     let case = Case {
         id: "c1".into(),
         reference: unique("ref"),
@@ -425,21 +430,22 @@ pub async fn seed_issued_devices(
         relatives: vec![],
         closed_at: None,
     };
-    store.insert_case(&case, now).await.unwrap();
+    store.insert_case(&case, now, &SEEDED).await.unwrap();
     let mut devices = Vec::new();
     for _ in 0..n {
         let id = unique("dev");
         let key = vakt::protocol::DeviceKey::generate().to_hex();
         store
-            .insert_device(&DeviceRecord::in_stock(
-                &id,
-                DeviceKind::Alarm,
-                key.clone(),
-                now,
-            ))
+            .insert_device(
+                &DeviceRecord::in_stock(&id, DeviceKind::Alarm, key.clone(), now),
+                &SEEDED,
+            )
             .await
             .unwrap();
-        store.issue_device(&id, "c1", "p1", now).await.unwrap();
+        store
+            .issue_device(&id, "c1", "p1", now, &SEEDED)
+            .await
+            .unwrap();
         devices.push((id, key));
     }
     devices

@@ -1,0 +1,234 @@
+//! The application: every operation made on someone's behalf, one module per aggregate, as
+//! functions over a [`Ctx`] and an [`Actor`]. The rules live here (what is valid, who may,
+//! what is audited, what the devices must hear); the edges (HTTP in `web`, the command
+//! line, the demo) parse their input, call these, and word the result.
+
+pub mod devices;
+pub mod users;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::mqtt::Downlink;
+use crate::protocol::Feedback;
+use crate::store::{Role, SharedStore, StoreError};
+
+/// What the operations act on.
+#[derive(Clone)]
+pub struct Ctx {
+    pub store: SharedStore,
+    pub directory: Directory,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub devices: DeviceLink,
+}
+
+/// How what a device must learn from an operation (its signed configuration) reaches it.
+#[derive(Clone)]
+pub enum DeviceLink {
+    /// This process talks to the broker: it goes out at once.
+    Broker(Downlink),
+    /// The command line has no broker link: it waits in the store, and a running vakt
+    /// sends it within seconds (`devices::announce_key_rotations`).
+    Offline,
+}
+
+impl DeviceLink {
+    /// Publishes the device's signed configuration; whether it went out.
+    pub async fn config(&self, device_id: &str) -> bool {
+        match self {
+            DeviceLink::Broker(downlink) => downlink.config(device_id).await,
+            DeviceLink::Offline => false,
+        }
+    }
+
+    /// Tells a device what became of the alert its message `origin` raised.
+    pub async fn feedback(&self, device_id: &str, origin: (u32, u32), st: Feedback) {
+        if let DeviceLink::Broker(downlink) = self {
+            downlink.feedback(device_id, origin, st).await;
+        }
+    }
+}
+
+impl Ctx {
+    /// After a change to one device: the ingest's directory reads its entry again.
+    pub async fn refresh_device(&self, id: &str) {
+        if let Err(e) = self.directory.refresh_device(&self.store, id).await {
+            tracing::error!(error = %e, "could not refresh the device in the directory");
+        }
+    }
+
+    /// After a change to cases or orders: the ingest's directory reads them all again.
+    pub async fn refresh_directory(&self) {
+        if let Err(e) = self.directory.reload(&self.store).await {
+            tracing::error!(error = %e, "could not refresh the device directory");
+        }
+    }
+}
+
+/// Who acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A logged-in user, within their role and region (`None`: national).
+    User {
+        username: String,
+        role: Role,
+        region: Option<String>,
+    },
+    /// An operator at the server's command line: every right; on the audit trail without
+    /// a name.
+    Operator,
+}
+
+impl Actor {
+    /// The name the audit trail records.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Actor::User { username, .. } => Some(username),
+            Actor::Operator => None,
+        }
+    }
+
+    /// Whether this actor may see things of `region`.
+    pub fn covers(&self, region: Option<&str>) -> bool {
+        match (self, region) {
+            (Actor::Operator, _) | (Actor::User { region: None, .. }, _) => true,
+            (
+                Actor::User {
+                    region: Some(mine), ..
+                },
+                Some(theirs),
+            ) => mine == theirs,
+            (
+                Actor::User {
+                    region: Some(_), ..
+                },
+                None,
+            ) => false,
+        }
+    }
+
+    /// Admins and operators may do everything; others what `roles` name.
+    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
+        match self {
+            Actor::Operator => Ok(()),
+            Actor::User { role, .. } if *role == Role::Admin || roles.contains(role) => Ok(()),
+            Actor::User { .. } => Err(AppError::Forbidden),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        self.require(&[])
+    }
+
+    pub fn require_region(&self, region: Option<&str>) -> Result<(), AppError> {
+        if self.covers(region) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    pub fn is_officer(&self) -> bool {
+        matches!(
+            self,
+            Actor::User {
+                role: Role::Officer,
+                ..
+            }
+        )
+    }
+}
+
+/// Why an operation was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A value of the request is not acceptable: which field, and why.
+    #[error("{field}: {detail}")]
+    Invalid { field: String, detail: String },
+    #[error("no such resource")]
+    NotFound,
+    #[error("your role or region does not allow this")]
+    Forbidden,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Store(StoreError),
+}
+
+impl AppError {
+    pub fn invalid(field: &str, detail: impl Into<String>) -> AppError {
+        AppError::Invalid {
+            field: field.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> AppError {
+        match e {
+            StoreError::NotFound => AppError::NotFound,
+            StoreError::Conflict(what) => AppError::Conflict(what),
+            other => AppError::Store(other),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// A new record id: the kind's prefix and 16 random hex digits.
+pub fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+/// A required text: trimmed, not empty, at most `max` characters.
+pub fn text(field: &str, v: &str, max: usize) -> AppResult<String> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(AppError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(AppError::invalid(
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+/// An optional text: absent or blank is none, else as [`text`].
+pub fn optional_text(field: &str, v: Option<&str>, max: usize) -> AppResult<Option<String>> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => text(field, t, max).map(Some),
+    }
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`) in the fields of a change.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// The region list's spelling of a region typed by name or code, any case.
+pub async fn region_in_list(ctx: &Ctx, typed: &str) -> AppResult<String> {
+    let list = ctx.store.regions().await?;
+    match crate::regions::canonical(&list, typed) {
+        Some(r) => Ok(r.name.clone()),
+        None => Err(AppError::invalid(
+            "region",
+            format!(
+                "\"{}\" is not a region; the regions are: {}",
+                typed.trim(),
+                crate::regions::names_in_force(&list)
+            ),
+        )),
+    }
+}
