@@ -85,6 +85,7 @@ pub async fn start(
 ///
 /// `backend_identities` are names no login may use there besides the reserved prefix (the
 /// configured client id and username, whatever they are).
+#[cfg(feature = "embedded")]
 pub async fn start_embedded(
     listener: tokio::net::TcpListener,
     parts: IngestParts,
