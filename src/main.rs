@@ -472,6 +472,8 @@ async fn command_ctx(config: &Config) -> anyhow::Result<app::Ctx> {
         directory: vakt::directory::Directory::new(std::sync::Arc::new(config.key_vault()?)),
         config: std::sync::Arc::new(config.clone()),
         metrics: Default::default(),
+        // Nobody watches alerts from a command: its hub has no listener.
+        hub: Default::default(),
         devices: app::DeviceLink::Offline,
     })
 }

@@ -3,13 +3,19 @@
 //! what is audited, what the devices must hear); the edges (HTTP in `web`, the command
 //! line, the demo) parse their input, call these, and word the result.
 
+pub mod alerts;
+pub mod audit;
+pub mod cases;
 pub mod devices;
+pub mod orders;
+pub mod persons;
 pub mod users;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::hub::Hub;
 use crate::ingest::Downlink;
 use crate::metrics::Metrics;
 use crate::protocol::Feedback;
@@ -22,6 +28,8 @@ pub struct Ctx {
     pub directory: Directory,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// The consoles' live streams.
+    pub hub: Hub,
     pub devices: DeviceLink,
 }
 
@@ -128,6 +136,14 @@ impl Actor {
             Ok(())
         } else {
             Err(AppError::Forbidden)
+        }
+    }
+
+    /// The actor's own region; `None` for national users and the operator.
+    pub fn home_region(&self) -> Option<&str> {
+        match self {
+            Actor::User { region, .. } => region.as_deref(),
+            Actor::Operator => None,
         }
     }
 
