@@ -396,8 +396,7 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if demo {
-        let (logins, devices) =
-            vakt::demo::seed(&running.state.store, running.state.directory.vault()).await?;
+        let (logins, devices) = vakt::demo::seed(&running.state.app()).await?;
         running.state.refresh_directory().await;
         println!();
         println!("vakt demo is running.");
