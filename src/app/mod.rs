@@ -248,3 +248,63 @@ pub async fn region_in_list(ctx: &Ctx, typed: &str) -> AppResult<String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role, region: Option<&str>) -> Actor {
+        Actor::User {
+            username: "kim".into(),
+            role,
+            region: region.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_regional_user_covers_only_their_region_and_nothing_unplaced() {
+        let nord = user(Role::Officer, Some("Nord"));
+        assert!(nord.covers(Some("Nord")));
+        assert!(!nord.covers(Some("Syd")));
+        assert!(!nord.covers(None));
+    }
+
+    #[test]
+    fn a_national_user_and_the_operator_cover_every_region() {
+        for actor in [user(Role::Officer, None), Actor::Operator] {
+            assert!(actor.covers(Some("Syd")));
+            assert!(actor.covers(None));
+        }
+    }
+
+    #[test]
+    fn admins_and_the_operator_may_do_what_any_role_may() {
+        assert!(user(Role::Admin, None).require(&[Role::Officer]).is_ok());
+        assert!(Actor::Operator.require_admin().is_ok());
+        assert!(matches!(
+            user(Role::Coordinator, None).require(&[Role::Officer]),
+            Err(AppError::Forbidden)
+        ));
+        assert!(matches!(
+            user(Role::Coordinator, None).require_admin(),
+            Err(AppError::Forbidden)
+        ));
+    }
+
+    #[test]
+    fn the_operator_is_on_the_audit_trail_without_a_name() {
+        assert_eq!(Actor::Operator.name(), None);
+        assert_eq!(user(Role::Officer, None).name(), Some("kim"));
+    }
+
+    #[test]
+    fn a_text_is_trimmed_and_a_blank_optional_one_is_none() {
+        assert_eq!(text("name", "  Anna ", 10).unwrap(), "Anna");
+        assert!(matches!(
+            text("name", "   ", 10),
+            Err(AppError::Invalid { field, .. }) if field == "name"
+        ));
+        assert_eq!(optional_text("phone", Some("  "), 10).unwrap(), None);
+        assert!(optional_text("phone", Some("12345678901"), 10).is_err());
+    }
+}
