@@ -408,8 +408,7 @@ async fn demo(mut config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (logins, devices) =
-        vakt::demo::seed(&running.state.store, running.state.directory.vault()).await?;
+    let (logins, devices) = vakt::demo::seed(&running.state.app()).await?;
     running.state.refresh_directory().await;
     println!();
     println!("vakt demo is running.");
@@ -485,6 +484,8 @@ async fn command_ctx(config: &Config) -> anyhow::Result<app::Ctx> {
         directory: vakt::directory::Directory::new(std::sync::Arc::new(config.key_vault()?)),
         config: std::sync::Arc::new(config.clone()),
         metrics: Default::default(),
+        // Nobody watches alerts from a command: its hub has no listener.
+        hub: Default::default(),
         devices: app::DeviceLink::Offline,
     })
 }

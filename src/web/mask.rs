@@ -25,8 +25,7 @@ use super::cases::CaseOut;
 use super::orders::{OrderOut, ZoneOut};
 use super::persons::PersonOut;
 
-/// The marker in place of a withheld name.
-pub const MASK: &str = "***";
+pub use crate::app::persons::MASK;
 
 /// What one request may see of one case's protected data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -73,6 +73,7 @@ impl AppState {
             directory: self.directory.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
+            hub: self.hub.clone(),
             devices: self.devices.clone(),
         }
     }
