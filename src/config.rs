@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::domain::triage::PolicyConfig;
+use crate::domain::policy::PolicyConfig;
 
 /// A value that must never reach a log line.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct Config {
     /// This instance's own user on the external broker; it is its client id too.
     pub mqtt_username: Option<String>,
     /// The backend's broker secret, shared by all instances: each backend user's password is
-    /// derived from it (`broker::backend_password`).
+    /// derived from it (`mqtt::link::backend_password`).
     pub mqtt_password: Option<Secret>,
     /// The ingest's MQTT client id; fixed so its persistent session survives restarts.
     /// Several instances need distinct ids. With a username, the username (see
@@ -267,8 +267,8 @@ impl Config {
     }
 
     /// What each device may send to the ingest.
-    pub fn device_rate(&self) -> crate::ingest::queue::RateLimit {
-        crate::ingest::queue::RateLimit {
+    pub fn device_rate(&self) -> crate::mqtt::queue::RateLimit {
+        crate::mqtt::queue::RateLimit {
             per_s: self.device_messages_per_s,
             burst: self.device_message_burst,
         }

@@ -110,9 +110,6 @@ impl Directory {
         let entry = match record {
             None => None,
             Some(d) => {
-                let Some((key, next_key)) = self.open_keys(&d) else {
-                    return Ok(());
-                };
                 let context = match (&d.status, &d.case_id) {
                     (DeviceStatus::Issued, Some(case_id)) => {
                         let c = store.case(case_id).await?;
@@ -135,15 +132,10 @@ impl Directory {
                     }
                     _ => None,
                 };
-                Some(DeviceEntry {
-                    key,
-                    next_key,
-                    kind: d.kind,
-                    status: d.status,
-                    hb_interval_s: d.hb_interval_s,
-                    supervision_class: d.supervision_class.clone(),
-                    context,
-                })
+                let Some(entry) = self.entry(&d, context) else {
+                    return Ok(());
+                };
+                Some(entry)
             }
         };
         {
@@ -165,8 +157,23 @@ impl Directory {
         Ok(())
     }
 
-    /// The device's key and, during a rotation, its next key. A key this master key cannot
-    /// open leaves the device out (logged): it could only ever fail signatures.
+    /// What the ingest needs of a device: its keys, settings and case context. A key this
+    /// master key cannot open leaves the device out (logged): it could only ever fail
+    /// signatures.
+    fn entry(&self, d: &DeviceRecord, context: Option<Arc<DeviceContext>>) -> Option<DeviceEntry> {
+        let (key, next_key) = self.open_keys(d)?;
+        Some(DeviceEntry {
+            key,
+            next_key,
+            kind: d.kind,
+            status: d.status,
+            hb_interval_s: d.hb_interval_s,
+            supervision_class: d.supervision_class.clone(),
+            context,
+        })
+    }
+
+    /// The device's key and, during a rotation, its next key.
     fn open_keys(&self, d: &DeviceRecord) -> Option<(DeviceKey, Option<(DeviceKey, String)>)> {
         let key = match self.vault.open(&d.key_hex, &d.id) {
             Ok(k) => k,
@@ -206,9 +213,6 @@ impl Directory {
         }
         let mut index = Index::default();
         for d in devices {
-            let Some((key, next_key)) = self.open_keys(&d) else {
-                continue;
-            };
             let context = match (&d.status, &d.case_id) {
                 (DeviceStatus::Issued, Some(case_id)) => cases
                     .get(case_id)
@@ -224,18 +228,9 @@ impl Directory {
                     }),
                 _ => None,
             };
-            index.devices.insert(
-                d.id.clone(),
-                DeviceEntry {
-                    key,
-                    next_key,
-                    kind: d.kind,
-                    status: d.status,
-                    hb_interval_s: d.hb_interval_s,
-                    supervision_class: d.supervision_class.clone(),
-                    context,
-                },
-            );
+            if let Some(entry) = self.entry(&d, context) {
+                index.devices.insert(d.id.clone(), entry);
+            }
         }
         index.cases = cases;
         index.protected_persons = persons

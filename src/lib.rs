@@ -1,21 +1,20 @@
 //! vakt: the backend for the alarm packages police victim support issues to threatened
 //! people.
 //!
-//! A device message travels: broker ([`broker`], embedded, or an external one) → [`ingest`]
+//! A device message travels: broker ([`mqtt`], embedded, or an external one) → [`ingest`]
 //! → [`protocol`] (decode and verify) → [`domain`] (correlate and triage, pure) → [`store`]
 //! (one transaction) → acknowledgement to the broker and a signed answer to the device →
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
-//! settings; [`metrics`] the counters;
-//! [`demo`] the seeded first look. What people do through the API or the command line
-//! goes through [`app`], the application's operations, one module per aggregate.
+//! settings; [`metrics`] the counters; `demo` (with the `demo` feature) the seeded first
+//! look. What people do through the API or the command line goes through [`app`], the
+//! application's operations, one module per aggregate.
 
 pub mod app;
 pub mod audit;
-pub mod broker;
-pub mod cluster;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
 pub mod domain;
@@ -24,8 +23,9 @@ pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
-pub mod mosquitto;
+pub mod mqtt;
 pub mod protocol;
+pub mod readiness;
 pub mod regions;
 pub mod store;
 pub mod supervise;
@@ -48,8 +48,12 @@ use web::AppState;
 pub enum StartError {
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[cfg(feature = "embedded")]
     #[error(transparent)]
-    Broker(#[from] broker::BrokerError),
+    Broker(#[from] mqtt::embedded::BrokerError),
+    #[cfg(not(feature = "embedded"))]
+    #[error("this build of vakt has no embedded MQTT broker (it was built without the `embedded` feature): set mqtt_url (VAKT_MQTT_URL) to the broker the devices use")]
+    NoEmbeddedBroker,
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(std::path::PathBuf, std::io::Error),
     #[error("cannot listen for HTTP on {0}: {1}")]
@@ -161,7 +165,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Only several instances on one external broker share a subscription.
     let clustered = config.mqtt_url.is_some() && !config.mqtt_share_group.is_empty();
-    let peers_pending = cluster::PeersPending::default();
+    let peers_pending = mqtt::cluster::PeersPending::default();
     let supervision = supervise::start(
         config.clone(),
         store.clone(),
@@ -183,11 +187,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         rate: config.device_rate(),
     };
     let (ingest, mqtt_host, mqtt_port) = match &config.mqtt_url {
+        #[cfg(not(feature = "embedded"))]
+        None => return Err(StartError::NoEmbeddedBroker),
+        #[cfg(feature = "embedded")]
         None => {
-            let listener = broker::bind(config.mqtt_listen, options.fallback_ports).await?;
+            let listener = mqtt::embedded::bind(config.mqtt_listen, options.fallback_ports).await?;
             let addr = listener
                 .local_addr()
-                .map_err(|e| broker::BrokerError::Bind(config.mqtt_listen, e))?;
+                .map_err(|e| mqtt::embedded::BrokerError::Bind(config.mqtt_listen, e))?;
             let host = if addr.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
             } else {
@@ -203,9 +210,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             (ingest, host, addr.port())
         }
         Some(url) => {
-            let (host, port) = ingest::BrokerLink::parse_url(url)
-                .ok_or_else(|| StartError::MqttUrl(url.clone()))?;
-            let link = ingest::BrokerLink {
+            let (host, port) =
+                mqtt::BrokerLink::parse_url(url).ok_or_else(|| StartError::MqttUrl(url.clone()))?;
+            let link = mqtt::BrokerLink {
                 host: host.clone(),
                 port,
                 client_id: config.broker_client_id().to_owned(),
@@ -215,11 +222,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             };
             let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
             if clustered {
-                tokio::spawn(cluster::run(
+                tokio::spawn(mqtt::cluster::run(
                     store.clone(),
                     link,
                     ingest.deliveries.clone(),
-                    metrics.clone(),
+                    supervision.leading(),
                     peers_pending.clone(),
                     shutdown_rx.clone(),
                 ));
@@ -275,6 +282,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         config,
         devices: app::DeviceLink::Broker(ingest.downlink),
         supervision,
+        readiness: ingest.readiness,
         throttle: Arc::default(),
         session_ends: Default::default(),
         shutdown: Some(shutdown_rx.clone()),

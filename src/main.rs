@@ -77,7 +77,7 @@ enum BrokerCommand {
         backend_users: Vec<String>,
         /// Give the files to this owner (UID:GID), e.g. 1883:1883 for the
         /// eclipse-mosquitto image: Mosquitto reads them after dropping privileges.
-        #[arg(long, value_name = "UID:GID", value_parser = vakt::mosquitto::parse_owner)]
+        #[arg(long, value_name = "UID:GID", value_parser = vakt::mqtt::mosquitto::parse_owner)]
         owner: Option<(u32, u32)>,
     },
 }
@@ -168,8 +168,13 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load().context("configuration")?;
     match cli.command {
-        Command::Serve => serve(config, false).await,
-        Command::Demo => serve(config, true).await,
+        Command::Serve => serve(config).await,
+        #[cfg(feature = "demo")]
+        Command::Demo => demo(config).await,
+        #[cfg(not(feature = "demo"))]
+        Command::Demo => anyhow::bail!(
+            "this build of vakt has no demo: it was built without the `demo` feature (cargo build --features demo)"
+        ),
         Command::Migrate => {
             vakt::open_store_for_command(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url()));
@@ -328,7 +333,7 @@ async fn mosquitto_files(
     mut backend_users: Vec<String>,
     owner: Option<(u32, u32)>,
 ) -> anyhow::Result<()> {
-    use vakt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
+    use vakt::mqtt::mosquitto::{render_acl, render_password_file, write_atomically, SALT_LEN};
     let Some(password) = config.mqtt_password.as_ref().filter(|p| !p.0.is_empty()) else {
         bail!("no backend broker password: set VAKT_MQTT_PASSWORD (or mqtt_password)");
     };
@@ -337,7 +342,7 @@ async fn mosquitto_files(
             config
                 .mqtt_username
                 .clone()
-                .unwrap_or_else(|| vakt::broker::BACKEND_USER.to_owned()),
+                .unwrap_or_else(|| vakt::mqtt::BACKEND_USER.to_owned()),
         );
     }
     let users: Vec<&str> = backend_users.iter().map(String::as_str).collect();
@@ -379,65 +384,74 @@ async fn mosquitto_files(
     Ok(())
 }
 
-async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
-    if demo {
-        // A first look on one's own machine: the printed logins work without an app.
-        config.require_second_factor = false;
-    }
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = vakt::start(config, vakt::StartOptions::default()).await?;
+    tracing::info!(http = %running.http_addr, mqtt = %format!("{}:{}", running.mqtt_host, running.mqtt_port), "vakt is serving");
+    shutdown_signal().await;
+    stop(running).await;
+    Ok(())
+}
+
+/// `vakt serve` with the seeded first look and a simulated fleet.
+#[cfg(feature = "demo")]
+async fn demo(mut config: Config) -> anyhow::Result<()> {
+    // A first look on one's own machine: the printed logins work without an app.
+    config.require_second_factor = false;
     let wanted_http = config.http_addr;
     let wanted_mqtt = config.mqtt_listen;
     let external = config.mqtt_url.is_some();
     let running = vakt::start(
         config,
         vakt::StartOptions {
-            fallback_ports: demo,
+            fallback_ports: true,
         },
     )
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if demo {
-        let (logins, devices) = vakt::demo::seed(&running.state.app()).await?;
-        running.state.refresh_directory().await;
-        println!();
-        println!("vakt demo is running.");
-        if running.http_addr != wanted_http {
-            println!(
-                "  ({wanted_http} was taken, so HTTP moved to {})",
-                running.http_addr
-            );
-        }
-        if !external && running.mqtt_port != wanted_mqtt.port() {
-            println!(
-                "  ({wanted_mqtt} was taken, so the embedded MQTT broker moved to port {})",
-                running.mqtt_port
-            );
-        }
-        println!("  Console:     http://{}/", running.http_addr);
-        for l in &logins {
-            println!(
-                "  Log in as {:<12} password {}   ({})",
-                l.username,
-                l.password,
-                l.role.as_str()
-            );
-        }
-        println!("  MQTT broker: {}:{}", running.mqtt_host, running.mqtt_port);
+    let (logins, devices) = vakt::demo::seed(&running.state.app()).await?;
+    running.state.refresh_directory().await;
+    println!();
+    println!("vakt demo is running.");
+    if running.http_addr != wanted_http {
         println!(
-            "  {} simulated devices; an alarm about every 30 s. Ctrl-C stops.",
-            devices.len()
+            "  ({wanted_http} was taken, so HTTP moved to {})",
+            running.http_addr
         );
-        println!();
-        tokio::spawn(vakt::demo::run_fleet(
-            running.mqtt_host.clone(),
-            running.mqtt_port,
-            devices,
-            stop_rx,
-        ));
-    } else {
-        tracing::info!(http = %running.http_addr, mqtt = %format!("{}:{}", running.mqtt_host, running.mqtt_port), "vakt is serving");
     }
+    if !external && running.mqtt_port != wanted_mqtt.port() {
+        println!(
+            "  ({wanted_mqtt} was taken, so the embedded MQTT broker moved to port {})",
+            running.mqtt_port
+        );
+    }
+    println!("  Console:     http://{}/", running.http_addr);
+    for l in &logins {
+        println!(
+            "  Log in as {:<12} password {}   ({})",
+            l.username,
+            l.password,
+            l.role.as_str()
+        );
+    }
+    println!("  MQTT broker: {}:{}", running.mqtt_host, running.mqtt_port);
+    println!(
+        "  {} simulated devices; an alarm about every 30 s. Ctrl-C stops.",
+        devices.len()
+    );
+    println!();
+    tokio::spawn(vakt::demo::run_fleet(
+        running.mqtt_host.clone(),
+        running.mqtt_port,
+        devices,
+        stop_rx,
+    ));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
+    stop(running).await;
+    Ok(())
+}
+
+async fn stop(running: vakt::Running) {
     // Consoles end their streams at the stop; anything still hanging after that is cut.
     if tokio::time::timeout(std::time::Duration::from_secs(5), running.stop())
         .await
@@ -445,7 +459,6 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     {
         tracing::warn!("shutdown took longer than 5 s; stopping anyway");
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

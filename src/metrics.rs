@@ -1,23 +1,18 @@
 //! Counters for `/metrics`, in the Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
     ($($name:ident: $help:literal),* $(,)?) => {
         #[derive(Default)]
         pub struct Metrics {
             $(pub $name: AtomicU64,)*
-            /// Whether the ingest is connected to the broker right now.
-            pub broker_connected: AtomicBool,
-            /// Whether the ingest is retrying a store write right now (not ready meanwhile).
-            pub store_failing: AtomicBool,
-            /// Whether this instance leads supervision.
-            pub supervision_leader: AtomicBool,
         }
 
         impl Metrics {
-            pub fn render(&self) -> String {
+            /// The counters, and the gauges as their owners report them.
+            pub fn render(&self, gauges: Gauges) -> String {
                 let mut out = String::new();
                 $(
                     let _ = writeln!(out, "# HELP vakt_{} {}", stringify!($name), $help);
@@ -26,14 +21,24 @@ macro_rules! counters {
                 )*
                 let _ = writeln!(out, "# HELP vakt_broker_connected Whether the ingest is connected to the MQTT broker.");
                 let _ = writeln!(out, "# TYPE vakt_broker_connected gauge");
-                let _ = writeln!(out, "vakt_broker_connected {}", u8::from(self.broker_connected.load(Ordering::Relaxed)));
+                let _ = writeln!(out, "vakt_broker_connected {}", u8::from(gauges.broker_connected));
                 let _ = writeln!(out, "# HELP vakt_supervision_leader Whether this instance leads supervision.");
                 let _ = writeln!(out, "# TYPE vakt_supervision_leader gauge");
-                let _ = writeln!(out, "vakt_supervision_leader {}", u8::from(self.supervision_leader.load(Ordering::Relaxed)));
+                let _ = writeln!(out, "vakt_supervision_leader {}", u8::from(gauges.supervision_leader));
                 out
             }
         }
     };
+}
+
+/// What `/metrics` shows besides the counters: states that other parts own (the broker link,
+/// supervision) and hand over as they are at the moment of rendering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// Whether the ingest is connected to the broker.
+    pub broker_connected: bool,
+    /// Whether this instance leads supervision.
+    pub supervision_leader: bool,
 }
 
 counters! {

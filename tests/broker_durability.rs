@@ -436,7 +436,7 @@ impl Service {
             .env("VAKT_MQTT_URL", &self.mqtt_url)
             .env("VAKT_MQTT_CLIENT_ID", &self.client_id)
             .env("VAKT_MQTT_SHARE_GROUP", &self.share_group)
-            .env("VAKT_LOG", "warn,vakt::ingest=info")
+            .env("VAKT_LOG", "warn,vakt::ingest=info,vakt::mqtt=info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -172,7 +172,7 @@ impl Broker {
         self.login(
             user,
             user,
-            &vakt::broker::backend_password(BACKEND_SECRET, user),
+            &vakt::mqtt::link::backend_password(BACKEND_SECRET, user),
         )
         .await
         .unwrap_or_else(|code| panic!("the backend refused ({code:?}):\n{}", self.log_text()))
@@ -215,7 +215,7 @@ fn write_files(
     assert!(run.status.success(), "vakt failed: {stdout}{stderr}");
     let backend_passwords: Vec<String> = BACKENDS
         .iter()
-        .map(|u| vakt::broker::backend_password(BACKEND_SECRET, u))
+        .map(|u| vakt::mqtt::link::backend_password(BACKEND_SECRET, u))
         .collect();
     for secret in keys
         .values()
@@ -468,7 +468,7 @@ async fn only_devices_in_stock_or_issued_log_in_and_each_only_with_its_own_key()
     let stranger = vakt::protocol::DeviceKey::generate().to_hex();
     refused(broker.login(A, A, &stranger).await);
     refused(broker.login(A, A, BACKEND_SECRET).await);
-    let backend_password = vakt::broker::backend_password(BACKEND_SECRET, "vakt-1");
+    let backend_password = vakt::mqtt::link::backend_password(BACKEND_SECRET, "vakt-1");
     refused(broker.login(A, A, &backend_password).await);
     // One instance's password is not another's.
     refused(
@@ -501,7 +501,7 @@ async fn a_device_key_under_a_backend_client_id_neither_cuts_the_backend_off_nor
         "vakt-1",
         Some((
             "vakt-1",
-            &vakt::broker::backend_password(BACKEND_SECRET, "vakt-1"),
+            &vakt::mqtt::link::backend_password(BACKEND_SECRET, "vakt-1"),
         )),
         false,
     )

@@ -65,7 +65,7 @@ impl Deployment {
 
     fn broker(&self) -> (String, u16) {
         match &self.mqtt_url {
-            Some(url) => vakt::ingest::BrokerLink::parse_url(url).unwrap(),
+            Some(url) => vakt::mqtt::BrokerLink::parse_url(url).unwrap(),
             None => ("127.0.0.1".into(), self.mqtt_port),
         }
     }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::ingest::Downlink;
 use crate::metrics::Metrics;
+use crate::mqtt::Downlink;
 use crate::protocol::Feedback;
 use crate::store::{Role, SharedStore, StoreError};
 

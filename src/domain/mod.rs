@@ -1,10 +1,10 @@
 //! The police's world as plain data: persons, cases, orders, zones, devices, alerts, and the
-//! pure rules over them (geo, correlation, triage).
+//! pure rules over them (geo, correlation, and the alert policy).
 
 pub mod correlate;
 pub mod geo;
 pub mod place;
-pub mod triage;
+pub mod policy;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -312,15 +312,6 @@ impl AlertKind {
     }
     pub fn parse(s: &str) -> Option<AlertKind> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-    }
-    /// Alerts of one incident class on one device are one incident: a second panic, or a
-    /// fall right after a panic, updates the open alert instead of opening another.
-    pub fn incident_class(self) -> &'static str {
-        match self {
-            AlertKind::Panic | AlertKind::Fall => "emergency",
-            AlertKind::TagInZone | AlertKind::TagNear => "tag",
-            other => other.as_str(),
-        }
     }
 }
 

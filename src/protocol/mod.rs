@@ -99,42 +99,57 @@ impl fmt::Debug for DeviceKey {
     }
 }
 
-/// Declares the uplink kinds once: the enum, its topic leaves and the list of all of them,
-/// so that a new kind reaches the topic parser and the broker's ACL together.
-macro_rules! uplinks {
-    ($($(#[$doc:meta])* $kind:ident => $leaf:literal,)*) => {
-        /// What a device may publish.
+/// Declares a set of topic kinds once: the enum, its topic leaves and the list of all of
+/// them, so that a new kind reaches the topic parser, the broker's ACL and its checks, the
+/// ingest and the documentation's test together.
+macro_rules! topic_kinds {
+    ($(#[$what:meta])* $set:ident { $($(#[$doc:meta])* $kind:ident => $leaf:literal,)* }) => {
+        $(#[$what])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Uplink {
+        pub enum $set {
             $($(#[$doc])* $kind,)*
         }
 
-        impl Uplink {
-            /// Every uplink kind, in the order the protocol lists them.
-            pub const ALL: &'static [Uplink] = &[$(Uplink::$kind,)*];
+        impl $set {
+            /// Every kind, in the order the protocol lists them.
+            pub const ALL: &'static [$set] = &[$($set::$kind,)*];
 
             /// The topic leaf: `vakt/v1/dev/{id}/{leaf}`.
             pub fn name(self) -> &'static str {
                 match self {
-                    $(Uplink::$kind => $leaf,)*
+                    $($set::$kind => $leaf,)*
                 }
+            }
+
+            /// The kind a topic's last level names, whatever comes before it.
+            pub fn of_leaf(topic: &str) -> Option<$set> {
+                let (_, leaf) = topic.rsplit_once('/')?;
+                Self::ALL.iter().copied().find(|k| k.name() == leaf)
             }
         }
     };
 }
 
-uplinks! {
-    Hello => "hello",
-    Heartbeat => "hb",
-    Alarm => "alarm",
-    Position => "pos",
-    /// The last will.
-    State => "state",
+topic_kinds! {
+    /// What a device may publish.
+    Uplink {
+        Hello => "hello",
+        Heartbeat => "hb",
+        Alarm => "alarm",
+        Position => "pos",
+        /// The last will.
+        State => "state",
+    }
 }
 
-/// The topic leaves the backend answers a device on (`vakt/v1/dev/{id}/{leaf}`): signed
-/// feedback on its alarms, and its retained configuration.
-pub const DOWNLINKS: [&str; 2] = ["ack", "cfg"];
+topic_kinds! {
+    /// What the backend answers a device on: signed feedback on its alarms, and its
+    /// retained configuration.
+    Downlink {
+        Ack => "ack",
+        Config => "cfg",
+    }
+}
 
 /// What every MQTT identity of the backend itself (client ids, broker usernames) starts
 /// with, compared without regard to case. No device id may: a device that could log in
@@ -493,7 +508,7 @@ pub fn feedback_body(
     body.insert_int("seq", seq as i64);
     body.insert_str("st", st.as_str());
     body.insert_int("ts", ts_ms);
-    let topic = topic(device, "ack");
+    let topic = topic(device, Downlink::Ack.name());
     let mac = key.sign(&topic, &body.canonical());
     let text = body.with_mac(&mac);
     (topic, text)
@@ -512,7 +527,7 @@ pub fn config_body(
     next_key: Option<&DeviceKey>,
     ts_ms: i64,
 ) -> (String, String) {
-    let topic = topic(device, "cfg");
+    let topic = topic(device, Downlink::Config.name());
     let mut body = Body::default();
     if let Some(hb) = hb_s {
         body.insert_int("hb", hb as i64);

@@ -184,12 +184,51 @@ fn every_uplink_kind_is_listed_once_and_parses_from_its_own_topic() {
     let leaves: std::collections::BTreeSet<&str> = Uplink::ALL.iter().map(|u| u.name()).collect();
     assert_eq!(leaves.len(), Uplink::ALL.len());
     for &u in Uplink::ALL {
-        let (_, parsed) = parse_topic(&format!("vakt/v1/dev/dev-001/{}", u.name())).unwrap();
+        let topic = format!("vakt/v1/dev/dev-001/{}", u.name());
+        let (_, parsed) = parse_topic(&topic).unwrap();
         assert_eq!(parsed, u);
+        // The ingest's subscription reaches every kind.
+        assert!(rumqttc::matches(&topic, UPLINK_FILTER));
     }
-    for down in DOWNLINKS {
-        assert!(parse_topic(&format!("vakt/v1/dev/dev-001/{down}")).is_err());
+    for down in Downlink::ALL {
+        assert!(parse_topic(&format!("vakt/v1/dev/dev-001/{}", down.name())).is_err());
     }
+}
+
+#[test]
+fn the_topic_leaves_are_told_apart_by_their_last_level_only() {
+    assert_eq!(
+        Uplink::of_leaf("vakt/v1/dev/dev-001/alarm"),
+        Some(Uplink::Alarm)
+    );
+    assert_eq!(
+        Downlink::of_leaf("vakt/v1/dev/dev-001/cfg"),
+        Some(Downlink::Config)
+    );
+    assert_eq!(Downlink::of_leaf("vakt/v1/dev/dev-001/alarm"), None);
+    assert_eq!(Uplink::of_leaf("alarm"), None);
+    assert_eq!(Uplink::of_leaf("vakt/v1/dev/dev-001/alarm/x"), None);
+}
+
+#[test]
+fn the_protocol_document_lists_every_topic_kind_and_no_other() {
+    let doc = include_str!("../../docs/protocol.md");
+    let topics = doc
+        .split("\n## 2. Topics")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/protocol.md has its section 2. Topics");
+    let listed: std::collections::BTreeSet<&str> = topics
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+        .map(|(leaf, _)| leaf)
+        .collect();
+    let kinds: std::collections::BTreeSet<&str> = Uplink::ALL
+        .iter()
+        .map(|u| u.name())
+        .chain(Downlink::ALL.iter().map(|d| d.name()))
+        .collect();
+    assert_eq!(listed, kinds, "the topic table of docs/protocol.md");
 }
 
 #[test]

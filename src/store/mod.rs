@@ -1,19 +1,41 @@
-//! Durable state: one `Store` trait, a SQLite and a PostgreSQL implementation, and the
-//! records that cross it. SQL lives only below this module.
+//! Durable state: a trait per aggregate (`UserStore`, `CaseStore`, …) summed up in
+//! `Store`, one SQL implementation over SQLite and PostgreSQL, and the records that cross
+//! it. SQL lives only below this module: each aggregate's file holds its trait and its SQL,
+//! `dialect.rs` what the two databases do differently, `db.rs` the values and rows the SQL
+//! is run with.
 
-mod sql;
+mod alerts;
+mod audit;
+mod cases;
+mod db;
+mod devices;
+mod dialect;
+mod instances;
+mod orders;
+mod postgres;
+mod regions;
+mod sqlite;
+mod users;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::domain::{
-    Alert, AlertKind, Case, DeviceKind, DeviceStatus, Millis, Order, Outcome, Person, Position,
-    Priority, Reason, Risk,
+    Alert, AlertKind, DeviceKind, DeviceStatus, Millis, Position, Priority, Reason, Risk,
 };
 
 pub use crate::regions::{LocalArea, Region};
-pub use sql::{PostgresStore, SqliteStore};
+pub use alerts::AlertStore;
+pub use audit::AuditStore;
+pub use cases::CaseStore;
+pub use devices::DeviceStore;
+pub use instances::InstanceStore;
+pub use orders::OrderStore;
+pub use postgres::PostgresStore;
+pub use regions::RegionStore;
+pub use sqlite::SqliteStore;
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -230,13 +252,13 @@ impl Raise {
     /// What the store must do for a triage decision to raise an alert about a device of the
     /// case in `ctx`; `None` for every other decision.
     pub fn for_decision(
-        decision: crate::domain::triage::Decision,
+        decision: crate::domain::policy::Decision,
         ctx: &crate::domain::correlate::DeviceContext,
         origin: Option<(u32, u32)>,
         answer_device: bool,
         at: Millis,
     ) -> Option<Raise> {
-        let crate::domain::triage::Decision::Raise {
+        let crate::domain::policy::Decision::Raise {
             kind,
             priority,
             position,
@@ -395,292 +417,24 @@ pub struct RegionPatch {
     pub retired: Option<bool>,
 }
 
+/// Everything the store keeps, one trait per aggregate; `SharedStore` is one store behind
+/// all of them (a `dyn Store` answers every aggregate's methods without importing them).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    UserStore
+    + CaseStore
+    + OrderStore
+    + DeviceStore
+    + AlertStore
+    + AuditStore
+    + RegionStore
+    + InstanceStore
+    + Send
+    + Sync
+    + 'static
+{
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> Result<()>;
-
-    async fn insert_user(&self, user: &User, at: Millis, audit: &Audit<'_>) -> Result<()>;
-    /// Creates the user or replaces its role, region and password (demo and admin resets).
-    async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
-    async fn user(&self, username: &str) -> Result<User>;
-    /// Replaces a user's one-time-code secret if it is still `old` (sealing one stored in
-    /// the clear; another instance may be doing the same): whether it was replaced.
-    async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool>;
-    /// Takes a one-time-code time step for a login: false when this user has logged in
-    /// with this step or a later one already (on any instance).
-    async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool>;
-    async fn users(&self) -> Result<Vec<User>>;
-    async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
-    /// The session's user, if the session exists and was used after `idle_since`; touches it.
-    async fn session_user(
-        &self,
-        token_hash: &str,
-        idle_since: Millis,
-        created_since: Millis,
-        at: Millis,
-    ) -> Result<Option<User>>;
-    async fn delete_session(&self, token_hash: &str) -> Result<()>;
-    /// When the session was created and last used, if it exists; does not touch it, so a
-    /// live stream that asks is not taken for use.
-    async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>>;
-    async fn insert_api_token(
-        &self,
-        token_hash: &str,
-        username: &str,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<()>;
-    async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
-
-    async fn insert_person(&self, person: &Person, at: Millis, audit: &Audit<'_>) -> Result<()>;
-    async fn person(&self, id: &str) -> Result<Person>;
-    async fn persons(&self) -> Result<Vec<Person>>;
-    async fn insert_case(&self, case: &Case, at: Millis, audit: &Audit<'_>) -> Result<()>;
-    async fn case(&self, id: &str) -> Result<Case>;
-    async fn cases(&self) -> Result<Vec<Case>>;
-    async fn update_case(
-        &self,
-        id: &str,
-        patch: &CasePatch,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<Case>;
-    async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case>;
-    async fn insert_order(&self, order: &Order, at: Millis, audit: &Audit<'_>) -> Result<()>;
-    async fn orders(&self) -> Result<Vec<Order>>;
-    async fn order(&self, id: &str) -> Result<Order>;
-    /// Replaces everything of an order but its id and case.
-    async fn update_order(&self, order: &Order, at: Millis, audit: &Audit<'_>) -> Result<()>;
-    async fn orders_of_case(&self, case_id: &str) -> Result<Vec<Order>>;
-
-    /// Audited at the device's `created_at`.
-    async fn insert_device(&self, device: &DeviceRecord, audit: &Audit<'_>) -> Result<()>;
-    async fn device(&self, id: &str) -> Result<DeviceRecord>;
-    async fn devices(&self) -> Result<Vec<DeviceRecord>>;
-    /// `in_stock` → `issued`; a conflict if the device is not in stock.
-    async fn issue_device(
-        &self,
-        id: &str,
-        case_id: &str,
-        holder: &str,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<DeviceRecord>;
-    /// `issued` → `returned` or `lost`.
-    async fn return_device(
-        &self,
-        id: &str,
-        status: DeviceStatus,
-        reason: &str,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<DeviceRecord>;
-    async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()>;
-
-    /// Takes in one alarm-like message in one transaction: de-duplicates it by
-    /// `(device, boot, seq)`, then opens an alert or updates the unresolved one of the same
-    /// incident.
-    async fn raise(&self, raise: &Raise) -> Result<RaiseOutcome>;
-    /// Records a non-alert message (`test`, `cancel`) once; false when it was a duplicate.
-    async fn record_message(
-        &self,
-        device_id: &str,
-        boot: u32,
-        seq: u32,
-        kind: &str,
-        at: Millis,
-    ) -> Result<bool>;
-    /// Whether the message `(device, boot, seq)` was taken in before (an alarm, cancel or
-    /// test, whatever it led to).
-    async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool>;
-    /// Takes in a `cancel` once and, in the same transaction, marks the device's open
-    /// emergency alert when the cancel came after every alarm of it: the holder pressed
-    /// cancel.
-    async fn cancel(
-        &self,
-        device_id: &str,
-        boot: u32,
-        seq: u32,
-        at: Millis,
-    ) -> Result<CancelOutcome>;
-    async fn alert(&self, id: i64) -> Result<Alert>;
-    /// Alerts in queue order: priority, then age (oldest first).
-    async fn alerts(&self, states: &[crate::domain::AlertState]) -> Result<Vec<Alert>>;
-    async fn alert_history(&self, id: i64) -> Result<Vec<HistoryEntry>>;
-    async fn acknowledge(
-        &self,
-        id: i64,
-        by: &str,
-        note: Option<&str>,
-        at: Millis,
-    ) -> Result<AlertChange>;
-    async fn resolve(
-        &self,
-        id: i64,
-        by: &str,
-        outcome: Outcome,
-        note: Option<&str>,
-        at: Millis,
-    ) -> Result<AlertChange>;
-    /// The latest event number of every alert changed after `after`.
-    async fn changes_since(&self, after: i64) -> Result<Vec<AlertChange>>;
-    async fn last_event_seq(&self) -> Result<i64>;
-    /// The change numbered `event_seq`, as it stands now.
-    async fn change_at(&self, event_seq: i64) -> Result<Option<AlertChange>>;
-    /// Numbers of changes committed by any instance (PostgreSQL); `None` where this process
-    /// is the only writer.
-    fn changes_from_elsewhere(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;
-
-    /// Stored security events, newest first.
-    async fn security_events(&self, limit: i64) -> Result<Vec<SecurityEvent>>;
-    async fn security_event(
-        &self,
-        device_id: Option<&str>,
-        kind: &str,
-        detail: &str,
-        at: Millis,
-    ) -> Result<()>;
-    /// An audit entry of its own, for what changes nothing here (a consultation, a login) or
-    /// a change whose store method does not take its entry.
-    async fn audit(
-        &self,
-        actor: Option<&str>,
-        action: &str,
-        subject: Option<&str>,
-        case_id: Option<&str>,
-        detail: Option<&str>,
-        at: Millis,
-    ) -> Result<()>;
-    /// `(device, last heard)` of every device heard after `since`, from the health rows.
-    async fn heard_since(&self, since: Millis) -> Result<Vec<(String, Millis)>>;
-    /// Devices whose silence alert is unresolved, with when it opened.
-    async fn unresolved_silent_devices(&self) -> Result<Vec<(String, Millis)>>;
-    /// Adds a line to the history of the device's unresolved alert of `incident`, optionally
-    /// setting its back-online mark.
-    async fn annotate_open(
-        &self,
-        device_id: &str,
-        incident: &str,
-        action: &str,
-        note: &Reason,
-        back_online: Option<bool>,
-        at: Millis,
-    ) -> Result<Option<AlertChange>>;
-    /// Flags an open alert overdue and raises its priority; `None` if it was not open or
-    /// already overdue.
-    async fn mark_overdue(
-        &self,
-        id: i64,
-        priority: Priority,
-        note: &Reason,
-        at: Millis,
-    ) -> Result<Option<AlertChange>>;
-    /// Opens an alert about no device (e.g. an order about to end) once per `incident`,
-    /// ever.
-    #[allow(clippy::too_many_arguments)]
-    async fn raise_notice(
-        &self,
-        incident: &str,
-        kind: AlertKind,
-        priority: Priority,
-        case: &Case,
-        trigger: &[Reason],
-        context: &[Reason],
-        at: Millis,
-    ) -> Result<Option<AlertChange>>;
-    /// This instance (its MQTT client id) is alive; `leading` when it leads supervision.
-    async fn instance_alive(&self, client_id: &str, leading: bool, at: Millis) -> Result<()>;
-    /// Other instances not seen since `before`, and the one that was last marked leading.
-    async fn stale_instances(&self, client_id: &str, before: Millis)
-        -> Result<Vec<(String, bool)>>;
-    async fn forget_instance(&self, client_id: &str) -> Result<()>;
-    /// Whether the broker has held a persistent session for this MQTT client id (noted at
-    /// the first subscription), so that a connection finding none has lost it.
-    async fn broker_session_noted(&self, client_id: &str) -> Result<bool>;
-    async fn note_broker_session(&self, client_id: &str, at: Millis) -> Result<()>;
-    /// The session was ended on purpose: the next connection under this id starts afresh.
-    async fn forget_broker_session(&self, client_id: &str) -> Result<()>;
-    /// Erases the personal data of cases closed before `closed_before`: the person's name,
-    /// phone and address, positions, the restrained persons and zones, free-text notes.
-    /// Alerts stay, pseudonymised, for statistics. Returns the case ids erased.
-    async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>>;
-    /// Who leads supervision among the instances sharing this store.
-    fn leadership(&self) -> Box<dyn Leadership>;
-    /// Sets a device's coordinator settings.
-    async fn update_device_settings(
-        &self,
-        id: &str,
-        hb_interval_s: Option<u32>,
-        supervision_class: &str,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<DeviceRecord>;
-
-    /// Puts a new key (sealed) beside the device's current one; a later rotation replaces a
-    /// pending one. Returned and lost devices get none (`Conflict`).
-    async fn begin_key_rotation(
-        &self,
-        id: &str,
-        next_key_hex: &str,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<DeviceRecord>;
-    /// Records that the `cfg` carrying the next key went out.
-    async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()>;
-    /// The device signed with `next_key_hex`: it becomes the key. False when another
-    /// rotation replaced it meanwhile (or it already completed).
-    async fn complete_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis)
-        -> Result<bool>;
-    /// Devices whose next key has not been announced yet (asked for from the command line).
-    async fn key_rotations_to_announce(&self) -> Result<Vec<String>>;
-
-    /// The police regions with their local areas, by name.
-    async fn regions(&self) -> Result<Vec<Region>>;
-    /// Puts `list` into a store that holds no region yet (its first start); false when it
-    /// held some already, which stay as they are.
-    async fn seed_regions(&self, list: &[Region], at: Millis) -> Result<bool>;
-    /// Adds a region (its local areas too); a conflict when its code or name is taken.
-    async fn insert_region(&self, region: &Region, at: Millis, audit: &Audit<'_>) -> Result<()>;
-    /// Renames or retires a region. A new name is carried, in the same transaction, to the
-    /// persons, cases, users and alerts that held the old one exactly: they stay visible to
-    /// the same officers.
-    async fn update_region(
-        &self,
-        code: &str,
-        patch: &RegionPatch,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<Region>;
-    /// Gives the persons, cases, users and alerts whose region is exactly `from` the region
-    /// `to` (an operator correcting a misspelling); how many rows changed. The audit entry's
-    /// detail gets that number appended (`: N record(s)`), known only inside the transaction.
-    async fn respell_region(
-        &self,
-        from: &str,
-        to: &str,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<u64>;
-    async fn insert_local_area(
-        &self,
-        region_code: &str,
-        area: &LocalArea,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<()>;
-    async fn update_local_area(
-        &self,
-        region_code: &str,
-        code: &str,
-        patch: &RegionPatch,
-        at: Millis,
-        audit: &Audit<'_>,
-    ) -> Result<LocalArea>;
-
-    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
-    /// Recomputes the audit hash chain from the first entry.
-    async fn verify_audit(&self) -> Result<crate::audit::Verdict>;
 }
 
 pub type SharedStore = Arc<dyn Store>;
@@ -723,5 +477,5 @@ pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Res
 /// The alert kind's incident class, stored so the database can enforce one open alert per
 /// incident.
 pub(crate) fn incident_of(kind: AlertKind) -> &'static str {
-    kind.incident_class()
+    crate::domain::policy::incidents::class_of(kind)
 }

@@ -5,13 +5,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+use crate::domain::policy::silence::{silence_window, REMINDER_EVERY_MS};
 use crate::domain::Millis;
 
 /// Liveness keeps time in ticks of this many milliseconds (u32: 13 years from its epoch).
 pub const TICK_MS: Millis = 100;
-
-/// A reminder on a silence alert every 15 minutes while the device stays silent.
-pub const REMINDER_EVERY_MS: Millis = 15 * 60 * 1000;
 
 /// What the table reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +93,7 @@ impl Liveness {
         last_heard: Millis,
     ) {
         let interval = Self::ticks(interval_ms);
-        let window = interval
-            .saturating_mul(2)
-            .saturating_add(Self::ticks(grace_ms.max(0)));
+        let window = Self::ticks(silence_window(interval_ms, grace_ms.max(0)));
         let heard = self.tick(last_heard);
         let idx = match self.ids.get(device) {
             Some(&i) => i,

@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster::PeersPending;
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::domain::triage::{self, Trigger};
-use crate::domain::{now_ms, rfc3339, AlertKind, DeviceKind, Millis, Priority, Reason};
+use crate::domain::policy::escalation::{self, OverdueAfter};
+use crate::domain::policy::triage::{self, Trigger};
+use crate::domain::policy::{incidents, silence, Decision};
+use crate::domain::{now_ms, AlertKind, DeviceKind, Millis, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::mqtt::cluster::PeersPending;
 use crate::store::{Raise, RaiseOutcome, SharedStore};
 pub use liveness::{Liveness, LivenessEvent};
 
@@ -38,6 +40,8 @@ pub struct Supervision {
     reported: Arc<Mutex<HashMap<String, u32>>>,
     events: mpsc::UnboundedSender<LivenessEvent>,
     config: Arc<Config>,
+    /// Written by the supervisor alone: whether this instance leads.
+    leading: watch::Receiver<bool>,
 }
 
 impl Supervision {
@@ -82,6 +86,11 @@ impl Supervision {
             .is_silent(device)
     }
 
+    /// Whether this instance leads supervision, as it changes.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
     pub fn silent_count(&self) -> usize {
         self.liveness.lock().expect("liveness lock").silent_count()
     }
@@ -102,11 +111,13 @@ pub async fn start(
     let liveness = Arc::new(Mutex::new(Liveness::new(started - 24 * 3600 * 1000)));
     let (tx, rx) = mpsc::unbounded_channel();
     let reported = Arc::new(Mutex::new(HashMap::new()));
+    let (leading_tx, leading) = watch::channel(false);
     let supervision = Supervision {
         liveness: liveness.clone(),
         reported: reported.clone(),
         events: tx,
         config: config.clone(),
+        leading,
     };
     let mut supervisor = Supervisor {
         config,
@@ -121,6 +132,7 @@ pub async fn start(
         started,
         heard_cursor: started - HEARD_POLL_OVERLAP_MS,
         peers_pending,
+        leading: leading_tx,
     };
     supervisor.sync_tracked().await;
     tokio::spawn(supervisor.run(shutdown));
@@ -142,6 +154,8 @@ struct Supervisor {
     heard_cursor: Millis,
     /// With several instances: set while a dead one's queued messages may be unread.
     peers_pending: Option<PeersPending>,
+    /// Whether this instance leads, for the cluster and `/metrics`.
+    leading: watch::Sender<bool>,
 }
 
 impl Supervisor {
@@ -174,7 +188,7 @@ impl Supervisor {
                         tracing::warn!("this instance no longer leads supervision");
                     }
                     leading = now_leading;
-                    self.metrics.supervision_leader.store(leading, std::sync::atomic::Ordering::Relaxed);
+                    self.leading.send_replace(leading);
                 }
                 _ = sweep.tick() => {
                     // A coordinator's change may have added an order that ends soon.
@@ -233,20 +247,19 @@ impl Supervisor {
             }
             wanted.insert(id.as_str());
             let record = health.get(id);
-            let hb = entry
-                .hb_interval_s
-                .or(reported.get(id).copied())
-                .or(record.and_then(|r| r.health.hello_hb_s))
-                .unwrap_or(self.config.default_hb_s);
+            let hello = reported
+                .get(id)
+                .copied()
+                .or(record.and_then(|r| r.health.hello_hb_s));
+            let hb =
+                silence::effective_interval_s(entry.hb_interval_s, hello, self.config.default_hb_s);
             let grace = self.config.grace_for(&entry.supervision_class);
-            // A device heard before this process started gets a whole deadline from the
-            // start: nobody is declared silent for the time the backend itself was down.
-            let heard = record.and_then(|r| r.health.last_heard_at).unwrap_or(now);
-            let heard = if heard < self.started {
-                self.started
-            } else {
-                heard
-            };
+            let heard = silence::counted_from(
+                record.and_then(|r| r.health.last_heard_at),
+                self.started,
+                now,
+            );
+            // Already tracked: what this process heard itself is newer.
             let heard = if l.is_tracked(id) { 0 } else { heard };
             l.track(id, hb as Millis * 1000, grace as Millis * 1000, heard);
         }
@@ -306,16 +319,11 @@ impl Supervisor {
                 device, last_heard, ..
             } => self.raise_silent(&device, last_heard, now).await,
             LivenessEvent::Reminder { device, n } => {
-                let note = Reason::new(
-                    "still_silent",
-                    format!("still silent: reminder {n} ({} min)", n * 15),
-                )
-                .with("n", n)
-                .with("minutes", n * 15);
+                let note = silence::still_silent(n);
                 self.annotate(&device, "reminder", &note, None, now).await;
             }
             LivenessEvent::BackOnline { device } => {
-                let note = Reason::new("heard_again", "heard again for two heartbeat intervals");
+                let note = silence::heard_again();
                 self.annotate(&device, "back_online", &note, Some(true), now)
                     .await;
             }
@@ -378,10 +386,8 @@ impl Supervisor {
                 .ok()
                 .and_then(|d| d.health.hello_hb_s),
         };
-        let hb = entry
-            .hb_interval_s
-            .or(hello)
-            .unwrap_or(self.config.default_hb_s);
+        let hb =
+            silence::effective_interval_s(entry.hb_interval_s, hello, self.config.default_hb_s);
         (hb, self.config.grace_for(&entry.supervision_class))
     }
 
@@ -397,7 +403,7 @@ impl Supervisor {
             .store
             .annotate_open(
                 device,
-                AlertKind::Silent.incident_class(),
+                incidents::class_of(AlertKind::Silent),
                 action,
                 note,
                 back_online,
@@ -415,6 +421,11 @@ impl Supervisor {
     async fn overdue(&mut self) {
         let now = now_ms();
         let limits = &self.config.supervision;
+        let after = OverdueAfter {
+            p1_s: limits.overdue_p1_s,
+            p2_s: limits.overdue_p2_s,
+            p3_s: limits.overdue_p3_s,
+        };
         let alerts = match self.store.alerts(&[crate::domain::AlertState::Open]).await {
             Ok(a) => a,
             Err(e) => {
@@ -422,29 +433,11 @@ impl Supervisor {
                 return;
             }
         };
-        for a in alerts.into_iter().filter(|a| !a.overdue) {
-            let (limit_s, raised) = match a.priority.get() {
-                1 => (limits.overdue_p1_s, Priority::P1),
-                2 => (limits.overdue_p2_s, Priority::P1),
-                3 => (limits.overdue_p3_s, Priority::P2),
-                _ => continue,
-            };
-            if now - a.first_at < limit_s as Millis * 1000 {
+        for a in alerts {
+            let Decision::Escalate { priority, note } = escalation::overdue(after, &a, now) else {
                 continue;
-            }
-            let raised_to = (raised != a.priority).then(|| raised.get());
-            let note = Reason::new(
-                "not_acknowledged",
-                format!(
-                    "not acknowledged within {limit_s} s{}",
-                    raised_to
-                        .map(|p| format!("; priority raised to {p}"))
-                        .unwrap_or_default()
-                ),
-            )
-            .with("limit_s", limit_s)
-            .with("raised_to", raised_to);
-            match self.store.mark_overdue(a.id, raised, &note, now).await {
+            };
+            match self.store.mark_overdue(a.id, priority, &note, now).await {
                 Ok(Some(change)) => {
                     crate::metrics::Metrics::inc(&self.metrics.overdue_alerts_total);
                     self.hub.publish(change);
@@ -494,7 +487,7 @@ impl Supervisor {
     /// Orders in force, with zones, that end within the configured days: one reminder each.
     async fn orders_ending(&mut self) {
         let now = now_ms();
-        let horizon = now + self.config.supervision.order_ending_days as Millis * 24 * 3600 * 1000;
+        let within_days = self.config.supervision.order_ending_days;
         let index = self.directory.snapshot();
         let orders = match self.store.orders().await {
             Ok(o) => o,
@@ -503,36 +496,26 @@ impl Supervisor {
                 return;
             }
         };
-        for order in orders
-            .iter()
-            .filter(|o| o.in_force_at(now) && o.valid_to <= horizon && !o.zones.is_empty())
-        {
-            let Some(case) = index
-                .cases
-                .get(&order.case_id)
-                .filter(|c| c.closed_at.is_none())
+        for order in &orders {
+            let Some(case) = index.cases.get(&order.case_id) else {
+                continue;
+            };
+            let Decision::Raise {
+                kind,
+                priority,
+                trigger,
+                context,
+                ..
+            } = escalation::order_ending(order, case, within_days, now)
             else {
                 continue;
             };
-            let trigger = vec![Reason::new(
-                "order_ending",
-                format!(
-                    "Restraining order ({}) against {} ends {}; its exclusion zones stop counting then",
-                    order.kind.as_str(),
-                    order.restrained.name,
-                    &rfc3339(order.valid_to)[..16].replace('T', " ")
-                ),
-            )
-            .with("order_kind", order.kind.as_str())
-            .with("restrained", order.restrained.name.as_str())
-            .with("valid_to", rfc3339(order.valid_to))];
-            let context = vec![crate::domain::correlate::case_risk(case)];
             match self
                 .store
                 .raise_notice(
-                    &format!("order_ending:{}", order.id),
-                    AlertKind::OrderEnding,
-                    Priority::P4,
+                    &incidents::order_ending(&order.id),
+                    kind,
+                    priority,
                     case,
                     &trigger,
                     &context,

@@ -72,17 +72,27 @@ pub struct KeyRotationOut {
     pub announced_at: Option<String>,
 }
 
-/// The interval the backend holds a device to: the coordinator's, else the device's own.
+/// The interval the backend holds a device to (`policy::silence`).
 pub fn effective_hb(s: &AppState, d: &DeviceRecord) -> u32 {
-    d.hb_interval_s
-        .or(d.health.hello_hb_s)
-        .unwrap_or(s.config.default_hb_s)
+    crate::domain::policy::silence::effective_interval_s(
+        d.hb_interval_s,
+        d.health.hello_hb_s,
+        s.config.default_hb_s,
+    )
 }
 
 pub fn connection_state(h: &DeviceHealth, hb_s: u32, grace_s: u64, now: i64) -> &'static str {
     match h.last_heard_at {
         None => "never_heard",
-        Some(t) if now - t > (hb_s as i64 * 2 + grace_s as i64) * 1000 => "silent",
+        Some(t)
+            if now - t
+                > crate::domain::policy::silence::silence_window(
+                    hb_s as i64 * 1000,
+                    grace_s as i64 * 1000,
+                ) =>
+        {
+            "silent"
+        }
         Some(_) if h.online == Some(false) => "connection_lost",
         Some(_) => "online",
     }

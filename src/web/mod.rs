@@ -1,6 +1,6 @@
-//! HTTP: the API of spec/api.md, the live stream, the console, health and metrics. One
-//! module per resource, each with its router; [`routes`] is the one list the server serves
-//! and the OpenAPI document describes.
+//! HTTP: the API (its OpenAPI document is served at `/api/openapi.json`), the live stream,
+//! the console, health and metrics. One module per resource, each with its router;
+//! [`routes`] is the one list the server serves and the OpenAPI document describes.
 
 pub mod alerts;
 pub mod audit;
@@ -53,6 +53,8 @@ pub struct AppState {
     /// How the devices hear of changes: through this process's broker link.
     pub devices: DeviceLink,
     pub supervision: crate::supervise::Supervision,
+    /// Whether the broker link and the store are working.
+    pub readiness: crate::readiness::Readiness,
     pub throttle: Arc<auth::Throttle>,
     /// Logouts, for the live streams of the ended sessions.
     pub session_ends: auth::SessionEnds,
@@ -262,10 +264,9 @@ pub struct Status {
 }
 
 pub async fn status(s: &AppState) -> Status {
-    use std::sync::atomic::Ordering::Relaxed;
     Status {
-        database: !s.metrics.store_failing.load(Relaxed) && s.store.ping().await.is_ok(),
-        broker: s.metrics.broker_connected.load(Relaxed),
+        database: !s.readiness.store_failing() && s.store.ping().await.is_ok(),
+        broker: s.readiness.broker_connected(),
         devices_silent: None,
         open_by_priority: None,
     }
@@ -332,6 +333,9 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics.render(crate::metrics::Gauges {
+            broker_connected: s.readiness.broker_connected(),
+            supervision_leader: *s.supervision.leading().borrow(),
+        }),
     )
 }

@@ -1,6 +1,10 @@
 //! Several instances on one broker subscription: each says it is alive; the supervision
 //! leader drains and ends the persistent session of an instance that died, so its share of
 //! the devices' messages is taken in instead of queued for nobody.
+//!
+//! It lives with the broker link because what it manages are broker sessions of a shared
+//! subscription, which only an external broker has; supervision only tells it who leads,
+//! and learns from it while a dead instance's messages may still be unread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,10 +12,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::link::{self, BrokerLink};
+use super::queue::IngestQueue;
 use crate::domain::{now_ms, Millis};
-use crate::ingest::queue::IngestQueue;
-use crate::ingest::{self, BrokerLink};
-use crate::metrics::Metrics;
 use crate::store::SharedStore;
 
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
@@ -35,7 +38,7 @@ pub async fn run(
     store: SharedStore,
     link: BrokerLink,
     deliveries: IngestQueue,
-    metrics: Arc<Metrics>,
+    leading: watch::Receiver<bool>,
     pending: PeersPending,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -48,7 +51,7 @@ pub async fn run(
                 return;
             }
         }
-        let leading = metrics.supervision_leader.load(Ordering::Relaxed);
+        let leading = *leading.borrow();
         let now = now_ms();
         if leading {
             // Read the old leader's mark before this instance claims the lead in its row.
@@ -59,7 +62,7 @@ pub async fn run(
                 Ok(dead) => {
                     pending.set(!dead.is_empty());
                     for (client_id, _) in dead {
-                        let taken = ingest::drain_session(&link, &client_id, &deliveries).await;
+                        let taken = link::drain_session(&link, &client_id, &deliveries).await;
                         tracing::warn!(instance = %client_id, messages = taken, "drained the session of an instance that is gone");
                         // Ended on purpose: if that instance comes back, it starts afresh.
                         if let Err(e) = store.forget_broker_session(&client_id).await {

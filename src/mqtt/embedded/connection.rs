@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{authenticate, may_subscribe, Command, EmbeddedBroker, Login};
-use crate::ingest::Delivery;
 use crate::metrics::Metrics;
+use crate::mqtt::Delivery;
+use crate::protocol;
 
 /// A packet larger than this ends the connection. Bodies up to it still reach the ingest,
 /// which refuses anything over the protocol's 2048 bytes as a counted security event.
@@ -298,7 +299,12 @@ impl Connection {
                         };
                         self.broker.subscribe(&self.device, &f.path, qos);
                         codes.push(SubscribeReasonCode::Success(qos));
-                        let cfg = format!("{}{}/cfg", crate::protocol::TOPIC_PREFIX, self.device);
+                        let cfg = format!(
+                            "{}{}/{}",
+                            protocol::TOPIC_PREFIX,
+                            self.device,
+                            protocol::Downlink::Config.name()
+                        );
                         if rumqttc::matches(&cfg, &f.path) {
                             if let Some(body) = self.broker.retained(&cfg) {
                                 let mut p = Publish::from_bytes(cfg, qos, body);

@@ -1,8 +1,8 @@
 //! The embedded MQTT broker for zero-setup runs: a device-facing MQTT 3.1.1 server inside
 //! the backend's own process.
 //!
-//! Being one process with the ingest is what lets it keep the protocol's promise (spec,
-//! "Delivery, end to end"): a device's publish is handed straight to the ingest, and the
+//! Being one process with the ingest is what lets it keep the protocol's promise
+//! (docs/protocol.md, section 12 "Delivery, end to end"): a device's publish is handed straight to the ingest, and the
 //! PUBACK goes out only once the ingest has taken the message in and stored what it asks
 //! for. Nothing sits in a broker-side log that could overflow, so no burst makes it
 //! acknowledge a message the backend never took in; a device that writes faster than the
@@ -30,27 +30,16 @@ use rumqttc::{Publish, QoS};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use super::downlink::{Downlink, DownlinkSink};
+use super::queue::{IngestQueue, RateLimit};
+use super::{Acks, BrokerEvent, BrokerSide, BrokerTask, Task, DELIVERY_QUEUE};
 use crate::directory::Directory;
-use crate::ingest::queue::IngestQueue;
-use crate::ingest::BrokerEvent;
 use crate::metrics::Metrics;
 use crate::protocol;
 
-/// The username the backend's own client uses on an external broker, by default.
-pub const BACKEND_USER: &str = "vakt-backend";
-
-/// The password backend user `username` logs in with on an external broker, derived from
-/// the one backend secret (`mqtt_password`): each instance has a password of its own, and
-/// yet `vakt broker mosquitto-files` can write every backend user's line and the
-/// supervision leader can log in as a dead instance to drain its session.
-pub fn backend_password(secret: &str, username: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(b"vakt broker login\n");
-    mac.update(username.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
+/// Broker security events waiting for the ingest; past this they are counted and logged
+/// only (a flood of refused logins must not hold up the broker).
+const BROKER_EVENT_QUEUE: usize = 1_000;
 
 /// Downlink messages kept for a device that is offline with a persistent session; older ones
 /// are dropped (counted) past this, since the backend republishes what still matters (a
@@ -76,6 +65,47 @@ pub async fn bind(wanted: SocketAddr, fallback: bool) -> Result<TcpListener, Bro
         }
         Err(e) => Err(BrokerError::Bind(wanted, e)),
     }
+}
+
+/// Sets up the embedded broker on `listener`; it serves devices once the returned task runs.
+///
+/// `backend_identities` are names no login may use there besides the reserved prefix (the
+/// configured client id and username, whatever they are).
+pub fn open(
+    listener: TcpListener,
+    directory: &Directory,
+    rate: RateLimit,
+    metrics: Arc<Metrics>,
+    backend_identities: Vec<String>,
+) -> (BrokerSide, BrokerTask) {
+    let (tx, inbox) = IngestQueue::new(DELIVERY_QUEUE, rate, metrics.clone());
+    let (events_tx, events) = mpsc::channel(BROKER_EVENT_QUEUE);
+    let (connected_tx, connected) = watch::channel(false);
+    let broker = EmbeddedBroker::new(
+        directory.clone(),
+        tx.clone(),
+        events_tx,
+        metrics.clone(),
+        backend_identities,
+    );
+    let side = BrokerSide {
+        inbox,
+        events: Some(events),
+        acks: Acks { client: None },
+        downlink: Downlink::new(
+            DownlinkSink::Embedded(broker.clone()),
+            directory.clone(),
+            metrics,
+        ),
+        deliveries: tx,
+        connected,
+    };
+    let task = Task::Embedded {
+        broker,
+        listener,
+        connected: connected_tx,
+    };
+    (side, BrokerTask(task))
 }
 
 /// The embedded broker: its sessions, retained messages, and the way into the ingest.
@@ -335,7 +365,10 @@ impl Session {
 fn downlink_device(topic: &str) -> Option<&str> {
     let rest = topic.strip_prefix(protocol::TOPIC_PREFIX)?;
     let (id, leaf) = rest.split_once('/')?;
-    protocol::DOWNLINKS.contains(&leaf).then_some(id)
+    protocol::Downlink::ALL
+        .iter()
+        .any(|d| d.name() == leaf)
+        .then_some(id)
 }
 
 /// A device may read its own `ack` and `cfg` and nothing else: a filter is granted only when
@@ -347,9 +380,9 @@ pub fn may_subscribe(device: &str, filter: &str) -> bool {
     let own = |leaf: &str| format!("{}{device}/{leaf}", protocol::TOPIC_PREFIX);
     // Only the exact topics or `+` for the leaf: a wider wildcard could also match topics
     // of other devices or other leaves.
-    protocol::DOWNLINKS
+    protocol::Downlink::ALL
         .iter()
-        .map(|leaf| own(leaf))
+        .map(|d| own(d.name()))
         .chain([own("+")])
         .any(|t| t == filter)
 }
@@ -442,21 +475,6 @@ mod tests {
         assert_eq!(login("ingest-7", "ingest-7"), backend);
         assert_eq!(login("dev-1", "dev-1"), Login::Refused);
         assert_eq!(login("dev-1", "dev-2"), Login::Refused);
-    }
-
-    #[test]
-    fn each_backend_user_has_a_password_of_its_own_from_the_one_secret() {
-        let one = backend_password("secret", "vakt-1");
-        // As docs/operations.md computes it for a broker set up by hand:
-        // printf 'vakt broker login\nvakt-1' | openssl dgst -sha256 -hmac secret
-        assert_eq!(
-            one,
-            "98dda25cbd6018667a4dcca56e312f455b54452561682d0ab25bd1445b3928ad"
-        );
-        assert_ne!(one, backend_password("secret", "vakt-2"));
-        assert_ne!(one, backend_password("other", "vakt-1"));
-        assert_eq!(one.len(), 64);
-        assert!(!one.contains("secret"));
     }
 
     #[test]

@@ -7,9 +7,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sha2::Sha512;
 
-use crate::broker::backend_password;
+use super::link::backend_password;
 use crate::domain::DeviceStatus;
-use crate::protocol::{self, DeviceKey, ProtocolError, Uplink, BACKEND_PREFIX, TOPIC_PREFIX};
+use crate::protocol::{
+    self, DeviceKey, Downlink, ProtocolError, Uplink, BACKEND_PREFIX, TOPIC_PREFIX,
+};
 use crate::store::DeviceRecord;
 
 /// PBKDF2 rounds Mosquitto 2.x itself uses (`mosquitto_passwd`'s default), so the file looks
@@ -160,8 +162,8 @@ pub fn render_acl(backend_users: &[&str]) -> Result<String, FilesError> {
          # Devices: read only the answers meant for them. No device may read another\n\
          # device's topics: alarm and pos bodies carry where a protected person is.\n",
     );
-    for down in protocol::DOWNLINKS {
-        acl.push_str(&format!("pattern read {TOPIC_PREFIX}%u/{down}\n"));
+    for down in Downlink::ALL {
+        acl.push_str(&format!("pattern read {TOPIC_PREFIX}%u/{}\n", down.name()));
     }
     acl.push_str(&format!(
         "\n\
@@ -179,8 +181,8 @@ pub fn render_acl(backend_users: &[&str]) -> Result<String, FilesError> {
              topic read {TOPIC_PREFIX}+/+\n\
              topic read $share/#\n"
         ));
-        for down in protocol::DOWNLINKS {
-            acl.push_str(&format!("topic write {TOPIC_PREFIX}+/{down}\n"));
+        for down in Downlink::ALL {
+            acl.push_str(&format!("topic write {TOPIC_PREFIX}+/{}\n", down.name()));
         }
     }
     Ok(acl)
@@ -482,7 +484,7 @@ mod tests {
         // from drifting away from what `vakt broker mosquitto-files` writes for the two
         // instances of docker-compose.yml.
         assert_eq!(
-            include_str!("../deploy/mosquitto/acl"),
+            include_str!("../../deploy/mosquitto/acl"),
             render_acl(&["vakt-1", "vakt-2"]).unwrap()
         );
     }

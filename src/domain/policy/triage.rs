@@ -1,43 +1,11 @@
-//! Triage: the alert policy (spec/policy.md) as one pure function from what happened to
-//! what the backend must do.
+//! Triage: what happened to an issued device → what the backend must do (the table of
+//! kinds and priorities in docs/policy.md), as one pure function.
 
-use super::correlate::{self, DeviceContext};
-use super::geo;
-use super::{AlertKind, DeviceKind, Millis, Position, Priority, Reason};
+use super::{Decision, PolicyConfig};
+use crate::domain::correlate::{self, DeviceContext};
+use crate::domain::geo;
+use crate::domain::{rfc3339, AlertKind, DeviceKind, Millis, Position, Priority, Reason};
 use crate::protocol::AlarmKind;
-
-/// Thresholds of the policy; configuration with the policy's defaults.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// A tag this close to an alarm device of its case is an emergency.
-    pub proximity_m: f64,
-    /// A heartbeat battery below this (and not charging) raises a low-battery alert.
-    pub low_battery_pct: u8,
-    /// This many bad signatures within `bad_signature_window_s` raise a technical alert.
-    pub bad_signature_count: u32,
-    pub bad_signature_window_s: u64,
-    /// This many of a device's messages found missing within `messages_missing_window_s`
-    /// raise a technical alert, once per episode.
-    pub messages_missing_count: u64,
-    pub messages_missing_window_s: u64,
-}
-
-impl Default for PolicyConfig {
-    fn default() -> Self {
-        PolicyConfig {
-            proximity_m: 500.0,
-            low_battery_pct: 15,
-            bad_signature_count: 3,
-            bad_signature_window_s: 600,
-            // A heartbeat a minute is 60 messages an hour: a third of them lost is a device
-            // whose coverage or connection a coordinator should look at, while the odd lost
-            // message of a train tunnel stays below it.
-            messages_missing_count: 20,
-            messages_missing_window_s: 3600,
-        }
-    }
-}
 
 /// Something that happened to an issued device.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,26 +35,6 @@ pub enum Trigger {
         interval_s: u32,
         grace_s: u64,
     },
-}
-
-/// What the backend must do about a trigger.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Open an alert, or update the device's unresolved alert of the same incident.
-    Raise {
-        kind: AlertKind,
-        priority: Priority,
-        position: Option<Position>,
-        /// What happened; a repeated trigger adds its reasons to the alert's.
-        trigger: Vec<Reason>,
-        /// The case, orders and place as they stand now; replaces the alert's on update.
-        context: Vec<Reason>,
-    },
-    /// Mark the device's open alert: the holder pressed cancel.
-    MarkCancel,
-    /// Record a passed test of the device; no alert.
-    RecordTest,
-    Nothing,
 }
 
 /// Last known positions of the alarm devices of the tag's case, for proximity.
@@ -199,10 +147,10 @@ pub fn triage(
                 "silent",
                 format!(
                     "No message from the device since {} (heartbeat every {interval_s} s, grace {grace_s} s): the holder may be unprotected",
-                    super::rfc3339(*last_heard)
+                    rfc3339(*last_heard)
                 ),
             )
-            .with("last_heard_at", super::rfc3339(*last_heard))
+            .with("last_heard_at", rfc3339(*last_heard))
             .with("hb_s", *interval_s)
             .with("grace_s", *grace_s)];
             let priority = if elevated {
@@ -241,10 +189,10 @@ pub fn arrived_late(decision: Decision, device_ts: Millis) -> Decision {
             "arrived_late",
             format!(
                 "Arrived late: the device repeated it after the first copy was lost; sent at {} by the device's clock",
-                super::rfc3339(device_ts)
+                rfc3339(device_ts)
             ),
         )
-        .with("device_time", super::rfc3339(device_ts)),
+        .with("device_time", rfc3339(device_ts)),
     );
     Decision::Raise {
         kind,
@@ -252,102 +200,6 @@ pub fn arrived_late(decision: Decision, device_ts: Millis) -> Decision {
         position,
         trigger,
         context,
-    }
-}
-
-/// Whether a `cancel` marks the device's open emergency alert: only when the holder pressed
-/// it after every alarm of that alert, in the device's own `(boot, seq)` order. A cancel that
-/// arrives late (a repeat the window can no longer place, or reordered in transit) must not
-/// mark a newer alarm it never answered.
-pub fn cancel_marks(cancel: (u32, u32), latest_alarm_of_alert: Option<(u32, u32)>) -> bool {
-    latest_alarm_of_alert.is_none_or(|alarm| alarm < cancel)
-}
-
-/// A device's missing messages over the policy's window: one technical alert per episode,
-/// not one per lost message. An episode ends once a whole window passes with none missing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MissingEpisode {
-    /// When seqs were found missing and how many, a minute to an entry.
-    recent: std::collections::VecDeque<(Millis, u64)>,
-    raised: bool,
-}
-
-impl MissingEpisode {
-    /// Notes `missing` seqs found at `at` (0 too: time passes); the count within the window
-    /// when it has just reached the threshold and this episode has had no alert yet.
-    pub fn note(&mut self, policy: &PolicyConfig, at: Millis, missing: u64) -> Option<u64> {
-        const MINUTE: Millis = 60_000;
-        if missing > 0 {
-            match self.recent.back_mut() {
-                Some((t, n)) if *t / MINUTE == at / MINUTE => *n += missing,
-                _ => self.recent.push_back((at, missing)),
-            }
-        }
-        let window_ms = policy.messages_missing_window_s as Millis * 1000;
-        while self
-            .recent
-            .front()
-            .is_some_and(|(t, _)| at - t >= window_ms)
-        {
-            self.recent.pop_front();
-        }
-        let count: u64 = self.recent.iter().map(|(_, n)| n).sum();
-        if count == 0 {
-            self.raised = false;
-            return None;
-        }
-        if count >= policy.messages_missing_count && !self.raised {
-            self.raised = true;
-            return Some(count);
-        }
-        None
-    }
-}
-
-/// The "repeated bad signatures" alert is written and pushed to the consoles at most this
-/// often per device: a forger flooding one topic costs a store write every few seconds, not
-/// one per message.
-pub const BAD_SIGNATURE_ALERT_EVERY_MS: Millis = 5_000;
-
-/// A device's bad signatures: the alert once the policy's threshold is reached within its
-/// window, then at most every `BAD_SIGNATURE_ALERT_EVERY_MS`, each raise counting every bad
-/// signature since the one before (none is lost between two raises).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BadSignatureTally {
-    /// The latest bad signatures, at most the threshold's worth (enough to tell whether it
-    /// is reached within the window; a flood holds no more).
-    recent: std::collections::VecDeque<Millis>,
-    /// Bad signatures not yet counted in a raise.
-    unreported: u32,
-    last_raised: Option<Millis>,
-}
-
-impl BadSignatureTally {
-    /// Notes a bad signature at `at`; the count to raise (or update) the alert with, if due.
-    pub fn note(&mut self, policy: &PolicyConfig, at: Millis) -> Option<u32> {
-        let window_ms = policy.bad_signature_window_s as Millis * 1000;
-        while self.recent.front().is_some_and(|t| at - t > window_ms) {
-            self.recent.pop_front();
-        }
-        if self.recent.is_empty() && self.last_raised.is_none_or(|t| at - t > window_ms) {
-            // A quiet window ends the episode: old strays do not add up with new ones.
-            self.unreported = 0;
-        }
-        self.recent.push_back(at);
-        while self.recent.len() > policy.bad_signature_count.max(1) as usize {
-            self.recent.pop_front();
-        }
-        self.unreported = self.unreported.saturating_add(1);
-        let reached = self.recent.len() >= policy.bad_signature_count as usize;
-        let due = self
-            .last_raised
-            .is_none_or(|t| at - t >= BAD_SIGNATURE_ALERT_EVERY_MS);
-        if !(reached && due) {
-            return None;
-        }
-        self.recent.clear();
-        self.last_raised = Some(at);
-        Some(std::mem::take(&mut self.unreported))
     }
 }
 
@@ -539,56 +391,6 @@ mod tests {
         assert_eq!(priority(&d), (AlertKind::MessagesMissing, 4));
     }
 
-    /// Minutes since the start, seqs found missing then, the alert due with this count.
-    type Step = (Millis, u64, Option<u64>);
-
-    #[test]
-    fn missing_messages_raise_one_alert_per_episode() {
-        let policy = PolicyConfig::default();
-        const MIN: Millis = 60_000;
-        #[rustfmt::skip]
-        let table: &[(&str, &[Step])] = &[
-            ("a few lost messages raise nothing",
-                &[(0, 5, None), (10, 5, None), (20, 9, None)]),
-            ("the threshold within the hour raises once",
-                &[(0, 10, None), (30, 10, Some(20)), (40, 5, None), (50, 30, None)]),
-            ("one big gap reaches it at once",
-                &[(0, 36, Some(36))]),
-            ("losses spread over more than an hour never add up",
-                &[(0, 15, None), (61, 15, None), (122, 15, None)]),
-            ("the episode lasts while messages keep going missing",
-                &[(0, 20, Some(20)), (50, 1, None), (100, 20, None), (150, 20, None)]),
-            ("an hour without loss ends the episode, and a new one raises again",
-                &[(0, 20, Some(20)), (60, 0, None), (61, 20, Some(20))]),
-        ];
-        for (name, steps) in table {
-            let mut episode = MissingEpisode::default();
-            let got: Vec<Option<u64>> = steps
-                .iter()
-                .map(|&(min, n, _)| episode.note(&policy, min * MIN, n))
-                .collect();
-            let want: Vec<Option<u64>> = steps.iter().map(|s| s.2).collect();
-            assert_eq!(got, want, "{name}");
-        }
-    }
-
-    type Origin = (u32, u32);
-
-    #[test]
-    fn a_cancel_marks_an_alert_only_when_pressed_after_every_alarm_of_it() {
-        #[rustfmt::skip]
-        let table: &[(&str, Origin, Option<Origin>, bool)] = &[
-            ("after the alarm", (1, 11), Some((1, 10)), true),
-            ("before the alarm, arriving late", (1, 9), Some((1, 10)), false),
-            ("from an older boot than the alarm", (1, 500), Some((2, 3)), false),
-            ("from a newer boot than the alarm", (3, 0), Some((2, 900)), true),
-            ("an alert no message of the device opened", (1, 1), None, true),
-        ];
-        for (name, cancel, alarm, marks) in table {
-            assert_eq!(cancel_marks(*cancel, *alarm), *marks, "{name}");
-        }
-    }
-
     #[test]
     fn an_alarm_that_arrived_late_says_so_and_keeps_its_priority() {
         let d = arrived_late(decide(Risk::Low, alarm(AlarmKind::Panic)), 0);
@@ -741,36 +543,5 @@ mod tests {
     fn a_position_from_an_alarm_device_raises_nothing() {
         let p = Position::new(HOME.0, HOME.1, None).unwrap();
         assert_eq!(decide(Risk::High, Trigger::Position(p)), Decision::Nothing);
-    }
-
-    #[test]
-    fn three_bad_signatures_within_the_window_raise_the_alert_with_their_count() {
-        let policy = PolicyConfig::default();
-        let mut tally = BadSignatureTally::default();
-        assert_eq!(tally.note(&policy, 0), None);
-        assert_eq!(tally.note(&policy, 60_000), None);
-        assert_eq!(tally.note(&policy, 120_000), Some(3));
-        // Strays further apart than the window never add up.
-        let mut strays = BadSignatureTally::default();
-        for i in 0..10 {
-            assert_eq!(strays.note(&policy, i * 601_000), None);
-        }
-    }
-
-    #[test]
-    fn a_flood_of_bad_signatures_updates_the_alert_every_few_seconds_with_every_one_counted() {
-        let policy = PolicyConfig::default();
-        let mut tally = BadSignatureTally::default();
-        // 100,000 bad signatures over 10 s, one every 100 µs (at ms resolution: 10 a ms).
-        let raised: Vec<u32> = (0..100_000)
-            .filter_map(|i| tally.note(&policy, i / 10))
-            .collect();
-        assert_eq!(raised.len(), 2, "{raised:?}");
-        assert_eq!(raised[0], 3);
-        // The rest are counted into the next raise once it is due, none lost.
-        assert_eq!(
-            tally.note(&policy, 10_000 + BAD_SIGNATURE_ALERT_EVERY_MS),
-            Some(100_000 + 1 - raised.iter().sum::<u32>())
-        );
     }
 }

@@ -181,7 +181,7 @@ const UNKNOWN: &str = "*";
 const BUCKETS_MAX: usize = 100_000;
 
 fn is_alarm(d: &Delivery) -> bool {
-    d.publish.topic.ends_with("/alarm")
+    protocol::Uplink::of_leaf(&d.publish.topic) == Some(protocol::Uplink::Alarm)
 }
 
 struct Queued {

@@ -1,0 +1,240 @@
+//! The audit log (a hash chain, see `crate::audit`) and the security events.
+
+use async_trait::async_trait;
+
+use super::db::{query, Query, Tx};
+use super::dialect::{conflict_on_unique, Dialect, SqlStore};
+use super::{Audit, AuditEntry, AuditFilter, Result, SecurityEvent};
+use crate::domain::{rfc3339, Millis};
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Stored security events, newest first.
+    async fn security_events(&self, limit: i64) -> Result<Vec<SecurityEvent>>;
+    async fn security_event(
+        &self,
+        device_id: Option<&str>,
+        kind: &str,
+        detail: &str,
+        at: Millis,
+    ) -> Result<()>;
+    /// An audit entry of its own, for what changes nothing here (a consultation, a login) or
+    /// a change whose store method does not take its entry.
+    async fn audit(
+        &self,
+        actor: Option<&str>,
+        action: &str,
+        subject: Option<&str>,
+        case_id: Option<&str>,
+        detail: Option<&str>,
+        at: Millis,
+    ) -> Result<()>;
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Recomputes the audit hash chain from the first entry.
+    async fn verify_audit(&self) -> Result<crate::audit::Verdict>;
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Begins a transaction that extends the audit chain. One writer at a time extends it:
+    /// in this process by the mutex (always taken before the database's write lock), across
+    /// instances by the dialect's lock taken inside the transaction.
+    pub(super) async fn begin_audited(
+        &self,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Box<dyn Tx>)> {
+        let one_writer = self.audit_lock.lock().await;
+        let mut tx = self.begin_write().await?;
+        self.dialect.lock_audit_chain(&mut *tx).await?;
+        Ok((one_writer, tx))
+    }
+
+    /// Makes one change and writes its audit entry in the same transaction; a unique or
+    /// foreign-key violation is a `Conflict` saying `what`. How many rows it changed.
+    pub(super) async fn execute_audited(
+        &self,
+        change: Query,
+        what: &str,
+        audit: &Audit<'_>,
+        at: Millis,
+    ) -> Result<u64> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
+        let done = change
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, what))?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Appends `entry` to the audit chain in a transaction from `begin_audited`: it commits
+    /// with the change it records, or neither does.
+    pub(super) async fn append_audit(
+        &self,
+        tx: &mut dyn Tx,
+        entry: &Audit<'_>,
+        at: Millis,
+    ) -> Result<()> {
+        let record = entry.record(at);
+        let prev: Option<String> =
+            match query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                Some(row) => Some(row.get(0)?),
+                None => None,
+            };
+        let prev = prev.unwrap_or_else(|| crate::audit::GENESIS.to_owned());
+        let hash = crate::audit::entry_hash(&prev, &record);
+        query(
+            "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(record.at)
+        .bind(record.actor)
+        .bind(record.action)
+        .bind(record.subject)
+        .bind(record.case_id)
+        .bind(record.detail)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> AuditStore for SqlStore<D> {
+    async fn security_events(&self, limit: i64) -> Result<Vec<SecurityEvent>> {
+        let rows = query(
+            "SELECT id, at, device_id, kind, detail FROM security_events ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SecurityEvent {
+                    id: row.get(0)?,
+                    at: rfc3339(row.get(1)?),
+                    device_id: row.get(2)?,
+                    kind: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn security_event(
+        &self,
+        device_id: Option<&str>,
+        kind: &str,
+        detail: &str,
+        at: Millis,
+    ) -> Result<()> {
+        query("INSERT INTO security_events (at, device_id, kind, detail) VALUES ($1, $2, $3, $4)")
+            .bind(at)
+            .bind(device_id)
+            .bind(kind)
+            .bind(detail)
+            .execute(&mut *self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        actor: Option<&str>,
+        action: &str,
+        subject: Option<&str>,
+        case_id: Option<&str>,
+        detail: Option<&str>,
+        at: Millis,
+    ) -> Result<()> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
+        let entry = Audit {
+            actor,
+            action,
+            subject,
+            case_id,
+            detail,
+        };
+        self.append_audit(&mut *tx, &entry, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let rows = query(
+            "SELECT id, at, actor, action, subject, case_id, detail FROM audit_log \
+             WHERE ($1 IS NULL OR case_id = $1) AND ($2 IS NULL OR actor = $2) \
+             AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY id DESC LIMIT $5",
+        )
+        .bind(&filter.case_id)
+        .bind(&filter.actor)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.limit)
+        .fetch_all(&mut *self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.get(0)?,
+                    at: rfc3339(row.get(1)?),
+                    actor: row.get(2)?,
+                    action: row.get(3)?,
+                    subject: row.get(4)?,
+                    case_id: row.get(5)?,
+                    detail: row.get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn verify_audit(&self) -> Result<crate::audit::Verdict> {
+        let rows = query(
+            "SELECT id, at, actor, action, subject, case_id, detail, prev_hash, hash FROM audit_log ORDER BY id",
+        )
+        .fetch_all(&mut *self.pool())
+        .await?;
+        type Entry = (
+            i64,
+            i64,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+        );
+        let entries = rows
+            .iter()
+            .map(|row| -> Result<Entry> {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                ))
+            })
+            .collect::<Result<Vec<Entry>>>()?;
+        Ok(crate::audit::verify(entries.iter().map(|r| {
+            let record = crate::audit::Record {
+                at: r.1,
+                actor: r.2.as_deref(),
+                action: &r.3,
+                subject: r.4.as_deref(),
+                case_id: r.5.as_deref(),
+                detail: r.6.as_deref(),
+            };
+            (r.0, r.7.as_str(), r.8.as_str(), record)
+        })))
+    }
+}

@@ -1,0 +1,231 @@
+//! A small value layer over sqlx, so that the SQL both backends share is written once, in
+//! plain functions, over `&mut dyn Conn`.
+//!
+//! sqlx's `Any` driver cannot be used (it refuses SQLite's BOOLEAN columns and our SQLite
+//! pragmas) and code generic over `sqlx::Database` drowns the SQL in trait bounds. Here a
+//! query is its text and a list of typed values; each backend binds them into its own
+//! `sqlx::query` and hands its rows back unchanged, to be read through sqlx's own decoders.
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Decode, Postgres, Sqlite, Type};
+
+/// A value bound to a placeholder. A null keeps its type, as a typed `None` did for sqlx:
+/// PostgreSQL is told each parameter's type and rejects a text null for a number column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+}
+
+macro_rules! value_from {
+    ($($variant:ident($t:ty) => |$v:ident| $e:expr;)*) => {
+        $(impl From<$t> for Value {
+            fn from($v: $t) -> Value {
+                Value::$variant($e)
+            }
+        })*
+    };
+}
+
+value_from! {
+    Int(i64) => |v| Some(v);
+    Int(Option<i64>) => |v| v;
+    Real(f64) => |v| Some(v);
+    Real(Option<f64>) => |v| v;
+    Bool(bool) => |v| Some(v);
+    Bool(Option<bool>) => |v| v;
+    Text(String) => |v| Some(v);
+    Text(Option<String>) => |v| v;
+    Text(&str) => |v| Some(v.to_owned());
+    Text(&String) => |v| Some(v.clone());
+    Text(Option<&str>) => |v| v.map(str::to_owned);
+    Text(&Option<String>) => |v| v.clone();
+}
+
+/// A statement and its values, in placeholder order (`$1`, `$2`, …).
+#[derive(Debug)]
+pub struct Query {
+    sql: Cow<'static, str>,
+    values: Vec<Value>,
+}
+
+/// A statement written out in the source.
+pub fn query(sql: &'static str) -> Query {
+    Query {
+        sql: Cow::Borrowed(sql),
+        values: Vec::new(),
+    }
+}
+
+/// A statement put together from constants (column lists, table names, closed sets of
+/// states), never from input.
+pub fn query_built(sql: String) -> Query {
+    Query {
+        sql: Cow::Owned(sql),
+        values: Vec::new(),
+    }
+}
+
+impl Query {
+    pub fn bind(mut self, value: impl Into<Value>) -> Query {
+        self.values.push(value.into());
+        self
+    }
+
+    /// How many rows it changed.
+    pub async fn execute(self, conn: &mut dyn Conn) -> sqlx::Result<u64> {
+        conn.execute(self).await
+    }
+
+    pub async fn fetch_all(self, conn: &mut dyn Conn) -> sqlx::Result<Vec<Row>> {
+        conn.fetch_all(self).await
+    }
+
+    pub async fn fetch_optional(self, conn: &mut dyn Conn) -> sqlx::Result<Option<Row>> {
+        conn.fetch_optional(self).await
+    }
+
+    /// The first row; `RowNotFound` when there is none, as sqlx's `fetch_one`.
+    pub async fn fetch_one(self, conn: &mut dyn Conn) -> sqlx::Result<Row> {
+        conn.fetch_optional(self)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    fn into_sqlite(self) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.values)
+    }
+
+    fn into_postgres(self) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.values)
+    }
+}
+
+/// Binds the values in order, each as the Rust type it was given as.
+fn bind_all<DB: sqlx::Database>(
+    mut q: sqlx::query::Query<'static, DB, DB::Arguments>,
+    values: Vec<Value>,
+) -> sqlx::query::Query<'static, DB, DB::Arguments>
+where
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> Option<f64>: sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> Option<bool>: sqlx::Encode<'q, DB> + Type<DB>,
+{
+    for value in values {
+        q = match value {
+            Value::Int(v) => q.bind(v),
+            Value::Real(v) => q.bind(v),
+            Value::Text(v) => q.bind(v),
+            Value::Bool(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+/// A row as its backend returned it, read with that backend's decoders (so a SQLite
+/// integer still reads as a `bool`, and a mismatched type fails as it did with sqlx).
+pub enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+/// A Rust type both backends can read a column into.
+pub trait Column:
+    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+/// A column by name or by position.
+pub trait Index: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> {}
+
+impl<I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow>> Index for I {}
+
+impl Row {
+    pub fn get<T: Column>(&self, index: impl Index) -> sqlx::Result<T> {
+        use sqlx::Row as _;
+        match self {
+            Row::Sqlite(row) => row.try_get(index),
+            Row::Postgres(row) => row.try_get(index),
+        }
+    }
+}
+
+/// Somewhere to run statements: a pool (each statement on its own) or a transaction.
+#[async_trait]
+pub trait Conn: Send {
+    async fn execute(&mut self, query: Query) -> sqlx::Result<u64>;
+    async fn fetch_all(&mut self, query: Query) -> sqlx::Result<Vec<Row>>;
+    async fn fetch_optional(&mut self, query: Query) -> sqlx::Result<Option<Row>>;
+}
+
+/// A transaction; dropped without `commit`, it rolls back.
+#[async_trait]
+pub trait Tx: Conn {
+    async fn commit(self: Box<Self>) -> sqlx::Result<()>;
+}
+
+/// One `Conn` implementation per backend and kind of executor: they differ only in the
+/// executor expression and the row variant.
+macro_rules! conn {
+    ($t:ty, $into:ident, $row:ident, |$s:ident| $exec:expr) => {
+        #[async_trait]
+        impl Conn for $t {
+            async fn execute(&mut self, query: Query) -> sqlx::Result<u64> {
+                let $s = self;
+                Ok(query.$into().execute($exec).await?.rows_affected())
+            }
+
+            async fn fetch_all(&mut self, query: Query) -> sqlx::Result<Vec<Row>> {
+                let $s = self;
+                let rows = query.$into().fetch_all($exec).await?;
+                Ok(rows.into_iter().map(Row::$row).collect())
+            }
+
+            async fn fetch_optional(&mut self, query: Query) -> sqlx::Result<Option<Row>> {
+                let $s = self;
+                Ok(query.$into().fetch_optional($exec).await?.map(Row::$row))
+            }
+        }
+    };
+}
+
+conn!(sqlx::SqlitePool, into_sqlite, Sqlite, |pool| &*pool);
+conn!(sqlx::PgPool, into_postgres, Postgres, |pool| &*pool);
+conn!(
+    sqlx::Transaction<'static, Sqlite>,
+    into_sqlite,
+    Sqlite,
+    |tx| &mut **tx
+);
+conn!(
+    sqlx::Transaction<'static, Postgres>,
+    into_postgres,
+    Postgres,
+    |tx| &mut **tx
+);
+
+#[async_trait]
+impl Tx for sqlx::Transaction<'static, Sqlite> {
+    async fn commit(self: Box<Self>) -> sqlx::Result<()> {
+        (*self).commit().await
+    }
+}
+
+#[async_trait]
+impl Tx for sqlx::Transaction<'static, Postgres> {
+    async fn commit(self: Box<Self>) -> sqlx::Result<()> {
+        (*self).commit().await
+    }
+}

@@ -1,0 +1,158 @@
+//! PostgreSQL: several instances share one database; advisory locks order the audit chain
+//! and choose the leader, NOTIFY carries alert changes to every instance's consoles.
+
+use async_trait::async_trait;
+
+use super::db::{query, Conn, Tx};
+use super::dialect::{Dialect, SqlStore};
+use super::{Leadership, Result};
+
+pub struct PostgresDialect {
+    pool: sqlx::PgPool,
+}
+
+pub type PostgresStore = SqlStore<PostgresDialect>;
+
+/// The channel alert changes are announced on, for the consoles of every instance.
+const CHANGES_CHANNEL: &str = "vakt_alert_changes";
+
+#[async_trait]
+impl Dialect for PostgresDialect {
+    fn pool(&self) -> Box<dyn Conn> {
+        Box::new(self.pool.clone())
+    }
+
+    async fn begin_write(&self) -> sqlx::Result<Box<dyn Tx>> {
+        Ok(Box::new(self.pool.begin().await?))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Instances append to the audit chain one at a time (released at commit).
+    async fn lock_audit_chain(&self, tx: &mut dyn Tx) -> Result<()> {
+        query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LEADER_LOCK + 1)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Announces a change at commit (NOTIFY is transactional): other instances push it to
+    /// their consoles.
+    async fn announce(&self, tx: &mut dyn Tx, seq: i64) -> Result<()> {
+        query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(seq.to_string())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Event numbers of changes committed by any instance, as they are announced.
+    fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for alert changes; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot listen for alert changes; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.recv().await {
+                        Ok(n) => {
+                            if let Ok(seq) = n.payload().parse::<i64>() {
+                                if tx.send(seq).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "alert change listener lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Some(rx)
+    }
+
+    fn leadership(&self) -> Box<dyn Leadership> {
+        Box::new(PgLeadership {
+            pool: self.pool.clone(),
+            held: None,
+        })
+    }
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(SqlStore::new(PostgresDialect { pool }))
+    }
+}
+
+/// The advisory lock key supervision is led under ("vakt" in ASCII).
+const LEADER_LOCK: i64 = 0x7661_6b74;
+
+/// Leads while it holds a PostgreSQL session advisory lock on a connection of its own; the
+/// lock goes with the connection when the leader dies, and another instance takes it.
+struct PgLeadership {
+    pool: sqlx::PgPool,
+    held: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+#[async_trait]
+impl Leadership for PgLeadership {
+    async fn check(&mut self) -> bool {
+        if let Some(conn) = self.held.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                return true;
+            }
+            // The connection is gone, and the lock with it.
+            self.held.take().map(|c| c.detach());
+        }
+        let Ok(mut conn) = self.pool.acquire().await else {
+            return false;
+        };
+        let got: std::result::Result<(bool,), sqlx::Error> =
+            sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut *conn)
+                .await;
+        if matches!(got, Ok((true,))) {
+            self.held = Some(conn);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for PgLeadership {
+    /// Closes the connection rather than handing it back to the pool: the lock must go.
+    fn drop(&mut self) {
+        if let Some(conn) = self.held.take() {
+            drop(conn.detach());
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! SQLite: one file, one process, one writer at a time.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+
+use super::db::{Conn, Tx};
+use super::dialect::{Dialect, SqlStore};
+use super::{Leadership, Result, StoreError};
+
+pub struct SqliteDialect {
+    pool: sqlx::SqlitePool,
+}
+
+pub type SqliteStore = SqlStore<SqliteDialect>;
+
+#[async_trait]
+impl Dialect for SqliteDialect {
+    fn pool(&self) -> Box<dyn Conn> {
+        Box::new(self.pool.clone())
+    }
+
+    /// Every transaction here writes: take SQLite's write lock at BEGIN, so a transaction
+    /// that reads first (the audit chain) waits its turn instead of failing with a stale
+    /// snapshot when another writer got in between.
+    async fn begin_write(&self) -> sqlx::Result<Box<dyn Tx>> {
+        Ok(Box::new(self.pool.begin_with("BEGIN IMMEDIATE").await?))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// SQLite has one writer at a time already.
+    async fn lock_audit_chain(&self, _tx: &mut dyn Tx) -> Result<()> {
+        Ok(())
+    }
+
+    /// One process per SQLite file: its own hub already knows every change.
+    async fn announce(&self, _tx: &mut dyn Tx, _seq: i64) -> Result<()> {
+        Ok(())
+    }
+
+    fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
+        None
+    }
+
+    /// One SQLite file serves one instance: it always leads.
+    fn leadership(&self) -> Box<dyn Leadership> {
+        struct Always;
+        #[async_trait]
+        impl Leadership for Always {
+            async fn check(&mut self) -> bool {
+                true
+            }
+        }
+        Box::new(Always)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) a SQLite file in WAL mode with full sync: an alarm that
+    /// was committed survives a crash of the process and of the machine.
+    pub async fn connect(url: &str, patience: std::time::Duration) -> Result<SqliteStore> {
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(patience);
+        let file = options.get_filename();
+        if !url.contains(":memory:") && !file.as_os_str().is_empty() {
+            owner_only(file).map_err(|e| {
+                StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", file.display()),
+                )))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqlStore::new(SqliteDialect { pool }))
+    }
+}
+
+/// The database holds cases, persons and sealed keys: its file, and the `-wal` and `-shm`
+/// files SQLite makes beside it with the file's own mode, are the owner's only. A file from
+/// an older version with wider rights is narrowed.
+fn owner_only(file: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::private_dir(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(file)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Users, their sessions and API tokens.
+
+use async_trait::async_trait;
+
+use super::db::{query, Row};
+use super::dialect::{corrupt, Dialect, SqlStore};
+use super::{Audit, Result, Role, StoreError, User};
+use crate::domain::Millis;
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn insert_user(&self, user: &User, at: Millis, audit: &Audit<'_>) -> Result<()>;
+    /// Creates the user or replaces its role, region and password (demo and admin resets).
+    async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
+    async fn user(&self, username: &str) -> Result<User>;
+    /// Replaces a user's one-time-code secret if it is still `old` (sealing one stored in
+    /// the clear; another instance may be doing the same): whether it was replaced.
+    async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool>;
+    /// Takes a one-time-code time step for a login: false when this user has logged in
+    /// with this step or a later one already (on any instance).
+    async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool>;
+    async fn users(&self) -> Result<Vec<User>>;
+    async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()>;
+    /// The session's user, if the session exists and was used after `idle_since`; touches it.
+    async fn session_user(
+        &self,
+        token_hash: &str,
+        idle_since: Millis,
+        created_since: Millis,
+        at: Millis,
+    ) -> Result<Option<User>>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// When the session was created and last used, if it exists; does not touch it, so a
+    /// live stream that asks is not taken for use.
+    async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>>;
+    async fn insert_api_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<()>;
+    async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
+}
+
+fn user_from(row: &Row) -> Result<User> {
+    Ok(User {
+        username: row.get("username")?,
+        role: Role::parse(&row.get::<String>("role")?).ok_or_else(|| corrupt("role"))?,
+        region: row.get("region")?,
+        password_hash: row.get("password_hash")?,
+        totp_secret: row.get("totp_secret")?,
+    })
+}
+
+#[async_trait]
+impl<D: Dialect> UserStore for SqlStore<D> {
+    async fn insert_user(&self, u: &User, at: Millis, audit: &Audit<'_>) -> Result<()> {
+        let change = query(
+            "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&u.username)
+        .bind(u.role.as_str())
+        .bind(&u.region)
+        .bind(&u.password_hash)
+        .bind(&u.totp_secret)
+        .bind(at);
+        self.execute_audited(change, "a user with that name exists", audit, at)
+            .await?;
+        Ok(())
+    }
+
+    async fn upsert_user(&self, u: &User, at: Millis) -> Result<()> {
+        query(
+            "INSERT INTO users (username, role, region, password_hash, totp_secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO UPDATE SET role = excluded.role, \
+             region = excluded.region, password_hash = excluded.password_hash, totp_secret = excluded.totp_secret",
+        )
+        .bind(&u.username)
+        .bind(u.role.as_str())
+        .bind(&u.region)
+        .bind(&u.password_hash)
+        .bind(&u.totp_secret)
+        .bind(at)
+        .execute(&mut *self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&mut *self.pool())
+            .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    async fn user(&self, username: &str) -> Result<User> {
+        let row = query("SELECT * FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        user_from(&row)
+    }
+
+    async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool> {
+        let done =
+            query("UPDATE users SET totp_secret = $1 WHERE username = $2 AND totp_secret = $3")
+                .bind(new)
+                .bind(username)
+                .bind(old)
+                .execute(&mut *self.pool())
+                .await?;
+        Ok(done == 1)
+    }
+
+    async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool> {
+        let done = query(
+            "UPDATE users SET totp_last_step = $1 WHERE username = $2 \
+             AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(username)
+        .execute(&mut *self.pool())
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn insert_session(&self, token_hash: &str, username: &str, at: Millis) -> Result<()> {
+        query(
+            "INSERT INTO sessions (token_hash, username, created_at, last_seen_at) VALUES ($1, $2, $3, $3)",
+        )
+        .bind(token_hash)
+        .bind(username)
+        .bind(at)
+        .execute(&mut *self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: &str,
+        idle_since: Millis,
+        created_since: Millis,
+        at: Millis,
+    ) -> Result<Option<User>> {
+        let touched = query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2 AND last_seen_at >= $3 AND created_at >= $4",
+        )
+        .bind(at)
+        .bind(token_hash)
+        .bind(idle_since)
+        .bind(created_since)
+        .execute(&mut *self.pool())
+        .await?;
+        if touched == 0 {
+            return Ok(None);
+        }
+        let row = query(
+            "SELECT u.* FROM users u JOIN sessions s ON s.username = u.username WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *self.pool())
+        .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>> {
+        let row = query("SELECT created_at, last_seen_at FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&mut *self.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.get(0)?, row.get(1)?)),
+            None => None,
+        })
+    }
+
+    async fn insert_api_token(
+        &self,
+        token_hash: &str,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<()> {
+        let change =
+            query("INSERT INTO api_tokens (token_hash, username, created_at) VALUES ($1, $2, $3)")
+                .bind(token_hash)
+                .bind(username)
+                .bind(at);
+        self.execute_audited(change, "token", audit, at).await?;
+        Ok(())
+    }
+
+    async fn token_user(&self, token_hash: &str) -> Result<Option<User>> {
+        let row = query(
+            "SELECT u.* FROM users u JOIN api_tokens t ON t.username = u.username WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *self.pool())
+        .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+}
