@@ -2,9 +2,28 @@
 //! change reaches the consoles (the hub) and, for an alarm, the device that raised it.
 
 use super::{optional_text, Actor, AppError, AppResult, Ctx};
-use crate::domain::{now_ms, Alert, Outcome};
+use crate::domain::{now_ms, Alert, AlertState, Outcome};
 use crate::protocol::Feedback;
 use crate::store::{AlertChange, Role};
+
+/// The alerts of the actor's regions in `states` (a comma-separated list; open and
+/// acknowledged ones when none is given), in queue order.
+pub async fn queue(ctx: &Ctx, actor: &Actor, states: Option<&str>) -> AppResult<Vec<Alert>> {
+    actor.require(&[Role::Officer, Role::Coordinator])?;
+    let states = match states {
+        None | Some("") => vec![AlertState::Open, AlertState::Acknowledged],
+        Some(list) => list
+            .split(',')
+            .map(|s| {
+                AlertState::parse(s.trim())
+                    .ok_or_else(|| AppError::invalid("state", "open, acknowledged or resolved"))
+            })
+            .collect::<AppResult<Vec<_>>>()?,
+    };
+    let mut alerts = ctx.store.alerts(&states).await?;
+    alerts.retain(|a| actor.covers(a.region.as_deref()));
+    Ok(alerts)
+}
 
 /// The alert, if the actor may handle it: an officer (or admin) of its region; another
 /// region's alert is not found.

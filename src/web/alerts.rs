@@ -104,25 +104,10 @@ pub async fn list_alerts(
     caller: Caller,
     Query(q): Query<AlertQuery>,
 ) -> ApiResult<Json<Vec<AlertOut>>> {
-    caller.require(&[Role::Officer, Role::Coordinator])?;
-    let states = match q.state.as_deref() {
-        None | Some("") => vec![AlertState::Open, AlertState::Acknowledged],
-        Some(list) => list
-            .split(',')
-            .map(|s| {
-                AlertState::parse(s.trim())
-                    .ok_or_else(|| ApiError::invalid("state", "open, acknowledged or resolved"))
-            })
-            .collect::<ApiResult<Vec<_>>>()?,
-    };
-    let alerts = s.store.alerts(&states).await?;
+    let alerts = alerts::queue(&s.app(), &caller.actor(), q.state.as_deref()).await?;
     let index = s.directory.snapshot();
     Ok(Json(
-        alerts
-            .iter()
-            .filter(|a| caller.covers(a.region.as_deref()))
-            .map(|a| unrevealed_alert(a, &index))
-            .collect(),
+        alerts.iter().map(|a| unrevealed_alert(a, &index)).collect(),
     ))
 }
 
@@ -140,7 +125,7 @@ pub struct AlertDetail {
     pub location: Option<LocationOut>,
 }
 
-pub(super) async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Alert> {
+async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Alert> {
     Ok(alerts::in_region(&s.app(), &caller.actor(), id).await?)
 }
 
@@ -266,7 +251,7 @@ pub async fn street_address(
 /// The reason an alert's detail is asked with: the caller's own words, or, for the officer
 /// handling the alert (`?handling=true`), one the server words after checking that the
 /// caller is the one who acknowledged it. A client never supplies the handling reason.
-pub(super) fn alert_reveal_reason(
+fn alert_reveal_reason(
     caller: &Caller,
     alert: &Alert,
     q: &AlertRevealQuery,

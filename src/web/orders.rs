@@ -67,7 +67,7 @@ pub async fn create_order(
     ))
 }
 
-pub(super) async fn order_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Order> {
+async fn order_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Order> {
     Ok(orders::in_region(&s.app(), &caller.actor(), id).await?)
 }
 
