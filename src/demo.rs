@@ -8,12 +8,12 @@ use crate::app::devices::{self, IssueRequest, NewDevice};
 use crate::app::orders::{self, NewOrder, RestrainedIn, ZoneIo};
 use crate::app::persons::{self, NewPerson};
 use crate::app::{Actor, AppError, Ctx};
+use crate::credentials::{hash_password, new_token};
 use crate::domain::geo::zone_to_geojson;
 use crate::domain::{
     now_ms, rfc3339, Address, Area, DeviceKind, DeviceStatus, OrderKind, Risk, Zone,
 };
 use crate::store::{Role, User};
-use crate::web::auth::hash_password;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -109,7 +109,7 @@ pub async fn seed(ctx: &Ctx) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), AppErr
     ] {
         // The demo's logins get fresh passwords on every start, which no operation does:
         // the store replaces them.
-        let password = crate::web::auth::new_token().0[..16].to_owned();
+        let password = new_token().0[..16].to_owned();
         let user = User {
             username: username.into(),
             role,

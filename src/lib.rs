@@ -14,6 +14,7 @@
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;

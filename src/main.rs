@@ -215,7 +215,7 @@ async fn run() -> anyhow::Result<()> {
                 .user(&username)
                 .await
                 .with_context(|| format!("no user {username}"))?;
-            let (token, hash) = vakt::web::auth::new_token();
+            let (token, hash) = vakt::credentials::new_token();
             let audit = Audit::new(None, "token_created").subject(&username);
             store
                 .insert_api_token(&hash, &username, now_ms(), &audit)

@@ -786,7 +786,7 @@ fn totp_now(uri: &str) -> String {
         .next()
         .unwrap();
     let step = chrono::Utc::now().timestamp() / 30;
-    vakt::web::totp::code_at(secret, step).unwrap()
+    vakt::credentials::totp::code_at(secret, step).unwrap()
 }
 
 #[tokio::test]

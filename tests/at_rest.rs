@@ -67,7 +67,7 @@ async fn stored_totp_secret(database_url: &str, username: &str) -> String {
 }
 
 fn code_now(secret: &str) -> String {
-    vakt::web::totp::code_at(secret, chrono::Utc::now().timestamp() / 30).unwrap()
+    vakt::credentials::totp::code_at(secret, chrono::Utc::now().timestamp() / 30).unwrap()
 }
 
 async fn login(app: &TestApp, username: &str, password: &str, code: &str) -> u16 {
@@ -113,7 +113,7 @@ async fn a_secret_an_older_version_stored_in_the_clear_is_sealed_at_start_and_ke
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database(dir.path()).await;
     // The database as an older vakt left it: the secret in the clear.
-    let secret = vakt::web::totp::new_secret();
+    let secret = vakt::credentials::totp::new_secret();
     let store = vakt::store::open(&url).await.unwrap();
     store
         .insert_user(
@@ -121,7 +121,7 @@ async fn a_secret_an_older_version_stored_in_the_clear_is_sealed_at_start_and_ke
                 username: "old-admin".into(),
                 role: vakt::store::Role::Admin,
                 region: None,
-                password_hash: vakt::web::auth::hash_password("old-admin-password"),
+                password_hash: vakt::credentials::hash_password("old-admin-password"),
                 totp_secret: Some(secret.clone()),
             },
             vakt::domain::now_ms(),
@@ -153,7 +153,7 @@ async fn a_secret_an_older_version_stored_in_the_clear_is_sealed_at_start_and_ke
 async fn a_one_time_code_that_logged_in_once_is_refused_after_a_restart_too() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database(dir.path()).await;
-    let secret = vakt::web::totp::new_secret();
+    let secret = vakt::credentials::totp::new_secret();
     let store = vakt::store::open(&url).await.unwrap();
     store
         .insert_user(
@@ -161,7 +161,7 @@ async fn a_one_time_code_that_logged_in_once_is_refused_after_a_restart_too() {
                 username: "kim".into(),
                 role: vakt::store::Role::Coordinator,
                 region: None,
-                password_hash: vakt::web::auth::hash_password("kim-password-123"),
+                password_hash: vakt::credentials::hash_password("kim-password-123"),
                 totp_secret: Some(secret.clone()),
             },
             vakt::domain::now_ms(),
@@ -173,7 +173,7 @@ async fn a_one_time_code_that_logged_in_once_is_refused_after_a_restart_too() {
     // Taken once, a step stays taken: the code of the step after is used so that the
     // test does not straddle a step boundary between the two logins.
     let step = chrono::Utc::now().timestamp() / 30 + 1;
-    let code = vakt::web::totp::code_at(&secret, step).unwrap();
+    let code = vakt::credentials::totp::code_at(&secret, step).unwrap();
     let login = |addr: std::net::SocketAddr| {
         let code = code.clone();
         async move {

@@ -95,7 +95,7 @@ impl Deployment {
 /// An officer token and an issued device, written straight into the store.
 async fn seed(store: &SharedStore) -> (String, String, String) {
     let (id, key) = seed_issued_devices(store, Risk::Medium, 1).await.remove(0);
-    let (token, hash) = vakt::web::auth::new_token();
+    let (token, hash) = vakt::credentials::new_token();
     store
         .insert_api_token(&hash, "officer", now_ms(), &common::SEEDED)
         .await

@@ -51,13 +51,13 @@ pub async fn add(ctx: &Ctx, actor: &Actor, req: &NewUser) -> AppResult<AddedUser
         None => None,
     };
     // Admins and coordinators log in with a second factor; the secret is shown this once.
-    let totp_secret =
-        matches!(req.role, Role::Admin | Role::Coordinator).then(crate::web::totp::new_secret);
+    let totp_secret = matches!(req.role, Role::Admin | Role::Coordinator)
+        .then(crate::credentials::totp::new_secret);
     let user = User {
         username: username.clone(),
         role: req.role,
         region,
-        password_hash: crate::web::auth::hash_password(&req.password),
+        password_hash: crate::credentials::hash_password(&req.password),
         totp_secret: totp_secret
             .as_ref()
             .map(|t| ctx.directory.vault().seal_totp(t, &username)),
@@ -67,7 +67,7 @@ pub async fn add(ctx: &Ctx, actor: &Actor, req: &NewUser) -> AppResult<AddedUser
         .detail(req.role.as_str());
     ctx.store.insert_user(&user, now_ms(), &audit).await?;
     Ok(AddedUser {
-        totp_uri: totp_secret.map(|s| crate::web::totp::uri(&username, &s)),
+        totp_uri: totp_secret.map(|s| crate::credentials::totp::uri(&username, &s)),
         user,
     })
 }

@@ -1,14 +1,10 @@
-//! Who is calling: argon2id passwords, session cookies, bearer tokens, roles and regions.
+//! Who is calling: logins, session cookies, bearer tokens, roles and regions. The secrets
+//! themselves (password hashes, tokens, one-time codes) are `crate::credentials`.
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use axum::extract::{FromRequestParts, State};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult};
@@ -16,43 +12,11 @@ use super::json::Body;
 use super::peer::ClientAddr;
 use super::AppState;
 use crate::app::Actor;
+use crate::credentials::{hash_password, new_token, token_hash, verify_password};
 use crate::domain::{now_ms, Millis};
 use crate::store::{Role, StoreError, User};
 
 pub const SESSION_COOKIE: &str = "vakt_session";
-
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 with default parameters")
-        .to_string()
-}
-
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// A fresh random secret token (sessions, API tokens) and the hash that is stored.
-pub fn new_token() -> (String, String) {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let token = hex::encode(bytes);
-    let hash = token_hash(&token);
-    (token, hash)
-}
-
-/// Only hashes of tokens are stored, so a leaked database opens no session.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// The logged-in caller.
 #[derive(Debug, Clone)]
@@ -337,7 +301,7 @@ impl AppState {
         // A code's time step is good for one login of its user, on every instance: a code
         // seen on a shoulder or in a log cannot log in again.
         Ok(
-            match super::totp::matching_step(&secret, code, now / 1000) {
+            match crate::credentials::totp::matching_step(&secret, code, now / 1000) {
                 Some(step) if self.store.claim_totp_step(&user.username, step).await? => {
                     SecondFactor::Passed
                 }
@@ -526,14 +490,6 @@ pub async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_password_verifies_against_its_own_hash_only() {
-        let h = hash_password("correct horse");
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong horse", &h));
-    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -21,7 +21,6 @@ pub mod serve;
 pub mod sse;
 pub mod text;
 pub mod throttle;
-pub mod totp;
 pub mod users;
 
 use std::sync::Arc;

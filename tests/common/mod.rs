@@ -149,7 +149,7 @@ impl TestApp {
                     username: username.into(),
                     role,
                     region: region.map(Into::into),
-                    password_hash: vakt::web::auth::hash_password(&format!(
+                    password_hash: vakt::credentials::hash_password(&format!(
                         "{username}-password-1"
                     )),
                     totp_secret: None,
@@ -159,7 +159,7 @@ impl TestApp {
             )
             .await
             .unwrap();
-        let (token, hash) = vakt::web::auth::new_token();
+        let (token, hash) = vakt::credentials::new_token();
         store
             .insert_api_token(&hash, username, now_ms(), &SEEDED)
             .await

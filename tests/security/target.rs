@@ -257,7 +257,7 @@ impl Target {
     pub fn totp(&self, username: &str) -> Option<String> {
         let secret = self.totp_secrets.get(username)?;
         let step = vakt::domain::now_ms() / 30_000;
-        vakt::web::totp::code_at(secret, step)
+        vakt::credentials::totp::code_at(secret, step)
     }
 
     /// The one-time-code secret `vakt user add` printed for a user with a second factor.
