@@ -7,13 +7,13 @@ use crate::app::cases::{self, NewCase};
 use crate::app::devices::{self, IssueRequest, NewDevice};
 use crate::app::orders::{self, NewOrder, RestrainedIn, ZoneIo};
 use crate::app::persons::{self, NewPerson};
+use crate::app::users;
 use crate::app::{Actor, AppError, Ctx};
-use crate::credentials::{hash_password, new_token};
 use crate::domain::geo::zone_to_geojson;
 use crate::domain::{
     now_ms, rfc3339, Address, Area, DeviceKind, DeviceStatus, OrderKind, Risk, Zone,
 };
-use crate::store::{Role, User};
+use crate::store::Role;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -101,31 +101,22 @@ pub struct DemoDevice {
 pub async fn seed(ctx: &Ctx) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), AppError> {
     let (store, vault) = (&ctx.store, ctx.directory.vault());
     let now = now_ms();
+    // The demo acts as an operator would: its records are on the audit trail. Its logins
+    // get fresh passwords on every start.
+    let operator = &Actor::Operator;
     let mut logins = Vec::new();
     for (username, role) in [
         ("officer", Role::Officer),
         ("coordinator", Role::Coordinator),
         ("admin", Role::Admin),
     ] {
-        // The demo's logins get fresh passwords on every start, which no operation does:
-        // the store replaces them.
-        let password = new_token().0[..16].to_owned();
-        let user = User {
-            username: username.into(),
-            role,
-            region: None,
-            password_hash: hash_password(&password),
-            totp_secret: None,
-        };
-        store.upsert_user(&user, now).await?;
+        let password = users::reset_demo_login(ctx, operator, username, role).await?;
         logins.push(DemoLogin {
             username: username.into(),
             password,
             role,
         });
     }
-    // The demo's records are made as an operator would make them, on the audit trail.
-    let operator = &Actor::Operator;
     let existing = store.cases().await?;
     for (n, c) in CASES.iter().enumerate() {
         if existing.iter().any(|e| e.reference == c.reference) {

@@ -9,8 +9,8 @@ use vakt::app::devices::NewDevice;
 use vakt::app::users::NewUser;
 use vakt::app::{self, Actor, AppError};
 use vakt::config::Config;
-use vakt::domain::{now_ms, DeviceKind};
-use vakt::store::{Audit, Role};
+use vakt::domain::DeviceKind;
+use vakt::store::Role;
 
 #[derive(Parser)]
 #[command(
@@ -210,18 +210,15 @@ async fn run() -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { username },
         } => {
-            let store = vakt::open_store_for_command(&config).await?;
-            store
-                .user(&username)
-                .await
-                .with_context(|| format!("no user {username}"))?;
-            let (token, hash) = vakt::credentials::new_token();
-            let audit = Audit::new(None, "token_created").subject(&username);
-            store
-                .insert_api_token(&hash, &username, now_ms(), &audit)
-                .await?;
-            println!("{token}");
-            Ok(())
+            let ctx = command_ctx(&config).await?;
+            match app::users::create_token(&ctx, &Actor::Operator, &username).await {
+                Ok(token) => {
+                    println!("{token}");
+                    Ok(())
+                }
+                Err(AppError::NotFound) => bail!("no user {username}"),
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Audit {
             command: AuditCommand::Verify,
@@ -280,8 +277,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Regions {
             command: RegionsCommand::Check,
         } => {
-            let store = vakt::open_store_for_command(&config).await?;
-            let findings = vakt::regions::check_store(&*store).await?;
+            let ctx = command_ctx(&config).await?;
+            let findings = app::regions::check(&ctx, &Actor::Operator).await?;
             for f in &findings {
                 println!("{f}");
             }
@@ -300,14 +297,13 @@ async fn run() -> anyhow::Result<()> {
         Command::Regions {
             command: RegionsCommand::FixSpelling,
         } => {
-            let store = vakt::open_store_for_command(&config).await?;
-            let findings = vakt::regions::check_store(&*store).await?;
-            let fixes = vakt::regions::respellings(&findings);
-            for (from, to) in &fixes {
-                let respelling = format!("\"{from}\" to \"{to}\"");
-                let audit = Audit::new(None, "region_respelt").detail(&respelling);
-                let changed = store.respell_region(from, to, now_ms(), &audit).await?;
-                println!("region {respelling}: {changed} record(s)");
+            let ctx = command_ctx(&config).await?;
+            let fixes = app::regions::fix_spelling(&ctx, &Actor::Operator).await?;
+            for f in &fixes {
+                println!(
+                    "region \"{}\" to \"{}\": {} record(s)",
+                    f.from, f.to, f.records
+                );
             }
             if fixes.is_empty() {
                 println!("no region to respell");

@@ -9,6 +9,7 @@ pub mod cases;
 pub mod devices;
 pub mod orders;
 pub mod persons;
+pub mod regions;
 pub mod users;
 
 use std::sync::Arc;
