@@ -23,7 +23,9 @@ use crate::mqtt::{
 };
 use crate::protocol::Feedback;
 use crate::readiness::Readiness;
-use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
+use crate::store::{
+    Audit, CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError,
+};
 use crate::supervise::Supervision;
 use intake::{Admission, Count, Effect, Intake, Received, Signature, Write};
 
@@ -44,6 +46,9 @@ pub struct Ingest {
 
 /// Health rows (and so the liveness other instances read) are written this often.
 const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The audit entry's words for a completed key rotation.
+const KEY_ROTATED: &str = "the device signs with its new key; the old one is no longer accepted";
 
 pub struct IngestHandle {
     pub downlink: Downlink,
@@ -290,15 +295,23 @@ impl Ingest {
                 }
                 Signature::NextKey { entry, sealed } => {
                     let now = now_ms();
+                    let case_id = entry.context.as_ref().map(|c| c.case.id.clone());
                     let completed = self
                         .durably(|store| {
-                            let (id, sealed) = (device_id.clone(), sealed.clone());
-                            async move { store.complete_key_rotation(&id, &sealed, now).await }
+                            let (id, sealed, case_id) =
+                                (device_id.clone(), sealed.clone(), case_id.clone());
+                            async move {
+                                let audit = Audit::new(None, "device_key_rotated")
+                                    .subject(&id)
+                                    .case(case_id.as_deref())
+                                    .detail(KEY_ROTATED);
+                                store.complete_key_rotation(&id, &sealed, now, &audit).await
+                            }
                         })
                         .await;
                     self.refresh_device(&device_id).await;
                     let fresh = self.directory.device(&device_id);
-                    self.intake.rotated(&envelope, entry, completed, fresh, now)
+                    self.intake.rotated(&envelope, entry, completed, fresh)
                 }
                 Signature::Bad => {
                     let entry = self.directory.device(&device_id);
@@ -386,27 +399,7 @@ impl Ingest {
                 Effect::Raise(raise) => {
                     self.raise(&raise).await;
                 }
-                Effect::KeyRotated {
-                    device,
-                    case_id,
-                    at,
-                } => {
-                    let detail =
-                        "the device signs with its new key; the old one is no longer accepted";
-                    if let Err(e) = self
-                        .store
-                        .audit(
-                            None,
-                            "device_key_rotated",
-                            Some(&device),
-                            case_id.as_deref(),
-                            Some(detail),
-                            at,
-                        )
-                        .await
-                    {
-                        tracing::error!(device, error = %e, "could not audit the key rotation");
-                    }
+                Effect::KeyRotated { device } => {
                     tracing::info!(device, "device key rotation complete");
                 }
             }

@@ -80,11 +80,10 @@ pub enum Effect {
     },
     /// Store and push an alert no single message caused (bad signatures, missing messages).
     Raise(Box<Raise>),
-    /// The device signs with its next key: the rotation is complete; to the audit trail.
+    /// The device signs with its next key: the rotation is complete (its audit entry
+    /// committed with it); to the log.
     KeyRotated {
         device: String,
-        case_id: Option<String>,
-        at: Millis,
     },
 }
 
@@ -354,10 +353,8 @@ impl Intake {
         entry: DeviceEntry,
         completed: Option<bool>,
         fresh: Option<DeviceEntry>,
-        now: Millis,
     ) -> Signature {
         let device = envelope.device.to_string();
-        let case_id = entry.context.as_ref().map(|c| c.case.id.clone());
         let fresh = match fresh {
             Some(fresh) => fresh,
             None => DeviceEntry {
@@ -376,8 +373,6 @@ impl Intake {
             Some(true) => vec![
                 Effect::KeyRotated {
                     device: device.clone(),
-                    case_id,
-                    at: now,
                 },
                 Effect::SendConfig { device },
             ],
@@ -1183,7 +1178,7 @@ mod tests {
         };
         assert_eq!(sealed, "sealed-2");
         let Signature::Signed { entry, effects } =
-            intake.rotated(&message, entry, Some(true), None, T0)
+            intake.rotated(&message, entry, Some(true), None)
         else {
             panic!("not taken in")
         };
@@ -1212,7 +1207,7 @@ mod tests {
             ("the store refused: taken in, completed at a later message", None, fresh(1), true),
         ];
         for (name, completed, fresh, signed) in table {
-            let got = intake.rotated(&message, rotating.clone(), *completed, fresh.clone(), T0);
+            let got = intake.rotated(&message, rotating.clone(), *completed, fresh.clone());
             match got {
                 Signature::Signed { effects, .. } => {
                     assert!(*signed, "{name}");

@@ -25,8 +25,15 @@ pub trait CaseStore: Send + Sync {
     async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case>;
     /// Erases the personal data of cases closed before `closed_before`: the person's name,
     /// phone and address, positions, the restrained persons and zones, free-text notes.
-    /// Alerts stay, pseudonymised, for statistics. Returns the case ids erased.
-    async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>>;
+    /// Alerts stay, pseudonymised, for statistics. Each case is erased in its own
+    /// transaction with its audit entry: `audit` with the case as subject and case. Returns
+    /// the case ids erased.
+    async fn erase_closed_cases(
+        &self,
+        closed_before: Millis,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<String>>;
 }
 
 fn person_from(row: &Row) -> Result<Person> {
@@ -186,7 +193,12 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         case_from(&row)
     }
 
-    async fn erase_closed_cases(&self, closed_before: Millis, at: Millis) -> Result<Vec<String>> {
+    async fn erase_closed_cases(
+        &self,
+        closed_before: Millis,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<String>> {
         let due = query(
             "SELECT id, person_id FROM cases WHERE closed_at IS NOT NULL AND closed_at < $1 AND erased_at IS NULL",
         )
@@ -196,7 +208,7 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         let mut erased = Vec::new();
         for row in due {
             let (case_id, person_id): (String, String) = (row.get(0)?, row.get(1)?);
-            let mut tx = self.begin_write().await?;
+            let (_one_writer, mut tx) = self.begin_audited().await?;
             // The person keeps an id (alerts point at it) and nothing else.
             query(
                 "UPDATE persons SET name = '(erased)', phone = NULL, address_text = NULL, \
@@ -238,6 +250,8 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
                 .bind(&case_id)
                 .execute(&mut *tx)
                 .await?;
+            let entry = audit.subject(&case_id).case(Some(&case_id));
+            self.append_audit(&mut *tx, &entry, at).await?;
             tx.commit().await?;
             erased.push(case_id);
         }

@@ -55,10 +55,16 @@ pub trait DeviceStore: Send + Sync {
     ) -> Result<DeviceRecord>;
     /// Records that the `cfg` carrying the next key went out.
     async fn key_rotation_announced(&self, id: &str, next_key_hex: &str, at: Millis) -> Result<()>;
-    /// The device signed with `next_key_hex`: it becomes the key. False when another
-    /// rotation replaced it meanwhile (or it already completed).
-    async fn complete_key_rotation(&self, id: &str, next_key_hex: &str, at: Millis)
-        -> Result<bool>;
+    /// The device signed with `next_key_hex`: it becomes the key, and `audit` is written in
+    /// the same transaction. False (and nothing written) when another rotation replaced it
+    /// meanwhile (or it already completed).
+    async fn complete_key_rotation(
+        &self,
+        id: &str,
+        next_key_hex: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<bool>;
     /// Devices whose next key has not been announced yet (asked for from the command line).
     async fn key_rotations_to_announce(&self) -> Result<Vec<String>>;
 }
@@ -353,7 +359,9 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         id: &str,
         next_key_hex: &str,
         at: Millis,
+        audit: &Audit<'_>,
     ) -> Result<bool> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
         let done = query(
             "UPDATE devices SET key_hex = next_key_hex, next_key_hex = NULL, key_rotated_at = $1, \
              key_rotation_requested_at = NULL, key_rotation_announced_at = NULL \
@@ -362,9 +370,14 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
         .bind(at)
         .bind(id)
         .bind(next_key_hex)
-        .execute(&mut *self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(done == 1)
+        if done != 1 {
+            return Ok(false);
+        }
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn key_rotations_to_announce(&self) -> Result<Vec<String>> {

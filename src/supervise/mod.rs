@@ -19,7 +19,7 @@ use crate::domain::{now_ms, AlertKind, DeviceKind, Millis, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::mqtt::cluster::PeersPending;
-use crate::store::{Raise, RaiseOutcome, SharedStore};
+use crate::store::{Audit, Raise, RaiseOutcome, SharedStore};
 pub use liveness::{Liveness, LivenessEvent};
 
 /// How often the leader looks for due deadlines: detection is at most this late.
@@ -450,34 +450,21 @@ impl Supervisor {
         }
     }
 
-    /// Retention: personal data of cases closed long enough ago is erased, and the erasure
-    /// is itself on the audit trail.
+    /// Retention: personal data of cases closed long enough ago is erased, and each erasure
+    /// is on the audit trail, in its own transaction.
     async fn erase_closed_cases(&mut self) {
         let now = now_ms();
         let days = self.config.supervision.erase_closed_after_days as Millis;
+        let detail = format!("closed more than {days} days ago");
+        let audit = Audit::new(None, "case_erased").detail(&detail);
         match self
             .store
-            .erase_closed_cases(now - days * 24 * 3600 * 1000, now)
+            .erase_closed_cases(now - days * 24 * 3600 * 1000, now, &audit)
             .await
         {
             Ok(erased) => {
                 for case_id in erased {
                     tracing::info!(case = %case_id, "personal data of a closed case erased");
-                    let detail = format!("closed more than {days} days ago");
-                    if let Err(e) = self
-                        .store
-                        .audit(
-                            None,
-                            "case_erased",
-                            Some(&case_id),
-                            Some(&case_id),
-                            Some(&detail),
-                            now,
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not audit an erasure");
-                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "retention run failed"),
