@@ -3,11 +3,16 @@
 
 use std::time::Duration;
 
+use crate::app::cases::{self, NewCase};
+use crate::app::devices::{self, IssueRequest, NewDevice};
+use crate::app::orders::{self, NewOrder, RestrainedIn, ZoneIo};
+use crate::app::persons::{self, NewPerson};
+use crate::app::{Actor, AppError, Ctx};
+use crate::domain::geo::zone_to_geojson;
 use crate::domain::{
-    now_ms, Address, Area, Case, DeviceKind, DeviceStatus, Order, OrderKind, Person, Restrained,
-    Risk, Zone,
+    now_ms, rfc3339, Address, Area, DeviceKind, DeviceStatus, OrderKind, Risk, Zone,
 };
-use crate::store::{Audit, DeviceRecord, Role, SharedStore, StoreError, User};
+use crate::store::{Role, User};
 use crate::web::auth::hash_password;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -93,10 +98,8 @@ pub struct DemoDevice {
 
 /// Seeds the demo data (once; a second run reuses it) and sets fresh passwords for the demo
 /// logins.
-pub async fn seed(
-    store: &SharedStore,
-    vault: &crate::keys::KeyVault,
-) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), StoreError> {
+pub async fn seed(ctx: &Ctx) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), AppError> {
+    let (store, vault) = (&ctx.store, ctx.directory.vault());
     let now = now_ms();
     let mut logins = Vec::new();
     for (username, role) in [
@@ -104,6 +107,8 @@ pub async fn seed(
         ("coordinator", Role::Coordinator),
         ("admin", Role::Admin),
     ] {
+        // The demo's logins get fresh passwords on every start, which no operation does:
+        // the store replaces them.
         let password = crate::web::auth::new_token().0[..16].to_owned();
         let user = User {
             username: username.into(),
@@ -119,94 +124,101 @@ pub async fn seed(
             role,
         });
     }
+    // The demo's records are made as an operator would make them, on the audit trail.
+    let operator = &Actor::Operator;
     let existing = store.cases().await?;
     for (n, c) in CASES.iter().enumerate() {
         if existing.iter().any(|e| e.reference == c.reference) {
             continue;
         }
-        let person = Person {
-            id: format!("p_demo{n}"),
-            name: c.person.into(),
-            phone: Some(format!("+46 70 000 00 0{n}")),
-            address: Some(Address {
-                text: c.address.0.into(),
-                lat: c.address.1,
-                lon: c.address.2,
-            }),
-            protected_identity: c.protected,
-            region: Some(c.region.into()),
-        };
-        // The demo's records are vakt's own doing, on the audit trail like any other.
-        let audit = Audit::new(None, "person_created").subject(&person.id);
-        store.insert_person(&person, now, &audit).await?;
-        let case = Case {
-            id: format!("c_demo{n}"),
-            reference: c.reference.into(),
-            person_id: person.id.clone(),
-            risk: c.risk,
-            region: c.region.into(),
-            response_plan: Some(c.plan.into()),
-            relatives: vec![crate::domain::Relative {
-                name: "Maria (sister)".into(),
-                relation: Some("sister".into()),
-                phone: Some(format!("+46 70 000 01 0{n}")),
-            }],
-            closed_at: None,
-        };
-        let audit = Audit::new(None, "case_created")
-            .subject(&case.id)
-            .case(Some(&case.id));
-        store.insert_case(&case, now, &audit).await?;
+        let person = persons::register(
+            ctx,
+            operator,
+            NewPerson {
+                name: c.person.into(),
+                phone: Some(format!("+46 70 000 00 0{n}")),
+                address: Some(Address {
+                    text: c.address.0.into(),
+                    lat: c.address.1,
+                    lon: c.address.2,
+                }),
+                protected_identity: c.protected,
+                region: Some(c.region.into()),
+            },
+        )
+        .await?;
+        let case = cases::open(
+            ctx,
+            operator,
+            NewCase {
+                reference: c.reference.into(),
+                person_id: person.id.clone(),
+                risk: c.risk,
+                region: Some(c.region.into()),
+                response_plan: Some(c.plan.into()),
+                relatives: vec![crate::domain::Relative {
+                    name: "Maria (sister)".into(),
+                    relation: Some("sister".into()),
+                    phone: Some(format!("+46 70 000 01 0{n}")),
+                }],
+            },
+        )
+        .await?;
         let home = (c.address.1, c.address.2);
         let tag_id = (c.kind == OrderKind::SpecialExtended).then(|| format!("demo-tag-{n}"));
         if let Some(tag) = &tag_id {
-            add_device(store, vault, tag, DeviceKind::Tag, now).await?;
+            add_device(ctx, tag, DeviceKind::Tag).await?;
         }
-        let order = Order {
-            id: format!("o_demo{n}"),
-            case_id: case.id.clone(),
+        let zones = [
+            Zone {
+                name: "Home".into(),
+                area: Area::Circle {
+                    centre: home,
+                    radius_m: 300.0,
+                },
+            },
+            Zone {
+                name: "Workplace".into(),
+                area: Area::Polygon(vec![
+                    (home.0 + 0.010, home.1 + 0.010),
+                    (home.0 + 0.010, home.1 + 0.018),
+                    (home.0 + 0.015, home.1 + 0.018),
+                    (home.0 + 0.015, home.1 + 0.010),
+                ]),
+            },
+        ];
+        let order = NewOrder {
             kind: c.kind,
-            restrained: Restrained {
+            restrained: RestrainedIn {
                 name: c.restrained.0.into(),
                 description: Some(c.restrained.1.into()),
                 vehicle: c.restrained.2.map(Into::into),
                 photo_ref: None,
             },
-            valid_from: now - 30 * DAY_MS,
-            valid_to: now + 335 * DAY_MS,
-            zones: vec![
-                Zone {
-                    name: "Home".into(),
-                    area: Area::Circle {
-                        centre: home,
-                        radius_m: 300.0,
-                    },
-                },
-                Zone {
-                    name: "Workplace".into(),
-                    area: Area::Polygon(vec![
-                        (home.0 + 0.010, home.1 + 0.010),
-                        (home.0 + 0.010, home.1 + 0.018),
-                        (home.0 + 0.015, home.1 + 0.018),
-                        (home.0 + 0.015, home.1 + 0.010),
-                    ]),
-                },
-            ],
+            valid_from: rfc3339(now - 30 * DAY_MS),
+            valid_to: rfc3339(now + 335 * DAY_MS),
+            zones: zones
+                .iter()
+                .map(|z| {
+                    let (geometry, radius_m) = zone_to_geojson(z);
+                    ZoneIo {
+                        name: z.name.clone(),
+                        geometry,
+                        radius_m,
+                    }
+                })
+                .collect(),
             tag_device_id: tag_id.clone(),
         };
-        let audit = Audit::new(None, "order_created")
-            .subject(&order.id)
-            .case(Some(&case.id));
-        store.insert_order(&order, now, &audit).await?;
+        orders::create(ctx, operator, &case.id, order).await?;
         let alarm_id = format!("demo-alarm-{n}");
-        add_device(store, vault, &alarm_id, DeviceKind::Alarm, now).await?;
+        add_device(ctx, &alarm_id, DeviceKind::Alarm).await?;
         for device in std::iter::once(&alarm_id).chain(&tag_id) {
-            let audit = Audit::new(None, "device_issued")
-                .subject(device)
-                .case(Some(&case.id));
-            store
-                .issue_device(device, &case.id, &person.id, now, &audit)
-                .await?;
+            let issue = IssueRequest {
+                case_id: case.id.clone(),
+                holder_person_id: person.id.clone(),
+            };
+            devices::issue(ctx, operator, device, &issue).await?;
         }
     }
     let mut devices = Vec::new();
@@ -241,27 +253,17 @@ pub async fn seed(
     Ok((logins, devices))
 }
 
-async fn add_device(
-    store: &SharedStore,
-    vault: &crate::keys::KeyVault,
-    id: &str,
-    kind: DeviceKind,
-    now: i64,
-) -> Result<(), StoreError> {
-    store
-        .insert_device(
-            &DeviceRecord {
-                model: Some("Demo larmpaket".into()),
-                ..DeviceRecord::in_stock(
-                    id,
-                    kind,
-                    vault.seal(&crate::protocol::DeviceKey::generate(), id),
-                    now,
-                )
-            },
-            &Audit::new(None, "device_added").subject(id),
-        )
-        .await
+async fn add_device(ctx: &Ctx, id: &str, kind: DeviceKind) -> Result<(), AppError> {
+    let req = NewDevice {
+        id: id.into(),
+        kind,
+        model: Some("Demo larmpaket".into()),
+        hb_interval_s: None,
+        supervision_class: None,
+    };
+    // The key is read back from the store with the others, for the simulated fleet.
+    devices::add(ctx, &Actor::Operator, &req).await?;
+    Ok(())
 }
 
 /// Runs the simulated fleet until `stop` says so: heartbeats every 30 s, an alarm about

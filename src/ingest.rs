@@ -1,8 +1,10 @@
 //! The ingest: takes device messages from the broker, verifies and de-duplicates them,
 //! correlates and triages them, stores alerts durably, and only then acknowledges them to
-//! the broker and answers the device.
+//! the broker and answers the device. Every decision is `intake`'s, a pure state machine;
+//! `Ingest` is the async driver that performs them.
 
-use std::collections::HashMap;
+pub mod intake;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,65 +13,35 @@ use rumqttc::Publish;
 use tokio::sync::{mpsc, watch};
 
 use crate::directory::{DeviceEntry, Directory};
-use crate::domain::correlate::DeviceContext;
-use crate::domain::policy::episodes::{BadSignatureTally, LowBatteryEpisode, MissingEpisode};
-use crate::domain::policy::triage::{self, Trigger};
-use crate::domain::policy::{Decision, PolicyConfig};
-use crate::domain::{now_ms, DeviceKind, DeviceStatus, Millis, Position};
+use crate::domain::now_ms;
+use crate::domain::policy::PolicyConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::mqtt::queue::{Inbox, IngestQueue, RateLimit};
 use crate::mqtt::{
     self, Acks, BrokerEvent, BrokerLink, BrokerSide, BrokerTask, Delivery, Downlink,
 };
-use crate::protocol::{self, Feedback, Freshness, Message, Payload, ReplayWindow};
+use crate::protocol::Feedback;
 use crate::readiness::Readiness;
 use crate::store::{CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError};
 use crate::supervise::Supervision;
+use intake::{Admission, Count, Effect, Intake, Received, Signature, Write};
 
-/// What the ingest remembers per device between messages.
-#[derive(Debug, Default)]
-struct DeviceRuntime {
-    window: ReplayWindow,
-    bad_signatures: BadSignatureTally,
-    low_battery: LowBatteryEpisode,
-    /// Missing messages over the policy's window: one technical alert per episode.
-    missing: MissingEpisode,
-    last_position: Option<Position>,
-    /// When a bad signature last made us re-read this device's keys.
-    keys_reread_at: Millis,
-}
-
+/// The thin async driver of the ingest: performs what `Intake` decides.
 pub struct Ingest {
     store: SharedStore,
     directory: Directory,
     hub: Hub,
     metrics: Arc<Metrics>,
-    policy: PolicyConfig,
     /// Tells the broker a message is stored.
     acks: Acks,
     downlink: Downlink,
-    devices: HashMap<String, DeviceRuntime>,
-    pending_health: HashMap<String, DeviceHealth>,
-    /// Last stored security event per (device, kind): floods are counted, not stored.
-    security_last: HashMap<(String, &'static str), Millis>,
-    last_reload: Millis,
+    intake: Intake,
     supervision: Supervision,
-    /// Set when the store refused (for good) what the message in hand asked for: then it is
-    /// not acknowledged, since a PUBACK would tell the device it is stored.
-    refused_by_store: bool,
     /// Whether a store write is being retried right now (not ready meanwhile).
     store_failing: watch::Sender<bool>,
 }
 
-/// A message from an unknown device reloads the directory at most this often.
-const DIRECTORY_RELOAD_MIN_MS: Millis = 2_000;
-/// A bad signature re-reads the device's keys (another instance may have rotated them) at
-/// most this often per device, so a forger cannot make us query the store per message.
-const KEYS_REREAD_MIN_MS: Millis = 10_000;
-
-/// Security events of one kind from one device are stored at most this often.
-const SECURITY_EVENT_EVERY_MS: Millis = 10_000;
 /// Health rows (and so the liveness other instances read) are written this often.
 const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -113,6 +85,7 @@ pub async fn start(
 ///
 /// `backend_identities` are names no login may use there besides the reserved prefix (the
 /// configured client id and username, whatever they are).
+#[cfg(feature = "embedded")]
 pub async fn start_embedded(
     listener: tokio::net::TcpListener,
     parts: IngestParts,
@@ -214,15 +187,10 @@ impl Ingest {
             directory,
             hub,
             metrics,
-            policy,
             acks,
             downlink,
-            devices: HashMap::new(),
-            pending_health: HashMap::new(),
-            security_last: HashMap::new(),
-            last_reload: 0,
+            intake: Intake::new(policy),
             supervision,
-            refused_by_store: false,
             store_failing,
         };
         ingest.restore().await?;
@@ -233,11 +201,7 @@ impl Ingest {
     /// Restores the anti-replay windows and last positions from the store.
     async fn restore(&mut self) -> Result<(), StoreError> {
         for d in self.store.devices().await? {
-            let rt = self.devices.entry(d.id.clone()).or_default();
-            if let (Some(boot), Some(seq)) = (d.health.last_boot, d.health.last_seq) {
-                rt.window = ReplayWindow::starting_at(boot, seq);
-            }
-            rt.last_position = d.health.last_position.map(|(p, _)| p);
+            self.intake.remember(&d.id, &d.health);
         }
         Ok(())
     }
@@ -253,12 +217,12 @@ impl Ingest {
             tokio::select! {
                 d = rx.recv() => {
                     let Delivery { publish: p, publisher, done } = d;
-                    self.handle_from(publisher.as_deref(), &p).await;
-                    if std::mem::take(&mut self.refused_by_store) {
+                    if !self.handle(publisher.as_deref(), &p).await {
                         // Dropping `done` tells the embedded broker to close the device's
                         // connection without a PUBACK; it sends the message again.
                         continue;
                     }
+                    // Only now, with everything stored, may the broker forget the message.
                     self.acks.stored(done, &p).await;
                 }
                 Some(e) = next_event(&mut events) => {
@@ -276,359 +240,213 @@ impl Ingest {
 
     /// One security event per device over its rate (they are rate-limited in turn).
     async fn report_throttled(&mut self, rx: &mut Inbox) {
-        for (device, n) in rx.take_throttled() {
-            let detail = format!("{n} messages over the device's rate limit");
-            let device = (device != "*").then_some(device);
-            self.security_event(device.as_deref(), "rate_limited", &detail)
-                .await;
-        }
+        let effects = rx
+            .take_throttled()
+            .into_iter()
+            .map(|(device, n)| intake::over_rate(device, n))
+            .collect();
+        self.perform(effects).await;
     }
 
     async fn flush_health(&mut self) {
-        if self.pending_health.is_empty() {
+        let batch = self.intake.take_health();
+        if batch.is_empty() {
             return;
         }
-        let batch: Vec<(String, DeviceHealth)> = self.pending_health.drain().collect();
         let kept = write_health(&self.store, &self.metrics, batch).await;
-        for (id, h) in kept {
-            self.pending_health.entry(id).or_default().keep_unflushed(h);
-        }
+        self.intake.keep_unflushed(kept);
     }
 
-    /// A publish as the broker hands it over. On the embedded broker, which has no ACL of its
-    /// own, a device may write only to its own uplink topics and never retained: anything
-    /// else is refused here, before it could count against another device (three forged
-    /// signatures on a victim's topic would otherwise raise a tamper alert on its case).
-    async fn handle_from(&mut self, publisher: Option<&str>, p: &Publish) {
-        if let Some(publisher) = publisher {
-            if let Err(why) = protocol::may_publish(publisher, &p.topic, p.retain) {
-                Metrics::inc(&self.metrics.messages_total);
-                Metrics::inc(&self.metrics.topic_denied_total);
-                let detail = format!("{}: {why}", p.topic);
-                self.security_event(Some(publisher), "topic_denied", &detail)
-                    .await;
-                return;
-            }
-        }
-        self.handle(&p.topic, &p.payload).await;
-    }
-
-    /// One message, start to end. Never fails: what cannot be taken in is counted and
-    /// recorded as a security event, and the ingest goes on.
-    pub async fn handle(&mut self, topic: &str, payload: &[u8]) {
-        Metrics::inc(&self.metrics.messages_total);
-        // Our own downlink comes back to us through the wildcard subscription.
-        if protocol::Downlink::of_leaf(topic).is_some() {
-            return;
-        }
-        let envelope = match protocol::open(topic, payload) {
-            Ok(e) => e,
-            Err(e) => {
-                Metrics::inc(&self.metrics.malformed_total);
-                let device = protocol::parse_topic(topic)
-                    .ok()
-                    .map(|(d, _)| d.to_string());
-                self.security_event(device.as_deref(), "malformed", &format!("{topic}: {e}"))
-                    .await;
-                return;
+    /// One message, start to end: each step of `Intake` decides, the driver looks up, writes
+    /// and answers in between. True when the broker may forget the message; false when the
+    /// store refused (for good) what it asked for, since a PUBACK would tell the device it is
+    /// stored. Never fails: what cannot be taken in is counted and recorded as a security
+    /// event, and the ingest goes on.
+    async fn handle(&mut self, publisher: Option<&str>, p: &Publish) -> bool {
+        let envelope = match self
+            .intake
+            .receive(publisher, &p.topic, p.retain, &p.payload)
+        {
+            Received::Done(effects) => return self.done(effects).await,
+            Received::Opened { envelope, effects } => {
+                self.perform(effects).await;
+                envelope
             }
         };
         let device_id = envelope.device.to_string();
-        let Some(entry) = self.lookup(&device_id).await else {
-            Metrics::inc(&self.metrics.unknown_devices_total);
-            self.security_event(Some(&device_id), "unknown_device", topic)
-                .await;
-            return;
-        };
-        let signed = match protocol::signed_by(&envelope, &entry.key) {
-            Ok(true) => Some(entry),
-            Ok(false) => {
-                self.signed_with_next_key(&device_id, &envelope, entry)
-                    .await
-            }
-            Err(e) => {
-                Metrics::inc(&self.metrics.malformed_total);
-                self.security_event(Some(&device_id), "malformed", &format!("{topic}: {e}"))
-                    .await;
-                return;
-            }
-        };
-        let Some(entry) = signed else {
-            Metrics::inc(&self.metrics.bad_signatures_total);
-            self.security_event(Some(&device_id), "bad_signature", topic)
-                .await;
-            if let Some(entry) = self.directory.device(&device_id) {
-                self.count_bad_signature(&device_id, &entry).await;
-            }
-            return;
-        };
-        let message = match protocol::decode(envelope) {
-            Ok(m) => m,
-            Err(e) => {
-                Metrics::inc(&self.metrics.malformed_total);
-                self.security_event(Some(&device_id), "malformed", &format!("{topic}: {e}"))
-                    .await;
-                return;
-            }
-        };
-        if entry.status != DeviceStatus::Issued || entry.context.is_none() {
-            Metrics::inc(&self.metrics.unknown_devices_total);
-            self.security_event(Some(&device_id), "unissued_device", topic)
-                .await;
-            return;
-        }
-        let rt = self.devices.entry(device_id.clone()).or_default();
-        let freshness = match message.seq {
-            Some(seq) => rt.window.check(message.boot, seq),
-            // The last will has no seq: only an older boot gives it away as a replay.
-            None => match rt.window.highest() {
-                Some((boot, _)) if message.boot < boot => Freshness::Replay,
-                _ => Freshness::Fresh,
-            },
-        };
-        match freshness {
-            Freshness::Duplicate => {
-                Metrics::inc(&self.metrics.duplicates_total);
-                // The first copy may have been stored by a run that died before answering.
-                if let (Payload::Alarm { .. }, Some(seq)) = (&message.payload, message.seq) {
-                    self.downlink
-                        .feedback(&device_id, (message.boot, seq), Feedback::Received)
+        let entry = self.lookup(&device_id).await;
+        let mut signature = self.intake.signature(&envelope, entry, now_ms());
+        let entry = loop {
+            signature = match signature {
+                Signature::Signed { entry, effects } => {
+                    self.perform(effects).await;
+                    break entry;
+                }
+                Signature::Done(effects) => return self.done(effects).await,
+                Signature::RereadKeys => {
+                    self.refresh_device(&device_id).await;
+                    let entry = self.directory.device(&device_id);
+                    self.intake.keys_reread(&envelope, entry)
+                }
+                Signature::NextKey { entry, sealed } => {
+                    let now = now_ms();
+                    let completed = self
+                        .durably(|store| {
+                            let (id, sealed) = (device_id.clone(), sealed.clone());
+                            async move { store.complete_key_rotation(&id, &sealed, now).await }
+                        })
                         .await;
+                    self.refresh_device(&device_id).await;
+                    let fresh = self.directory.device(&device_id);
+                    self.intake.rotated(&envelope, entry, completed, fresh, now)
                 }
-                return;
+                Signature::Bad => {
+                    let entry = self.directory.device(&device_id);
+                    let effects =
+                        self.intake
+                            .bad_signature(&device_id, &p.topic, entry.as_ref(), now_ms());
+                    return self.done(effects).await;
+                }
             }
-            Freshness::Replay if matches!(message.payload, Payload::Alarm { .. }) => {
-                self.late_alarm(&entry, message).await;
-                return;
-            }
-            Freshness::Replay => {
-                Metrics::inc(&self.metrics.replays_total);
-                let detail = format!("{topic}: boot {} seq {:?}", message.boot, message.seq);
-                self.security_event(Some(&device_id), "replay", &detail)
-                    .await;
-                return;
-            }
-            Freshness::Fresh => {}
-        }
-        Metrics::inc(&self.metrics.messages_accepted_total);
-        self.take_in(&entry, message).await;
-    }
-
-    /// An alarm below the window or from an older boot, validly signed: the device repeats an
-    /// alarm until it hears `received`, however far its seq has moved on meanwhile. Held
-    /// already: answered again, nothing else changes. Never arrived: taken in late, as usual.
-    async fn late_alarm(&mut self, entry: &DeviceEntry, message: Message) {
-        let (device_id, boot) = (message.device.to_string(), message.boot);
-        let Some(seq) = message.seq else {
-            return;
         };
-        let held = self
-            .durably(|s| {
-                let id = device_id.clone();
-                async move { s.holds_message(&id, boot, seq).await }
-            })
-            .await;
-        match held {
-            Some(true) => {
-                Metrics::inc(&self.metrics.duplicates_total);
-                self.downlink
-                    .feedback(&device_id, (boot, seq), Feedback::Received)
-                    .await;
-            }
-            Some(false) => {
-                Metrics::inc(&self.metrics.messages_accepted_total);
-                if self.take_in(entry, message).await {
-                    Metrics::inc(&self.metrics.messages_late_total);
-                    self.pending_health
-                        .entry(device_id)
-                        .or_default()
-                        .messages_late += 1;
+        let mut admission = self.intake.admit(envelope, &entry);
+        let (message, late) = loop {
+            admission = match admission {
+                Admission::Done(effects) => return self.done(effects).await,
+                Admission::Refused => return false,
+                Admission::AskHeld { message, origin } => {
+                    let held = self
+                        .durably(|s| {
+                            let id = device_id.clone();
+                            async move { s.holds_message(&id, origin.0, origin.1).await }
+                        })
+                        .await;
+                    self.intake.held(message, origin, held)
+                }
+                Admission::TakeIn {
+                    message,
+                    late,
+                    effects,
+                } => {
+                    self.perform(effects).await;
+                    break (message, late);
                 }
             }
-            // The store could not say: not acknowledged, and the device's next repeat asks
-            // again.
-            None => self.refused_by_store = true,
-        }
-    }
-
-    /// True once the message is taken in (stored where it must be, answered if an alarm).
-    async fn take_in(&mut self, entry: &DeviceEntry, message: Message) -> bool {
-        let now = now_ms();
-        let device_id = message.device.to_string();
-        let ctx = entry.context.clone().expect("checked by the caller");
-        // A message the window can no longer place is an old one: it says nothing about the
-        // device's battery or whereabouts now.
-        let late = message.seq.is_some_and(|seq| {
-            self.devices
-                .get(&device_id)
-                .is_some_and(|rt| rt.window.check(message.boot, seq) == Freshness::Replay)
-        });
-        let health = self.pending_health.entry(device_id.clone()).or_default();
-        let offline = matches!(message.payload, Payload::Offline);
-        // The last will is the broker speaking, not the device: it is no sign of life. Nor is
-        // a late message: old traffic played again must not keep a silent device looking
-        // alive.
-        if !offline && !late {
-            health.last_heard_at = Some(now);
-            self.supervision.heard(&device_id, now);
-        }
-        if !late {
-            health.online = Some(!offline);
-        }
-        let rt = self.devices.entry(device_id.clone()).or_default();
-        let trigger = match &message.payload {
-            Payload::Hello { fw, model, hb_s } => {
-                health.fw = Some(fw.clone());
-                health.reported_model = Some(model.clone());
-                health.hello_hb_s = Some(*hb_s);
-                self.supervision
-                    .reported_interval(&device_id, *hb_s, &self.directory);
-                if entry.hb_interval_s.is_some() || entry.next_key.is_some() {
-                    self.downlink.config(&device_id).await;
-                }
-                None
-            }
-            Payload::Heartbeat {
-                batt,
-                charging,
-                rssi,
-            } => {
-                health.battery = Some(*batt);
-                health.charging = Some(*charging);
-                health.rssi = Some(*rssi);
-                rt.low_battery
-                    .note(&self.policy, *batt, *charging)
-                    .then_some(Trigger::Heartbeat {
-                        battery: *batt,
-                        charging: *charging,
-                    })
-            }
-            Payload::Alarm { kind, batt, fix } => {
-                if let Some(b) = batt.filter(|_| !late) {
-                    health.battery = Some(b);
-                }
-                let position = fix.and_then(|f| Position::new(f.lat(), f.lon(), Some(f.acc_m)));
-                if let Some(p) = position.filter(|_| !late) {
-                    rt.last_position = Some(p);
-                    health.last_position = Some((p, now));
-                }
-                Some(Trigger::Alarm {
-                    kind: *kind,
-                    position,
-                    battery: *batt,
-                })
-            }
-            Payload::Position { fix, .. } => Position::new(fix.lat(), fix.lon(), Some(fix.acc_m))
-                .map(|p| {
-                    rt.last_position = Some(p);
-                    health.last_position = Some((p, now));
-                    Trigger::Position(p)
-                }),
-            Payload::Offline => None,
         };
-        let origin = message.seq.map(|seq| (message.boot, seq));
-        let is_alarm = matches!(message.payload, Payload::Alarm { .. });
-        let late_since = late.then_some(message.device_ts_ms);
-        let taken_in = match trigger {
-            Some(trigger) => {
-                self.act(
-                    &ctx, &device_id, &trigger, origin, is_alarm, late_since, now,
-                )
-                .await
-            }
+        let index = &self.directory;
+        let take = self.intake.take_in(
+            &entry,
+            &message,
+            late,
+            |case| index.snapshot().alarm_devices_of_case(case),
+            now_ms(),
+        );
+        self.perform(take.effects).await;
+        let taken_in = match take.write {
+            Some(write) => self.write(write).await,
             None => true,
         };
-        if !taken_in {
-            // Not recorded as seen, and not acknowledged: a redelivery or the device's own
-            // repeat gets another try.
-            self.refused_by_store = true;
-            Metrics::inc(&self.metrics.store_refused_total);
-            return false;
-        }
-        if let Some((boot, seq)) = origin {
-            let rt = self.devices.entry(device_id.clone()).or_default();
-            let missing = rt.window.record(boot, seq);
-            let health = self.pending_health.entry(device_id.clone()).or_default();
-            if let Some((boot, seq)) = rt.window.highest() {
-                health.last_boot = Some(boot);
-                health.last_seq = Some(seq);
+        match self.intake.stored(take.then, taken_in) {
+            intake::Outcome::Acknowledge(effects) => self.done(effects).await,
+            intake::Outcome::Refuse(effects) => {
+                self.perform(effects).await;
+                false
             }
-            if is_alarm {
-                self.downlink
-                    .feedback(&device_id, (boot, seq), Feedback::Received)
-                    .await;
-            }
-            self.count_missing(&ctx, &device_id, missing, now).await;
         }
+    }
+
+    /// Performs the effects of a message the broker may forget.
+    async fn done(&mut self, effects: Vec<Effect>) -> bool {
+        self.perform(effects).await;
         true
     }
 
-    /// Counts the seqs the window has just given up on, and raises the technical alert once
-    /// an episode of them reaches the policy's threshold.
-    async fn count_missing(
-        &mut self,
-        ctx: &DeviceContext,
-        device_id: &str,
-        missing: u64,
-        now: Millis,
-    ) {
-        if missing > 0 {
-            self.metrics
-                .messages_missing_total
-                .fetch_add(missing, Ordering::Relaxed);
-            self.pending_health
-                .entry(device_id.to_owned())
-                .or_default()
-                .messages_missing += missing;
-        }
-        let rt = self.devices.entry(device_id.to_owned()).or_default();
-        let Some(count) = rt.missing.note(&self.policy, now, missing) else {
-            return;
-        };
-        tracing::warn!(device = device_id, count, "messages missing");
-        let trigger = Trigger::MessagesMissing { count };
-        let decision = triage::triage(&self.policy, ctx, &trigger, now, &[]);
-        if let Some(raise) = Raise::for_decision(decision, ctx, None, false, now) {
-            self.raise(&raise).await;
+    async fn perform(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Count(count) => self.count(count),
+                Effect::Security {
+                    device,
+                    kind,
+                    detail,
+                } => self.security_event(device.as_deref(), kind, &detail).await,
+                Effect::Received { device, origin } => {
+                    self.downlink
+                        .feedback(&device, origin, Feedback::Received)
+                        .await
+                }
+                Effect::Heard { device, at } => self.supervision.heard(&device, at),
+                Effect::ReportedInterval { device, hb_s } => {
+                    self.supervision
+                        .reported_interval(&device, hb_s, &self.directory)
+                }
+                Effect::SendConfig { device } => {
+                    self.downlink.config(&device).await;
+                }
+                Effect::Raise(raise) => {
+                    self.raise(&raise).await;
+                }
+                Effect::KeyRotated {
+                    device,
+                    case_id,
+                    at,
+                } => {
+                    let detail =
+                        "the device signs with its new key; the old one is no longer accepted";
+                    if let Err(e) = self
+                        .store
+                        .audit(
+                            None,
+                            "device_key_rotated",
+                            Some(&device),
+                            case_id.as_deref(),
+                            Some(detail),
+                            at,
+                        )
+                        .await
+                    {
+                        tracing::error!(device, error = %e, "could not audit the key rotation");
+                    }
+                    tracing::info!(device, "device key rotation complete");
+                }
+            }
         }
     }
 
-    /// Triage and the store: true once what the message asks for is durably done.
-    /// `late_since`: the device's time of a message taken in after it left the window.
-    #[allow(clippy::too_many_arguments)]
-    async fn act(
-        &mut self,
-        ctx: &DeviceContext,
-        device_id: &str,
-        trigger: &Trigger,
-        origin: Option<(u32, u32)>,
-        is_alarm: bool,
-        late_since: Option<Millis>,
-        now: Millis,
-    ) -> bool {
-        let alarm_positions = if ctx.kind == DeviceKind::Tag {
-            self.alarm_positions_of_case(&ctx.case.id)
-        } else {
-            Vec::new()
-        };
-        let mut decision = triage::triage(&self.policy, ctx, trigger, now, &alarm_positions);
-        if let Some(sent) = late_since {
-            decision = triage::arrived_late(decision, sent);
-        }
-        match decision {
-            decision @ Decision::Raise { .. } => {
-                let raise =
-                    Raise::for_decision(decision, ctx, origin, is_alarm, now).expect("a raise");
-                self.raise(&raise).await
+    fn count(&self, count: Count) {
+        let m = &self.metrics;
+        let counter = match count {
+            Count::Message => &m.messages_total,
+            Count::Malformed => &m.malformed_total,
+            Count::TopicDenied => &m.topic_denied_total,
+            Count::UnknownDevice => &m.unknown_devices_total,
+            Count::BadSignature => &m.bad_signatures_total,
+            Count::Duplicate => &m.duplicates_total,
+            Count::Replay => &m.replays_total,
+            Count::Accepted => &m.messages_accepted_total,
+            Count::Late => &m.messages_late_total,
+            Count::StoreRefused => &m.store_refused_total,
+            Count::Missing(n) => {
+                m.messages_missing_total.fetch_add(n, Ordering::Relaxed);
+                return;
             }
-            Decision::MarkCancel => {
-                let Some((boot, seq)) = origin else {
-                    return false;
-                };
+        };
+        Metrics::inc(counter);
+    }
+
+    /// What the store must do for a message to be taken in; true once durably done.
+    async fn write(&mut self, write: Write) -> bool {
+        match write {
+            Write::Raise(raise) => self.raise(&raise).await,
+            Write::Cancel {
+                device,
+                origin: (boot, seq),
+                at,
+            } => {
                 let outcome = self
                     .durably(|s| {
-                        let id = device_id.to_owned();
-                        async move { s.cancel(&id, boot, seq, now).await }
+                        let id = device.clone();
+                        async move { s.cancel(&id, boot, seq, at).await }
                     })
                     .await;
                 if let Some(CancelOutcome::Marked(change)) = &outcome {
@@ -636,30 +454,18 @@ impl Ingest {
                 }
                 outcome.is_some()
             }
-            Decision::RecordTest => {
-                let Some((boot, seq)) = origin else {
-                    return false;
-                };
-                self.durably(|s| {
-                    let id = device_id.to_owned();
-                    async move { s.record_message(&id, boot, seq, "test", now).await }
+            Write::Record {
+                device,
+                origin: (boot, seq),
+                kind,
+                at,
+            } => self
+                .durably(|s| {
+                    let id = device.clone();
+                    async move { s.record_message(&id, boot, seq, kind, at).await }
                 })
                 .await
-                .is_some()
-            }
-            // Escalation is supervision's, never a device trigger's.
-            Decision::Escalate { .. } => true,
-            // An alarm is still on record, so that a repeat of it is known as held.
-            Decision::Nothing => match (trigger, origin) {
-                (Trigger::Alarm { kind, .. }, Some((boot, seq))) if is_alarm => self
-                    .durably(|s| {
-                        let id = device_id.to_owned();
-                        async move { s.record_message(&id, boot, seq, kind.as_str(), now).await }
-                    })
-                    .await
-                    .is_some(),
-                _ => true,
-            },
+                .is_some(),
         }
     }
 
@@ -687,131 +493,22 @@ impl Ingest {
         true
     }
 
-    fn alarm_positions_of_case(&self, case_id: &str) -> Vec<(String, Position)> {
-        self.directory
-            .snapshot()
-            .alarm_devices_of_case(case_id)
-            .into_iter()
-            .filter_map(|id| {
-                let p = self.devices.get(&id)?.last_position?;
-                Some((id, p))
-            })
-            .collect()
-    }
-
-    /// A message the current key did not sign may carry the device's next key: then the
-    /// rotation is complete, and the new key is the only one from now on. The keys are
-    /// re-read first (rate-limited) when this instance knows of no next key, since another
-    /// instance or the command line may have started the rotation. The entry to go on with,
-    /// or `None` for a bad signature.
-    async fn signed_with_next_key(
-        &mut self,
-        device_id: &str,
-        envelope: &protocol::Envelope,
-        mut entry: DeviceEntry,
-    ) -> Option<DeviceEntry> {
-        let now = now_ms();
-        let rt = self.devices.entry(device_id.to_owned()).or_default();
-        if entry.next_key.is_none() && now - rt.keys_reread_at >= KEYS_REREAD_MIN_MS {
-            rt.keys_reread_at = now;
-            if let Err(e) = self.directory.refresh_device(&self.store, device_id).await {
-                tracing::warn!(device = device_id, error = %e, "could not re-read the device's keys");
-            }
-            entry = self.directory.device(device_id)?;
-            if protocol::signed_by(envelope, &entry.key).unwrap_or(false) {
-                return Some(entry);
-            }
-        }
-        let (next, sealed) = entry.next_key.clone()?;
-        if !protocol::signed_by(envelope, &next).unwrap_or(false) {
-            return None;
-        }
-        let completed = self
-            .durably(|store| {
-                let (id, sealed) = (device_id.to_owned(), sealed.clone());
-                async move { store.complete_key_rotation(&id, &sealed, now).await }
-            })
-            .await;
-        if completed == Some(true) {
-            let detail = "the device signs with its new key; the old one is no longer accepted";
-            let case_id = entry.context.as_ref().map(|c| c.case.id.clone());
-            if let Err(e) = self
-                .store
-                .audit(
-                    None,
-                    "device_key_rotated",
-                    Some(device_id),
-                    case_id.as_deref(),
-                    Some(detail),
-                    now,
-                )
-                .await
-            {
-                tracing::error!(device = device_id, error = %e, "could not audit the key rotation");
-            }
-            tracing::info!(device = device_id, "device key rotation complete");
-        }
-        if let Err(e) = self.directory.refresh_device(&self.store, device_id).await {
-            tracing::warn!(device = device_id, error = %e, "could not re-read the device's keys");
-        }
-        let fresh = self.directory.device(device_id).unwrap_or(DeviceEntry {
-            key: next,
-            next_key: None,
-            ..entry
-        });
-        match completed {
-            // The retained cfg still carries the wrapped key under the old one: replace it
-            // with one signed by the new key.
-            Some(true) => {
-                self.downlink.config(device_id).await;
-            }
-            // Another instance completed this rotation (the key is now the device's), or a
-            // later rotation replaced it (then this key was never taken up and counts no more).
-            Some(false) if !protocol::signed_by(envelope, &fresh.key).unwrap_or(false) => {
-                return None;
-            }
-            Some(false) => {}
-            // The store refused for good: the message is still the device's own, signed with
-            // a key we issued; it is taken in, and the rotation completes at a later message.
-            None => {}
-        }
-        Some(fresh)
-    }
-
-    async fn count_bad_signature(&mut self, device_id: &str, entry: &DeviceEntry) {
-        let Some(ctx) = entry.context.clone() else {
-            return;
-        };
-        let now = now_ms();
-        let rt = self.devices.entry(device_id.to_owned()).or_default();
-        // A flood updates the alert (a store write and a push to every console) every few
-        // seconds, not per message; the count covers every bad signature.
-        let Some(count) = rt.bad_signatures.note(&self.policy, now) else {
-            return;
-        };
-        let trigger = Trigger::BadSignatures { count };
-        let decision = triage::triage(&self.policy, &ctx, &trigger, now, &[]);
-        if let Some(raise) = Raise::for_decision(decision, &ctx, None, false, now) {
-            self.raise(&raise).await;
-        }
-    }
-
-    /// The device's entry, reloading the directory once when it is unknown or not issued
-    /// here: another instance may have just issued it.
+    /// The device's entry, reloading the directory first when `Intake` says so.
     async fn lookup(&mut self, device_id: &str) -> Option<DeviceEntry> {
         let entry = self.directory.device(device_id);
-        if entry.as_ref().is_some_and(|e| e.context.is_some()) {
+        if !self.intake.reload_due(entry.as_ref(), now_ms()) {
             return entry;
         }
-        let now = now_ms();
-        if now - self.last_reload < DIRECTORY_RELOAD_MIN_MS {
-            return entry;
-        }
-        self.last_reload = now;
         if let Err(e) = self.directory.reload(&self.store).await {
             tracing::warn!(error = %e, "directory reload failed");
         }
         self.directory.device(device_id)
+    }
+
+    async fn refresh_device(&self, device_id: &str) {
+        if let Err(e) = self.directory.refresh_device(&self.store, device_id).await {
+            tracing::warn!(device = device_id, error = %e, "could not re-read the device's keys");
+        }
     }
 
     /// Runs a store write until it succeeds: an alarm is never given up because the database
@@ -847,36 +544,12 @@ impl Ingest {
     async fn security_event(&mut self, device_id: Option<&str>, kind: &'static str, detail: &str) {
         Metrics::inc(&self.metrics.security_events_total);
         let now = now_ms();
-        // Unknown ids are the attacker's choice: one budget for all of them.
         let known = device_id.is_some_and(|id| self.directory.device(id).is_some());
-        let key = (
-            if known { device_id.unwrap_or("") } else { "*" }.to_owned(),
-            kind,
-        );
-        if self
-            .security_last
-            .get(&key)
-            .is_some_and(|t| now - t < SECURITY_EVENT_EVERY_MS)
-        {
+        if !self.intake.security_event_due(device_id, known, kind, now) {
             return;
         }
-        if self.security_last.len() > 100_000 {
-            self.security_last
-                .retain(|_, t| now - *t < SECURITY_EVENT_EVERY_MS);
-        }
-        self.security_last.insert(key, now);
         tracing::warn!(device = device_id, kind, detail, "security event");
-        // Topics and refusals carry whatever the sender put in them; a control character
-        // (NUL above all) must not make the store refuse the record of it.
-        let mut clean = String::with_capacity(detail.len().min(500));
-        for c in detail.chars().take(500) {
-            if c.is_control() {
-                clean.extend(c.escape_unicode());
-            } else {
-                clean.push(c);
-            }
-        }
-        let detail = clean;
+        let detail = intake::recordable(detail);
         if let Err(e) = self
             .store
             .security_event(device_id, kind, &detail, now)

@@ -7,13 +7,14 @@
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
-//! settings; [`metrics`] the counters;
-//! [`demo`] the seeded first look. What people do through the API or the command line
-//! goes through [`app`], the application's operations, one module per aggregate.
+//! settings; [`metrics`] the counters; `demo` (with the `demo` feature) the seeded first
+//! look. What people do through the API or the command line goes through [`app`], the
+//! application's operations, one module per aggregate.
 
 pub mod app;
 pub mod audit;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
 pub mod domain;
@@ -47,8 +48,12 @@ use web::AppState;
 pub enum StartError {
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[cfg(feature = "embedded")]
     #[error(transparent)]
     Broker(#[from] mqtt::embedded::BrokerError),
+    #[cfg(not(feature = "embedded"))]
+    #[error("this build of vakt has no embedded MQTT broker (it was built without the `embedded` feature): set mqtt_url (VAKT_MQTT_URL) to the broker the devices use")]
+    NoEmbeddedBroker,
     #[error("cannot create the data directory {0}: {1}")]
     DataDir(std::path::PathBuf, std::io::Error),
     #[error("cannot listen for HTTP on {0}: {1}")]
@@ -182,6 +187,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         rate: config.device_rate(),
     };
     let (ingest, mqtt_host, mqtt_port) = match &config.mqtt_url {
+        #[cfg(not(feature = "embedded"))]
+        None => return Err(StartError::NoEmbeddedBroker),
+        #[cfg(feature = "embedded")]
         None => {
             let listener = mqtt::embedded::bind(config.mqtt_listen, options.fallback_ports).await?;
             let addr = listener

@@ -168,8 +168,13 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load().context("configuration")?;
     match cli.command {
-        Command::Serve => serve(config, false).await,
-        Command::Demo => serve(config, true).await,
+        Command::Serve => serve(config).await,
+        #[cfg(feature = "demo")]
+        Command::Demo => demo(config).await,
+        #[cfg(not(feature = "demo"))]
+        Command::Demo => anyhow::bail!(
+            "this build of vakt has no demo: it was built without the `demo` feature (cargo build --features demo)"
+        ),
         Command::Migrate => {
             vakt::open_store_for_command(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url()));
@@ -379,66 +384,74 @@ async fn mosquitto_files(
     Ok(())
 }
 
-async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
-    if demo {
-        // A first look on one's own machine: the printed logins work without an app.
-        config.require_second_factor = false;
-    }
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = vakt::start(config, vakt::StartOptions::default()).await?;
+    tracing::info!(http = %running.http_addr, mqtt = %format!("{}:{}", running.mqtt_host, running.mqtt_port), "vakt is serving");
+    shutdown_signal().await;
+    stop(running).await;
+    Ok(())
+}
+
+/// `vakt serve` with the seeded first look and a simulated fleet.
+#[cfg(feature = "demo")]
+async fn demo(mut config: Config) -> anyhow::Result<()> {
+    // A first look on one's own machine: the printed logins work without an app.
+    config.require_second_factor = false;
     let wanted_http = config.http_addr;
     let wanted_mqtt = config.mqtt_listen;
     let external = config.mqtt_url.is_some();
     let running = vakt::start(
         config,
         vakt::StartOptions {
-            fallback_ports: demo,
+            fallback_ports: true,
         },
     )
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if demo {
-        let (logins, devices) =
-            vakt::demo::seed(&running.state.store, running.state.directory.vault()).await?;
-        running.state.refresh_directory().await;
-        println!();
-        println!("vakt demo is running.");
-        if running.http_addr != wanted_http {
-            println!(
-                "  ({wanted_http} was taken, so HTTP moved to {})",
-                running.http_addr
-            );
-        }
-        if !external && running.mqtt_port != wanted_mqtt.port() {
-            println!(
-                "  ({wanted_mqtt} was taken, so the embedded MQTT broker moved to port {})",
-                running.mqtt_port
-            );
-        }
-        println!("  Console:     http://{}/", running.http_addr);
-        for l in &logins {
-            println!(
-                "  Log in as {:<12} password {}   ({})",
-                l.username,
-                l.password,
-                l.role.as_str()
-            );
-        }
-        println!("  MQTT broker: {}:{}", running.mqtt_host, running.mqtt_port);
+    let (logins, devices) = vakt::demo::seed(&running.state.app()).await?;
+    running.state.refresh_directory().await;
+    println!();
+    println!("vakt demo is running.");
+    if running.http_addr != wanted_http {
         println!(
-            "  {} simulated devices; an alarm about every 30 s. Ctrl-C stops.",
-            devices.len()
+            "  ({wanted_http} was taken, so HTTP moved to {})",
+            running.http_addr
         );
-        println!();
-        tokio::spawn(vakt::demo::run_fleet(
-            running.mqtt_host.clone(),
-            running.mqtt_port,
-            devices,
-            stop_rx,
-        ));
-    } else {
-        tracing::info!(http = %running.http_addr, mqtt = %format!("{}:{}", running.mqtt_host, running.mqtt_port), "vakt is serving");
     }
+    if !external && running.mqtt_port != wanted_mqtt.port() {
+        println!(
+            "  ({wanted_mqtt} was taken, so the embedded MQTT broker moved to port {})",
+            running.mqtt_port
+        );
+    }
+    println!("  Console:     http://{}/", running.http_addr);
+    for l in &logins {
+        println!(
+            "  Log in as {:<12} password {}   ({})",
+            l.username,
+            l.password,
+            l.role.as_str()
+        );
+    }
+    println!("  MQTT broker: {}:{}", running.mqtt_host, running.mqtt_port);
+    println!(
+        "  {} simulated devices; an alarm about every 30 s. Ctrl-C stops.",
+        devices.len()
+    );
+    println!();
+    tokio::spawn(vakt::demo::run_fleet(
+        running.mqtt_host.clone(),
+        running.mqtt_port,
+        devices,
+        stop_rx,
+    ));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
+    stop(running).await;
+    Ok(())
+}
+
+async fn stop(running: vakt::Running) {
     // Consoles end their streams at the stop; anything still hanging after that is cut.
     if tokio::time::timeout(std::time::Duration::from_secs(5), running.stop())
         .await
@@ -446,7 +459,6 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     {
         tracing::warn!("shutdown took longer than 5 s; stopping anyway");
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -472,6 +484,8 @@ async fn command_ctx(config: &Config) -> anyhow::Result<app::Ctx> {
         directory: vakt::directory::Directory::new(std::sync::Arc::new(config.key_vault()?)),
         config: std::sync::Arc::new(config.clone()),
         metrics: Default::default(),
+        // Nobody watches alerts from a command: its hub has no listener.
+        hub: Default::default(),
         devices: app::DeviceLink::Offline,
     })
 }

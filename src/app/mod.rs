@@ -3,15 +3,21 @@
 //! what is audited, what the devices must hear); the edges (HTTP in `web`, the command
 //! line, the demo) parse their input, call these, and word the result.
 
+pub mod alerts;
+pub mod audit;
+pub mod cases;
 pub mod devices;
+pub mod orders;
+pub mod persons;
 pub mod users;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::mqtt::Downlink;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::mqtt::Downlink;
 use crate::protocol::Feedback;
 use crate::store::{Role, SharedStore, StoreError};
 
@@ -22,6 +28,8 @@ pub struct Ctx {
     pub directory: Directory,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// The consoles' live streams.
+    pub hub: Hub,
     pub devices: DeviceLink,
 }
 
@@ -131,6 +139,14 @@ impl Actor {
         }
     }
 
+    /// The actor's own region; `None` for national users and the operator.
+    pub fn home_region(&self) -> Option<&str> {
+        match self {
+            Actor::User { region, .. } => region.as_deref(),
+            Actor::Operator => None,
+        }
+    }
+
     pub fn is_officer(&self) -> bool {
         matches!(
             self,
@@ -230,5 +246,65 @@ pub async fn region_in_list(ctx: &Ctx, typed: &str) -> AppResult<String> {
                 crate::regions::names_in_force(&list)
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role, region: Option<&str>) -> Actor {
+        Actor::User {
+            username: "kim".into(),
+            role,
+            region: region.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_regional_user_covers_only_their_region_and_nothing_unplaced() {
+        let nord = user(Role::Officer, Some("Nord"));
+        assert!(nord.covers(Some("Nord")));
+        assert!(!nord.covers(Some("Syd")));
+        assert!(!nord.covers(None));
+    }
+
+    #[test]
+    fn a_national_user_and_the_operator_cover_every_region() {
+        for actor in [user(Role::Officer, None), Actor::Operator] {
+            assert!(actor.covers(Some("Syd")));
+            assert!(actor.covers(None));
+        }
+    }
+
+    #[test]
+    fn admins_and_the_operator_may_do_what_any_role_may() {
+        assert!(user(Role::Admin, None).require(&[Role::Officer]).is_ok());
+        assert!(Actor::Operator.require_admin().is_ok());
+        assert!(matches!(
+            user(Role::Coordinator, None).require(&[Role::Officer]),
+            Err(AppError::Forbidden)
+        ));
+        assert!(matches!(
+            user(Role::Coordinator, None).require_admin(),
+            Err(AppError::Forbidden)
+        ));
+    }
+
+    #[test]
+    fn the_operator_is_on_the_audit_trail_without_a_name() {
+        assert_eq!(Actor::Operator.name(), None);
+        assert_eq!(user(Role::Officer, None).name(), Some("kim"));
+    }
+
+    #[test]
+    fn a_text_is_trimmed_and_a_blank_optional_one_is_none() {
+        assert_eq!(text("name", "  Anna ", 10).unwrap(), "Anna");
+        assert!(matches!(
+            text("name", "   ", 10),
+            Err(AppError::Invalid { field, .. }) if field == "name"
+        ));
+        assert_eq!(optional_text("phone", Some("  "), 10).unwrap(), None);
+        assert!(optional_text("phone", Some("12345678901"), 10).is_err());
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rumqttc::{AsyncClient, QoS};
 
+#[cfg(feature = "embedded")]
 use super::embedded::EmbeddedBroker;
 use crate::directory::Directory;
 use crate::domain::now_ms;
@@ -24,6 +25,7 @@ pub struct Downlink {
 #[derive(Clone)]
 pub(super) enum DownlinkSink {
     Client(AsyncClient),
+    #[cfg(feature = "embedded")]
     Embedded(EmbeddedBroker),
 }
 
@@ -34,6 +36,7 @@ impl DownlinkSink {
                 .publish(topic, QoS::AtLeastOnce, retain, body)
                 .await
                 .map_err(|e| e.to_string()),
+            #[cfg(feature = "embedded")]
             DownlinkSink::Embedded(b) => {
                 b.publish(&topic, body.into(), retain);
                 Ok(())

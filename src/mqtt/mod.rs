@@ -1,8 +1,8 @@
 //! The broker link: everything between the devices' MQTT broker and the ingest.
 //!
-//! Either the [`embedded`] broker, inside this process, or an external one (Mosquitto)
-//! reached through the backend's own client ([`link`]), whose password file and ACL
-//! [`mosquitto`] renders. Both hand the devices' messages to the ingest through one
+//! Either the `embedded` broker, inside this process (built with the `embedded` feature),
+//! or an external one (Mosquitto) reached through the backend's own client ([`link`]),
+//! whose password file and ACL [`mosquitto`] renders. Both hand the devices' messages to the ingest through one
 //! [`queue`], learn from [`Acks`] when a message is stored and may be acknowledged, and
 //! carry the backend's answers back out ([`Downlink`]). Several instances on one external
 //! broker share its subscription ([`cluster`]).
@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod downlink;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod link;
 pub mod mosquitto;
@@ -27,9 +28,6 @@ use queue::{Inbox, IngestQueue};
 /// Messages waiting for the ingest. The embedded broker stops reading a device's connection
 /// when its share is full, so a burst waits here or in the device, never in a lossy log.
 const DELIVERY_QUEUE: usize = 10_000;
-/// Broker security events waiting for the ingest; past this they are counted and logged
-/// only (a flood of refused logins must not hold up the broker).
-const BROKER_EVENT_QUEUE: usize = 1_000;
 
 /// A message to take in, and who acknowledges it to the broker once it is stored.
 pub struct Delivery {
@@ -95,6 +93,7 @@ pub struct BrokerTask(Task);
 
 enum Task {
     External(Box<link::Connection>),
+    #[cfg(feature = "embedded")]
     Embedded {
         broker: embedded::EmbeddedBroker,
         listener: tokio::net::TcpListener,
@@ -106,6 +105,7 @@ impl BrokerTask {
     pub fn run(self, shutdown: watch::Receiver<bool>) {
         match self.0 {
             Task::External(connection) => connection.run(shutdown),
+            #[cfg(feature = "embedded")]
             Task::Embedded {
                 broker,
                 listener,

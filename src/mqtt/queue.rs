@@ -307,6 +307,16 @@ impl IngestQueue {
             .or_insert_with(|| Bucket::full(&limit, now))
     }
 
+    /// A place in the queue, waiting while it is full.
+    async fn room(&self) -> Result<OwnedSemaphorePermit, Closed> {
+        self.shared
+            .room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Closed)
+    }
+
     /// For a broker that cannot be told to wait for one device (an external one: all devices
     /// come over one connection): a device over its rate has the message dropped at once,
     /// before it costs anything else. Waits only while the whole queue is full.
@@ -321,8 +331,7 @@ impl IngestQueue {
                 return Err(Refused::Throttled(delivery));
             }
         }
-        let room = self.shared.room.clone().acquire_owned().await;
-        let room = room.map_err(|_| Refused::Closed)?;
+        let room = self.room().await.map_err(|Closed| Refused::Closed)?;
         self.push(&device, delivery, room);
         Ok(())
     }
@@ -330,13 +339,7 @@ impl IngestQueue {
     /// For the embedded broker, which can stop reading one device: waits for a place in the
     /// queue and for the device's next token. Cancel-safe: nothing is taken until it returns.
     pub async fn reserve(&self, device: &str) -> Result<Permit, Closed> {
-        let room = self
-            .shared
-            .room
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Closed)?;
+        let room = self.room().await?;
         loop {
             let taken = {
                 let now = self.now();
@@ -364,13 +367,7 @@ impl IngestQueue {
     /// Beyond any rate: what is owed already (a dead connection's last will, a dead
     /// instance's queued messages). Waits while the queue is full.
     pub async fn send(&self, delivery: Delivery) -> Result<(), Closed> {
-        let room = self
-            .shared
-            .room
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Closed)?;
+        let room = self.room().await?;
         self.push(&lane_of(&delivery), delivery, room);
         Ok(())
     }

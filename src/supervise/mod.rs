@@ -254,14 +254,12 @@ impl Supervisor {
             let hb =
                 silence::effective_interval_s(entry.hb_interval_s, hello, self.config.default_hb_s);
             let grace = self.config.grace_for(&entry.supervision_class);
-            // A device heard before this process started gets a whole deadline from the
-            // start: nobody is declared silent for the time the backend itself was down.
-            let heard = record.and_then(|r| r.health.last_heard_at).unwrap_or(now);
-            let heard = if heard < self.started {
-                self.started
-            } else {
-                heard
-            };
+            let heard = silence::counted_from(
+                record.and_then(|r| r.health.last_heard_at),
+                self.started,
+                now,
+            );
+            // Already tracked: what this process heard itself is newer.
             let heard = if l.is_tracked(id) { 0 } else { heard };
             l.track(id, hb as Millis * 1000, grace as Millis * 1000, heard);
         }

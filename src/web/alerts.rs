@@ -15,10 +15,9 @@ use super::mask::{self, Sight};
 use super::orders::OrderOut;
 use super::persons::{reveal, AlertRevealQuery, PersonOut};
 use super::AppState;
-use crate::app::optional_text;
+use crate::app::alerts;
 use crate::directory::Index;
 use crate::domain::{now_ms, Alert, AlertState, Outcome, Position, Risk};
-use crate::protocol::Feedback;
 use crate::store::{HistoryEntry, Role};
 
 #[derive(Serialize, ToSchema, Clone)]
@@ -105,25 +104,10 @@ pub async fn list_alerts(
     caller: Caller,
     Query(q): Query<AlertQuery>,
 ) -> ApiResult<Json<Vec<AlertOut>>> {
-    caller.require(&[Role::Officer, Role::Coordinator])?;
-    let states = match q.state.as_deref() {
-        None | Some("") => vec![AlertState::Open, AlertState::Acknowledged],
-        Some(list) => list
-            .split(',')
-            .map(|s| {
-                AlertState::parse(s.trim())
-                    .ok_or_else(|| ApiError::invalid("state", "open, acknowledged or resolved"))
-            })
-            .collect::<ApiResult<Vec<_>>>()?,
-    };
-    let alerts = s.store.alerts(&states).await?;
+    let alerts = alerts::queue(&s.app(), &caller.actor(), q.state.as_deref()).await?;
     let index = s.directory.snapshot();
     Ok(Json(
-        alerts
-            .iter()
-            .filter(|a| caller.covers(a.region.as_deref()))
-            .map(|a| unrevealed_alert(a, &index))
-            .collect(),
+        alerts.iter().map(|a| unrevealed_alert(a, &index)).collect(),
     ))
 }
 
@@ -141,12 +125,8 @@ pub struct AlertDetail {
     pub location: Option<LocationOut>,
 }
 
-pub(super) async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Alert> {
-    let alert = s.store.alert(id).await?;
-    caller
-        .require_region(alert.region.as_deref())
-        .map_err(|_| ApiError::NotFound)?;
-    Ok(alert)
+async fn alert_in_region(s: &AppState, caller: &Caller, id: i64) -> ApiResult<Alert> {
+    Ok(alerts::in_region(&s.app(), &caller.actor(), id).await?)
 }
 
 #[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", params(("id" = i64, Path), AlertRevealQuery),
@@ -271,7 +251,7 @@ pub async fn street_address(
 /// The reason an alert's detail is asked with: the caller's own words, or, for the officer
 /// handling the alert (`?handling=true`), one the server words after checking that the
 /// caller is the one who acknowledged it. A client never supplies the handling reason.
-pub(super) fn alert_reveal_reason(
+fn alert_reveal_reason(
     caller: &Caller,
     alert: &Alert,
     q: &AlertRevealQuery,
@@ -309,23 +289,17 @@ pub async fn ack_alert(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<AlertOut>> {
-    caller.require(&[Role::Officer])?;
-    alert_in_region(&s, &caller, id).await?;
+    let (ctx, actor) = (s.app(), caller.actor());
+    // Who may handle it is told before what is wrong with the body.
+    alerts::to_handle(&ctx, &actor, id).await?;
     // The body is optional: an empty one acknowledges without a note.
     let req: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AckRequest::default()
     } else {
         super::json::parse(&body)?
     };
-    let note = optional_text("note", req.note.as_deref(), 2000)?;
-    let change = s
-        .store
-        .acknowledge(id, &caller.username, note.as_deref(), now_ms())
-        .await?;
-    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
-    tell_device(&s, &change.alert, Feedback::Accepted).await;
-    s.hub.publish(change);
-    Ok(Json(out))
+    let alert = alerts::acknowledge(&ctx, &actor, id, req.note.as_deref()).await?;
+    Ok(Json(unrevealed_alert(&alert, &s.directory.snapshot())))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -343,28 +317,20 @@ pub async fn resolve_alert(
     Path(id): Path<i64>,
     Body(req): Body<ResolveRequest>,
 ) -> ApiResult<Json<AlertOut>> {
-    caller.require(&[Role::Officer])?;
-    alert_in_region(&s, &caller, id).await?;
-    let note = optional_text("note", req.note.as_deref(), 2000)?;
-    let change = s
-        .store
-        .resolve(id, &caller.username, req.outcome, note.as_deref(), now_ms())
-        .await?;
-    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
-    tell_device(&s, &change.alert, Feedback::Resolved).await;
-    s.hub.publish(change);
-    Ok(Json(out))
+    let alert = alerts::resolve(
+        &s.app(),
+        &caller.actor(),
+        id,
+        req.outcome,
+        req.note.as_deref(),
+    )
+    .await?;
+    Ok(Json(unrevealed_alert(&alert, &s.directory.snapshot())))
 }
 
 /// An alert as sent without a stated reason: lists, answers to changes, the live stream.
 pub fn unrevealed_alert(a: &Alert, index: &Index) -> AlertOut {
     mask::alert(a, index, Sight::unrevealed(index, a.case_id.as_deref()))
-}
-
-pub(super) async fn tell_device(s: &AppState, alert: &Alert, st: Feedback) {
-    if let (Some(device), Some(origin)) = (&alert.device_id, alert.origin) {
-        s.devices.feedback(device, origin, st).await;
-    }
 }
 
 /// The routes of this resource, each with its OpenAPI operation.

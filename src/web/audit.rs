@@ -7,22 +7,9 @@ use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiResult, Problem};
 use super::AppState;
-use crate::domain::{now_ms, parse_rfc3339};
-
-#[derive(Deserialize, IntoParams)]
-pub struct AuditQuery {
-    pub case_id: Option<String>,
-    /// Only what this user did or saw.
-    pub user: Option<String>,
-    /// RFC 3339; entries at or after.
-    pub from: Option<String>,
-    /// RFC 3339; entries before.
-    pub to: Option<String>,
-    /// At most this many, newest first (default 500, at most 10000).
-    pub limit: Option<i64>,
-}
+use crate::app::audit::{self as trail, AuditQuery};
 
 #[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = [crate::store::AuditEntry]), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json")))]
@@ -31,35 +18,7 @@ pub async fn audit(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<crate::store::AuditEntry>>> {
-    if !caller.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
-    let time = |field: &str, v: Option<&str>| match v {
-        None => Ok(None),
-        Some(t) => parse_rfc3339(t)
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid(field, "not an RFC 3339 time")),
-    };
-    let filter = crate::store::AuditFilter {
-        case_id: q.case_id,
-        actor: q.user,
-        from: time("from", q.from.as_deref())?,
-        to: time("to", q.to.as_deref())?,
-        limit: q.limit.unwrap_or(500).clamp(1, 10_000),
-    };
-    let entries = s.store.audit_entries(&filter).await?;
-    // Reading the audit trail is itself a consultation worth a line.
-    s.store
-        .audit(
-            Some(&caller.username),
-            "audit_read",
-            None,
-            filter.case_id.as_deref(),
-            None,
-            now_ms(),
-        )
-        .await?;
-    Ok(Json(entries))
+    Ok(Json(trail::entries(&s.app(), &caller.actor(), q).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -75,14 +34,8 @@ pub async fn security_events(
     caller: Caller,
     Query(q): Query<LimitQuery>,
 ) -> ApiResult<Json<Vec<crate::store::SecurityEvent>>> {
-    if !caller.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
-    Ok(Json(
-        s.store
-            .security_events(q.limit.unwrap_or(500).clamp(1, 10_000))
-            .await?,
-    ))
+    let events = trail::security_events(&s.app(), &caller.actor(), q.limit).await?;
+    Ok(Json(events))
 }
 
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
@@ -91,10 +44,7 @@ pub async fn verify_audit(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<crate::audit::Verdict>> {
-    if !caller.is_admin() {
-        return Err(ApiError::Forbidden);
-    }
-    Ok(Json(s.store.verify_audit().await?))
+    Ok(Json(trail::verify(&s.app(), &caller.actor()).await?))
 }
 
 /// The routes of this resource, each with its OpenAPI operation.

@@ -205,27 +205,15 @@ impl Caller {
 
     /// Whether this caller may see things of `region` (no region of its own: national).
     pub fn covers(&self, region: Option<&str>) -> bool {
-        match (&self.region, region) {
-            (None, _) => true,
-            (Some(mine), Some(theirs)) => mine == theirs,
-            (Some(_), None) => false,
-        }
+        self.actor().covers(region)
     }
 
     pub fn require(&self, roles: &[Role]) -> ApiResult<()> {
-        if self.role == Role::Admin || roles.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden)
-        }
+        Ok(self.actor().require(roles)?)
     }
 
     pub fn require_region(&self, region: Option<&str>) -> ApiResult<()> {
-        if self.covers(region) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden)
-        }
+        Ok(self.actor().require_region(region)?)
     }
 }
 

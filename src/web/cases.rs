@@ -3,64 +3,21 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Caller;
 use super::devices::{device_out, DeviceOut};
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiResult, Problem};
 use super::json::Body;
-use super::mask::{self, Sight, MASK};
+use super::mask::{self, Sight};
 use super::orders::OrderOut;
 use super::persons::{case_sight, reveal, PersonOut, ReasonQuery};
 use super::AppState;
-use crate::app::{new_id, optional_text, present, text};
+use crate::app::cases::{self, CaseChange, NewCase};
 use crate::domain::{now_ms, Case, Relative, Risk};
-use crate::store::{Audit, CasePatch, Role};
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewCase {
-    pub reference: String,
-    pub person_id: String,
-    pub risk: Risk,
-    /// One of `GET /api/regions`, by name or code, ignoring case; the person's region when
-    /// left out.
-    #[serde(default)]
-    pub region: Option<String>,
-    pub response_plan: Option<String>,
-    #[serde(default)]
-    pub relatives: Vec<Relative>,
-}
-
-pub(super) fn relatives(list: Vec<Relative>) -> ApiResult<Vec<Relative>> {
-    if list.len() > 20 {
-        return Err(ApiError::invalid("relatives", "at most 20"));
-    }
-    list.into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let field = format!("relatives[{i}].name");
-            if r.name.trim() == MASK {
-                // A masked case sent back unchanged would overwrite the names it withheld.
-                return Err(ApiError::invalid(
-                    &field,
-                    "a withheld name: reveal the case before changing its relatives",
-                ));
-            }
-            Ok(Relative {
-                name: text(&field, &r.name, 200)?,
-                relation: optional_text(
-                    &format!("relatives[{i}].relation"),
-                    r.relation.as_deref(),
-                    100,
-                )?,
-                phone: optional_text(&format!("relatives[{i}].phone"), r.phone.as_deref(), 40)?,
-            })
-        })
-        .collect()
-}
+use crate::store::Role;
 
 #[derive(Serialize, ToSchema)]
 pub struct CaseOut {
@@ -96,54 +53,7 @@ pub async fn create_case(
     caller: Caller,
     Body(req): Body<NewCase>,
 ) -> ApiResult<(StatusCode, Json<CaseOut>)> {
-    caller.require(&[Role::Coordinator])?;
-    let given = match optional_text("region", req.region.as_deref(), 100)? {
-        Some(r) => {
-            let r = super::regions::region_in_list(&s, &r).await?;
-            if !caller.covers(Some(&r)) {
-                return Err(ApiError::invalid("region", "outside your region"));
-            }
-            Some(r)
-        }
-        None => None,
-    };
-    let person = match s.store.person(&req.person_id).await {
-        Ok(p) => p,
-        Err(crate::store::StoreError::NotFound) => {
-            return Err(ApiError::invalid("person_id", "no such person"))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !caller.covers(person.region.as_deref()) {
-        return Err(ApiError::invalid("person_id", "no such person"));
-    }
-    // A case left without a region is where its person is, so the same officers see both.
-    let region = match (given, &person.region) {
-        (Some(r), _) => r,
-        (None, Some(r)) => super::regions::region_in_list(&s, r).await?,
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "region",
-                "required: the person has no region to take",
-            ))
-        }
-    };
-    let case = Case {
-        id: new_id("c"),
-        reference: text("reference", &req.reference, 100)?,
-        person_id: person.id,
-        risk: req.risk,
-        region,
-        response_plan: optional_text("response_plan", req.response_plan.as_deref(), 4000)?,
-        relatives: relatives(req.relatives)?,
-        closed_at: None,
-    };
-    let now = now_ms();
-    let audit = Audit::new(Some(&caller.username), "case_created")
-        .subject(&case.id)
-        .case(Some(&case.id));
-    s.store.insert_case(&case, now, &audit).await?;
-    s.refresh_directory().await;
+    let case = cases::open(&s.app(), &caller.actor(), req).await?;
     // The answer holds what the request held, nothing more.
     Ok((StatusCode::CREATED, Json(mask::case(&case, Sight::Full))))
 }
@@ -153,8 +63,7 @@ pub async fn list_cases(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<CaseOut>>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
-    let cases = s.store.cases().await?;
+    let list = cases::list(&s.app(), &caller.actor()).await?;
     let protected: std::collections::HashSet<String> = s
         .store
         .persons()
@@ -165,21 +74,15 @@ pub async fn list_cases(
         .collect();
     // A list takes no reason: protected cases are revealed one at a time, on their detail.
     Ok(Json(
-        cases
-            .iter()
-            .filter(|c| caller.covers(Some(&c.region)))
+        list.iter()
             .map(|c| mask::case(c, Sight::of(protected.contains(&c.person_id), false)))
             .collect(),
     ))
 }
 
+/// One case of the caller's regions, for the requests about it.
 pub(super) async fn case_in_region(s: &AppState, caller: &Caller, id: &str) -> ApiResult<Case> {
-    let case = s.store.case(id).await?;
-    // Another region's case is not there for this caller.
-    caller
-        .require_region(Some(&case.region))
-        .map_err(|_| ApiError::NotFound)?;
-    Ok(case)
+    Ok(cases::in_region(&s.app(), &caller.actor(), id).await?)
 }
 
 #[utoipa::path(get, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path), ReasonQuery),
@@ -217,18 +120,6 @@ pub async fn get_case(
     }))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CaseChange {
-    pub risk: Option<Risk>,
-    /// A string sets the plan; `null` clears it; leaving it out keeps it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub response_plan: Option<Option<String>>,
-    /// Replaces the list when given.
-    pub relatives: Option<Vec<Relative>>,
-}
-
 #[utoipa::path(patch, path = "/api/cases/{id}", tag = "cases", params(("id" = String, Path)), request_body = CaseChange,
     responses((status = 200, body = CaseOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_case(
@@ -237,23 +128,7 @@ pub async fn patch_case(
     Path(id): Path<String>,
     Body(req): Body<CaseChange>,
 ) -> ApiResult<Json<CaseOut>> {
-    caller.require(&[Role::Coordinator])?;
-    case_in_region(&s, &caller, &id).await?;
-    let plan = match req.response_plan {
-        Some(Some(p)) => Some(optional_text("response_plan", Some(&p), 4000)?),
-        Some(None) => Some(None),
-        None => None,
-    };
-    let patch = CasePatch {
-        risk: req.risk,
-        response_plan: plan,
-        relatives: req.relatives.map(relatives).transpose()?,
-    };
-    let audit = Audit::new(Some(&caller.username), "case_changed")
-        .subject(&id)
-        .case(Some(&id));
-    let case = s.store.update_case(&id, &patch, now_ms(), &audit).await?;
-    s.refresh_directory().await;
+    let case = cases::change(&s.app(), &caller.actor(), &id, req).await?;
     let sight = case_sight(&s, &caller, None, &case).await?;
     Ok(Json(mask::case(&case, sight)))
 }
@@ -265,14 +140,7 @@ pub async fn close_case(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CaseOut>> {
-    caller.require(&[Role::Coordinator])?;
-    case_in_region(&s, &caller, &id).await?;
-    let now = now_ms();
-    let audit = Audit::new(Some(&caller.username), "case_closed")
-        .subject(&id)
-        .case(Some(&id));
-    let case = s.store.close_case(&id, now, &audit).await?;
-    s.refresh_directory().await;
+    let case = cases::close(&s.app(), &caller.actor(), &id).await?;
     let sight = case_sight(&s, &caller, None, &case).await?;
     Ok(Json(mask::case(&case, sight)))
 }

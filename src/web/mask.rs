@@ -25,8 +25,7 @@ use super::cases::CaseOut;
 use super::orders::{OrderOut, ZoneOut};
 use super::persons::PersonOut;
 
-/// The marker in place of a withheld name.
-pub const MASK: &str = "***";
+pub use crate::app::persons::MASK;
 
 /// What one request may see of one case's protected data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,8 +274,8 @@ pub fn handling_reason(a: &Alert, username: &str) -> Option<String> {
         .then(|| format!("handling alert {}", a.id))
 }
 
-/// The device is answered on every change of an alarm it raised (spec/protocol.md, "Feedback
-/// to the device"): `received` once stored, `accepted` at acknowledge, `resolved` at resolve.
+/// The device is answered on every change of an alarm it raised (docs/protocol.md, section 9
+/// "Feedback: `ack`"): `received` once stored, `accepted` at acknowledge, `resolved` at resolve.
 fn feedback_told(a: &Alert) -> Option<Feedback> {
     a.origin?;
     Some(match a.state {

@@ -1,6 +1,6 @@
-//! HTTP: the API of spec/api.md, the live stream, the console, health and metrics. One
-//! module per resource, each with its router; [`routes`] is the one list the server serves
-//! and the OpenAPI document describes.
+//! HTTP: the API (its OpenAPI document is served at `/api/openapi.json`), the live stream,
+//! the console, health and metrics. One module per resource, each with its router;
+//! [`routes`] is the one list the server serves and the OpenAPI document describes.
 
 pub mod alerts;
 pub mod audit;
@@ -73,6 +73,7 @@ impl AppState {
             directory: self.directory.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
+            hub: self.hub.clone(),
             devices: self.devices.clone(),
         }
     }

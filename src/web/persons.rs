@@ -9,26 +9,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Caller;
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiResult, Problem};
 use super::json::Body;
 use super::mask::{self, Sight};
 use super::AppState;
-use crate::app::{new_id, optional_text, text};
-use crate::domain::{now_ms, Address, Case, Person, Position};
-use crate::store::{Audit, Role};
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewPerson {
-    pub name: String,
-    pub phone: Option<String>,
-    pub address: Option<Address>,
-    #[serde(default)]
-    pub protected_identity: bool,
-    /// The region that owns the person, one of `GET /api/regions` (by name or code,
-    /// ignoring case); defaults to the coordinator's own.
-    pub region: Option<String>,
-}
+use crate::app::persons::{self, NewPerson};
+use crate::domain::{Address, Case, Person};
 
 #[derive(Serialize, ToSchema)]
 pub struct PersonOut {
@@ -64,55 +50,7 @@ pub async fn create_person(
     caller: Caller,
     Body(req): Body<NewPerson>,
 ) -> ApiResult<(StatusCode, Json<PersonOut>)> {
-    caller.require(&[Role::Coordinator])?;
-    // One of the list, spelled as the list spells it: the officers of the region see it.
-    let region = match optional_text("region", req.region.as_deref(), 100)? {
-        Some(r) => {
-            let r = super::regions::region_in_list(&s, &r).await?;
-            if !caller.covers(Some(&r)) {
-                return Err(ApiError::invalid("region", "outside your region"));
-            }
-            Some(r)
-        }
-        None => caller.region.clone(),
-    };
-    if let Some(a) = &req.address {
-        text("address.text", &a.text, 300)?;
-        if Position::new(a.lat, a.lon, None).is_none() {
-            return Err(ApiError::invalid(
-                "address.lat",
-                "latitude -90..90 and longitude -180..180",
-            ));
-        }
-        // Zones are drawn around this position and alarms measured from it: a position
-        // outside the country is a typing error (swapped or truncated coordinates).
-        let bounds = &s.config.zone_bounds;
-        if !bounds.contains((a.lat, a.lon)) {
-            let field = if (bounds.min_lat..=bounds.max_lat).contains(&a.lat) {
-                "address.lon"
-            } else {
-                "address.lat"
-            };
-            return Err(ApiError::invalid(
-                field,
-                format!(
-                    "the position lies outside the area served (latitude {}..{}, longitude {}..{}); are latitude and longitude swapped?",
-                    bounds.min_lat, bounds.max_lat, bounds.min_lon, bounds.max_lon
-                ),
-            ));
-        }
-    }
-    let person = Person {
-        id: new_id("p"),
-        name: text("name", &req.name, 200)?,
-        phone: optional_text("phone", req.phone.as_deref(), 40)?,
-        address: req.address,
-        protected_identity: req.protected_identity,
-        region,
-    };
-    let now = now_ms();
-    let audit = Audit::new(Some(&caller.username), "person_created").subject(&person.id);
-    s.store.insert_person(&person, now, &audit).await?;
+    let person = persons::register(&s.app(), &caller.actor(), req).await?;
     // The answer holds what the request held, nothing more.
     Ok((
         StatusCode::CREATED,
@@ -125,12 +63,9 @@ pub async fn list_persons(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<PersonOut>>> {
-    caller.require(&[Role::Coordinator])?;
-    let persons = s.store.persons().await?;
+    let list = persons::list(&s.app(), &caller.actor()).await?;
     Ok(Json(
-        persons
-            .iter()
-            .filter(|p| caller.covers(p.region.as_deref()))
+        list.iter()
             .map(|p| mask::person(p, Sight::of(p.protected_identity, false)))
             .collect(),
     ))
@@ -144,11 +79,7 @@ pub async fn get_person(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<Json<PersonOut>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
-    let p = s.store.person(&id).await?;
-    caller
-        .require_region(p.region.as_deref())
-        .map_err(|_| ApiError::NotFound)?;
+    let p = persons::get(&s.app(), &caller.actor(), &id).await?;
     let sight = reveal(&s, &caller, q.reason.as_deref(), &p, None, true).await?;
     Ok(Json(mask::person(&p, sight)))
 }
@@ -164,26 +95,9 @@ pub(super) async fn reveal(
     case_id: Option<&str>,
     shows_person: bool,
 ) -> ApiResult<Sight> {
-    let reason = optional_text("reason", reason, 500)?;
-    let revealed = p.protected_identity && reason.is_some();
-    if revealed || shows_person {
-        let action = if revealed {
-            "person_revealed"
-        } else {
-            "person_viewed"
-        };
-        s.store
-            .audit(
-                Some(&caller.username),
-                action,
-                Some(&p.id),
-                case_id,
-                reason.as_deref(),
-                now_ms(),
-            )
-            .await?;
-    }
-    Ok(Sight::of(p.protected_identity, reason.is_some()))
+    let actor = caller.actor();
+    let given = persons::consult(&s.app(), &actor, reason, p, case_id, shows_person).await?;
+    Ok(Sight::of(p.protected_identity, given))
 }
 
 /// What the caller sees of a case whose person is not part of the answer (its orders, the

@@ -16,23 +16,6 @@ use crate::domain::now_ms;
 use crate::regions::{self, LocalArea, Region};
 use crate::store::{Audit, RegionPatch};
 
-/// The canonical name of the region in force that `typed` names (by name or code, ignoring
-/// case); otherwise a 422 on `region` that says which regions there are.
-pub async fn region_in_list(s: &AppState, typed: &str) -> ApiResult<String> {
-    let list = s.store.regions().await?;
-    match regions::canonical(&list, typed) {
-        Some(r) => Ok(r.name.clone()),
-        None => Err(ApiError::invalid(
-            "region",
-            format!(
-                "\"{}\" is not a region; the regions are: {}",
-                typed.trim(),
-                regions::names_in_force(&list)
-            ),
-        )),
-    }
-}
-
 /// A name as typed: trimmed, 1–100 characters, no control characters.
 fn name_field(field: &str, v: &str) -> ApiResult<String> {
     let t = v.trim();

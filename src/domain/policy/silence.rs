@@ -18,6 +18,13 @@ pub fn silence_window(interval: Millis, grace: Millis) -> Millis {
     2 * interval + grace
 }
 
+/// When a device's silence is counted from: its last message, but a device heard before
+/// the backend started gets a whole deadline from the start (nobody is declared silent for
+/// the time the backend itself was down), and one never heard counts from now.
+pub fn counted_from(last_heard: Option<Millis>, started: Millis, now: Millis) -> Millis {
+    last_heard.unwrap_or(now).max(started)
+}
+
 /// The history note of the `n`th reminder on a silence alert.
 pub fn still_silent(n: u32) -> Reason {
     let minutes = n * (REMINDER_EVERY_MS / 60_000) as u32;
@@ -70,6 +77,21 @@ mod tests {
                 *window,
                 "{interval} + {grace}"
             );
+        }
+    }
+
+    #[test]
+    fn silence_counts_from_the_last_message_but_never_from_before_the_backend_started() {
+        const STARTED: Millis = 1_000_000;
+        const NOW: Millis = 1_005_000;
+        #[rustfmt::skip]
+        let table: &[(&str, Option<Millis>, Millis)] = &[
+            ("heard since the start", Some(1_002_000), 1_002_000),
+            ("heard before the start", Some(10), STARTED),
+            ("never heard", None, NOW),
+        ];
+        for (name, last_heard, want) in table {
+            assert_eq!(counted_from(*last_heard, STARTED, NOW), *want, "{name}");
         }
     }
 

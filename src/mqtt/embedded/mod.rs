@@ -1,8 +1,8 @@
 //! The embedded MQTT broker for zero-setup runs: a device-facing MQTT 3.1.1 server inside
 //! the backend's own process.
 //!
-//! Being one process with the ingest is what lets it keep the protocol's promise (spec,
-//! "Delivery, end to end"): a device's publish is handed straight to the ingest, and the
+//! Being one process with the ingest is what lets it keep the protocol's promise
+//! (docs/protocol.md, section 12 "Delivery, end to end"): a device's publish is handed straight to the ingest, and the
 //! PUBACK goes out only once the ingest has taken the message in and stored what it asks
 //! for. Nothing sits in a broker-side log that could overflow, so no burst makes it
 //! acknowledge a message the backend never took in; a device that writes faster than the
@@ -32,10 +32,14 @@ use tokio::sync::{mpsc, watch};
 
 use super::downlink::{Downlink, DownlinkSink};
 use super::queue::{IngestQueue, RateLimit};
-use super::{Acks, BrokerEvent, BrokerSide, BrokerTask, Task, BROKER_EVENT_QUEUE, DELIVERY_QUEUE};
+use super::{Acks, BrokerEvent, BrokerSide, BrokerTask, Task, DELIVERY_QUEUE};
 use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::protocol;
+
+/// Broker security events waiting for the ingest; past this they are counted and logged
+/// only (a flood of refused logins must not hold up the broker).
+const BROKER_EVENT_QUEUE: usize = 1_000;
 
 /// Downlink messages kept for a device that is offline with a persistent session; older ones
 /// are dropped (counted) past this, since the backend republishes what still matters (a
