@@ -9,7 +9,6 @@ use crate::app::orders::{self, NewOrder, RestrainedIn, ZoneIo};
 use crate::app::persons::{self, NewPerson};
 use crate::app::users;
 use crate::app::{Actor, AppError, Ctx};
-use crate::domain::geo::zone_to_geojson;
 use crate::domain::{
     now_ms, rfc3339, Address, Area, DeviceKind, DeviceStatus, OrderKind, Risk, Zone,
 };
@@ -188,17 +187,7 @@ pub async fn seed(ctx: &Ctx) -> Result<(Vec<DemoLogin>, Vec<DemoDevice>), AppErr
             },
             valid_from: rfc3339(now - 30 * DAY_MS),
             valid_to: rfc3339(now + 335 * DAY_MS),
-            zones: zones
-                .iter()
-                .map(|z| {
-                    let (geometry, radius_m) = zone_to_geojson(z);
-                    ZoneIo {
-                        name: z.name.clone(),
-                        geometry,
-                        radius_m,
-                    }
-                })
-                .collect(),
+            zones: zones.iter().map(ZoneIo::of).collect(),
             tag_device_id: tag_id.clone(),
         };
         orders::create(ctx, operator, &case.id, order).await?;

@@ -6,7 +6,9 @@ use utoipa::ToSchema;
 
 use super::{devices, new_id, optional_text, present, text, Actor, AppError, AppResult, Ctx};
 use crate::domain::geo::{zone_from_geojson, zone_to_geojson};
-use crate::domain::{now_ms, parse_rfc3339, rfc3339, DeviceKind, Order, OrderKind, Restrained};
+use crate::domain::{
+    now_ms, parse_rfc3339, rfc3339, DeviceKind, Order, OrderKind, Restrained, Zone,
+};
 use crate::store::{Audit, Role, StoreError};
 
 #[derive(Deserialize, ToSchema)]
@@ -25,6 +27,18 @@ pub struct ZoneIo {
     #[schema(value_type = Object)]
     pub geometry: serde_json::Value,
     pub radius_m: Option<f64>,
+}
+
+impl ZoneIo {
+    /// A stored zone as a request would give it.
+    pub fn of(zone: &Zone) -> ZoneIo {
+        let (geometry, radius_m) = zone_to_geojson(zone);
+        ZoneIo {
+            name: zone.name.clone(),
+            geometry,
+            radius_m,
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -165,20 +179,9 @@ pub async fn change(ctx: &Ctx, actor: &Actor, id: &str, req: OrderChange) -> App
             .valid_from
             .unwrap_or_else(|| rfc3339(current.valid_from)),
         valid_to: req.valid_to.unwrap_or_else(|| rfc3339(current.valid_to)),
-        zones: req.zones.unwrap_or_else(|| {
-            current
-                .zones
-                .iter()
-                .map(|z| {
-                    let (geometry, radius_m) = zone_to_geojson(z);
-                    ZoneIo {
-                        name: z.name.clone(),
-                        geometry,
-                        radius_m,
-                    }
-                })
-                .collect()
-        }),
+        zones: req
+            .zones
+            .unwrap_or_else(|| current.zones.iter().map(ZoneIo::of).collect()),
         tag_device_id: req.tag_device_id.unwrap_or(current.tag_device_id.clone()),
     };
     let order = validate(

@@ -448,6 +448,36 @@ pub struct Alert {
 }
 
 #[cfg(test)]
+impl Alert {
+    /// An open panic alert of no case or device, for a test to change what it is about.
+    pub fn open_panic(id: i64, priority: Priority, first_at: Millis) -> Alert {
+        Alert {
+            id,
+            priority,
+            kind: AlertKind::Panic,
+            state: AlertState::Open,
+            case_id: None,
+            device_id: None,
+            region: None,
+            first_at,
+            last_at: first_at,
+            count: 1,
+            position: None,
+            reasons: Vec::new(),
+            overdue: false,
+            back_online: false,
+            cancel_pressed: false,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            outcome: None,
+            origin: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -229,3 +229,58 @@ impl Tx for sqlx::Transaction<'static, Postgres> {
         (*self).commit().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn values_bind_in_placeholder_order_and_read_back_as_their_types() {
+        let mut pool: Box<dyn Conn> = Box::new(
+            sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect("sqlite::memory:")
+                .await
+                .unwrap(),
+        );
+        query("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BOOLEAN)")
+            .execute(&mut *pool)
+            .await
+            .unwrap();
+        let written = query("INSERT INTO t (i, r, s, b) VALUES ($1, $2, $3, $4), ($5, $6, $7, $8)")
+            .bind(7_i64)
+            .bind(0.5)
+            .bind("seven")
+            .bind(true)
+            .bind(None::<i64>)
+            .bind(None::<f64>)
+            .bind(None::<&str>)
+            .bind(None::<bool>)
+            .execute(&mut *pool)
+            .await
+            .unwrap();
+        assert_eq!(written, 2);
+        let rows = query("SELECT i, r, s, b FROM t ORDER BY i IS NULL")
+            .fetch_all(&mut *pool)
+            .await
+            .unwrap();
+        let read = |row: &Row| -> (Option<i64>, Option<f64>, Option<String>, Option<bool>) {
+            (
+                row.get(0).unwrap(),
+                row.get("r").unwrap(),
+                row.get(2).unwrap(),
+                row.get("b").unwrap(),
+            )
+        };
+        assert_eq!(
+            read(&rows[0]),
+            (Some(7), Some(0.5), Some("seven".into()), Some(true))
+        );
+        assert_eq!(read(&rows[1]), (None, None, None, None));
+        let none = query("SELECT i FROM t WHERE s = $1")
+            .bind("eight")
+            .fetch_one(&mut *pool)
+            .await;
+        assert!(matches!(none, Err(sqlx::Error::RowNotFound)));
+    }
+}

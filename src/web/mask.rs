@@ -391,27 +391,8 @@ mod tests {
     #[test]
     fn only_the_officer_who_acknowledged_an_alert_is_handling_it_and_only_until_it_is_resolved() {
         let mut a = crate::domain::Alert {
-            id: 7,
-            priority: crate::domain::Priority::P1,
-            kind: crate::domain::AlertKind::Panic,
-            state: AlertState::Open,
             case_id: Some("c1".into()),
-            device_id: None,
-            region: None,
-            first_at: 0,
-            last_at: 0,
-            count: 1,
-            position: None,
-            reasons: Vec::new(),
-            overdue: false,
-            back_online: false,
-            cancel_pressed: false,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            resolved_by: None,
-            resolved_at: None,
-            outcome: None,
-            origin: None,
+            ..crate::domain::Alert::open_panic(7, crate::domain::Priority::P1, 0)
         };
         assert_eq!(
             handling_reason(&a, "officer1"),

@@ -95,29 +95,7 @@ mod tests {
     };
 
     fn open_alert(priority: u8, first_at: Millis) -> Alert {
-        Alert {
-            id: 1,
-            priority: Priority::new(priority).unwrap(),
-            kind: AlertKind::Panic,
-            state: AlertState::Open,
-            case_id: None,
-            device_id: None,
-            region: None,
-            first_at,
-            last_at: first_at,
-            count: 1,
-            position: None,
-            reasons: vec![],
-            overdue: false,
-            back_online: false,
-            cancel_pressed: false,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            resolved_by: None,
-            resolved_at: None,
-            outcome: None,
-            origin: None,
-        }
+        Alert::open_panic(1, Priority::new(priority).unwrap(), first_at)
     }
 
     /// The priority it is raised to and the note's words, or `None` for no escalation.
