@@ -288,7 +288,10 @@ describe("coordinators' pages", () => {
     await form.getByRole('button', { name: 'Save' }).click();
     await form.getByText('An exclusion zone is under 50 m: make it larger or confirm').waitFor();
     await form.getByLabel('Yes, the zone is meant to be this small').check();
+    // The previous test's "saved" may still be showing: wait for this save's own answer.
+    const saved = page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().includes('/api/orders/'));
     await form.getByRole('button', { name: 'Save' }).click();
+    assert.equal((await saved).status(), 200);
     await page.getByText('The order is saved.').waitFor();
 
     const [order] = await vakt.api('coord', 'GET', `/api/cases/${caseId}/orders`);
