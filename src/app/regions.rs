@@ -101,23 +101,8 @@ pub async fn change(ctx: &Ctx, actor: &Actor, code: &str, req: &RegionChange) ->
         .iter()
         .find(|r| r.code == code)
         .ok_or(AppError::NotFound)?;
-    let name = req
-        .name
-        .as_deref()
-        .map(|n| name_field("name", n))
-        .transpose()?;
-    if let Some(n) = &name {
-        let taken = list
-            .iter()
-            .any(|r| r.code != code && r.name.to_lowercase() == n.to_lowercase());
-        if taken {
-            return Err(AppError::Conflict("a region with that name exists".into()));
-        }
-    }
-    let patch = RegionPatch {
-        name,
-        retired: req.retired,
-    };
+    let siblings = list.iter().map(|r| (r.code.as_str(), r.name.as_str()));
+    let patch = patch_of(req, code, siblings, "a region with that name exists")?;
     let detail = change_detail(&current.name, current.retired, &patch);
     let audit = Audit::new(actor.name(), "region_changed")
         .subject(code)
@@ -189,26 +174,16 @@ pub async fn change_local_area(
         .iter()
         .find(|a| a.code == area)
         .ok_or(AppError::NotFound)?;
-    let name = req
-        .name
-        .as_deref()
-        .map(|n| name_field("name", n))
-        .transpose()?;
-    if let Some(n) = &name {
-        let taken = region
-            .local_areas
-            .iter()
-            .any(|a| a.code != area && a.name.to_lowercase() == n.to_lowercase());
-        if taken {
-            return Err(AppError::Conflict(
-                "the region has a local area of that name".into(),
-            ));
-        }
-    }
-    let patch = RegionPatch {
-        name,
-        retired: req.retired,
-    };
+    let siblings = region
+        .local_areas
+        .iter()
+        .map(|a| (a.code.as_str(), a.name.as_str()));
+    let patch = patch_of(
+        req,
+        area,
+        siblings,
+        "the region has a local area of that name",
+    )?;
     let detail = change_detail(&current.name, current.retired, &patch);
     let audit = Audit::new(actor.name(), "local_area_changed")
         .subject(area)
@@ -217,6 +192,31 @@ pub async fn change_local_area(
         .store
         .update_local_area(code, area, &patch, now_ms(), &audit)
         .await?)
+}
+
+/// The change `req` asks of the entry `code`: its new name checked, and refused when another
+/// of its `siblings` (code, name) bears that name already, ignoring case.
+fn patch_of<'a>(
+    req: &RegionChange,
+    code: &str,
+    mut siblings: impl Iterator<Item = (&'a str, &'a str)>,
+    taken: &str,
+) -> AppResult<RegionPatch> {
+    let name = req
+        .name
+        .as_deref()
+        .map(|n| name_field("name", n))
+        .transpose()?;
+    if let Some(n) = &name {
+        let n = n.to_lowercase();
+        if siblings.any(|(c, other)| c != code && other.to_lowercase() == n) {
+            return Err(AppError::Conflict(taken.into()));
+        }
+    }
+    Ok(RegionPatch {
+        name,
+        retired: req.retired,
+    })
 }
 
 /// The persons, cases and users whose region is not one of the list in force, and the
