@@ -428,9 +428,10 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
             return Ok(CancelOutcome::Duplicate);
         }
         let open: Option<i64> = match query(
-            "SELECT id FROM alerts WHERE device_id = $1 AND state <> 'resolved' AND incident = 'emergency'",
+            "SELECT id FROM alerts WHERE device_id = $1 AND state <> 'resolved' AND incident = $2",
         )
         .bind(device_id)
+        .bind(crate::domain::policy::incidents::EMERGENCY)
         .fetch_optional(&mut *tx)
         .await?
         {
@@ -653,9 +654,10 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
 
     async fn unresolved_silent_devices(&self) -> Result<Vec<(String, Millis)>> {
         let rows = query(
-            "SELECT device_id, first_at FROM alerts WHERE incident = 'silent' AND state <> 'resolved' \
+            "SELECT device_id, first_at FROM alerts WHERE incident = $1 AND state <> 'resolved' \
              AND device_id IS NOT NULL",
         )
+        .bind(incident_of(AlertKind::Silent))
         .fetch_all(&mut *self.pool())
         .await?;
         rows.iter()
