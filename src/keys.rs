@@ -11,6 +11,15 @@ use crate::protocol::DeviceKey;
 
 const SEALED_PREFIX: &str = "v1:";
 
+/// Fresh bytes from the operating system's generator: the one source of every key, nonce,
+/// token, salt and record id vakt makes. Without it vakt cannot make a secret at all, so a
+/// failure is not an error to carry on from.
+pub fn os_random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator");
+    bytes
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("the stored key of device {0} cannot be opened with this master key")]
@@ -34,7 +43,7 @@ impl std::fmt::Debug for KeyVault {
 impl KeyVault {
     pub fn new(master: &[u8; 32]) -> KeyVault {
         KeyVault {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(master)),
+            cipher: ChaCha20Poly1305::new(&Key::from(*master)),
         }
     }
 
@@ -105,13 +114,11 @@ impl KeyVault {
     }
 
     fn seal_text(&self, plain: &str, bound_to: &str) -> String {
-        use rand::RngCore;
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let nonce: [u8; 12] = os_random();
         let sealed = self
             .cipher
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::from(nonce),
                 Payload {
                     msg: plain.as_bytes(),
                     aad: bound_to.as_bytes(),
@@ -131,10 +138,11 @@ impl KeyVault {
             return None;
         }
         let (nonce, sealed) = bytes.split_at(12);
+        let nonce = Nonce::try_from(nonce).ok()?;
         let plain = self
             .cipher
             .decrypt(
-                Nonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: sealed,
                     aad: bound_to.as_bytes(),
@@ -178,6 +186,18 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_sealed_by_an_earlier_build_still_opens() {
+        // ChaCha20-Poly1305 under master key 07…07, nonce 00…0b, bound to `dev-001`, made by
+        // another implementation (Python's `cryptography`): what is stored stays readable
+        // whatever crate version opens it.
+        let stored = "v1:000102030405060708090a0b4d1790410df9ce4e761460a8de781a1780b485938658b11d6fb4d19620024a8c4d826016fc72b6a248eb64e4209c11d8b1878d4250782ed4b27445aebc915099dbb8d4490ec5920c5bfbda17b11e0ad2";
+        let vault = KeyVault::new(&[7; 32]);
+        let key = vault.open(stored, "dev-001").unwrap();
+        assert_eq!(key.to_hex(), "ab".repeat(32));
+        assert!(vault.open(stored, "dev-002").is_err());
+    }
 
     #[test]
     fn a_sealed_key_opens_with_the_same_master_key_and_device_only() {

@@ -352,11 +352,7 @@ async fn mosquitto_files(
             Err(e) => eprintln!("vakt: {e}"),
         }
     }
-    let salt = || {
-        let mut s = [0u8; SALT_LEN];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut s);
-        s
-    };
+    let salt = vakt::keys::os_random::<SALT_LEN>;
     let passwd = render_password_file(&devices, &users, &password.0, salt)?;
     let acl = render_acl(&users)?;
     let write = |name, text: &str| {

@@ -525,7 +525,9 @@ async fn run_device(
             }
         })
     };
-    let mut next_alarm = Instant::now() + every.mul_f64(rand::random::<f64>());
+    let mut next_alarm = Instant::now()
+        + every
+            .mul_f64(f64::from(u32::from_le_bytes(vakt::keys::os_random())) / f64::from(u32::MAX));
     let mut next_beat = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {

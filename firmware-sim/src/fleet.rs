@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rand::distributions::{Distribution, WeightedIndex};
+use rand::distr::{weighted::WeightedIndex, Distribution};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::RngExt;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -421,11 +421,11 @@ async fn ramp_up(
 
 /// A Poisson process over the connected devices: exponential gaps with the given mean.
 async fn schedule_alarms(mean: Duration, run: Arc<Run>, stop: watch::Receiver<bool>) {
-    let mut rng = StdRng::from_entropy();
+    let mut rng = rand::make_rng::<StdRng>();
     let mix = WeightedIndex::new(ALARM_MIX.iter().map(|(_, weight)| weight))
         .expect("the alarm mix has positive weights");
     loop {
-        let gap = mean.mul_f64(-(1.0 - rng.gen::<f64>()).ln());
+        let gap = mean.mul_f64(-(1.0f64 - rng.random::<f64>()).ln());
         tokio::select! {
             _ = stopped(Some(stop.clone())) => return,
             _ = tokio::time::sleep(gap) => {}
@@ -434,7 +434,7 @@ async fn schedule_alarms(mean: Duration, run: Arc<Run>, stop: watch::Receiver<bo
         let ready = run.ready.lock().expect("ready lock");
         if !ready.is_empty() {
             // A device too busy to take it just skips this alarm.
-            let _ = ready[rng.gen_range(0..ready.len())].try_send(kind);
+            let _ = ready[rng.random_range(0..ready.len())].try_send(kind);
         }
     }
 }
@@ -518,11 +518,11 @@ impl<'r> DeviceSim<'r> {
         run: &'r Run,
         alarms: mpsc::Receiver<&'static str>,
     ) -> Self {
-        let mut rng = StdRng::from_entropy();
+        let mut rng = rand::make_rng::<StdRng>();
         DeviceSim {
             run,
             home: home.and_then(|(lat, lon)| Fix::from_degrees(lat, lon, 10).ok()),
-            batt: rng.gen_range(40..=100),
+            batt: rng.random_range(40..=100),
             charging: false,
             rng,
             awaiting: HashMap::new(),
@@ -619,7 +619,7 @@ impl<'r> DeviceSim<'r> {
     }
 
     fn spread_interval(&mut self, every: Duration) -> Interval {
-        let phase = every.mul_f64(self.rng.gen::<f64>());
+        let phase = every.mul_f64(self.rng.random::<f64>());
         let mut ticks = interval_at(Instant::now() + phase, every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticks
@@ -629,11 +629,11 @@ impl<'r> DeviceSim<'r> {
         if self.charging {
             self.batt = (self.batt + 5).min(100);
             self.charging = self.batt < 100;
-        } else if self.rng.gen_bool(0.1) {
+        } else if self.rng.random_bool(0.1) {
             self.batt = self.batt.saturating_sub(1);
             self.charging = self.batt <= 15;
         }
-        let rssi = self.rng.gen_range(-95..=-55);
+        let rssi = self.rng.random_range(-95..=-55);
         let sent = self.device.heartbeat(self.batt, self.charging, rssi).await;
         self.report.heartbeats_sent += u64::from(sent.is_ok());
         self.count(sent.is_ok(), &self.run.counters.heartbeats);
@@ -660,7 +660,7 @@ impl<'r> DeviceSim<'r> {
 
     async fn position(&mut self) {
         let Some(fix) = self.fix() else { return };
-        let spd = self.rng.gen_range(0..=150);
+        let spd = self.rng.random_range(0..=150);
         let sent = self.device.position(fix, Some(spd)).await;
         self.count(sent.is_ok(), &self.run.counters.positions);
     }
@@ -703,9 +703,9 @@ impl<'r> DeviceSim<'r> {
     fn fix(&mut self) -> Option<Fix> {
         let home = self.home?;
         Some(Fix {
-            lat_e7: home.lat_e7 + self.rng.gen_range(-JITTER_E7..=JITTER_E7),
-            lon_e7: home.lon_e7 + self.rng.gen_range(-JITTER_E7..=JITTER_E7),
-            acc_m: self.rng.gen_range(5..=30),
+            lat_e7: home.lat_e7 + self.rng.random_range(-JITTER_E7..=JITTER_E7),
+            lon_e7: home.lon_e7 + self.rng.random_range(-JITTER_E7..=JITTER_E7),
+            acc_m: self.rng.random_range(5..=30),
         })
     }
 

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hmac::{Hmac, Mac};
-use rand::RngCore;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::TryRng;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
@@ -24,7 +24,9 @@ impl DeviceKey {
     /// A fresh random key, as provisioning would issue.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .expect("the operating system's random generator");
         Self(bytes)
     }
 

@@ -198,10 +198,7 @@ pub type AppResult<T> = Result<T, AppError>;
 
 /// A new record id: the kind's prefix and 16 random hex digits.
 pub fn new_id(prefix: &str) -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("{prefix}_{}", hex::encode(b))
+    format!("{prefix}_{}", hex::encode(crate::keys::os_random::<8>()))
 }
 
 /// A required text: trimmed, not empty, at most `max` characters.

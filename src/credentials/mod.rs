@@ -5,16 +5,14 @@
 
 pub mod totp;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{phc::PasswordHash, PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
+    let salt: [u8; 16] = crate::keys::os_random();
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password_with_salt(password.as_bytes(), &salt)
         .expect("argon2 with default parameters")
         .to_string()
 }
@@ -31,10 +29,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 
 /// A fresh random secret token (sessions, API tokens) and the hash that is stored.
 pub fn new_token() -> (String, String) {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let token = hex::encode(bytes);
+    let token = hex::encode(crate::keys::os_random::<32>());
     let hash = token_hash(&token);
     (token, hash)
 }
@@ -54,5 +49,14 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
+    }
+
+    #[test]
+    fn a_password_hash_stored_before_an_upgrade_of_the_hashing_crate_still_verifies() {
+        // argon2id with the default parameters, made by another implementation
+        // (argon2-cffi): the stored PHC strings stay readable whatever crate version hashes.
+        let stored = "$argon2id$v=19$m=19456,t=2,p=1$Ufg5dEUVvHgKDPRhKiFAgA$KyLA0q+E3zfShUqTrzDTim4qVa/DQ4YrE7QCdNd1ISM";
+        assert!(verify_password("correct horse", stored));
+        assert!(!verify_password("correct horsf", stored));
     }
 }

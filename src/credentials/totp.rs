@@ -1,7 +1,7 @@
 //! Second factor: time-based one-time codes (RFC 6238, HMAC-SHA1, 6 digits, 30 s), the kind
 //! every authenticator app reads from an `otpauth://` URI.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
 const STEP_S: i64 = 30;
@@ -9,10 +9,7 @@ const DIGITS: u32 = 6;
 
 /// A fresh 160-bit secret, base32 as authenticator apps want it.
 pub fn new_secret() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 20];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base32(&bytes)
+    base32(&crate::keys::os_random::<20>())
 }
 
 /// The URI an authenticator app scans or imports.

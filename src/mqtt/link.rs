@@ -25,7 +25,7 @@ pub const BACKEND_USER: &str = "vakt-backend";
 /// yet `vakt broker mosquitto-files` can write every backend user's line and the
 /// supervision leader can log in as a dead instance to drain its session.
 pub fn backend_password(secret: &str, username: &str) -> String {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     let mut mac =
         Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(b"vakt broker login\n");

@@ -7,7 +7,7 @@ pub mod replay;
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 pub use canonical::{Body, BodyError, MAX_BODY_BYTES};
@@ -51,10 +51,7 @@ pub struct DeviceKey([u8; 32]);
 
 impl DeviceKey {
     pub fn generate() -> DeviceKey {
-        use rand::RngCore;
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        DeviceKey(key)
+        DeviceKey(crate::keys::os_random())
     }
 
     pub fn from_hex(s: &str) -> Option<DeviceKey> {

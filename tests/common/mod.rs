@@ -21,10 +21,7 @@ use vakt::store::{Role, User};
 pub const SEEDED: vakt::store::Audit<'static> = vakt::store::Audit::new(None, "test_seed");
 
 pub fn unique(prefix: &str) -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 5];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("{prefix}-{}", hex::encode(b))
+    format!("{prefix}-{}", hex::encode(vakt::keys::os_random::<5>()))
 }
 
 /// A fresh database URL: a new PostgreSQL database, or a SQLite file in `dir`.
