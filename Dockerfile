@@ -5,18 +5,21 @@
 # VAKT_DATABASE_URL and VAKT_MQTT_URL to use PostgreSQL and an external broker instead
 # (docs/operations.md).
 
-# Build stage: the whole workspace, because `vakt` depends on the firmware-sim crate
-# (used by `vakt demo`). --locked builds exactly the versions in Cargo.lock.
+# Build stage. --locked builds exactly the versions in Cargo.lock. FEATURES chooses what
+# goes in: `embedded` (the default) keeps the embedded broker for a container that runs
+# on its own; docker-compose.yml builds with none, the production build on an external
+# broker. The demo and its simulator are never in the image.
 FROM rust:1-bookworm AS build
+ARG FEATURES=embedded
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p vakt
+RUN cargo build --release --locked -p vakt --no-default-features --features "$FEATURES"
 
 # Run stage: the same Debian release as the build stage, so the binary finds the glibc
 # it was linked against. SQLite is compiled into the binary; no other libraries needed.
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates openssl \
     && rm -rf /var/lib/apt/lists/*
 
 # A fixed, unprivileged user: the process needs no root, and a fixed uid lets operators
@@ -27,6 +30,8 @@ RUN groupadd --system --gid 10001 vakt \
     && chown vakt:vakt /var/lib/vakt
 
 COPY --from=build /src/target/release/vakt /usr/local/bin/vakt
+# The certificate step of docker-compose.yml (`certs`), with this image's openssl.
+COPY deploy/certs/make-certs.sh /usr/local/share/vakt/make-certs.sh
 
 # Inside a container the defaults (127.0.0.1) would be unreachable through a published
 # port, so listen on every interface. The data directory holds the SQLite database
@@ -42,6 +47,10 @@ USER vakt
 # 8080: API, console, /healthz, /readyz, /metrics. 1883: the embedded MQTT broker (only
 # when VAKT_MQTT_URL is not set).
 EXPOSE 8080 1883
+
+# `vakt health` asks the instance's /readyz (on VAKT_METRICS_ADDR when set): healthy once
+# it can take alarms in.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=6 CMD ["vakt", "health"]
 
 ENTRYPOINT ["vakt"]
 CMD ["serve"]
