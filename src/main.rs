@@ -147,6 +147,8 @@ enum DeviceCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // One crypto provider for every TLS link of the process, before any is set up.
+    vakt::tls::install_provider();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
