@@ -377,10 +377,15 @@ impl Config {
         tls::client_config(ca, client).map(Some)
     }
 
+    /// Whether vakt serves HTTPS itself (`tls_cert`).
+    pub fn https_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
     /// Whether the session cookie is `Secure` (and so `__Host-` prefixed): asked for, or the
     /// console is served over HTTPS by vakt itself.
     pub fn cookies_secure(&self) -> bool {
-        self.secure_cookies || self.tls_cert.is_some()
+        self.secure_cookies || self.https_enabled()
     }
 
     /// Grace of a supervision class: `silence_grace_s` (VAKT_SILENCE_GRACE_S) wins over every

@@ -7,9 +7,10 @@
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
-//! settings; [`metrics`] the counters; `demo` (with the `demo` feature) the seeded first
-//! look. What people do through the API or the command line goes through [`app`], the
-//! application's operations, one module per aggregate.
+//! settings; [`tls`] the certificates and keys of every encrypted link; [`metrics`] the
+//! counters; `demo` (with the `demo` feature) the seeded first look. What people do through
+//! the API or the command line goes through [`app`], the application's operations, one
+//! module per aggregate.
 
 pub mod app;
 pub mod audit;
@@ -64,7 +65,7 @@ pub enum StartError {
     Keys(#[from] keys::KeyError),
     #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port or mqtts://host:port")]
     MqttUrl(String),
-    #[error("TLS: {0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),

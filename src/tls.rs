@@ -37,11 +37,11 @@ pub struct PemFile<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{setting}: cannot read {}: {source}", path.display())]
+    #[error("{setting}: cannot read {}: {why}", path.display())]
     Read {
         setting: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        why: std::io::Error,
     },
     #[error("{setting}: {} holds no {what} in PEM form", path.display())]
     NoPem {
@@ -72,10 +72,10 @@ impl TlsError {
 }
 
 fn read(file: PemFile) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(file.path).map_err(|source| TlsError::Read {
+    std::fs::read(file.path).map_err(|why| TlsError::Read {
         setting: file.setting,
         path: file.path.to_owned(),
-        source,
+        why,
     })
 }
 
@@ -166,7 +166,7 @@ pub fn server_config(
 
 fn mismatch(cert: PemFile, key: PemFile, e: rustls::Error) -> TlsError {
     TlsError::Mismatch(format!(
-        "{} ({}) and {} ({}) do not go together: {e}",
+        "{} = {} and {} = {} do not go together: {e}",
         cert.setting,
         cert.path.display(),
         key.setting,
