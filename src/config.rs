@@ -3,10 +3,17 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::domain::policy::PolicyConfig;
+use crate::tls::{self, PemFile, TlsError};
+
+/// A TLS setting's file, if set.
+fn pem<'a>(setting: &'static str, path: &'a Option<PathBuf>) -> Option<PemFile<'a>> {
+    path.as_deref().map(|path| PemFile { setting, path })
+}
 
 /// A value that must never reach a log line.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -56,8 +63,8 @@ pub struct Config {
     pub default_hb_s: u32,
     pub session_idle_s: u64,
     pub session_absolute_s: u64,
-    /// Mark the session cookie `Secure`: set when the console is served over TLS (directly
-    /// or behind a TLS-terminating proxy).
+    /// Mark the session cookie `Secure` (and name it `__Host-vakt_session`): set when a
+    /// TLS-terminating proxy serves the console; vakt's own HTTPS (`tls_cert`) implies it.
     pub secure_cookies: bool,
     /// Admins and coordinators must log in with a one-time code (TOTP). Only the demo turns
     /// this off.
@@ -84,6 +91,25 @@ pub struct Config {
     pub device_messages_per_s: u32,
     /// Messages a device may send at once before its rate applies.
     pub device_message_burst: u32,
+
+    // TLS (src/tls.rs, docs/operations.md "TLS"): PEM files for each link. PostgreSQL takes
+    // its own from the database URL (`sslmode`, `sslrootcert`).
+    /// The CA certificate(s) an `mqtts://` broker's certificate must chain to; none: the
+    /// system's roots.
+    pub mqtt_ca: Option<PathBuf>,
+    /// The backend's client certificate for an `mqtts://` broker that asks for one, with
+    /// `mqtt_client_key`.
+    pub mqtt_client_cert: Option<PathBuf>,
+    pub mqtt_client_key: Option<PathBuf>,
+    /// HTTPS for the API and console: the certificate chain (leaf first) and its key. Set,
+    /// `http_addr` speaks HTTPS only, and the session cookie is `Secure` and `__Host-`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A TLS listener of the embedded broker on `mqtt_tls_listen`, beside the plain one.
+    pub mqtt_tls_cert: Option<PathBuf>,
+    pub mqtt_tls_key: Option<PathBuf>,
+    pub mqtt_tls_listen: SocketAddr,
+
     pub policy: PolicyConfig,
     pub supervision: SupervisionConfig,
 }
@@ -144,6 +170,14 @@ impl Default for Config {
             zone_bounds: Default::default(),
             device_messages_per_s: 20,
             device_message_burst: 200,
+            mqtt_ca: None,
+            mqtt_client_cert: None,
+            mqtt_client_key: None,
+            tls_cert: None,
+            tls_key: None,
+            mqtt_tls_cert: None,
+            mqtt_tls_key: None,
+            mqtt_tls_listen: ([127, 0, 0, 1], 8883).into(),
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
         }
@@ -250,7 +284,108 @@ impl Config {
         if let Some(v) = get("VAKT_DEVICE_MESSAGE_BURST") {
             self.device_message_burst = parse("VAKT_DEVICE_MESSAGE_BURST", v)?;
         }
+        self.apply_tls_env(&get)
+    }
+
+    /// The TLS settings' `VAKT_*` variables; an empty one unsets its file.
+    fn apply_tls_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let file = |name: &str| get(name).map(|v| (!v.is_empty()).then(|| PathBuf::from(v)));
+        if let Some(v) = file("VAKT_MQTT_CA") {
+            self.mqtt_ca = v;
+        }
+        if let Some(v) = file("VAKT_MQTT_CLIENT_CERT") {
+            self.mqtt_client_cert = v;
+        }
+        if let Some(v) = file("VAKT_MQTT_CLIENT_KEY") {
+            self.mqtt_client_key = v;
+        }
+        if let Some(v) = file("VAKT_TLS_CERT") {
+            self.tls_cert = v;
+        }
+        if let Some(v) = file("VAKT_TLS_KEY") {
+            self.tls_key = v;
+        }
+        if let Some(v) = file("VAKT_MQTT_TLS_CERT") {
+            self.mqtt_tls_cert = v;
+        }
+        if let Some(v) = file("VAKT_MQTT_TLS_KEY") {
+            self.mqtt_tls_key = v;
+        }
+        if let Some(v) = get("VAKT_MQTT_TLS_LISTEN") {
+            self.mqtt_tls_listen = v.parse().map_err(|e: std::net::AddrParseError| {
+                ConfigError::Env("VAKT_MQTT_TLS_LISTEN", e.to_string())
+            })?;
+        }
         Ok(())
+    }
+
+    /// The HTTPS server's configuration when `tls_cert` and `tls_key` are set.
+    pub fn https(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        let pair = tls::pair(
+            pem("tls_cert (VAKT_TLS_CERT)", &self.tls_cert),
+            pem("tls_key (VAKT_TLS_KEY)", &self.tls_key),
+            ("tls_cert (VAKT_TLS_CERT)", "tls_key (VAKT_TLS_KEY)"),
+        )?;
+        pair.map(|(cert, key)| tls::server_config(cert, key, &[tls::ALPN_HTTP1]))
+            .transpose()
+    }
+
+    /// The embedded broker's TLS listener configuration when `mqtt_tls_cert` and
+    /// `mqtt_tls_key` are set.
+    pub fn embedded_broker_tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        let pair = tls::pair(
+            pem("mqtt_tls_cert (VAKT_MQTT_TLS_CERT)", &self.mqtt_tls_cert),
+            pem("mqtt_tls_key (VAKT_MQTT_TLS_KEY)", &self.mqtt_tls_key),
+            (
+                "mqtt_tls_cert (VAKT_MQTT_TLS_CERT)",
+                "mqtt_tls_key (VAKT_MQTT_TLS_KEY)",
+            ),
+        )?;
+        pair.map(|(cert, key)| tls::server_config(cert, key, &[]))
+            .transpose()
+    }
+
+    /// The client configuration for an external broker: `Some` for `mqtts://`. The CA and
+    /// client certificate settings make sense only there, so with a plain `mqtt://` URL
+    /// they are an error rather than a silently unencrypted link.
+    pub fn broker_tls(&self, mqtts: bool) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+        let ca = pem("mqtt_ca (VAKT_MQTT_CA)", &self.mqtt_ca);
+        let client = tls::pair(
+            pem(
+                "mqtt_client_cert (VAKT_MQTT_CLIENT_CERT)",
+                &self.mqtt_client_cert,
+            ),
+            pem(
+                "mqtt_client_key (VAKT_MQTT_CLIENT_KEY)",
+                &self.mqtt_client_key,
+            ),
+            (
+                "mqtt_client_cert (VAKT_MQTT_CLIENT_CERT)",
+                "mqtt_client_key (VAKT_MQTT_CLIENT_KEY)",
+            ),
+        )?;
+        if !mqtts {
+            return match (ca, client) {
+                (None, None) => Ok(None),
+                (Some(f), _) | (None, Some((f, _))) => Err(TlsError::Mismatch(format!(
+                    "{} is set but mqtt_url (VAKT_MQTT_URL) is a plain mqtt:// URL: use \
+                     mqtts://host:8883 for an encrypted link, or leave {} unset",
+                    f.setting, f.setting
+                ))),
+            };
+        }
+        tls::client_config(ca, client).map(Some)
+    }
+
+    /// Whether vakt serves HTTPS itself (`tls_cert`).
+    pub fn https_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// Whether the session cookie is `Secure` (and so `__Host-` prefixed): asked for, or the
+    /// console is served over HTTPS by vakt itself.
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies || self.https_enabled()
     }
 
     /// Grace of a supervision class: `silence_grace_s` (VAKT_SILENCE_GRACE_S) wins over every
@@ -434,6 +569,101 @@ mod tests {
             .apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "x".into()))
             .unwrap_err();
         assert!(err.to_string().contains("VAKT_TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn tls_files_come_from_the_file_or_the_environment_and_an_empty_variable_unsets_one() {
+        let mut c: Config =
+            toml::from_str("tls_cert = \"/etc/vakt/tls.crt\"\nmqtt_ca = \"/etc/vakt/ca.pem\"")
+                .unwrap();
+        assert_eq!(c.tls_cert, Some(PathBuf::from("/etc/vakt/tls.crt")));
+        assert_eq!(c.mqtt_tls_listen.to_string(), "127.0.0.1:8883");
+        let env = |k: &str| match k {
+            "VAKT_TLS_KEY" => Some("/run/secrets/tls.key".to_owned()),
+            "VAKT_MQTT_CA" => Some(String::new()),
+            "VAKT_MQTT_TLS_LISTEN" => Some("0.0.0.0:8883".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.tls_key, Some(PathBuf::from("/run/secrets/tls.key")));
+        assert_eq!(c.mqtt_ca, None);
+        assert_eq!(c.mqtt_tls_listen.to_string(), "0.0.0.0:8883");
+        let err = c
+            .apply_env(|k| (k == "VAKT_MQTT_TLS_LISTEN").then(|| "8883".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("VAKT_MQTT_TLS_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_unusable_tls_file_is_an_error_naming_its_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+
+        let c = Config {
+            mqtt_ca: Some(missing.clone()),
+            ..Config::default()
+        };
+        let err = c.broker_tls(true).unwrap_err().to_string();
+        assert!(err.contains("mqtt_ca (VAKT_MQTT_CA)"), "{err}");
+        assert!(err.contains("missing.pem"), "{err}");
+
+        let c = Config {
+            tls_cert: Some(not_pem.clone()),
+            tls_key: Some(not_pem.clone()),
+            ..Config::default()
+        };
+        let err = c.https().unwrap_err().to_string();
+        assert!(err.contains("tls_cert (VAKT_TLS_CERT)"), "{err}");
+        assert!(err.contains("no certificate"), "{err}");
+
+        let c = Config {
+            mqtt_tls_cert: Some(not_pem.clone()),
+            ..Config::default()
+        };
+        let err = c.embedded_broker_tls().unwrap_err().to_string();
+        assert!(
+            err.contains("mqtt_tls_cert (VAKT_MQTT_TLS_CERT) is set without mqtt_tls_key"),
+            "{err}"
+        );
+
+        let c = Config {
+            mqtt_client_key: Some(missing),
+            ..Config::default()
+        };
+        let err = c.broker_tls(true).unwrap_err().to_string();
+        assert!(
+            err.contains("mqtt_client_key (VAKT_MQTT_CLIENT_KEY) is set without"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_broker_ca_with_a_plain_broker_url_is_refused_rather_than_left_unused() {
+        let c = Config {
+            mqtt_ca: Some("/etc/vakt/ca.pem".into()),
+            ..Config::default()
+        };
+        let err = c.broker_tls(false).unwrap_err().to_string();
+        assert!(err.contains("mqtt_ca (VAKT_MQTT_CA) is set"), "{err}");
+        assert!(err.contains("mqtts://"), "{err}");
+        assert!(Config::default().broker_tls(false).unwrap().is_none());
+    }
+
+    #[test]
+    fn vakts_own_https_makes_the_session_cookie_secure() {
+        assert!(!Config::default().cookies_secure());
+        let c = Config {
+            tls_cert: Some("/etc/vakt/tls.crt".into()),
+            ..Config::default()
+        };
+        assert!(c.cookies_secure());
+        let c = Config {
+            secure_cookies: true,
+            ..Config::default()
+        };
+        assert!(c.cookies_secure());
     }
 
     #[test]

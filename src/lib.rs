@@ -7,9 +7,10 @@
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
-//! settings; [`metrics`] the counters; `demo` (with the `demo` feature) the seeded first
-//! look. What people do through the API or the command line goes through [`app`], the
-//! application's operations, one module per aggregate.
+//! settings; [`tls`] the certificates and keys of every encrypted link; [`metrics`] the
+//! counters; `demo` (with the `demo` feature) the seeded first look. What people do through
+//! the API or the command line goes through [`app`], the application's operations, one
+//! module per aggregate.
 
 pub mod app;
 pub mod audit;
@@ -30,6 +31,7 @@ pub mod readiness;
 pub mod regions;
 pub mod store;
 pub mod supervise;
+pub mod tls;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -61,8 +63,10 @@ pub enum StartError {
     Http(SocketAddr, std::io::Error),
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
-    #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port")]
+    #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port or mqtts://host:port")]
     MqttUrl(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
@@ -81,6 +85,8 @@ pub struct Running {
     /// The broker devices connect to (the embedded one, or the configured external one).
     pub mqtt_host: String,
     pub mqtt_port: u16,
+    /// The embedded broker's TLS port, when it has a TLS listener.
+    pub mqtt_tls_port: Option<u16>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -152,8 +158,26 @@ pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Starts everything `vakt serve` runs and returns once it listens.
 pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartError> {
+    tls::install_provider();
     if config.mqtt_url.is_some() {
         config.check_broker_identity()?;
+    }
+    // Every certificate and key is read before anything starts: a bad file is a start-up
+    // error naming its setting, not a failure at the first connection.
+    let https = config.https()?;
+    let broker_address = config
+        .mqtt_url
+        .as_ref()
+        .map(|url| mqtt::BrokerLink::parse_url(url).ok_or_else(|| StartError::MqttUrl(url.clone())))
+        .transpose()?;
+    let broker_tls = config.broker_tls(broker_address.as_ref().is_some_and(|a| a.tls))?;
+    #[cfg(feature = "embedded")]
+    let embedded_tls = match &config.mqtt_url {
+        None => config.embedded_broker_tls()?,
+        Some(_) => None,
+    };
+    if let Some(warning) = tls::postgres_tls_warning(&config.database_url()) {
+        tracing::warn!("{warning}");
     }
     let store = open_store(&config).await?;
     let config = Arc::new(config);
@@ -187,7 +211,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         supervision: supervision.clone(),
         rate: config.device_rate(),
     };
-    let (ingest, mqtt_host, mqtt_port) = match &config.mqtt_url {
+    let (ingest, mqtt_host, mqtt_port, mqtt_tls_port) = match broker_address {
         #[cfg(not(feature = "embedded"))]
         None => return Err(StartError::NoEmbeddedBroker),
         #[cfg(feature = "embedded")]
@@ -201,18 +225,33 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             } else {
                 addr.ip().to_string()
             };
+            let tls = match embedded_tls {
+                Some(tls) => {
+                    let wanted = config.mqtt_tls_listen;
+                    let listener = mqtt::embedded::bind(wanted, options.fallback_ports).await?;
+                    let port = listener
+                        .local_addr()
+                        .map_err(|e| mqtt::embedded::BrokerError::Bind(wanted, e))?
+                        .port();
+                    Some((listener, tls, port))
+                }
+                None => None,
+            };
+            let tls_port = tls.as_ref().map(|(_, _, port)| *port);
+            let listeners = mqtt::embedded::Listeners {
+                plain: listener,
+                tls: tls.map(|(listener, config, _)| (listener, config)),
+            };
             let reserved = config
                 .backend_identities()
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
             let ingest =
-                ingest::start_embedded(listener, parts, reserved, shutdown_rx.clone()).await?;
-            (ingest, host, addr.port())
+                ingest::start_embedded(listeners, parts, reserved, shutdown_rx.clone()).await?;
+            (ingest, host, addr.port(), tls_port)
         }
-        Some(url) => {
-            let (host, port) =
-                mqtt::BrokerLink::parse_url(url).ok_or_else(|| StartError::MqttUrl(url.clone()))?;
+        Some(mqtt::link::BrokerAddress { host, port, .. }) => {
             let link = mqtt::BrokerLink {
                 host: host.clone(),
                 port,
@@ -220,6 +259,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                 username: config.mqtt_username.clone(),
                 secret: config.mqtt_password.as_ref().map(|s| s.0.clone()),
                 share_group: Some(config.mqtt_share_group.clone()).filter(|g| !g.is_empty()),
+                tls: broker_tls,
             };
             let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
             if clustered {
@@ -232,7 +272,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                     shutdown_rx.clone(),
                 ));
             }
-            (ingest, host, port)
+            (ingest, host, port, None)
         }
     };
 
@@ -299,12 +339,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         listener,
         app,
         header_timeout,
+        https,
         shutdown_rx.clone(),
     ));
     Ok(Running {
         http_addr,
         mqtt_host,
         mqtt_port,
+        mqtt_tls_port,
         state,
         shutdown: shutdown_tx,
         server,

@@ -147,6 +147,8 @@ enum DeviceCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // One crypto provider for every TLS link of the process, before any is set up.
+    vakt::tls::install_provider();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -378,7 +380,17 @@ async fn mosquitto_files(
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let running = vakt::start(config, vakt::StartOptions::default()).await?;
-    tracing::info!(http = %running.http_addr, mqtt = %format!("{}:{}", running.mqtt_host, running.mqtt_port), "vakt is serving");
+    let scheme = if running.state.config.https_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    let http = format!("{scheme}://{}", running.http_addr);
+    let mqtt = format!("{}:{}", running.mqtt_host, running.mqtt_port);
+    match running.mqtt_tls_port {
+        Some(tls) => tracing::info!(%http, %mqtt, mqtt_tls = tls, "vakt is serving"),
+        None => tracing::info!(%http, %mqtt, "vakt is serving"),
+    }
     shutdown_signal().await;
     stop(running).await;
     Ok(())

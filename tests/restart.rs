@@ -65,7 +65,10 @@ impl Deployment {
 
     fn broker(&self) -> (String, u16) {
         match &self.mqtt_url {
-            Some(url) => vakt::mqtt::BrokerLink::parse_url(url).unwrap(),
+            Some(url) => {
+                let address = vakt::mqtt::BrokerLink::parse_url(url).unwrap();
+                (address.host, address.port)
+            }
             None => ("127.0.0.1".into(), self.mqtt_port),
         }
     }

@@ -18,6 +18,7 @@ use crate::protocol::{is_valid_device_id, now_ms, topic, Fix};
 use crate::pubacks::{Pending, PubackTally};
 use crate::repeat::Repeats;
 use crate::signing::{signed_body, unwrap_new_key, verify, DeviceKey, VerifyError};
+use crate::tls::DeviceTls;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// How long `connect` waits for the broker's ConnAck and SubAck.
@@ -139,9 +140,25 @@ pub struct SimDevice {
 impl SimDevice {
     /// Connects and subscribes; returns once the broker has accepted both.
     pub async fn connect(opts: SimOptions) -> anyhow::Result<SimDevice> {
+        Self::connect_over(opts, None).await
+    }
+
+    /// Connects over TLS (mqtts), trusting `tls`'s CA, and subscribes.
+    pub async fn connect_tls(opts: SimOptions, tls: &DeviceTls) -> anyhow::Result<SimDevice> {
+        Self::connect_over(opts, Some(tls)).await
+    }
+
+    /// Connects over plain TCP, or TLS with `tls`.
+    pub async fn connect_over(
+        opts: SimOptions,
+        tls: Option<&DeviceTls>,
+    ) -> anyhow::Result<SimDevice> {
         let id = opts.device_id;
         ensure!(is_valid_device_id(&id), "invalid device id {id:?}");
         let mut mqtt = MqttOptions::new(&id, &opts.host, opts.port);
+        if let Some(tls) = tls {
+            mqtt.set_transport(tls.transport());
+        }
         mqtt.set_credentials(&id, opts.key.to_hex())
             .set_clean_session(false)
             .set_keep_alive(KEEP_ALIVE)

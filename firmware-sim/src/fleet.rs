@@ -19,6 +19,7 @@ use crate::device::{SimDevice, SimOptions};
 use crate::protocol::{boot_from_clock, Fix};
 use crate::repeat::KEEP_UNANSWERED;
 use crate::signing::DeviceKey;
+use crate::tls::DeviceTls;
 
 pub const FLEET_FW: &str = "firmware-sim-0.1.0";
 pub const FLEET_MODEL: &str = "sim";
@@ -61,6 +62,8 @@ impl From<(String, DeviceKey)> for FleetDevice {
 pub struct FleetConfig {
     pub host: String,
     pub port: u16,
+    /// `Some`: every device connects over TLS (mqtts), trusting this CA.
+    pub tls: Option<DeviceTls>,
     pub devices: Vec<FleetDevice>,
     /// Each device's heartbeat interval, also announced in its `hello`.
     pub heartbeat: Duration,
@@ -105,6 +108,7 @@ impl FleetConfig {
         FleetConfig {
             host: host.into(),
             port,
+            tls: None,
             devices,
             heartbeat: Duration::from_secs(30),
             alarm_every: Some(Duration::from_secs(30)),
@@ -289,6 +293,7 @@ fn bump(counter: &AtomicU64) {
 struct Run {
     host: String,
     port: u16,
+    tls: Option<DeviceTls>,
     heartbeat: Duration,
     position_every: Option<Duration>,
     burst: Option<Burst>,
@@ -315,6 +320,7 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
     let run = Arc::new(Run {
         host: cfg.host,
         port: cfg.port,
+        tls: cfg.tls,
         heartbeat: cfg.heartbeat.max(Duration::from_secs(1)),
         position_every: cfg.position_every,
         burst: cfg.burst,
@@ -475,7 +481,7 @@ async fn connect_until_stopped(spec: &FleetDevice, run: &Run) -> SimDevice {
             key: spec.key.clone(),
             boot: boot_from_clock(),
         };
-        match SimDevice::connect(opts).await {
+        match SimDevice::connect_over(opts, run.tls.as_ref()).await {
             Ok(device) => {
                 bump(&run.counters.connected);
                 run.emit(FleetEvent::Connected {

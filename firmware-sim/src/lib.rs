@@ -13,6 +13,7 @@ mod protocol;
 mod pubacks;
 pub mod repeat;
 mod signing;
+mod tls;
 
 pub use canonical::{canonical_json, canonical_without_mac, CanonicalError};
 pub use device::{Feedback, SimDevice, SimOptions};
@@ -22,3 +23,4 @@ pub use fleet::{
 };
 pub use protocol::{boot_from_clock, is_valid_device_id, now_ms, topic, Fix, ALARM_KINDS};
 pub use signing::{sign, signed_body, unwrap_new_key, verify, DeviceKey, VerifyError};
+pub use tls::DeviceTls;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::{
-    boot_from_clock, is_valid_device_id, run_fleet, Burst, DeviceKey, Fix, FleetConfig,
+    boot_from_clock, is_valid_device_id, run_fleet, Burst, DeviceKey, DeviceTls, Fix, FleetConfig,
     FleetDevice, FleetEvent, FleetReport, SimDevice, SimOptions, FLEET_FW, FLEET_MODEL,
 };
 use tokio::sync::{mpsc, watch};
@@ -106,8 +106,35 @@ enum Command {
 struct BrokerArgs {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    #[arg(long, default_value_t = 1883)]
-    port: u16,
+    /// Default: 1883, or 8883 with --tls-ca.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Connect over TLS (mqtts), trusting only the CA certificate(s) in this PEM file; the
+    /// broker's certificate must name --host.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.tls_ca.is_some() { 8883 } else { 1883 })
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<DeviceTls>> {
+        self.tls_ca
+            .as_deref()
+            .map(DeviceTls::from_ca_file)
+            .transpose()
+            .context("--tls-ca")
+    }
+
+    fn fleet(self, devices: Vec<FleetDevice>) -> anyhow::Result<FleetConfig> {
+        let (port, tls) = (self.port(), self.tls()?);
+        let mut cfg = FleetConfig::new(self.host, port, devices);
+        cfg.tls = tls;
+        Ok(cfg)
+    }
 }
 
 #[derive(Args)]
@@ -282,14 +309,15 @@ impl DeviceArgs {
             Some(boot) => boot,
             None => next_boot(&self.id),
         };
-        SimDevice::connect(SimOptions {
+        let (port, tls) = (self.broker.port(), self.broker.tls()?);
+        let opts = SimOptions {
             host: self.broker.host,
-            port: self.broker.port,
+            port,
             device_id: self.id,
             key: self.key,
             boot,
-        })
-        .await
+        };
+        SimDevice::connect_over(opts, tls.as_ref()).await
     }
 }
 
@@ -364,7 +392,7 @@ async fn alarm_and_wait(
 
 async fn burst(args: BurstArgs) -> anyhow::Result<FleetReport> {
     let devices = read_devices(&args.devices)?;
-    let mut cfg = FleetConfig::new(args.broker.host, args.broker.port, devices);
+    let mut cfg = args.broker.fleet(devices)?;
     cfg.burst = Some(Burst {
         messages: args.messages,
         alarm_every: args.alarm_every,
@@ -393,7 +421,7 @@ fn stop_on_ctrl_c() -> watch::Receiver<bool> {
 async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetReport> {
     let devices = read_devices(&args.devices)?;
     let stop = stop_on_ctrl_c();
-    let mut cfg = FleetConfig::new(args.broker.host, args.broker.port, devices);
+    let mut cfg = args.broker.fleet(devices)?;
     cfg.heartbeat = Duration::from_secs(args.hb);
     cfg.alarm_every = (args.alarm_every > 0.0)
         .then(|| Duration::try_from_secs_f64(args.alarm_every))

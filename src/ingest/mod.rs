@@ -86,19 +86,19 @@ pub async fn start(
     run(parts, broker, shutdown).await
 }
 
-/// Starts the embedded broker on `listener` with the ingest behind it; returns at once.
+/// Starts the embedded broker on `listeners` with the ingest behind it; returns at once.
 ///
 /// `backend_identities` are names no login may use there besides the reserved prefix (the
 /// configured client id and username, whatever they are).
 #[cfg(feature = "embedded")]
 pub async fn start_embedded(
-    listener: tokio::net::TcpListener,
+    listeners: mqtt::embedded::Listeners,
     parts: IngestParts,
     backend_identities: Vec<String>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<IngestHandle, StoreError> {
     let broker = mqtt::embedded::open(
-        listener,
+        listeners,
         &parts.directory,
         parts.rate,
         parts.metrics.clone(),

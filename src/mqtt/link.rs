@@ -46,6 +46,18 @@ pub struct BrokerLink {
     /// A shared-subscription group, so several instances split the devices; `None`: a plain
     /// subscription.
     pub share_group: Option<String>,
+    /// `mqtts://`: the client's TLS configuration (trusted roots, client certificate). The
+    /// broker's certificate must chain to those roots and name `host`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Where an external broker is, from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+    /// `mqtts://`: reached over TLS.
+    pub tls: bool,
 }
 
 impl BrokerLink {
@@ -58,17 +70,39 @@ impl BrokerLink {
         Some((client_id.to_owned(), backend_password(secret, client_id)))
     }
 
-    /// Parses `mqtt://host:port` (port 1883 when left out).
-    pub fn parse_url(url: &str) -> Option<(String, u16)> {
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))?;
+    /// Parses `mqtt://host:port` (port 1883 when left out) and `mqtts://host:port` (TLS,
+    /// port 8883 when left out).
+    pub fn parse_url(url: &str) -> Option<BrokerAddress> {
+        let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            (rest, true, 8883)
+        } else {
+            let rest = url
+                .strip_prefix("mqtt://")
+                .or_else(|| url.strip_prefix("tcp://"))?;
+            (rest, false, 1883)
+        };
         let rest = rest.trim_end_matches('/');
-        match rest.rsplit_once(':') {
-            Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
-            None if !rest.is_empty() => Some((rest.to_owned(), 1883)),
-            None => None,
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().ok()?),
+            None => (rest, default_port),
+        };
+        (!host.is_empty()).then(|| BrokerAddress {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+
+    /// A session's options under `client_id`: where the broker is, and over TLS for
+    /// `mqtts://`.
+    fn options(&self, client_id: &str) -> MqttOptions {
+        let mut options = MqttOptions::new(client_id, &self.host, self.port);
+        if let Some(tls) = &self.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
         }
+        options
     }
 }
 
@@ -92,7 +126,7 @@ pub async fn connect(
     rate: RateLimit,
     metrics: Arc<Metrics>,
 ) -> Result<(BrokerSide, BrokerTask), StoreError> {
-    let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
+    let mut options = link.options(&link.client_id);
     options
         .set_clean_session(false)
         .set_manual_acks(true)
@@ -147,7 +181,7 @@ pub async fn connect(
 pub async fn drain_session(link: &BrokerLink, client_id: &str, deliveries: &IngestQueue) -> usize {
     let mut taken = 0;
     for clean in [false, true] {
-        let mut options = MqttOptions::new(client_id, &link.host, link.port);
+        let mut options = link.options(client_id);
         options
             .set_clean_session(clean)
             .set_manual_acks(true)
@@ -338,15 +372,32 @@ mod tests {
     }
 
     #[test]
-    fn broker_urls_name_host_and_port() {
+    fn broker_urls_name_host_port_and_whether_tls_is_spoken() {
+        let at = |host: &str, port, tls| {
+            Some(BrokerAddress {
+                host: host.into(),
+                port,
+                tls,
+            })
+        };
         assert_eq!(
             BrokerLink::parse_url("mqtt://127.0.0.1:1883"),
-            Some(("127.0.0.1".into(), 1883))
+            at("127.0.0.1", 1883, false)
         );
         assert_eq!(
             BrokerLink::parse_url("mqtt://broker"),
-            Some(("broker".into(), 1883))
+            at("broker", 1883, false)
+        );
+        assert_eq!(
+            BrokerLink::parse_url("mqtts://broker"),
+            at("broker", 8883, true)
+        );
+        assert_eq!(
+            BrokerLink::parse_url("mqtts://broker.police.example:18883/"),
+            at("broker.police.example", 18883, true)
         );
         assert_eq!(BrokerLink::parse_url("http://broker"), None);
+        assert_eq!(BrokerLink::parse_url("mqtts://"), None);
+        assert_eq!(BrokerLink::parse_url("mqtts://broker:x"), None);
     }
 }

@@ -96,7 +96,7 @@ enum Task {
     #[cfg(feature = "embedded")]
     Embedded {
         broker: embedded::EmbeddedBroker,
-        listener: tokio::net::TcpListener,
+        listeners: embedded::Listeners,
         connected: watch::Sender<bool>,
     },
 }
@@ -108,10 +108,10 @@ impl BrokerTask {
             #[cfg(feature = "embedded")]
             Task::Embedded {
                 broker,
-                listener,
+                listeners,
                 connected,
             } => {
-                broker.serve(listener, shutdown);
+                broker.serve(listeners, shutdown);
                 connected.send_replace(true);
             }
         }

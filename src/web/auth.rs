@@ -16,7 +16,24 @@ use crate::credentials::{hash_password, new_token, token_hash, verify_password};
 use crate::domain::{now_ms, Millis};
 use crate::store::{Role, StoreError, User};
 
+/// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "vakt_session";
+/// Its name when it is `Secure`: the `__Host-` prefix makes the browser take it only from
+/// an HTTPS response for this very host, without `Domain` and for `Path=/`, so neither a
+/// plain-HTTP page nor a sibling subdomain can plant a session of its own choosing.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-vakt_session";
+
+/// The session cookie's name, and its attributes, as this configuration sets it.
+fn session_cookie(secure: bool) -> (&'static str, &'static str) {
+    if secure {
+        (
+            SECURE_SESSION_COOKIE,
+            "; Path=/; HttpOnly; SameSite=Strict; Secure",
+        )
+    } else {
+        (SESSION_COOKIE, "; Path=/; HttpOnly; SameSite=Strict")
+    }
+}
 
 /// The logged-in caller.
 #[derive(Debug, Clone)]
@@ -192,14 +209,17 @@ impl Caller {
     }
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+/// The session token from the cookie of the name in use (only that one: with `Secure`
+/// cookies, a plain `vakt_session` may have been planted over HTTP).
+fn cookie_token(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let (name, _) = session_cookie(secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -220,8 +240,9 @@ impl FromRequestParts<AppState> for Caller {
                 None => Err(ApiError::Unauthorized),
             };
         }
-        let token = cookie_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        if !parts.method.is_safe() && cross_site(&parts.headers, state.config.secure_cookies) {
+        let secure = state.config.cookies_secure();
+        let token = cookie_token(&parts.headers, secure).ok_or(ApiError::Unauthorized)?;
+        if !parts.method.is_safe() && cross_site(&parts.headers, secure) {
             return Err(ApiError::Forbidden);
         }
         let idle_since = now - state.config.session_idle_s as Millis * 1000;
@@ -241,7 +262,7 @@ impl FromRequestParts<AppState> for Caller {
 /// Whether a browser says the request comes from another site. A cookie-carrying change
 /// from another site is a forgery attempt (SameSite=Strict stops it in current browsers;
 /// this stops it in the rest). Clients that send neither header are not browsers.
-/// `https`: the console is served over TLS (`secure_cookies`), so only an `https` origin of
+/// `https`: the console is served over TLS (`cookies_secure`), so only an `https` origin of
 /// this host is this site; a plain-`http` page on the same host is another one.
 pub fn cross_site(headers: &HeaderMap, https: bool) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -338,7 +359,7 @@ pub async fn login(
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let now = now_ms();
-    if cross_site(&headers, state.config.secure_cookies) {
+    if cross_site(&headers, state.config.cookies_secure()) {
         return Err(ApiError::Forbidden);
     }
     // Slowed per user at an address and per address (see `throttle`): a guesser elsewhere
@@ -387,12 +408,8 @@ pub async fn login(
         .store
         .audit(Some(&user.username), "login", None, None, None, now)
         .await;
-    let secure = if state.config.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    let (name, attributes) = session_cookie(state.config.cookies_secure());
+    let cookie = format!("{name}={token}{attributes}");
     let me = Me {
         username: user.username,
         role: user.role,
@@ -413,16 +430,18 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
     (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "Sent from another site")))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     // Another site must not end an officer's session in the middle of an alarm either.
-    if cross_site(&headers, state.config.secure_cookies) {
+    let secure = state.config.cookies_secure();
+    if cross_site(&headers, secure) {
         return Err(ApiError::Forbidden);
     }
-    if let Some(token) = cookie_token(&headers) {
+    if let Some(token) = cookie_token(&headers, secure) {
         let hash = token_hash(&token);
         state.store.delete_session(&hash).await?;
         // The session's live streams end now, not at their next check.
         state.session_ends.end(&hash);
     }
-    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let (name, attributes) = session_cookie(secure);
+    let clear = format!("{name}={attributes}; Max-Age=0");
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,

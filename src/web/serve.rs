@@ -1,5 +1,6 @@
 //! The HTTP server loop: hyper with deadlines, so a client that sends its headers or body a
-//! byte at a time cannot hold a connection (and its memory) for minutes.
+//! byte at a time cannot hold a connection (and its memory) for minutes; over TLS when vakt
+//! has a certificate (`tls_cert`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,19 +15,23 @@ use axum::Router;
 use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` turns true, then lets the requests in
 /// flight finish. A client that has not sent a whole request head within
-/// `header_timeout` (also an idle kept-alive connection) is disconnected.
+/// `header_timeout` (also an idle kept-alive connection) is disconnected. With `tls`, every
+/// connection is HTTPS, and its handshake too must be done within `header_timeout`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     // Each connection task holds a receiver; when all are gone, every connection is done.
     let (all_closed, connection_open) = watch::channel(());
     loop {
@@ -48,23 +53,22 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.map(Body::new)
             });
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
         let open = connection_open.clone();
+        let tls = tls.clone();
+        // The handshake runs in the connection's own task: a slow or failed one holds up
+        // nobody else, and never the loop.
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %peer, "HTTP connection ended");
+            match tls {
+                None => serve_connection(stream, peer, service, header_timeout, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, service, header_timeout, stop).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "no TLS handshake in time"),
                     }
-                }
-                _ = stopping(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
                 }
             }
             drop(open);
@@ -72,6 +76,37 @@ pub async fn serve(
     }
     drop(connection_open);
     all_closed.closed().await;
+}
+
+/// Serves HTTP/1.1 on one connection until it ends, or gracefully once shutdown begins.
+async fn serve_connection<S, A>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    service: A,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A: tower::Service<Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    A::Future: Send + 'static,
+    A::Error: std::error::Error + Send + Sync + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "HTTP connection ended");
+            }
+        }
+        _ = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {

@@ -1,5 +1,5 @@
-//! One device connection of the embedded broker: MQTT 3.1.1 over TCP, with the PUBACK of
-//! every publish held back until the ingest has taken the message in.
+//! One device connection of the embedded broker: MQTT 3.1.1 over TCP or TLS, with the PUBACK
+//! of every publish held back until the ingest has taken the message in.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -11,8 +11,7 @@ use rumqttc::{
     ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, Publish, QoS, SubAck,
     SubscribeReasonCode, UnsubAck,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -48,6 +47,44 @@ enum End {
     Lost(String),
 }
 
+/// A device's connection, plain or over TLS, as its two directions.
+pub(super) struct DeviceStream {
+    reader: Box<dyn AsyncRead + Unpin + Send>,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
+}
+
+impl From<TcpStream> for DeviceStream {
+    fn from(stream: TcpStream) -> Self {
+        let (reader, writer) = stream.into_split();
+        DeviceStream {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        }
+    }
+}
+
+impl From<tokio_rustls::server::TlsStream<TcpStream>> for DeviceStream {
+    fn from(stream: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        let (reader, writer) = tokio::io::split(stream);
+        DeviceStream {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        }
+    }
+}
+
+/// The TLS handshake of a device connection, within the time a device has to say CONNECT.
+pub(super) async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+    match tokio::time::timeout(CONNECT_WAIT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no handshake in time".into()),
+    }
+}
+
 /// What to send once the ingest is done with a publish.
 enum Receipt {
     PubAck(u16),
@@ -56,11 +93,14 @@ enum Receipt {
 
 pub(super) async fn run(
     broker: EmbeddedBroker,
-    stream: TcpStream,
+    stream: impl Into<DeviceStream>,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let DeviceStream {
+        mut reader,
+        mut writer,
+    } = stream.into();
     let mut rbuf = BytesMut::with_capacity(4096);
     let connect =
         match tokio::time::timeout(CONNECT_WAIT, read_packet(&mut reader, &mut rbuf)).await {
@@ -173,7 +213,7 @@ pub(super) async fn run(
 struct Connection {
     broker: EmbeddedBroker,
     device: String,
-    writer: OwnedWriteHalf,
+    writer: Box<dyn AsyncWrite + Unpin + Send>,
     wbuf: BytesMut,
     queued_down: VecDeque<Publish>,
     inflight_down: HashMap<u16, Publish>,
@@ -183,7 +223,7 @@ struct Connection {
 impl Connection {
     async fn serve(
         &mut self,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
+        mut reader: Box<dyn AsyncRead + Unpin + Send>,
         mut rbuf: BytesMut,
         mut commands: mpsc::UnboundedReceiver<Command>,
         keep_alive: Option<Duration>,
@@ -379,7 +419,12 @@ impl Connection {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        match tokio::time::timeout(WRITE_WAIT, self.writer.write_all(&self.wbuf)).await {
+        // Flushed too: TLS keeps written bytes in its buffer until then.
+        let write = async {
+            self.writer.write_all(&self.wbuf).await?;
+            self.writer.flush().await
+        };
+        match tokio::time::timeout(WRITE_WAIT, write).await {
             Ok(Ok(())) => {
                 self.wbuf.clear();
                 Ok(())
@@ -390,14 +435,18 @@ impl Connection {
     }
 }
 
-async fn refuse(writer: &mut OwnedWriteHalf, code: ConnectReturnCode) {
+async fn refuse(writer: &mut (dyn AsyncWrite + Unpin + Send), code: ConnectReturnCode) {
     let mut w = BytesMut::new();
     let _ = Packet::ConnAck(ConnAck::new(code, false)).write(&mut w, MAX_PACKET);
-    let _ = tokio::time::timeout(WRITE_WAIT, writer.write_all(&w)).await;
+    let write = async {
+        writer.write_all(&w).await?;
+        writer.flush().await
+    };
+    let _ = tokio::time::timeout(WRITE_WAIT, write).await;
 }
 
 async fn read_packet(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut (dyn AsyncRead + Unpin + Send),
     buf: &mut BytesMut,
 ) -> Result<Packet, String> {
     loop {

@@ -67,12 +67,19 @@ pub async fn bind(wanted: SocketAddr, fallback: bool) -> Result<TcpListener, Bro
     }
 }
 
-/// Sets up the embedded broker on `listener`; it serves devices once the returned task runs.
+/// Where the embedded broker takes devices in: the plain listener, and a TLS one when it
+/// has a certificate.
+pub struct Listeners {
+    pub plain: TcpListener,
+    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+/// Sets up the embedded broker on `listeners`; it serves devices once the returned task runs.
 ///
 /// `backend_identities` are names no login may use there besides the reserved prefix (the
 /// configured client id and username, whatever they are).
 pub fn open(
-    listener: TcpListener,
+    listeners: Listeners,
     directory: &Directory,
     rate: RateLimit,
     metrics: Arc<Metrics>,
@@ -102,7 +109,7 @@ pub fn open(
     };
     let task = Task::Embedded {
         broker,
-        listener,
+        listeners,
         connected: connected_tx,
     };
     (side, BrokerTask(task))
@@ -174,8 +181,21 @@ impl EmbeddedBroker {
         }
     }
 
-    /// Accepts device connections on `listener` until shutdown.
-    pub fn serve(&self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    /// Accepts device connections on the listeners until shutdown.
+    pub fn serve(&self, listeners: Listeners, shutdown: watch::Receiver<bool>) {
+        self.accept(listeners.plain, None, shutdown.clone());
+        if let Some((listener, config)) = listeners.tls {
+            self.accept(listener, Some(config.into()), shutdown);
+        }
+    }
+
+    /// Accepts device connections on `listener`, over TLS with `tls`, until shutdown.
+    fn accept(
+        &self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let broker = self.clone();
         tokio::spawn(async move {
             let mut stop = shutdown.clone();
@@ -187,12 +207,26 @@ impl EmbeddedBroker {
                 match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(connection::run(
-                            broker.clone(),
-                            stream,
-                            peer,
-                            shutdown.clone(),
-                        ));
+                        let (broker, shutdown) = (broker.clone(), shutdown.clone());
+                        match tls.clone() {
+                            None => {
+                                tokio::spawn(connection::run(broker, stream, peer, shutdown));
+                            }
+                            // The handshake runs in the connection's own task, so a slow or
+                            // failed one holds up no other device.
+                            Some(acceptor) => {
+                                tokio::spawn(async move {
+                                    match connection::handshake(acceptor, stream).await {
+                                        Ok(stream) => {
+                                            connection::run(broker, stream, peer, shutdown).await
+                                        }
+                                        Err(e) => {
+                                            tracing::debug!(%peer, error = %e, "TLS handshake with a device failed")
+                                        }
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors, most likely: wait rather than spin.
