@@ -151,7 +151,8 @@ impl TestApp {
                     region: region.map(Into::into),
                     password_hash: vakt::credentials::hash_password(&format!(
                         "{username}-password-1"
-                    )),
+                    ))
+                    .await,
                     totp_secret: None,
                 },
                 now_ms(),
