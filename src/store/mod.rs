@@ -11,6 +11,7 @@ mod db;
 mod devices;
 mod dialect;
 mod instances;
+mod logins;
 mod orders;
 mod postgres;
 mod regions;
@@ -32,6 +33,7 @@ pub use audit::AuditStore;
 pub use cases::CaseStore;
 pub use devices::DeviceStore;
 pub use instances::InstanceStore;
+pub use logins::{FailureCount, LoginCounters, LoginKey, LoginStore};
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use regions::RegionStore;
@@ -434,6 +436,7 @@ pub trait Store:
     + AuditStore
     + RegionStore
     + InstanceStore
+    + LoginStore
     + Send
     + Sync
     + 'static

@@ -343,8 +343,14 @@ pub async fn login(
     }
     // Slowed per user at an address and per address (see `throttle`): a guesser elsewhere
     // never slows the duty officer at the centre.
+    // The counters are in the database: a guesser gets no more tries from two instances.
     let address = client.map(|a| a.to_string()).unwrap_or_default();
-    if let Err(wait) = state.throttle.attempt(&req.username, &address, now) {
+    let store = &*state.store;
+    if let Err(wait) = state
+        .throttle
+        .attempt(store, &req.username, &address, now)
+        .await?
+    {
         return Err(ApiError::TooManyRequests {
             retry_after_s: wait.seconds(),
         });
@@ -372,7 +378,10 @@ pub async fn login(
             .await;
         return Err(ApiError::Unauthorized);
     };
-    state.throttle.succeeded(&req.username, &address);
+    state
+        .throttle
+        .succeeded(store, &req.username, &address)
+        .await?;
     let (token, hash) = new_token();
     state
         .store
