@@ -1,12 +1,16 @@
 //! Secrets at rest: device keys and the users' one-time-code secrets, sealed under the
 //! master key (ChaCha20-Poly1305, each bound to its device or user), so a copy of the
-//! database alone forges no device, reads no signature and makes no one-time code.
+//! database alone forges no device, reads no signature and makes no one-time code; and the
+//! key the audit chain is linked with, derived from the master key, so that someone who can
+//! write to the database cannot extend or rewrite the chain. A value stored in the clear
+//! is refused: the start-up upgrade (`store::open`) seals those an older version left, once.
 
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
+use crate::audit::ChainKey;
 use crate::protocol::DeviceKey;
 
 const SEALED_PREFIX: &str = "v1:";
@@ -26,12 +30,16 @@ pub enum KeyError {
     Open(String),
     #[error("the one-time-code secret of user {0} cannot be opened with this master key")]
     OpenTotp(String),
+    #[error("the stored {0} is not sealed under the master key (a value written in the clear behind vakt's back): refused")]
+    Unsealed(String),
     #[error("master key: {0}")]
     Master(String),
 }
 
 pub struct KeyVault {
     cipher: ChaCha20Poly1305,
+    chain_key: ChainKey,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for KeyVault {
@@ -44,7 +52,20 @@ impl KeyVault {
     pub fn new(master: &[u8; 32]) -> KeyVault {
         KeyVault {
             cipher: ChaCha20Poly1305::new(&Key::from(*master)),
+            chain_key: ChainKey::from_bytes(derive(master, AUDIT_CHAIN_LABEL)),
+            fingerprint: hex::encode(derive(master, FINGERPRINT_LABEL)),
         }
+    }
+
+    /// What the database keeps to recognise this master key (`store::open` refuses another):
+    /// a value derived from it that tells nothing of it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The key the audit chain is linked with.
+    pub fn audit_chain_key(&self) -> &ChainKey {
+        &self.chain_key
     }
 
     /// The master key from configuration (64 hex characters), or else from `master.key` in
@@ -82,10 +103,10 @@ impl KeyVault {
         self.seal_text(&key.to_hex(), device_id)
     }
 
-    /// Opens a stored key; a plain 64-hex key (stored before sealing existed) is taken as is.
+    /// Opens a stored key; one stored in the clear is refused.
     pub fn open(&self, stored: &str, device_id: &str) -> Result<DeviceKey, KeyError> {
-        if let Some(plain) = DeviceKey::from_hex(stored) {
-            return Ok(plain);
+        if !is_sealed(stored) {
+            return Err(KeyError::Unsealed(format!("key of device {device_id}")));
         }
         let fail = || KeyError::Open(device_id.to_owned());
         self.open_text(stored, device_id)
@@ -98,19 +119,15 @@ impl KeyVault {
         self.seal_text(secret, &totp_binding(username))
     }
 
-    /// Opens a stored one-time-code secret; a plain one (stored before sealing existed, and
-    /// sealed at the next start) is taken as is: base32 has no `:`, so it is never mistaken.
+    /// Opens a stored one-time-code secret; one stored in the clear is refused.
     pub fn open_totp(&self, stored: &str, username: &str) -> Result<String, KeyError> {
-        if !stored.starts_with(SEALED_PREFIX) {
-            return Ok(stored.to_owned());
+        if !is_sealed(stored) {
+            return Err(KeyError::Unsealed(format!(
+                "one-time-code secret of user {username}"
+            )));
         }
         self.open_text(stored, &totp_binding(username))
             .ok_or_else(|| KeyError::OpenTotp(username.to_owned()))
-    }
-
-    /// Whether a stored one-time-code secret is still in the clear.
-    pub fn is_plain(stored: &str) -> bool {
-        !stored.starts_with(SEALED_PREFIX)
     }
 
     fn seal_text(&self, plain: &str, bound_to: &str) -> String {
@@ -151,6 +168,28 @@ impl KeyVault {
             .ok()?;
         String::from_utf8(plain).ok()
     }
+}
+
+/// Whether a stored device key or one-time-code secret is sealed; neither hex nor base32,
+/// the forms they have in the clear, has a `:`, so a clear one is never taken for sealed.
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX)
+}
+
+/// What the audit chain's key is derived under: a label of its own, so it is never a key
+/// used for anything else.
+const AUDIT_CHAIN_LABEL: &str = "vakt/v1/audit-chain";
+const FINGERPRINT_LABEL: &str = "vakt/v1/master-key-fingerprint";
+
+/// A key derived from the master key for one use: HMAC-SHA256(master, label). The master
+/// key is uniformly random, so HMAC under it is a pseudo-random function of the label (as
+/// HKDF's expand step with a single block).
+fn derive(master: &[u8; 32], label: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(master).expect("HMAC takes any key length");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// What a one-time-code secret is bound to: never a device id, which has no `:`.
@@ -216,18 +255,68 @@ mod tests {
         let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
         let sealed = vault.seal_totp(secret, "anna");
         assert!(sealed.starts_with("v1:") && !sealed.contains(secret));
-        assert!(!KeyVault::is_plain(&sealed) && KeyVault::is_plain(secret));
+        assert!(is_sealed(&sealed) && !is_sealed(secret));
         assert_eq!(vault.open_totp(&sealed, "anna").unwrap(), secret);
         assert!(vault.open_totp(&sealed, "bo").is_err(), "bound to its user");
         assert!(KeyVault::new(&[8; 32]).open_totp(&sealed, "anna").is_err());
-        assert_eq!(
-            vault.open_totp(secret, "anna").unwrap(),
-            secret,
-            "a plain one as is"
-        );
         // Neither kind of sealed secret opens as the other.
         let as_device = vault.seal(&DeviceKey::generate(), "totp-anna");
         assert!(vault.open_totp(&as_device, "anna").is_err());
+    }
+
+    #[test]
+    fn a_value_in_the_clear_is_refused_with_an_error_saying_so() {
+        let vault = KeyVault::new(&[7; 32]);
+        let key = DeviceKey::generate();
+        let err = vault.open(&key.to_hex(), "dev-1").unwrap_err().to_string();
+        assert!(
+            err.contains("device dev-1") && err.contains("not sealed"),
+            "{err}"
+        );
+        let err = vault
+            .open_totp("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "anna")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("user anna") && err.contains("not sealed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_audit_chain_key_comes_from_the_master_key_and_from_nothing_else() {
+        let record = crate::audit::Record {
+            at: 1,
+            actor: None,
+            action: "login",
+            subject: None,
+            case_id: None,
+            detail: None,
+        };
+        let link = |master: [u8; 32]| {
+            let vault = KeyVault::new(&master);
+            crate::audit::entry_link(vault.audit_chain_key(), crate::audit::GENESIS, &record)
+        };
+        assert_eq!(link([7; 32]), link([7; 32]));
+        assert_ne!(link([7; 32]), link([8; 32]));
+        // Not the master key itself: a key for one purpose only.
+        assert_ne!(
+            link([7; 32]),
+            crate::audit::entry_link(
+                &ChainKey::from_bytes([7; 32]),
+                crate::audit::GENESIS,
+                &record
+            )
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_tells_master_keys_apart_and_is_none_of_the_keys() {
+        let vault = KeyVault::new(&[7; 32]);
+        assert_eq!(vault.fingerprint(), KeyVault::new(&[7; 32]).fingerprint());
+        assert_ne!(vault.fingerprint(), KeyVault::new(&[8; 32]).fingerprint());
+        assert_ne!(vault.fingerprint(), hex::encode([7u8; 32]));
+        assert_eq!(vault.fingerprint().len(), 64);
     }
 
     #[test]

@@ -110,40 +110,15 @@ pub async fn open_store_for_command(config: &Config) -> Result<SharedStore, Star
     open_store_with(config, store::COMMAND_PATIENCE).await
 }
 
+/// The master key comes first: the store links audit entries under a key derived from it,
+/// and seals at its first start what an older version stored in the clear.
 async fn open_store_with(config: &Config, patience: Duration) -> Result<SharedStore, StartError> {
     if config.database_url.is_none() {
         private_dir(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
     }
-    Ok(store::open_with_patience(&config.database_url(), patience).await?)
-}
-
-/// One-time-code secrets stored in the clear by an older version are sealed, once; their
-/// users log in as before.
-pub async fn seal_plain_totp_secrets(
-    store: &SharedStore,
-    vault: &keys::KeyVault,
-) -> Result<usize, StoreError> {
-    let mut sealed = 0;
-    for user in store.users().await? {
-        let Some(plain) = user.totp_secret.filter(|s| keys::KeyVault::is_plain(s)) else {
-            continue;
-        };
-        let new = vault.seal_totp(&plain, &user.username);
-        if store
-            .replace_totp_secret(&user.username, &plain, &new)
-            .await?
-        {
-            sealed += 1;
-        }
-    }
-    if sealed > 0 {
-        tracing::info!(
-            users = sealed,
-            "sealed one-time-code secrets stored in the clear"
-        );
-    }
-    Ok(sealed)
+    let vault = config.key_vault()?;
+    Ok(store::open_with_patience(&config.database_url(), &vault, patience).await?)
 }
 
 /// Creates the data directory readable by the owner only (an existing one is left as the
@@ -182,7 +157,6 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let store = open_store(&config).await?;
     let config = Arc::new(config);
     let vault = config.key_vault().map_err(StartError::Keys)?;
-    seal_plain_totp_secrets(&store, &vault).await?;
     let directory = Directory::new(Arc::new(vault));
     directory.reload(&store).await?;
     let hub = Hub::new();

@@ -238,7 +238,7 @@ async fn a_persistent_broker_keeps_the_session_and_a_restart_of_vakt_notices_whe
     let client_id = unique("vakt-ingest");
     let vakt = vakt_on(&broker, dir.path(), &url, &client_id).await;
     wait_connected(&vakt).await;
-    let store = vakt::store::open(&url).await.unwrap();
+    let store = open_store(dir.path(), &url).await;
     wait_for("the session to be noted", Duration::from_secs(10), || {
         let store = store.clone();
         let id = client_id.clone();
@@ -294,8 +294,8 @@ async fn an_alarm_dropped_at_a_full_broker_queue_comes_in_with_a_repeat_once_vak
     broker.run().await;
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database(dir.path()).await;
-    let store = vakt::store::open(&url).await.unwrap();
-    let devices = seed(&store, 1).await;
+    let store = open_store(dir.path(), &url).await;
+    let devices = seed(&store, dir.path(), 1).await;
     let (id, key) = &devices[0];
     let client_id = unique("vakt-ingest");
     let vakt = vakt_on(&broker, dir.path(), &url, &client_id).await;
@@ -472,8 +472,8 @@ impl Service {
 }
 
 /// An officer, a case, and `n` issued alarm devices with their keys.
-async fn seed(store: &SharedStore, n: usize) -> Vec<(String, String)> {
-    seed_issued_devices(store, Risk::High, n).await
+async fn seed(store: &SharedStore, dir: &std::path::Path, n: usize) -> Vec<(String, String)> {
+    seed_issued_devices(store, dir, Risk::High, n).await
 }
 
 /// One alarm as the campaign saw it go out and come back.
@@ -597,8 +597,8 @@ async fn every_alarm_is_stored_exactly_once_and_answered_through_crashes_restart
     let mut broker = Mosquitto::start(true).await;
     let dir = tempfile::tempdir().unwrap();
     let direct_url = fresh_database(dir.path()).await;
-    let store = vakt::store::open(&direct_url).await.unwrap();
-    let devices = seed(&store, n_devices).await;
+    let store = open_store(dir.path(), &direct_url).await;
+    let devices = seed(&store, dir.path(), n_devices).await;
     let pg: url_parts::PgUrl = url_parts::parse(&server);
     let proxy = Proxy::start(pg.addr).await;
     let database = direct_url.rsplit('/').next().unwrap().to_owned();

@@ -55,7 +55,7 @@ impl Broker {
         let mosquitto = find_mosquitto();
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("vakt.db").display());
-        let keys = seed(&database_url).await;
+        let keys = seed(dir.path(), &database_url).await;
 
         let out = dir.path().join("mosquitto");
         std::fs::create_dir(&out).unwrap();
@@ -203,6 +203,7 @@ fn write_files(
         .args(["--owner", &format!("{uid}:{gid}")])
         .args(BACKENDS.iter().flat_map(|u| ["--backend-user", u]))
         .current_dir(dir)
+        .env("VAKT_DATA_DIR", dir)
         .env("VAKT_DATABASE_URL", database_url)
         .env("VAKT_MQTT_PASSWORD", BACKEND_SECRET)
         .env_remove("VAKT_MQTT_USERNAME")
@@ -241,8 +242,8 @@ fn owner_of(_: &Path) -> (u32, u32) {
 }
 
 /// Three devices through the store API: A and B issued, C issued and returned.
-async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, String> {
-    let store = vakt::store::open(database_url).await.unwrap();
+async fn seed(dir: &Path, database_url: &str) -> std::collections::HashMap<&'static str, String> {
+    let store = common::open_store(dir, database_url).await;
     let now = now_ms();
     store
         .insert_person(
@@ -278,10 +279,12 @@ async fn seed(database_url: &str) -> std::collections::HashMap<&'static str, Str
         .unwrap();
     let mut keys = std::collections::HashMap::new();
     for id in [A, B, C] {
-        let key = vakt::protocol::DeviceKey::generate().to_hex();
+        let key = vakt::protocol::DeviceKey::generate();
+        let sealed = common::vault_in(dir).seal(&key, id);
+        let key = key.to_hex();
         store
             .insert_device(
-                &DeviceRecord::in_stock(id, DeviceKind::Alarm, key.clone(), now),
+                &DeviceRecord::in_stock(id, DeviceKind::Alarm, sealed, now),
                 &common::SEEDED,
             )
             .await
@@ -623,7 +626,7 @@ async fn a_device_returned_after_it_connected_is_put_out_at_the_next_reload() {
     let mut b = broker.device(B).await;
     b.subscribe(&topic(B, "ack")).await;
 
-    let store = vakt::store::open(&broker.database_url).await.unwrap();
+    let store = common::open_store(broker.dir.path(), &broker.database_url).await;
     store
         .return_device(
             A,

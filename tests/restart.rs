@@ -63,6 +63,16 @@ impl Deployment {
         cmd.spawn().expect("vakt starts")
     }
 
+    /// Instances of one deployment share one master key: the device keys are sealed and
+    /// the audit chain linked under it.
+    fn share_master_key_with(&self, other: &Deployment) {
+        std::fs::copy(
+            self.dir.path().join("master.key"),
+            other.dir.path().join("master.key"),
+        )
+        .unwrap();
+    }
+
     fn broker(&self) -> (String, u16) {
         match &self.mqtt_url {
             Some(url) => {
@@ -96,8 +106,10 @@ impl Deployment {
 }
 
 /// An officer token and an issued device, written straight into the store.
-async fn seed(store: &SharedStore) -> (String, String, String) {
-    let (id, key) = seed_issued_devices(store, Risk::Medium, 1).await.remove(0);
+async fn seed(store: &SharedStore, dep: &Deployment) -> (String, String, String) {
+    let (id, key) = seed_issued_devices(store, dep.dir.path(), Risk::Medium, 1)
+        .await
+        .remove(0);
     let (token, hash) = vakt::credentials::new_token();
     store
         .insert_api_token(&hash, "officer", now_ms(), &common::SEEDED)
@@ -127,8 +139,8 @@ fn kill_9(child: &mut Child) {
 #[tokio::test]
 async fn an_open_alert_survives_a_kill_9_and_the_device_keeps_counting_after_the_restart() {
     let dep = Deployment::new().await;
-    let store = vakt::store::open(&dep.database_url).await.unwrap();
-    let (token, id, key) = seed(&store).await;
+    let store = open_store(dep.dir.path(), &dep.database_url).await;
+    let (token, id, key) = seed(&store, &dep).await;
     let mut vakt = dep.spawn();
     dep.wait_ready().await;
 
@@ -178,8 +190,8 @@ async fn an_alarm_sent_while_the_backend_is_down_is_taken_in_when_it_comes_back(
         // keeps the ingest's persistent session (run with VAKT_TEST_MQTT_URL).
         return;
     }
-    let store = vakt::store::open(&dep.database_url).await.unwrap();
-    let (token, id, key) = seed(&store).await;
+    let store = open_store(dep.dir.path(), &dep.database_url).await;
+    let (token, id, key) = seed(&store, &dep).await;
     let mut vakt = dep.spawn();
     dep.wait_ready().await;
     kill_9(&mut vakt);
@@ -223,8 +235,8 @@ fn keep_beating(
 #[tokio::test]
 async fn a_device_that_keeps_beating_is_not_declared_silent_across_a_kill_9_and_restart() {
     let dep = Deployment::new().await;
-    let store = vakt::store::open(&dep.database_url).await.unwrap();
-    let (token, id, key) = seed(&store).await;
+    let store = open_store(dep.dir.path(), &dep.database_url).await;
+    let (token, id, key) = seed(&store, &dep).await;
     let mut vakt = dep.spawn_with(&[("VAKT_SILENCE_GRACE_S", "1")]);
     dep.wait_ready().await;
     let dev = std::sync::Arc::new(device(&dep, &id, &key, 1).await);
@@ -283,8 +295,9 @@ async fn when_the_supervision_leader_is_killed_another_instance_takes_over_withi
         client_id: unique("vakt-second"),
         share_group: first.share_group.clone(),
     };
-    let store = vakt::store::open(&first.database_url).await.unwrap();
-    let (token, id, key) = seed(&store).await;
+    let store = open_store(first.dir.path(), &first.database_url).await;
+    let (token, id, key) = seed(&store, &first).await;
+    first.share_master_key_with(&second);
     let env = [("VAKT_SILENCE_GRACE_S", "1")];
     let mut a = first.spawn_with(&env);
     first.wait_ready().await;
@@ -365,8 +378,9 @@ async fn a_change_made_on_one_instance_reaches_the_live_stream_of_another() {
         client_id: unique("vakt-second"),
         share_group: first.share_group.clone(),
     };
-    let store = vakt::store::open(&first.database_url).await.unwrap();
-    let (token, id, key) = seed(&store).await;
+    let store = open_store(first.dir.path(), &first.database_url).await;
+    let (token, id, key) = seed(&store, &first).await;
+    first.share_master_key_with(&second);
     let mut a = first.spawn();
     let mut b = second.spawn();
     first.wait_ready().await;

@@ -58,7 +58,7 @@ pub async fn add(ctx: &Ctx, actor: &Actor, req: &NewUser) -> AppResult<AddedUser
         username: username.clone(),
         role: req.role,
         region,
-        password_hash: credentials::hash_password(&req.password),
+        password_hash: credentials::hash_password(&req.password).await,
         totp_secret: totp_secret
             .as_ref()
             .map(|t| ctx.directory.vault().seal_totp(t, &username)),
@@ -102,7 +102,7 @@ pub async fn reset_demo_login(
         username: username.to_owned(),
         role,
         region: None,
-        password_hash: credentials::hash_password(&password),
+        password_hash: credentials::hash_password(&password).await,
         totp_secret: None,
     };
     ctx.store.upsert_user(&user, now_ms()).await?;

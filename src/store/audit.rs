@@ -1,8 +1,8 @@
-//! The audit log (a hash chain, see `crate::audit`) and the security events.
+//! The audit log (a chain of keyed links, see `crate::audit`) and the security events.
 
 use async_trait::async_trait;
 
-use super::db::{query, Query, Tx};
+use super::db::{query, Conn, Query, Tx};
 use super::dialect::{conflict_on_unique, Dialect, SqlStore};
 use super::{Audit, AuditEntry, AuditFilter, Result, SecurityEvent};
 use crate::domain::{rfc3339, Millis};
@@ -30,7 +30,7 @@ pub trait AuditStore: Send + Sync {
         at: Millis,
     ) -> Result<()>;
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
-    /// Recomputes the audit hash chain from the first entry.
+    /// Recomputes the audit chain's links from the first entry, under the key.
     async fn verify_audit(&self) -> Result<crate::audit::Verdict>;
 }
 
@@ -84,7 +84,7 @@ impl<D: Dialect> SqlStore<D> {
                 None => None,
             };
         let prev = prev.unwrap_or_else(|| crate::audit::GENESIS.to_owned());
-        let hash = crate::audit::entry_hash(&prev, &record);
+        let hash = crate::audit::entry_link(self.chain_key()?, &prev, &record);
         query(
             "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -193,48 +193,90 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
     }
 
     async fn verify_audit(&self) -> Result<crate::audit::Verdict> {
-        let rows = query(
-            "SELECT id, at, actor, action, subject, case_id, detail, prev_hash, hash FROM audit_log ORDER BY id",
-        )
-        .fetch_all(&mut *self.pool())
-        .await?;
-        type Entry = (
-            i64,
-            i64,
-            Option<String>,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            String,
-            String,
-        );
-        let entries = rows
-            .iter()
-            .map(|row| -> Result<Entry> {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                    row.get(7)?,
-                    row.get(8)?,
-                ))
+        let key = self.chain_key()?;
+        let entries = chain_entries(&mut *self.pool()).await?;
+        Ok(crate::audit::verify(
+            key,
+            entries.iter().map(ChainEntry::row),
+        ))
+    }
+}
+
+/// An audit entry as the chain sees it: its id, its links and its fields.
+pub(super) struct ChainEntry {
+    id: i64,
+    at: Millis,
+    actor: Option<String>,
+    action: String,
+    subject: Option<String>,
+    case_id: Option<String>,
+    detail: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl ChainEntry {
+    fn record(&self) -> crate::audit::Record<'_> {
+        crate::audit::Record {
+            at: self.at,
+            actor: self.actor.as_deref(),
+            action: &self.action,
+            subject: self.subject.as_deref(),
+            case_id: self.case_id.as_deref(),
+            detail: self.detail.as_deref(),
+        }
+    }
+
+    fn row(&self) -> (i64, &str, &str, crate::audit::Record<'_>) {
+        (self.id, &self.prev_hash, &self.hash, self.record())
+    }
+}
+
+/// The whole chain in id order.
+async fn chain_entries(conn: &mut dyn Conn) -> Result<Vec<ChainEntry>> {
+    let rows = query(
+        "SELECT id, at, actor, action, subject, case_id, detail, prev_hash, hash FROM audit_log ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ChainEntry {
+                id: row.get(0)?,
+                at: row.get(1)?,
+                actor: row.get(2)?,
+                action: row.get(3)?,
+                subject: row.get(4)?,
+                case_id: row.get(5)?,
+                detail: row.get(6)?,
+                prev_hash: row.get(7)?,
+                hash: row.get(8)?,
             })
-            .collect::<Result<Vec<Entry>>>()?;
-        Ok(crate::audit::verify(entries.iter().map(|r| {
-            let record = crate::audit::Record {
-                at: r.1,
-                actor: r.2.as_deref(),
-                action: &r.3,
-                subject: r.4.as_deref(),
-                case_id: r.5.as_deref(),
-                detail: r.6.as_deref(),
-            };
-            (r.0, r.7.as_str(), r.8.as_str(), record)
-        })))
+        })
+        .collect()
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Moves a chain written before it was keyed onto keyed links, in a transaction from
+    /// `begin_audited`: all of it, or, when its plain links do not hold, none of it.
+    pub(super) async fn key_audit_chain(&self, tx: &mut dyn Tx) -> Result<crate::audit::Upgrade> {
+        use crate::audit::{relink, upgrade, verify, verify_plain, Upgrade};
+        let key = self.chain_key()?;
+        let entries = chain_entries(&mut *tx).await?;
+        let decided = upgrade(
+            &verify(key, entries.iter().map(ChainEntry::row)),
+            &verify_plain(entries.iter().map(ChainEntry::row)),
+        );
+        if decided == Upgrade::Relink {
+            for (id, prev, hash) in relink(key, entries.iter().map(|e| (e.id, e.record()))) {
+                query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3")
+                    .bind(prev)
+                    .bind(hash)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(decided)
     }
 }

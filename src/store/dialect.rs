@@ -34,6 +34,8 @@ pub struct SqlStore<D> {
     pub(super) dialect: D,
     /// One writer at a time extends the audit chain in this process (see `AuditStore`).
     pub(super) audit_lock: tokio::sync::Mutex<()>,
+    /// What the audit chain is linked with; set by `store::open` from the master key.
+    chain_key: Option<crate::audit::ChainKey>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -41,7 +43,21 @@ impl<D: Dialect> SqlStore<D> {
         SqlStore {
             dialect,
             audit_lock: Default::default(),
+            chain_key: None,
         }
+    }
+
+    /// The store that links its audit entries under `key`.
+    pub(super) fn with_chain_key(self, key: crate::audit::ChainKey) -> SqlStore<D> {
+        SqlStore {
+            chain_key: Some(key),
+            ..self
+        }
+    }
+
+    /// The audit chain's key: a store without one writes and verifies no audit entry.
+    pub(super) fn chain_key(&self) -> Result<&crate::audit::ChainKey> {
+        self.chain_key.as_ref().ok_or(StoreError::NoChainKey)
     }
 
     pub(super) fn pool(&self) -> Box<dyn Conn> {

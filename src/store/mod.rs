@@ -11,10 +11,12 @@ mod db;
 mod devices;
 mod dialect;
 mod instances;
+mod logins;
 mod orders;
 mod postgres;
 mod regions;
 mod sqlite;
+mod upgrades;
 mod users;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub use audit::AuditStore;
 pub use cases::CaseStore;
 pub use devices::DeviceStore;
 pub use instances::InstanceStore;
+pub use logins::{FailureCount, LoginCounters, LoginKey, LoginStore};
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use regions::RegionStore;
@@ -49,6 +52,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the store was opened without the audit chain's key")]
+    NoChainKey,
+    #[error("this is not the master key the database's device keys and one-time-code secrets are sealed and its audit chain linked under ({0}): every instance and command of a deployment needs the same master key (master_key, VAKT_MASTER_KEY, or the file master.key in the data directory)")]
+    WrongMasterKey(&'static str),
 }
 
 impl StoreError {
@@ -429,6 +436,7 @@ pub trait Store:
     + AuditStore
     + RegionStore
     + InstanceStore
+    + LoginStore
     + Send
     + Sync
     + 'static
@@ -446,9 +454,11 @@ pub trait Leadership: Send {
     async fn check(&mut self) -> bool;
 }
 
-/// Opens the store named by a database URL (`sqlite://…` or `postgres://…`) and migrates it.
-pub async fn open(url: &str) -> Result<SharedStore> {
-    open_with_patience(url, SERVICE_PATIENCE).await
+/// Opens the store named by a database URL (`sqlite://…` or `postgres://…`), migrates it,
+/// and runs the data upgrades that need the master key (`upgrades.rs`). Audit entries are
+/// linked under the key `vault` derives.
+pub async fn open(url: &str, vault: &crate::keys::KeyVault) -> Result<SharedStore> {
+    open_with_patience(url, vault, SERVICE_PATIENCE).await
 }
 
 /// How long the service waits for SQLite's one writer before a call fails; the ingest
@@ -460,18 +470,34 @@ pub const COMMAND_PATIENCE: std::time::Duration = std::time::Duration::from_secs
 
 /// `patience`: how long a SQLite write waits for another writer (PostgreSQL has no such
 /// wait to set).
-pub async fn open_with_patience(url: &str, patience: std::time::Duration) -> Result<SharedStore> {
+pub async fn open_with_patience(
+    url: &str,
+    vault: &crate::keys::KeyVault,
+    patience: std::time::Duration,
+) -> Result<SharedStore> {
     let store: SharedStore = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PostgresStore::connect(url).await?)
+        upgraded(PostgresStore::connect(url).await?, vault).await?
     } else {
-        Arc::new(SqliteStore::connect(url, patience).await?)
+        upgraded(SqliteStore::connect(url, patience).await?, vault).await?
     };
-    store.migrate().await?;
     // A new database starts with the national list of regions; an existing one keeps its own.
     store
         .seed_regions(&crate::regions::shipped(), crate::domain::now_ms())
         .await?;
     Ok(store)
+}
+
+/// The store keyed, migrated and upgraded, before anything else writes to it.
+async fn upgraded<D: dialect::Dialect>(
+    store: dialect::SqlStore<D>,
+    vault: &crate::keys::KeyVault,
+) -> Result<SharedStore> {
+    let store = store.with_chain_key(vault.audit_chain_key().clone());
+    store.migrate().await?;
+    store
+        .upgrade_with_keys(vault, crate::domain::now_ms())
+        .await?;
+    Ok(Arc::new(store))
 }
 
 /// The alert kind's incident class, stored so the database can enforce one open alert per

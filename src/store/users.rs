@@ -13,9 +13,6 @@ pub trait UserStore: Send + Sync {
     /// Creates the user or replaces its role, region and password (demo and admin resets).
     async fn upsert_user(&self, user: &User, at: Millis) -> Result<()>;
     async fn user(&self, username: &str) -> Result<User>;
-    /// Replaces a user's one-time-code secret if it is still `old` (sealing one stored in
-    /// the clear; another instance may be doing the same): whether it was replaced.
-    async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool>;
     /// Takes a one-time-code time step for a login: false when this user has logged in
     /// with this step or a later one already (on any instance).
     async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool>;
@@ -102,17 +99,6 @@ impl<D: Dialect> UserStore for SqlStore<D> {
             .await?
             .ok_or(StoreError::NotFound)?;
         user_from(&row)
-    }
-
-    async fn replace_totp_secret(&self, username: &str, old: &str, new: &str) -> Result<bool> {
-        let done =
-            query("UPDATE users SET totp_secret = $1 WHERE username = $2 AND totp_secret = $3")
-                .bind(new)
-                .bind(username)
-                .bind(old)
-                .execute(&mut *self.pool())
-                .await?;
-        Ok(done == 1)
     }
 
     async fn claim_totp_step(&self, username: &str, step: i64) -> Result<bool> {

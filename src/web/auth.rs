@@ -12,7 +12,7 @@ use super::json::Body;
 use super::peer::ClientAddr;
 use super::AppState;
 use crate::app::Actor;
-use crate::credentials::{hash_password, new_token, token_hash, verify_password};
+use crate::credentials::{new_token, token_hash, verify_password};
 use crate::domain::{now_ms, Millis};
 use crate::store::{Role, StoreError, User};
 
@@ -364,8 +364,14 @@ pub async fn login(
     }
     // Slowed per user at an address and per address (see `throttle`): a guesser elsewhere
     // never slows the duty officer at the centre.
+    // The counters are in the database: a guesser gets no more tries from two instances.
     let address = client.map(|a| a.to_string()).unwrap_or_default();
-    if let Err(wait) = state.throttle.attempt(&req.username, &address, now) {
+    let store = &*state.store;
+    if let Err(wait) = state
+        .throttle
+        .attempt(store, &req.username, &address, now)
+        .await?
+    {
         return Err(ApiError::TooManyRequests {
             retry_after_s: wait.seconds(),
         });
@@ -375,14 +381,9 @@ pub async fn login(
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let ok = match &user {
-        Some(u) => verify_password(&req.password, &u.password_hash),
-        None => {
-            // Spend the same time on unknown users, so timing does not tell who exists.
-            verify_password(&req.password, DUMMY_HASH.as_str());
-            false
-        }
-    };
+    // An unknown user costs the same time as a known one (`verify_password`).
+    let hash = user.as_ref().map(|u| u.password_hash.as_str());
+    let ok = verify_password(&req.password, hash).await;
     let ok = match &user {
         Some(u) if ok => matches!(
             state.second_factor(u, req.totp.as_deref(), now).await?,
@@ -398,7 +399,10 @@ pub async fn login(
             .await;
         return Err(ApiError::Unauthorized);
     };
-    state.throttle.succeeded(&req.username, &address);
+    state
+        .throttle
+        .succeeded(store, &req.username, &address)
+        .await?;
     let (token, hash) = new_token();
     state
         .store
@@ -422,9 +426,6 @@ pub async fn login(
     );
     Ok(resp)
 }
-
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password("not a password"));
 
 #[utoipa::path(post, path = "/api/logout", tag = "auth", responses((status = 204),
     (status = 403, body = super::error::Problem, content_type = "application/problem+json", description = "Sent from another site")))]

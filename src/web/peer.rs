@@ -94,6 +94,12 @@ impl TrustedProxies {
         self.0.iter().any(|n| n.contains(ip))
     }
 
+    /// Whether a caller that is not a trusted proxy sent `X-Forwarded-For`: a reverse proxy
+    /// left out of the list, or someone claiming an address.
+    pub fn forwarded_by_untrusted(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        headers.contains_key("x-forwarded-for") && !self.trusts(peer.to_canonical())
+    }
+
     /// The client's address: the socket's, unless that is a trusted proxy; then the
     /// nearest address in `X-Forwarded-For` that is not itself a trusted proxy. Read from
     /// the right, because each proxy appends and only the trusted ones' appends are true.
@@ -136,10 +142,25 @@ impl FromRequestParts<AppState> for ClientAddr {
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        Ok(ClientAddr(peer.map(|p| {
-            state.config.trusted_proxies.client(p, &parts.headers)
-        })))
+        let proxies = &state.config.trusted_proxies;
+        if let Some(p) = peer.filter(|p| proxies.forwarded_by_untrusted(*p, &parts.headers)) {
+            warn_untrusted_forwarder(p);
+        }
+        Ok(ClientAddr(peer.map(|p| proxies.client(p, &parts.headers))))
     }
+}
+
+/// Said once per process: behind a reverse proxy missing from `trusted_proxies`, every
+/// client has the proxy's address, and the throttle's per-address counter slows them all
+/// together (never for more than fifteen seconds an attempt, but all at once).
+fn warn_untrusted_forwarder(peer: IpAddr) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            %peer,
+            "a request came with X-Forwarded-For from an address not in trusted_proxies: the header is ignored, and every client behind that address counts as one for login throttling; if it is your reverse proxy, add it to trusted_proxies (VAKT_TRUSTED_PROXIES)"
+        );
+    });
 }
 
 #[cfg(test)]
@@ -200,6 +221,9 @@ mod tests {
         // A caller that is not a trusted proxy cannot claim an address.
         let h = forwarded(&["198.51.100.7"]);
         assert_eq!(proxies.client(ip("10.9.9.9"), &h), ip("10.9.9.9"));
+        assert!(proxies.forwarded_by_untrusted(ip("10.9.9.9"), &h));
+        assert!(!proxies.forwarded_by_untrusted(ip("10.0.0.1"), &h));
+        assert!(!proxies.forwarded_by_untrusted(ip("10.9.9.9"), &HeaderMap::new()));
     }
 
     #[test]

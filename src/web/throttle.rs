@@ -3,17 +3,23 @@
 //! Two counters slow a login attempt. One per username *and* client address: the real user
 //! at another desk is never slowed by a guesser elsewhere. One per client address alone,
 //! much looser, for someone trying many usernames from one place. Both grow delays
-//! (doubling per failure, capped at a few seconds or a minute) rather than block: an
-//! attacker gets one guess per delay, the duty officer who mistyped waits seconds.
+//! (doubling per failure, capped at a minute or fifteen seconds) rather than block: an
+//! attacker gets one guess per delay, the duty officer who mistyped waits seconds. Behind a
+//! reverse proxy that is not in `trusted_proxies`, every login seems to come from the
+//! proxy's address: then the per-address counter slows the whole centre by at most fifteen
+//! seconds an attempt, and never locks it out (docs/operations.md says how to set it).
 //!
 //! An attempt counts as failed from the moment it starts and is forgiven when it succeeds,
 //! so a burst of concurrent guesses cannot all slip through before the first one fails.
-//! Only the decision lives here; the login handler carries it out.
+//! The counters live in the database (`LoginStore`), shared by every instance: a guesser
+//! gets no more tries from two instances than from one. The rule ([`pace`]) is pure; the
+//! [`Throttle`] reads the counters, asks the rule, and writes back only if no attempt on any
+//! instance counted in between, else it reads and decides again.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::domain::Millis;
+use crate::store::{FailureCount, LoginCounters, LoginKey, LoginStore, StoreError};
 
 /// How many failures each counter forgives before it starts to slow, the first delay, and
 /// the longest.
@@ -55,46 +61,16 @@ pub const PER_ADDRESS: Pace = Pace {
 /// A counter with no failure for this long starts again from nothing.
 pub const FORGET_AFTER_MS: Millis = 15 * 60 * 1000;
 
-/// Entries kept before the forgotten ones are swept out.
-const SWEEP_ABOVE: usize = 100_000;
+/// How often an instance sweeps the forgotten counters out of the database.
+const SWEEP_EVERY_MS: Millis = 60 * 1000;
 
-/// Usernames are cut to this length in the key, so a guesser cannot fill memory with
+/// Usernames are cut to this length in the key, so a guesser cannot fill the table with
 /// megabyte-long names.
 const NAME_KEY_LEN: usize = 128;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Counter {
-    failures: u32,
-    last_failure: Millis,
-}
-
-impl Counter {
-    fn current(&mut self, now: Millis) -> &mut Counter {
-        if now - self.last_failure >= FORGET_AFTER_MS {
-            *self = Counter::default();
-        }
-        self
-    }
-
-    /// Milliseconds still to wait at `now`, or 0.
-    fn wait(&self, pace: Pace, now: Millis) -> Millis {
-        let until = self.last_failure + pace.delay_after(self.failures);
-        (until - now).max(0)
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    by_user: HashMap<(String, String), Counter>,
-    by_address: HashMap<String, Counter>,
-}
-
-/// Failed logins, in memory: a restart forgives everyone, which costs an attacker a
-/// restart they cannot cause.
-#[derive(Default)]
-pub struct Throttle {
-    counters: Mutex<Counters>,
-}
+/// How many times an attempt decides again after losing a race with other attempts on the
+/// same counters, before it is answered as slowed.
+const RACES: usize = 10;
 
 /// The attempt must wait this long; answered as 429 with `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,56 +83,109 @@ impl Wait {
     }
 }
 
-fn user_key(username: &str, address: &str) -> (String, String) {
-    let name: String = username.chars().take(NAME_KEY_LEN).collect();
-    (name, address.to_owned())
+/// The counters of `username` at `address`, the username cut to its key length.
+pub fn key<'a>(username: &'a str, address: &'a str) -> LoginKey<'a> {
+    let cut = username
+        .char_indices()
+        .nth(NAME_KEY_LEN)
+        .map_or(username.len(), |(i, _)| i);
+    LoginKey {
+        username: &username[..cut],
+        address,
+    }
+}
+
+/// A counter as it stands at `now`: one quiet for a quarter of an hour starts afresh.
+fn current(counter: Option<FailureCount>, now: Millis) -> FailureCount {
+    counter
+        .filter(|c| now - c.last_failure_at < FORGET_AFTER_MS)
+        .unwrap_or_default()
+}
+
+/// Milliseconds still to wait at `now` under `pace`, or 0.
+fn wait(counter: FailureCount, pace: Pace, now: Millis) -> Millis {
+    if counter.failures == 0 {
+        return 0;
+    }
+    (counter.last_failure_at + pace.delay_after(counter.failures) - now).max(0)
+}
+
+/// The rule: an attempt at `now` against the counters as stored is refused with the time
+/// to wait, or let through with both counters counting it as a failure (the user's and the
+/// address's, in that order).
+pub fn pace(seen: &LoginCounters, now: Millis) -> Result<(FailureCount, FailureCount), Wait> {
+    let user = current(seen.user_at_address, now);
+    let address = current(seen.address, now);
+    let wait = wait(user, PER_USER_AND_ADDRESS, now).max(wait(address, PER_ADDRESS, now));
+    if wait > 0 {
+        return Err(Wait(wait));
+    }
+    let counted = |c: FailureCount| FailureCount {
+        failures: c.failures.saturating_add(1),
+        last_failure_at: now,
+    };
+    Ok((counted(user), counted(address)))
+}
+
+/// Carries the rule out against the counters in the database.
+#[derive(Default)]
+pub struct Throttle {
+    last_sweep: AtomicI64,
 }
 
 impl Throttle {
     /// Starts a login attempt of `username` from `address` (empty when unknown): refused
     /// with the time to wait, or counted as a failure until [`Throttle::succeeded`].
-    pub fn attempt(&self, username: &str, address: &str, now: Millis) -> Result<(), Wait> {
-        let mut guard = self.counters.lock().expect("throttle lock");
-        let c = &mut *guard;
-        if c.by_user.len() + c.by_address.len() > SWEEP_ABOVE {
-            c.by_user
-                .retain(|_, v| now - v.last_failure < FORGET_AFTER_MS);
-            c.by_address
-                .retain(|_, v| now - v.last_failure < FORGET_AFTER_MS);
+    pub async fn attempt<S: LoginStore + ?Sized>(
+        &self,
+        store: &S,
+        username: &str,
+        address: &str,
+        now: Millis,
+    ) -> Result<Result<(), Wait>, StoreError> {
+        self.sweep(store, now).await;
+        let key = key(username, address);
+        for _ in 0..RACES {
+            let seen = store.login_counters(&key).await?;
+            let (user, address) = match pace(&seen, now) {
+                Ok(counted) => counted,
+                Err(wait) => return Ok(Err(wait)),
+            };
+            if store
+                .count_login_failure(&key, &seen, user, address)
+                .await?
+            {
+                return Ok(Ok(()));
+            }
         }
-        let key = user_key(username, address);
-        let user_wait = c
-            .by_user
-            .get_mut(&key)
-            .map(|v| v.current(now).wait(PER_USER_AND_ADDRESS, now))
-            .unwrap_or(0);
-        let address_wait = c
-            .by_address
-            .get_mut(address)
-            .map(|v| v.current(now).wait(PER_ADDRESS, now))
-            .unwrap_or(0);
-        let wait = user_wait.max(address_wait);
-        if wait > 0 {
-            return Err(Wait(wait));
-        }
-        for counter in [
-            c.by_user.entry(key).or_default(),
-            c.by_address.entry(address.to_owned()).or_default(),
-        ] {
-            let counter = counter.current(now);
-            counter.failures += 1;
-            counter.last_failure = now;
-        }
-        Ok(())
+        // Many attempts on these very counters at this very moment: a guesser's burst.
+        Ok(Err(Wait(PER_USER_AND_ADDRESS.first_delay_ms)))
     }
 
     /// The attempt was right: this user at this address starts afresh, and the address is
     /// forgiven the attempt.
-    pub fn succeeded(&self, username: &str, address: &str) {
-        let mut c = self.counters.lock().expect("throttle lock");
-        c.by_user.remove(&user_key(username, address));
-        if let Some(counter) = c.by_address.get_mut(address) {
-            counter.failures = counter.failures.saturating_sub(1);
+    pub async fn succeeded<S: LoginStore + ?Sized>(
+        &self,
+        store: &S,
+        username: &str,
+        address: &str,
+    ) -> Result<(), StoreError> {
+        store.login_succeeded(&key(username, address)).await
+    }
+
+    /// Forgotten counters leave the table, by one instance about once a minute.
+    async fn sweep<S: LoginStore + ?Sized>(&self, store: &S, now: Millis) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now - last < SWEEP_EVERY_MS
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = store.forget_login_failures(now - FORGET_AFTER_MS).await {
+            tracing::warn!(error = %e, "cannot sweep forgotten login failures");
         }
     }
 }
@@ -167,10 +196,14 @@ mod tests {
 
     const T0: Millis = 1_800_000_000_000;
 
-    /// Fails `n` attempts at `now`, each of which must be let through.
-    fn fail(t: &Throttle, user: &str, address: &str, n: u32, now: Millis) {
-        for i in 0..n {
-            assert_eq!(t.attempt(user, address, now), Ok(()), "attempt {i}");
+    fn counters(user: Option<(u32, Millis)>, address: Option<(u32, Millis)>) -> LoginCounters {
+        let c = |(failures, last_failure_at)| FailureCount {
+            failures,
+            last_failure_at,
+        };
+        LoginCounters {
+            user_at_address: user.map(c),
+            address: address.map(c),
         }
     }
 
@@ -187,103 +220,220 @@ mod tests {
     }
 
     #[test]
-    fn after_five_failures_the_next_guess_waits_and_is_allowed_once_the_delay_is_over() {
-        let t = Throttle::default();
-        fail(&t, "anna", "10.0.0.9", 5, T0);
-        assert_eq!(t.attempt("anna", "10.0.0.9", T0 + 400), Err(Wait(600)));
-        assert_eq!(t.attempt("anna", "10.0.0.9", T0 + 1_000), Ok(()));
-        // Six failures now: two seconds from the last one.
-        assert_eq!(t.attempt("anna", "10.0.0.9", T0 + 2_999), Err(Wait(1)));
-        assert_eq!(t.attempt("anna", "10.0.0.9", T0 + 3_000), Ok(()));
-    }
-
-    #[test]
-    fn a_guesser_elsewhere_never_slows_the_same_user_at_another_address() {
-        let t = Throttle::default();
-        fail(&t, "anna", "203.0.113.66", 5, T0);
-        for _ in 0..20 {
-            let _ = t.attempt("anna", "203.0.113.66", T0);
-        }
-        assert_eq!(t.attempt("anna", "10.0.0.9", T0), Ok(()));
-        t.succeeded("anna", "10.0.0.9");
-    }
-
-    #[test]
-    fn a_hundred_failures_still_only_delay_by_the_cap_and_never_block_for_good() {
-        let t = Throttle::default();
-        let mut now = T0;
-        for _ in 0..100 {
-            match t.attempt("anna", "10.0.0.9", now) {
-                Ok(()) => {}
-                Err(Wait(ms)) => {
-                    assert!(ms <= 60_000, "{ms}");
-                    now += ms;
-                    assert_eq!(t.attempt("anna", "10.0.0.9", now), Ok(()));
+    fn an_attempt_counts_on_both_counters_and_the_sixth_in_a_row_waits_a_second() {
+        let counted = |n: u32| FailureCount {
+            failures: n,
+            last_failure_at: T0,
+        };
+        assert_eq!(
+            pace(&LoginCounters::default(), T0),
+            Ok((counted(1), counted(1)))
+        );
+        let five = counters(Some((5, T0)), Some((5, T0)));
+        assert_eq!(pace(&five, T0 + 400), Err(Wait(600)));
+        assert_eq!(
+            pace(&five, T0 + 1_000),
+            Ok((
+                FailureCount {
+                    failures: 6,
+                    last_failure_at: T0 + 1_000
+                },
+                FailureCount {
+                    failures: 6,
+                    last_failure_at: T0 + 1_000
                 }
-            }
-        }
-        let wait = t.attempt("anna", "10.0.0.9", now).unwrap_err();
-        assert_eq!(wait, Wait(60_000));
-        assert_eq!(wait.seconds(), 60);
+            ))
+        );
     }
 
     #[test]
-    fn a_success_starts_the_user_afresh() {
-        let t = Throttle::default();
-        fail(&t, "anna", "10.0.0.9", 4, T0);
-        fail(&t, "anna", "10.0.0.9", 1, T0);
-        t.succeeded("anna", "10.0.0.9");
-        fail(&t, "anna", "10.0.0.9", 5, T0);
+    fn the_longer_of_the_two_waits_holds() {
+        // The user is fresh at this address, but the address has failed forty times.
+        let busy_address = counters(None, Some((40, T0)));
+        assert_eq!(pace(&busy_address, T0), Err(Wait(15_000)));
+        let busy_user = counters(Some((20, T0)), Some((20, T0)));
+        assert_eq!(pace(&busy_user, T0), Err(Wait(60_000)));
+    }
+
+    #[test]
+    fn however_many_failures_the_wait_never_exceeds_the_caps() {
+        let worst = counters(Some((u32::MAX, T0)), Some((u32::MAX, T0)));
+        assert_eq!(pace(&worst, T0), Err(Wait(60_000)));
+        assert!(pace(&worst, T0 + 60_000).is_ok(), "a delay, not a lock-out");
+        let address_only = counters(None, Some((u32::MAX, T0)));
+        assert!(pace(&address_only, T0 + 15_000).is_ok());
     }
 
     #[test]
     fn counters_are_forgotten_after_a_quiet_quarter_of_an_hour() {
-        let t = Throttle::default();
-        fail(&t, "anna", "10.0.0.9", 5, T0);
-        assert!(t.attempt("anna", "10.0.0.9", T0).is_err());
-        fail(&t, "anna", "10.0.0.9", 5, T0 + FORGET_AFTER_MS);
-    }
-
-    #[test]
-    fn many_usernames_from_one_address_are_slowed_by_seconds_not_locked_out() {
-        let t = Throttle::default();
-        for i in 0..30 {
-            assert_eq!(t.attempt(&format!("random-{i}"), "192.0.2.1", T0), Ok(()));
-        }
-        // Everyone at that address now waits a second, a known user included: a refusal
-        // for unknown names only would tell which names exist.
-        assert_eq!(t.attempt("random-30", "192.0.2.1", T0), Err(Wait(1_000)));
-        assert_eq!(t.attempt("anna", "192.0.2.1", T0), Err(Wait(1_000)));
-        assert_eq!(t.attempt("anna", "192.0.2.1", T0 + 1_000), Ok(()));
-        t.succeeded("anna", "192.0.2.1");
-        // However long it goes on, the wait stays at most fifteen seconds.
-        let mut now = T0 + 1_000;
-        for i in 0..200 {
-            if let Err(Wait(ms)) = t.attempt(&format!("more-{i}"), "192.0.2.1", now) {
-                assert!(ms <= 15_000, "{ms}");
-                now += ms;
-            }
-        }
-        assert!(t.attempt("anna", "192.0.2.1", now + 15_000).is_ok());
-        // Other addresses are not touched.
-        assert_eq!(t.attempt("anna", "192.0.2.2", T0), Ok(()));
-    }
-
-    #[test]
-    fn concurrent_guesses_count_before_any_of_them_is_answered() {
-        let t = Throttle::default();
-        let let_through = (0..50)
-            .filter(|_| t.attempt("anna", "10.0.0.9", T0).is_ok())
-            .count();
-        assert_eq!(let_through, 5);
+        let five = counters(Some((5, T0)), Some((5, T0)));
+        assert!(pace(&five, T0).is_err());
+        let (user, address) = pace(&five, T0 + FORGET_AFTER_MS).unwrap();
+        assert_eq!((user.failures, address.failures), (1, 1));
     }
 
     #[test]
     fn a_very_long_username_is_kept_short_in_the_key() {
-        let t = Throttle::default();
-        let long = "x".repeat(1_000_000);
-        fail(&t, &long, "10.0.0.9", 5, T0);
-        let c = t.counters.lock().unwrap();
-        assert!(c.by_user.keys().all(|(n, _)| n.len() <= NAME_KEY_LEN));
+        let long = "å".repeat(1_000_000);
+        assert_eq!(
+            key(&long, "10.0.0.9").username.chars().count(),
+            NAME_KEY_LEN
+        );
+        assert_eq!(key("anna", "10.0.0.9").username, "anna");
+    }
+
+    /// A throttle over a fresh SQLite database of its own.
+    async fn throttle() -> (Throttle, crate::store::SharedStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("vakt.db").display());
+        let vault = crate::keys::KeyVault::new(&[7; 32]);
+        let store = crate::store::open(&url, &vault).await.unwrap();
+        (Throttle::default(), store, dir)
+    }
+
+    async fn try_login(
+        (t, store, _): &(Throttle, crate::store::SharedStore, tempfile::TempDir),
+        user: &str,
+        address: &str,
+        now: Millis,
+    ) -> Result<(), Wait> {
+        t.attempt(&**store, user, address, now).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn after_five_failures_the_next_guess_waits_and_is_allowed_once_the_delay_is_over() {
+        let t = throttle().await;
+        for i in 0..5 {
+            assert_eq!(try_login(&t, "anna", "10.0.0.9", T0).await, Ok(()), "{i}");
+        }
+        assert_eq!(
+            try_login(&t, "anna", "10.0.0.9", T0 + 400).await,
+            Err(Wait(600))
+        );
+        assert_eq!(try_login(&t, "anna", "10.0.0.9", T0 + 1_000).await, Ok(()));
+        // Six failures now: two seconds from the last one.
+        assert_eq!(
+            try_login(&t, "anna", "10.0.0.9", T0 + 2_999).await,
+            Err(Wait(1))
+        );
+        assert_eq!(try_login(&t, "anna", "10.0.0.9", T0 + 3_000).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_guesser_elsewhere_never_slows_the_same_user_at_another_address() {
+        let t = throttle().await;
+        for _ in 0..25 {
+            let _ = try_login(&t, "anna", "203.0.113.66", T0).await;
+        }
+        assert!(try_login(&t, "anna", "203.0.113.66", T0).await.is_err());
+        assert_eq!(try_login(&t, "anna", "10.0.0.9", T0).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_success_starts_the_user_afresh_and_forgives_the_address_one_failure() {
+        let t = throttle().await;
+        for _ in 0..5 {
+            try_login(&t, "anna", "10.0.0.9", T0).await.unwrap();
+        }
+        t.0.succeeded(&*t.1, "anna", "10.0.0.9").await.unwrap();
+        let seen = t.1.login_counters(&key("anna", "10.0.0.9")).await.unwrap();
+        assert_eq!(seen.user_at_address, None);
+        assert_eq!(seen.address.unwrap().failures, 4);
+        for _ in 0..5 {
+            try_login(&t, "anna", "10.0.0.9", T0).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn many_usernames_from_one_address_are_slowed_by_seconds_not_locked_out() {
+        let t = throttle().await;
+        for i in 0..30 {
+            assert_eq!(
+                try_login(&t, &format!("random-{i}"), "192.0.2.1", T0).await,
+                Ok(())
+            );
+        }
+        // Everyone at that address now waits a second, a known user included: a refusal
+        // for unknown names only would tell which names exist.
+        assert_eq!(
+            try_login(&t, "random-30", "192.0.2.1", T0).await,
+            Err(Wait(1_000))
+        );
+        assert_eq!(
+            try_login(&t, "anna", "192.0.2.1", T0).await,
+            Err(Wait(1_000))
+        );
+        assert_eq!(try_login(&t, "anna", "192.0.2.1", T0 + 1_000).await, Ok(()));
+        t.0.succeeded(&*t.1, "anna", "192.0.2.1").await.unwrap();
+        // However long it goes on, the wait stays at most fifteen seconds.
+        let mut now = T0 + 1_000;
+        for i in 0..60 {
+            if let Err(Wait(ms)) = try_login(&t, &format!("more-{i}"), "192.0.2.1", now).await {
+                assert!(ms <= 15_000, "{ms}");
+                now += ms;
+            }
+        }
+        assert!(try_login(&t, "anna", "192.0.2.1", now + 15_000)
+            .await
+            .is_ok());
+        // Other addresses are not touched.
+        assert_eq!(try_login(&t, "anna", "192.0.2.2", T0).await, Ok(()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_guesses_count_before_any_of_them_is_answered() {
+        let t = std::sync::Arc::new(throttle().await);
+        let guesses = (0..30).map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move { try_login(&t, "anna", "10.0.0.9", T0).await })
+        });
+        let mut let_through = 0;
+        for g in guesses {
+            if g.await.unwrap().is_ok() {
+                let_through += 1;
+            }
+        }
+        assert_eq!(let_through, 5);
+        let seen = t.1.login_counters(&key("anna", "10.0.0.9")).await.unwrap();
+        assert_eq!(seen.user_at_address.unwrap().failures, 5, "no count lost");
+    }
+
+    #[tokio::test]
+    async fn of_two_counts_decided_on_the_same_counters_only_one_lands_and_the_other_decides_again()
+    {
+        let t = throttle().await;
+        let store = &*t.1;
+        let key = key("anna", "10.0.0.9");
+        // Two attempts read the counters at the same moment and both decide to count.
+        let seen = store.login_counters(&key).await.unwrap();
+        let (user, address) = pace(&seen, T0).unwrap();
+        assert!(store
+            .count_login_failure(&key, &seen, user, address)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .count_login_failure(&key, &seen, user, address)
+                .await
+                .unwrap(),
+            "the second write would have lost the first count"
+        );
+        // The throttle's attempt reads again and counts on top.
+        try_login(&t, "anna", "10.0.0.9", T0).await.unwrap();
+        let seen = store.login_counters(&key).await.unwrap();
+        assert_eq!(seen.user_at_address.unwrap().failures, 2);
+        assert_eq!(seen.address.unwrap().failures, 2);
+    }
+
+    #[tokio::test]
+    async fn forgotten_counters_are_swept_out_of_the_database() {
+        let t = throttle().await;
+        try_login(&t, "anna", "10.0.0.9", T0).await.unwrap();
+        // The next attempt a quarter of an hour later, on another key, sweeps the old one.
+        try_login(&t, "bo", "10.0.0.8", T0 + FORGET_AFTER_MS + 1)
+            .await
+            .unwrap();
+        let seen = t.1.login_counters(&key("anna", "10.0.0.9")).await.unwrap();
+        assert_eq!(seen, LoginCounters::default());
     }
 }

@@ -148,7 +148,8 @@ impl TestApp {
                     region: region.map(Into::into),
                     password_hash: vakt::credentials::hash_password(&format!(
                         "{username}-password-1"
-                    )),
+                    ))
+                    .await,
                     totp_secret: None,
                 },
                 now_ms(),
@@ -384,10 +385,27 @@ pub fn fix_near_home() -> firmware_sim::Fix {
     firmware_sim::Fix::from_degrees(HOME.0 + 0.0004, HOME.1, 12).unwrap()
 }
 
-/// Written straight into the store, for tests that run the binary: an officer, the person
-/// `p1` with the case `c1` at `risk`, and `n` alarm devices issued to it, with their keys.
+/// The master key of the vakt whose data directory is `dir` (made there on first use, as
+/// vakt makes it), for tests that write into its store before it starts.
+pub fn vault_in(dir: &std::path::Path) -> vakt::keys::KeyVault {
+    vakt::keys::KeyVault::load(None, dir).expect("the master key in the data directory")
+}
+
+/// The store of the vakt whose data directory is `dir`, opened as that vakt opens it: its
+/// audit entries linked under that vakt's master key.
+pub async fn open_store(dir: &std::path::Path, database_url: &str) -> vakt::store::SharedStore {
+    vakt::store::open(database_url, &vault_in(dir))
+        .await
+        .expect("the store opens")
+}
+
+/// Written straight into the store of the vakt whose data directory is `dir`, for tests
+/// that run the binary: an officer, the person `p1` with the case `c1` at `risk`, and `n`
+/// alarm devices issued to it, their keys sealed as vakt seals them; with the keys in the
+/// clear, for the devices.
 pub async fn seed_issued_devices(
     store: &vakt::store::SharedStore,
+    dir: &std::path::Path,
     risk: vakt::domain::Risk,
     n: usize,
 ) -> Vec<(String, String)> {
@@ -431,10 +449,11 @@ pub async fn seed_issued_devices(
     let mut devices = Vec::new();
     for _ in 0..n {
         let id = unique("dev");
-        let key = vakt::protocol::DeviceKey::generate().to_hex();
+        let key = vakt::protocol::DeviceKey::generate();
+        let sealed = vault_in(dir).seal(&key, &id);
         store
             .insert_device(
-                &DeviceRecord::in_stock(&id, DeviceKind::Alarm, key.clone(), now),
+                &DeviceRecord::in_stock(&id, DeviceKind::Alarm, sealed, now),
                 &SEEDED,
             )
             .await
@@ -443,7 +462,7 @@ pub async fn seed_issued_devices(
             .issue_device(&id, "c1", "p1", now, &SEEDED)
             .await
             .unwrap();
-        devices.push((id, key));
+        devices.push((id, key.to_hex()));
     }
     devices
 }
