@@ -8,7 +8,7 @@
 //! chain once, at the start that upgrades the database, and re-links it under the key
 //! (`store::open`). A plain link is never accepted after that.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::domain::Millis;

@@ -186,8 +186,8 @@ const FINGERPRINT_LABEL: &str = "vakt/v1/master-key-fingerprint";
 /// HKDF's expand step with a single block).
 fn derive(master: &[u8; 32], label: &str) -> [u8; 32] {
     use hmac::{Hmac, Mac};
-    let mut mac =
-        <Hmac<sha2::Sha256> as Mac>::new_from_slice(master).expect("HMAC takes any key length");
+    let mut mac = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(master)
+        .expect("HMAC takes any key length");
     mac.update(label.as_bytes());
     mac.finalize().into_bytes().into()
 }

@@ -259,7 +259,13 @@ async fn the_ingest_reaches_a_mosquitto_over_tls_with_a_ca_file_and_a_device_the
     )
     .await;
 
-    let devices = seed_issued_devices(&running.state.store, vakt::domain::Risk::High, 1).await;
+    let devices = seed_issued_devices(
+        &running.state.store,
+        dir.path(),
+        vakt::domain::Risk::High,
+        1,
+    )
+    .await;
     running.state.refresh_directory().await;
     let (id, key) = &devices[0];
     let device = SimDevice::connect_tls(
@@ -348,7 +354,7 @@ async fn the_console_over_https_answers_healthz_and_a_login_sets_a_host_prefixed
                 username: "officer".into(),
                 role: Role::Officer,
                 region: None,
-                password_hash: vakt::credentials::hash_password("officer-password-1"),
+                password_hash: vakt::credentials::hash_password("officer-password-1").await,
                 totp_secret: None,
             },
             now_ms(),
