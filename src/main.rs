@@ -19,6 +19,10 @@ use vakt::store::Role;
     about = "Backend for police victim-support alarm devices"
 )]
 struct Cli {
+    /// The configuration file; without it, `vakt.toml` in the working directory if there is
+    /// one. The environment's `VAKT_*` settings win over it.
+    #[arg(long, global = true, env = "VAKT_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,7 +170,7 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = Config::load().context("configuration")?;
+    let config = Config::load(cli.config.as_deref()).context("configuration")?;
     match cli.command {
         Command::Serve => serve(config).await,
         #[cfg(feature = "demo")]
