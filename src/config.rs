@@ -606,7 +606,9 @@ mod tests {
 
     #[test]
     fn a_bad_setting_is_an_error_naming_the_variable_or_the_key() {
-        let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+        /// A file's text, variables, and what the error must say.
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 "",
                 &[("VAKT_HTTP_ADDR", "nowhere")],
