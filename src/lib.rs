@@ -7,7 +7,8 @@
 //! [`hub`] → the officers' consoles ([`web`]). [`directory`] is the in-memory index the
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
-//! settings; [`metrics`] the counters and histograms; `demo` (with the `demo` feature) the seeded first
+//! settings; [`metrics`] the counters and histograms; [`health`] the client `vakt health`
+//! asks a running instance with; `demo` (with the `demo` feature) the seeded first
 //! look. What people do through the API or the command line goes through [`app`], the
 //! application's operations, one module per aggregate.
 
@@ -20,6 +21,7 @@ pub mod demo;
 pub mod directory;
 pub mod domain;
 pub mod geocode;
+pub mod health;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
