@@ -277,7 +277,7 @@ impl Ingest {
         p: &Publish,
         arrived: tokio::time::Instant,
     ) -> bool {
-        self.kind = protocol::parse_topic(&p.topic).ok().map(|(_, kind)| kind);
+        self.kind = uplink_kind(&p.topic);
         let envelope = match self
             .intake
             .receive(publisher, &p.topic, p.retain, &p.payload)
@@ -571,6 +571,15 @@ impl Ingest {
             tracing::error!(error = %e, "could not store a security event");
         }
     }
+}
+
+/// The kind a topic names, for the counts: the leaf of `vakt/v1/dev/{id}/{leaf}` (the id is
+/// checked where it matters, in `intake`), without an allocation per message.
+fn uplink_kind(topic: &str) -> Option<Uplink> {
+    let (_, leaf) = topic
+        .strip_prefix(protocol::TOPIC_PREFIX)?
+        .split_once('/')?;
+    Uplink::ALL.iter().copied().find(|k| k.name() == leaf)
 }
 
 /// The next broker event, or never when there is no embedded broker (or it has stopped).
