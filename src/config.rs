@@ -1,11 +1,16 @@
-//! Configuration: defaults, then `vakt.toml`, then `VAKT_*` environment variables.
+//! Configuration: defaults, then `vakt.toml` (or the file `--config`/`VAKT_CONFIG` names),
+//! then `VAKT_*` environment variables, one for every key (see `layers`).
+
+mod layers;
+#[cfg(test)]
+mod schema;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::policy::PolicyConfig;
 use crate::tls::{self, PemFile, TlsError};
@@ -15,9 +20,10 @@ fn pem<'a>(setting: &'static str, path: &'a Option<PathBuf>) -> Option<PemFile<'
     path.as_deref().map(|path| PemFile { setting, path })
 }
 
-/// A value that must never reach a log line.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
+pub use layers::var_of;
+
+/// A value that must never reach a log line. It may come from a file: `VAKT_X_FILE`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
@@ -26,10 +32,76 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl<'de> Deserialize<'de> for Secret {
+    /// As a newtype named [`layers::SECRET`], so that the layers know a secret when they see
+    /// one (only a secret may be read from a `VAKT_X_FILE`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a secret text")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Secret, D::Error> {
+                String::deserialize(d).map(Secret)
+            }
+        }
+        d.deserialize_newtype_struct(layers::SECRET, Text)
+    }
+}
+
+impl Serialize for Secret {
+    /// Hidden, as in `Debug`: a serialized configuration shows that a secret is set, never
+    /// what it is.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// `VAKT_*` variables that are not settings: the file to read, the log's filter and format,
+/// and the test and benchmark harnesses' own. Any other `VAKT_*` variable must name a
+/// setting, or vakt refuses to start (a misspelt variable would otherwise be ignored).
+pub const NOT_SETTINGS: &[&str] = &[
+    "VAKT_CONFIG",
+    "VAKT_LOG",
+    "VAKT_LOG_FORMAT",
+    // tests/browser
+    "VAKT_BIN",
+    "VAKT_LOG_DIR",
+    "VAKT_SCREENSHOT",
+    "VAKT_SHOT_DIR",
+    // tests/broker_durability.rs, tests/burst.rs, tests/flood.rs
+    "VAKT_CAMPAIGN_DEVICES",
+    "VAKT_CAMPAIGN_ROUNDS",
+    "VAKT_CAMPAIGN_ALARM_EVERY_MS",
+    "VAKT_BURST_DEVICES",
+    "VAKT_BURST_MESSAGES",
+    "VAKT_FLOOD_MESSAGES",
+];
+
+/// Variables starting with this belong to the test harness (`VAKT_TEST_POSTGRES`, …).
+pub const TEST_HARNESS_PREFIX: &str = "VAKT_TEST_";
+
+/// Whether a `VAKT_*` variable is meant as a setting.
+pub fn is_setting_variable(name: &str) -> bool {
+    name.starts_with(layers::PREFIX)
+        && !NOT_SETTINGS.contains(&name)
+        && !name.starts_with(TEST_HARNESS_PREFIX)
+}
+
 /// The ingest's client id on an external broker when neither it nor a username is set.
 pub const DEFAULT_CLIENT_ID: &str = "vakt-ingest";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the HTTP API and console listen.
@@ -112,10 +184,17 @@ pub struct Config {
 
     pub policy: PolicyConfig,
     pub supervision: SupervisionConfig,
+
+    // Observability.
+    /// Where `/metrics`, `/healthz` and `/readyz` are served on a port of their own (e.g.
+    /// `127.0.0.1:9090`); `/metrics` is then not served on `http_addr`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bearer token `/metrics` asks for, wherever it is served.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Silence grace per supervision class, and the alert timers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisionConfig {
     /// Grace in seconds per class; a device names its class (default `standard`).
@@ -180,6 +259,8 @@ impl Default for Config {
             mqtt_tls_listen: ([127, 0, 0, 1], 8883).into(),
             policy: PolicyConfig::default(),
             supervision: SupervisionConfig::default(),
+            metrics_addr: None,
+            metrics_token: None,
         }
     }
 }
@@ -190,133 +271,82 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("{0}: {1}")]
     Toml(PathBuf, toml::de::Error),
+    #[error("{file}: `{key}`: {msg}")]
+    File {
+        file: PathBuf,
+        key: String,
+        msg: String,
+    },
     #[error("environment variable {0}: {1}")]
-    Env(&'static str, String),
+    Env(String, String),
     #[error("{0}")]
     BrokerIdentity(String),
 }
 
 impl Config {
-    /// Defaults, then `vakt.toml` (or the file named by `VAKT_CONFIG`), then the environment.
-    pub fn load() -> Result<Config, ConfigError> {
-        // A file named on purpose must be there; the default one is optional.
-        let mut config = match std::env::var_os("VAKT_CONFIG") {
-            Some(file) => Config::from_file(Path::new(&file))?,
-            None if Path::new("vakt.toml").exists() => Config::from_file(Path::new("vakt.toml"))?,
-            None => Config::default(),
+    /// Defaults, then the file (`file`, as `--config` or `VAKT_CONFIG` name it, which must
+    /// exist; else `vakt.toml` if there is one), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let default = Path::new("vakt.toml");
+        let file = file.or_else(|| default.exists().then_some(default));
+        let text = match file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?,
+            ),
+            None => None,
         };
-        config.apply_env(|k| std::env::var(k).ok())?;
-        Ok(config)
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| is_setting_variable(n)) else {
+                continue;
+            };
+            let value = value
+                .into_string()
+                .map_err(|_| ConfigError::Env(name.to_owned(), "its value is not UTF-8".into()))?;
+            env.push((name.to_owned(), value));
+        }
+        Config::from_layers(file.zip(text.as_deref()), env)
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Toml(path.to_owned(), e))
+        Config::from_layers(Some((path, &text)), Vec::new())
     }
 
-    /// Applies `VAKT_*` variables; `get` is the environment (a closure so tests need no
-    /// process-wide state).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &'static str, v: String) -> Result<T, ConfigError>
-        where
-            T::Err: fmt::Display,
-        {
-            v.parse()
-                .map_err(|e: T::Err| ConfigError::Env(name, e.to_string()))
-        }
-        if let Some(v) = get("VAKT_HTTP_ADDR") {
-            self.http_addr = parse("VAKT_HTTP_ADDR", v)?;
-        }
-        if let Some(v) = get("VAKT_MQTT_LISTEN") {
-            self.mqtt_listen = parse("VAKT_MQTT_LISTEN", v)?;
-        }
-        if let Some(v) = get("VAKT_MQTT_URL").filter(|v| !v.is_empty()) {
-            self.mqtt_url = Some(v);
-        }
-        if let Some(v) = get("VAKT_MQTT_USERNAME") {
-            self.mqtt_username = Some(v);
-        }
-        if let Some(v) = get("VAKT_MQTT_PASSWORD") {
-            self.mqtt_password = Some(Secret(v));
-        }
-        if let Some(v) = get("VAKT_MQTT_CLIENT_ID") {
-            self.mqtt_client_id = v;
-        }
-        if let Some(v) = get("VAKT_MQTT_SHARE_GROUP") {
-            self.mqtt_share_group = v;
-        }
-        if let Some(v) = get("VAKT_DATABASE_URL").filter(|v| !v.is_empty()) {
-            self.database_url = Some(Secret(v));
-        }
-        if let Some(v) = get("VAKT_MASTER_KEY").filter(|v| !v.is_empty()) {
-            self.master_key = Some(Secret(v));
-        }
-        if let Some(v) = get("VAKT_DATA_DIR") {
-            self.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("VAKT_SECURE_COOKIES") {
-            self.secure_cookies = parse("VAKT_SECURE_COOKIES", v)?;
-        }
-        if let Some(v) = get("VAKT_MAP_TILE_URL").filter(|v| !v.is_empty()) {
-            self.map_tile_url = Some(v);
-        }
-        if let Some(v) = get("VAKT_GEOCODER_URL").filter(|v| !v.is_empty()) {
-            self.geocoder_url = Some(v);
-        }
-        if let Some(v) = get("VAKT_TRUSTED_PROXIES") {
-            self.trusted_proxies = v
+    /// The configuration from a file's text (with its path, for errors) and `VAKT_*`
+    /// variables (taken as given: the caller leaves out those that are not settings).
+    pub fn from_layers(
+        file: Option<(&Path, &str)>,
+        env: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let defaults =
+            toml::Value::try_from(Config::default()).expect("the defaults serialize to TOML");
+        let mut tree = layers::Node::defaults(defaults);
+        if let Some((path, text)) = file {
+            let table: toml::Table = text
                 .parse()
-                .map_err(|e| ConfigError::Env("VAKT_TRUSTED_PROXIES", e))?;
+                .map_err(|e| ConfigError::Toml(path.to_owned(), e))?;
+            tree.overlay(layers::Node::file(table));
         }
-        if let Some(v) = get("VAKT_HTTP_HEADER_TIMEOUT_S") {
-            self.http_header_timeout_s = parse("VAKT_HTTP_HEADER_TIMEOUT_S", v)?;
+        let given = |name: &str| env.iter().any(|(n, v)| n == name && !v.is_empty());
+        for (name, _) in &env {
+            if let Some(plain) = name.strip_suffix(layers::FILE_SUFFIX) {
+                if given(plain) {
+                    return Err(ConfigError::Env(
+                        name.clone(),
+                        format!("{plain} is set too: give the secret one way only"),
+                    ));
+                }
+            }
         }
-        if let Some(v) = get("VAKT_HTTP_BODY_TIMEOUT_S") {
-            self.http_body_timeout_s = parse("VAKT_HTTP_BODY_TIMEOUT_S", v)?;
+        let mut env = env;
+        env.sort();
+        for (name, value) in env {
+            tree.set_env(&name, value)
+                .map_err(|e| layer_error(e, None))?;
         }
-        if let Some(v) = get("VAKT_SILENCE_GRACE_S") {
-            self.silence_grace_s = Some(parse("VAKT_SILENCE_GRACE_S", v)?);
-        }
-        if let Some(v) = get("VAKT_DEVICE_MESSAGES_PER_S") {
-            self.device_messages_per_s = parse("VAKT_DEVICE_MESSAGES_PER_S", v)?;
-        }
-        if let Some(v) = get("VAKT_DEVICE_MESSAGE_BURST") {
-            self.device_message_burst = parse("VAKT_DEVICE_MESSAGE_BURST", v)?;
-        }
-        self.apply_tls_env(&get)
-    }
-
-    /// The TLS settings' `VAKT_*` variables; an empty one unsets its file.
-    fn apply_tls_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let file = |name: &str| get(name).map(|v| (!v.is_empty()).then(|| PathBuf::from(v)));
-        if let Some(v) = file("VAKT_MQTT_CA") {
-            self.mqtt_ca = v;
-        }
-        if let Some(v) = file("VAKT_MQTT_CLIENT_CERT") {
-            self.mqtt_client_cert = v;
-        }
-        if let Some(v) = file("VAKT_MQTT_CLIENT_KEY") {
-            self.mqtt_client_key = v;
-        }
-        if let Some(v) = file("VAKT_TLS_CERT") {
-            self.tls_cert = v;
-        }
-        if let Some(v) = file("VAKT_TLS_KEY") {
-            self.tls_key = v;
-        }
-        if let Some(v) = file("VAKT_MQTT_TLS_CERT") {
-            self.mqtt_tls_cert = v;
-        }
-        if let Some(v) = file("VAKT_MQTT_TLS_KEY") {
-            self.mqtt_tls_key = v;
-        }
-        if let Some(v) = get("VAKT_MQTT_TLS_LISTEN") {
-            self.mqtt_tls_listen = v.parse().map_err(|e: std::net::AddrParseError| {
-                ConfigError::Env("VAKT_MQTT_TLS_LISTEN", e.to_string())
-            })?;
-        }
-        Ok(())
+        Config::deserialize(tree).map_err(|e| layer_error(e, file.map(|(p, _)| p)))
     }
 
     /// The HTTPS server's configuration when `tls_cert` and `tls_key` are set.
@@ -477,6 +507,20 @@ impl Config {
     }
 }
 
+/// A layer's error as the operator should read it: naming the variable, or the file's key.
+fn layer_error(e: layers::LayerError, file: Option<&Path>) -> ConfigError {
+    let key = e.key();
+    match e.var {
+        Some(var) if key.is_empty() => ConfigError::Env(var, e.msg),
+        Some(var) => ConfigError::Env(var, format!("`{key}`: {}", e.msg)),
+        None => ConfigError::File {
+            file: file.map_or_else(|| PathBuf::from("built-in defaults"), Path::to_owned),
+            key,
+            msg: e.msg,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,14 +533,287 @@ mod tests {
         assert_eq!(c.database_url(), "sqlite://vakt-data/vakt.db");
     }
 
+    /// The configuration from a file's text (empty: no file) and variables.
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let file = (!file.is_empty()).then_some((Path::new("vakt.toml"), file));
+        Config::from_layers(file, env)
+    }
+
     #[test]
-    fn the_environment_wins_over_the_file() {
-        let mut c: Config =
-            toml::from_str("http_addr = \"0.0.0.0:9000\"\nsilence_grace_s = 5").unwrap();
-        assert_eq!(c.grace_for("standard"), 5);
-        c.apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "127.0.0.1:9100".to_owned()))
-            .unwrap();
+    fn every_variable_sets_its_key_however_deep_it_lies() {
+        type Read = fn(&Config) -> String;
+        let cases: &[(&str, &str, Read, &str)] = &[
+            (
+                "VAKT_HTTP_ADDR",
+                "127.0.0.1:9100",
+                |c| c.http_addr.to_string(),
+                "127.0.0.1:9100",
+            ),
+            (
+                "VAKT_MQTT_URL",
+                "mqtt://b:1883",
+                |c| format!("{:?}", c.mqtt_url),
+                "Some(\"mqtt://b:1883\")",
+            ),
+            ("VAKT_MQTT_URL", "", |c| format!("{:?}", c.mqtt_url), "None"),
+            (
+                "VAKT_MQTT_USERNAME",
+                "vakt-1",
+                |c| format!("{:?}", c.mqtt_username),
+                "Some(\"vakt-1\")",
+            ),
+            (
+                "VAKT_MQTT_SHARE_GROUP",
+                "",
+                |c| format!("{:?}", c.mqtt_share_group),
+                "\"\"",
+            ),
+            (
+                "VAKT_DATABASE_URL",
+                "",
+                |c| format!("{:?}", c.database_url),
+                "None",
+            ),
+            (
+                "VAKT_DATABASE_URL",
+                "postgres://db/v",
+                |c| c.database_url(),
+                "postgres://db/v",
+            ),
+            (
+                "VAKT_MASTER_KEY",
+                "",
+                |c| format!("{:?}", c.master_key),
+                "None",
+            ),
+            (
+                "VAKT_DATA_DIR",
+                "/var/lib/vakt",
+                |c| c.data_dir.display().to_string(),
+                "/var/lib/vakt",
+            ),
+            (
+                "VAKT_SILENCE_GRACE_S",
+                "5",
+                |c| c.grace_for("strict").to_string(),
+                "5",
+            ),
+            (
+                "VAKT_SECURE_COOKIES",
+                "true",
+                |c| c.secure_cookies.to_string(),
+                "true",
+            ),
+            (
+                "VAKT_REQUIRE_SECOND_FACTOR",
+                "false",
+                |c| c.require_second_factor.to_string(),
+                "false",
+            ),
+            (
+                "VAKT_SESSION_IDLE_S",
+                "60",
+                |c| c.session_idle_s.to_string(),
+                "60",
+            ),
+            (
+                "VAKT_TRUSTED_PROXIES",
+                "192.0.2.1, 10.0.0.0/8",
+                |c| format!("{:?}", Vec::<String>::from(c.trusted_proxies.clone())),
+                "[\"192.0.2.1/32\", \"10.0.0.0/8\"]",
+            ),
+            (
+                "VAKT_TRUSTED_PROXIES",
+                "[\"10.0.0.1\"]",
+                |c| format!("{:?}", Vec::<String>::from(c.trusted_proxies.clone())),
+                "[\"10.0.0.1/32\"]",
+            ),
+            (
+                "VAKT_TRUSTED_PROXIES",
+                "",
+                |c| format!("{:?}", Vec::<String>::from(c.trusted_proxies.clone())),
+                "[]",
+            ),
+            (
+                "VAKT_DEVICE_MESSAGES_PER_S",
+                "0",
+                |c| c.device_rate().per_s.to_string(),
+                "0",
+            ),
+            (
+                "VAKT_ZONE_BOUNDS__MIN_LAT",
+                "50.5",
+                |c| c.zone_bounds.min_lat.to_string(),
+                "50.5",
+            ),
+            (
+                "VAKT_POLICY__PROXIMITY_M",
+                "750",
+                |c| c.policy.proximity_m.to_string(),
+                "750",
+            ),
+            (
+                "VAKT_POLICY__LOW_BATTERY_PCT",
+                "20",
+                |c| c.policy.low_battery_pct.to_string(),
+                "20",
+            ),
+            (
+                "VAKT_SUPERVISION__OVERDUE_P1_S",
+                "45",
+                |c| c.supervision.overdue_p1_s.to_string(),
+                "45",
+            ),
+            // A map entry: the other entries keep their defaults.
+            (
+                "VAKT_SUPERVISION__CLASSES__STRICT",
+                "5",
+                |c| format!("{:?}", c.supervision.classes),
+                "{\"standard\": 30, \"strict\": 5}",
+            ),
+            (
+                "VAKT_SUPERVISION__CLASSES__GOLD",
+                "3",
+                |c| format!("{:?}", c.supervision.classes),
+                "{\"gold\": 3, \"standard\": 30, \"strict\": 10}",
+            ),
+            // A whole map at once, as TOML: it replaces the default.
+            (
+                "VAKT_SUPERVISION__CLASSES",
+                "{ standard = 60 }",
+                |c| format!("{:?}", c.supervision.classes),
+                "{\"standard\": 60}",
+            ),
+            (
+                "VAKT_METRICS_ADDR",
+                "127.0.0.1:9090",
+                |c| format!("{:?}", c.metrics_addr),
+                "Some(127.0.0.1:9090)",
+            ),
+            (
+                "VAKT_METRICS_TOKEN",
+                "t0ken",
+                |c| format!("{:?}", c.metrics_token.as_ref().map(|s| &s.0)),
+                "Some(\"t0ken\")",
+            ),
+        ];
+        for (var, value, read, want) in cases {
+            let c = load("", &[(var, value)]).unwrap_or_else(|e| panic!("{var}={value}: {e}"));
+            assert_eq!(read(&c), *want, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn a_bad_setting_is_an_error_naming_the_variable_or_the_key() {
+        /// A file's text, variables, and what the error must say.
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                "",
+                &[("VAKT_HTTP_ADDR", "nowhere")],
+                &["environment variable VAKT_HTTP_ADDR"],
+            ),
+            (
+                "",
+                &[("VAKT_NOPE", "1")],
+                &["VAKT_NOPE", "unknown field `nope`"],
+            ),
+            (
+                "",
+                &[("VAKT_POLICY__PROXIMITY", "100")],
+                &[
+                    "VAKT_POLICY__PROXIMITY:",
+                    "`policy.proximity`",
+                    "unknown field `proximity`",
+                ],
+            ),
+            (
+                "",
+                &[("VAKT_POLICY__PROXIMITY_M", "near")],
+                &["VAKT_POLICY__PROXIMITY_M", "`near` is not a number"],
+            ),
+            (
+                "",
+                &[("VAKT_POLICY__LOW_BATTERY_PCT", "300")],
+                &["VAKT_POLICY__LOW_BATTERY_PCT", "0 to 255"],
+            ),
+            (
+                "",
+                &[("VAKT_SECURE_COOKIES", "yes")],
+                &["VAKT_SECURE_COOKIES", "`true` or `false`"],
+            ),
+            (
+                "",
+                &[("VAKT_TRUSTED_PROXIES", "proxy")],
+                &["VAKT_TRUSTED_PROXIES", "`proxy` is not an IP address"],
+            ),
+            ("", &[("VAKT_POLICY", "5")], &["VAKT_POLICY", "is a table"]),
+            (
+                "",
+                &[("VAKT_HTTP_ADDR__PORT", "5")],
+                &["VAKT_HTTP_ADDR__PORT"],
+            ),
+            (
+                "",
+                &[("VAKT_POLICY____X", "5")],
+                &["VAKT_POLICY____X", "not the name of a setting"],
+            ),
+            (
+                "",
+                &[("VAKT_HTTP_ADDR_FILE", "/etc/hostname")],
+                &["VAKT_HTTP_ADDR_FILE", "not one"],
+            ),
+            (
+                "",
+                &[("VAKT_MASTER_KEY_FILE", "/nonexistent/key")],
+                &["VAKT_MASTER_KEY_FILE", "cannot read /nonexistent/key"],
+            ),
+            (
+                "",
+                &[("VAKT_MASTER_KEY", "ab"), ("VAKT_MASTER_KEY_FILE", "/k")],
+                &["VAKT_MASTER_KEY_FILE", "one way only"],
+            ),
+            (
+                "silence_grace = 5",
+                &[],
+                &["vakt.toml", "`silence_grace`", "unknown field"],
+            ),
+            (
+                "[policy]\nproximity = 100",
+                &[],
+                &["vakt.toml", "`policy.proximity`"],
+            ),
+            ("http_addr = 5", &[], &["vakt.toml", "`http_addr`"]),
+            ("http_addr = ", &[], &["vakt.toml"]),
+        ];
+        for (file, env, want) in cases {
+            let err = load(file, env).map(|_| ()).unwrap_err().to_string();
+            for w in *want {
+                assert!(err.contains(w), "{file:?} {env:?}: {err:?} lacks {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_the_file_over_the_defaults() {
+        let file = "http_addr = \"0.0.0.0:9000\"\nsilence_grace_s = 5\n\
+                    [policy]\nproximity_m = 250.0\n\
+                    [supervision]\nclasses = { gold = 5 }\n";
+        let c = load(file, &[("VAKT_HTTP_ADDR", "127.0.0.1:9100")]).unwrap();
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.grace_for("standard"), 5);
+        assert_eq!(c.policy.proximity_m, 250.0);
+        assert_eq!(
+            c.policy.low_battery_pct,
+            PolicyConfig::default().low_battery_pct
+        );
+        assert_eq!(c.supervision.classes.len(), 3);
+        let c = load(file, &[("VAKT_SILENCE_GRACE_S", "")]).unwrap();
+        assert_eq!(c.silence_grace_s, None);
     }
 
     #[test]
@@ -508,12 +825,212 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_environment_value_names_the_variable() {
-        let mut c = Config::default();
-        let err = c
-            .apply_env(|k| (k == "VAKT_HTTP_ADDR").then(|| "nowhere".to_owned()))
-            .unwrap_err();
-        assert!(err.to_string().contains("VAKT_HTTP_ADDR"));
+    fn a_secret_comes_from_its_file_without_the_line_break_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (written, read) in [
+            ("s3cret\n", "s3cret"),
+            ("s3cret\r\n", "s3cret"),
+            ("s3cret", "s3cret"),
+            ("s3cret\n\n", "s3cret\n"),
+            (" s3cret \n", " s3cret "),
+        ] {
+            let path = dir.path().join("secret");
+            std::fs::write(&path, written).unwrap();
+            let path = path.to_str().unwrap();
+            let c = load(
+                "",
+                &[
+                    ("VAKT_MASTER_KEY_FILE", path),
+                    ("VAKT_DATABASE_URL_FILE", path),
+                    ("VAKT_MQTT_PASSWORD_FILE", path),
+                    ("VAKT_METRICS_TOKEN_FILE", path),
+                    // Empty counts as not given: no conflict with the file.
+                    ("VAKT_MASTER_KEY", ""),
+                ],
+            )
+            .unwrap();
+            for secret in [
+                &c.master_key,
+                &c.database_url,
+                &c.mqtt_password,
+                &c.metrics_token,
+            ] {
+                assert_eq!(
+                    secret.as_ref().map(|s| s.0.as_str()),
+                    Some(read),
+                    "{written:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn variables_of_the_log_the_file_and_the_harnesses_are_not_settings() {
+        for v in [
+            "VAKT_LOG",
+            "VAKT_LOG_FORMAT",
+            "VAKT_CONFIG",
+            "VAKT_TEST_POSTGRES",
+        ] {
+            assert!(!is_setting_variable(v), "{v}");
+        }
+        for v in [
+            "VAKT_HTTP_ADDR",
+            "VAKT_POLICY__PROXIMITY_M",
+            "VAKT_LOGS",
+            "VAKT_MASTER_KEY_FILE",
+        ] {
+            assert!(is_setting_variable(v), "{v}");
+        }
+    }
+
+    /// Whether `var` names a setting of `Config` (or a secret's `_FILE`, or a map's entry).
+    fn names_a_setting(settings: &[(Vec<&str>, schema::Shape)], var: &str) -> bool {
+        settings.iter().any(|(path, shape)| {
+            let plain = var_of(path);
+            match shape {
+                schema::Shape::Secret => var == plain || var == format!("{plain}_FILE"),
+                schema::Shape::Map => var == plain || var.starts_with(&format!("{plain}__")),
+                _ => var == plain,
+            }
+        })
+    }
+
+    #[test]
+    fn every_vakt_variable_the_repository_uses_is_a_setting_or_listed_as_none() {
+        let settings = schema::settings::<Config>();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        let mut dirs: Vec<PathBuf> = [
+            "tests", "benches", "scripts", ".ci", "deploy", "docs", "src",
+        ]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() && !path.ends_with("node_modules") {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files.extend(["docker-compose.yml", "Dockerfile", "README.md"].map(|f| root.join(f)));
+        // Placeholders the documentation writes names with, and its example of a misspelling.
+        let placeholders = [
+            "VAKT_X",
+            "VAKT_X_FILE",
+            "VAKT_KEY",
+            "VAKT_TABLE__KEY",
+            "VAKT_POLICY__PROXIMTY_M",
+        ];
+        let mut strays = Vec::new();
+        // This file's tests name wrong variables on purpose.
+        files.retain(|f| !f.ends_with("src/config.rs"));
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("VAKT_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                // `VAKT_TEST_*`: a family of names, not one.
+                let family = rest.starts_with('*');
+                let name = name.trim_end_matches('_');
+                if family
+                    || name.len() <= "VAKT".len()
+                    || !is_setting_variable(name)
+                    || placeholders.contains(&name)
+                    || names_a_setting(&settings, name)
+                {
+                    continue;
+                }
+                strays.push(format!("{name} in {}", file.display()));
+            }
+        }
+        assert!(
+            strays.is_empty(),
+            "neither settings nor listed in NOT_SETTINGS: {strays:#?}"
+        );
+    }
+
+    /// A default as the settings table writes it at the start of its cell.
+    fn rendered(v: &serde_json::Value) -> String {
+        use serde_json::Value;
+        match v {
+            Value::Null => "none".into(),
+            Value::String(s) => format!("`{s}`"),
+            Value::Array(a) if a.is_empty() => "none".into(),
+            Value::Object(m) => {
+                let entries: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                format!("`{{ {} }}`", entries.join(", "))
+            }
+            v => format!("`{v}`"),
+        }
+    }
+
+    #[test]
+    fn the_settings_table_of_the_documentation_lists_every_setting_its_variable_and_default() {
+        let doc = include_str!("../docs/operations.md");
+        let start = doc
+            .find("| key | variable | default | meaning |")
+            .expect("docs/operations.md has the settings table");
+        let rows: Vec<Vec<&str>> = doc[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut documented: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+        for (path, shape) in schema::settings::<Config>() {
+            let key = path.join(".");
+            let var = var_of(&path);
+            let (key_cell, var_cell) = match shape {
+                schema::Shape::Map => (format!("`{key}.<name>`"), format!("`{var}__<NAME>`")),
+                schema::Shape::Secret => (format!("`{key}`"), format!("`{var}` or `{var}_FILE`")),
+                _ => (format!("`{key}`"), format!("`{var}`")),
+            };
+            let Some(row) = rows.iter().find(|r| r[0] == key_cell) else {
+                panic!("docs/operations.md: the settings table has no row {key_cell}");
+            };
+            documented.retain(|k| *k != key_cell);
+            assert_eq!(row.len(), 4, "{key_cell}: four cells");
+            assert_eq!(row[1], var_cell, "{key_cell}: its variable");
+            let default = path.iter().fold(&defaults, |v, k| &v[k]);
+            assert!(
+                row[2].starts_with(&rendered(default)),
+                "{key_cell}: the default cell {:?} should start with {}",
+                row[2],
+                rendered(default)
+            );
+            assert!(!row[3].is_empty(), "{key_cell}: what it means");
+            assert!(
+                !key.ends_with("_file"),
+                "{key}: a key ending in `_file` would read as a secret's file variable"
+            );
+        }
+        assert!(
+            documented.is_empty(),
+            "rows for settings that do not exist: {documented:?}"
+        );
+    }
+
+    #[test]
+    fn a_serialized_configuration_hides_its_secrets() {
+        let c = Config {
+            metrics_token: Some(Secret("hunter2".into())),
+            ..Config::default()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("hunter2"));
+        assert!(json.contains("\"metrics_token\":\"***\""));
     }
 
     #[test]
@@ -560,14 +1077,12 @@ mod tests {
         let c: Config = toml::from_str("trusted_proxies = [\"10.0.0.0/8\"]").unwrap();
         assert!(c.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
         assert!(toml::from_str::<Config>("trusted_proxies = [\"proxy\"]").is_err());
-        let mut c = Config::default();
-        assert!(!c.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
-        c.apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "192.0.2.1,10.0.0.0/8".into()))
-            .unwrap();
+        assert!(!Config::default()
+            .trusted_proxies
+            .trusts("10.2.3.4".parse().unwrap()));
+        let c = load("", &[("VAKT_TRUSTED_PROXIES", "192.0.2.1,10.0.0.0/8")]).unwrap();
         assert!(c.trusted_proxies.trusts("192.0.2.1".parse().unwrap()));
-        let err = c
-            .apply_env(|k| (k == "VAKT_TRUSTED_PROXIES").then(|| "x".into()))
-            .unwrap_err();
+        let err = load("", &[("VAKT_TRUSTED_PROXIES", "x")]).unwrap_err();
         assert!(err.to_string().contains("VAKT_TRUSTED_PROXIES"));
     }
 

@@ -8,7 +8,8 @@
 //! ingest reads instead of the database; [`supervise`] watches for silent devices and
 //! overdue alerts; [`regions`] the list of police regions data is placed in; [`config`] the
 //! settings; [`tls`] the certificates and keys of every encrypted link; [`metrics`] the
-//! counters; `demo` (with the `demo` feature) the seeded first look. What people do through
+//! counters and histograms; [`health`] the client `vakt health` asks a running instance
+//! with; `demo` (with the `demo` feature) the seeded first look. What people do through
 //! the API or the command line goes through [`app`], the application's operations, one
 //! module per aggregate.
 
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod directory;
 pub mod domain;
 pub mod geocode;
+pub mod health;
 pub mod hub;
 pub mod ingest;
 pub mod keys;
@@ -61,6 +63,8 @@ pub enum StartError {
     DataDir(std::path::PathBuf, std::io::Error),
     #[error("cannot listen for HTTP on {0}: {1}")]
     Http(SocketAddr, std::io::Error),
+    #[error("cannot listen for metrics on {0} (metrics_addr): {1}")]
+    MetricsAddr(SocketAddr, std::io::Error),
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
     #[error("bad VAKT_MQTT_URL `{0}`: expected mqtt://host:port or mqtts://host:port")]
@@ -82,6 +86,8 @@ pub struct StartOptions {
 /// A running vakt: where it listens, its state, and the switch that stops it.
 pub struct Running {
     pub http_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served on their own (`metrics_addr`).
+    pub metrics_addr: Option<SocketAddr>,
     /// The broker devices connect to (the embedded one, or the configured external one).
     pub mqtt_host: String,
     pub mqtt_port: u16,
@@ -90,13 +96,17 @@ pub struct Running {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting work and waits for the HTTP server to finish.
+    /// Stops accepting work and waits for the HTTP servers to finish.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        if let Some(server) = self.metrics_server {
+            let _ = server.await;
+        }
     }
 }
 
@@ -309,6 +319,38 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     ));
     let app = web::router(state.clone());
     let header_timeout = Duration::from_secs(state.config.http_header_timeout_s);
+    let (metrics_addr, metrics_server) = match state.config.metrics_addr {
+        Some(wanted) => {
+            let listener = tokio::net::TcpListener::bind(wanted)
+                .await
+                .map_err(|e| StartError::MetricsAddr(wanted, e))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| StartError::MetricsAddr(wanted, e))?;
+            let server = tokio::spawn(web::serve::serve(
+                listener,
+                web::scrape::router(state.clone()),
+                header_timeout,
+                shutdown_rx.clone(),
+            ));
+            (Some(bound), Some(server))
+        }
+        None => {
+            if state
+                .config
+                .metrics_token
+                .as_ref()
+                .is_none_or(|t| t.0.is_empty())
+            {
+                tracing::warn!(
+                    "/metrics is served on the console's port to anyone who can reach it: set \
+                     VAKT_METRICS_ADDR (a port of its own) or VAKT_METRICS_TOKEN \
+                     (docs/operations.md, \"Health and metrics\")"
+                );
+            }
+            (None, None)
+        }
+    };
     let server = tokio::spawn(web::serve::serve(
         listener,
         app,
@@ -318,6 +360,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     ));
     Ok(Running {
         http_addr,
+        metrics_addr,
+        metrics_server,
         mqtt_host,
         mqtt_port,
         mqtt_tls_port,

@@ -19,6 +19,10 @@ use vakt::store::Role;
     about = "Backend for police victim-support alarm devices"
 )]
 struct Cli {
+    /// The configuration file; without it, `vakt.toml` in the working directory if there is
+    /// one. The environment's `VAKT_*` settings win over it.
+    #[arg(long, global = true, env = "VAKT_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,6 +33,16 @@ enum Command {
     Serve,
     /// Run with demo cases, orders and simulated devices, and print a login.
     Demo,
+    /// Ask the running vakt whether it is ready (`/readyz`); exits non-zero with the reason
+    /// when it is not. For container health checks.
+    Health {
+        /// Only whether it is alive (`/healthz`), not whether it can take alarms in.
+        #[arg(long)]
+        live: bool,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage users.
@@ -160,17 +174,23 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VAKT_LOG")
-                .unwrap_or_else(|_| "info,rumqttc=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging()?;
     let cli = Cli::parse();
-    let config = Config::load().context("configuration")?;
+    let config = Config::load(cli.config.as_deref()).context("configuration")?;
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Health { live, timeout } => {
+            let probe = if live {
+                vakt::health::Probe::Live
+            } else {
+                vakt::health::Probe::Ready
+            };
+            let answer =
+                vakt::health::check(&config, probe, std::time::Duration::from_secs(timeout))
+                    .await?;
+            println!("{answer}");
+            Ok(())
+        }
         #[cfg(feature = "demo")]
         Command::Demo => demo(config).await,
         #[cfg(not(feature = "demo"))]
@@ -322,6 +342,26 @@ async fn run() -> anyhow::Result<()> {
                 },
         } => mosquitto_files(config, &out, backend_users, owner).await,
     }
+}
+
+/// Logs to standard error, as text or, with `VAKT_LOG_FORMAT=json`, one JSON object a line
+/// for a log collector; `VAKT_LOG` filters.
+fn init_logging() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAKT_LOG")
+        .unwrap_or_else(|_| "info,rumqttc=warn,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("VAKT_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => builder.init(),
+        Ok("json") => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        Ok(other) => bail!("VAKT_LOG_FORMAT `{other}`: expected `text` or `json`"),
+    }
+    Ok(())
 }
 
 /// `vakt broker mosquitto-files`: renders both files from the register and replaces them.

@@ -55,6 +55,7 @@ pub async fn acknowledge(
         .store
         .acknowledge(id, by, note.as_deref(), now_ms())
         .await?;
+    ctx.metrics.acknowledged(&change.alert);
     Ok(announce(ctx, change, Feedback::Accepted).await)
 }
 
@@ -74,6 +75,7 @@ pub async fn resolve(
         .store
         .resolve(id, by, outcome, note.as_deref(), now_ms())
         .await?;
+    ctx.metrics.resolved(&change.alert);
     Ok(announce(ctx, change, Feedback::Resolved).await)
 }
 

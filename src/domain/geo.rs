@@ -166,7 +166,7 @@ pub fn describe_distance(m: f64) -> String {
 
 /// Where zones may lie: a latitude and longitude box, Sweden's by default. A zone outside
 /// it is a typing error (swapped coordinates, a lost minus sign), never a real place.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bounds {
     pub min_lat: f64,

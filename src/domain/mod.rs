@@ -295,6 +295,22 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    /// Every kind, in the order declared: `kind as usize` is its place here (the metrics
+    /// count by it).
+    pub const ALL: [AlertKind; 11] = [
+        AlertKind::Panic,
+        AlertKind::Fall,
+        AlertKind::Tamper,
+        AlertKind::PowerLoss,
+        AlertKind::LowBattery,
+        AlertKind::Silent,
+        AlertKind::BadSignatures,
+        AlertKind::TagInZone,
+        AlertKind::TagNear,
+        AlertKind::OrderEnding,
+        AlertKind::MessagesMissing,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::Panic => "panic",
@@ -480,6 +496,26 @@ impl Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_of_alert_kinds_holds_each_kind_at_its_own_place() {
+        for (i, kind) in AlertKind::ALL.into_iter().enumerate() {
+            // A new kind fails to compile here until it is in the list too.
+            match kind {
+                AlertKind::Panic
+                | AlertKind::Fall
+                | AlertKind::Tamper
+                | AlertKind::PowerLoss
+                | AlertKind::LowBattery
+                | AlertKind::Silent
+                | AlertKind::BadSignatures
+                | AlertKind::TagInZone
+                | AlertKind::TagNear
+                | AlertKind::OrderEnding
+                | AlertKind::MessagesMissing => assert_eq!(kind as usize, i),
+            }
+        }
+    }
 
     #[test]
     fn priority_one_is_the_most_urgent() {

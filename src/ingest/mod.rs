@@ -16,12 +16,12 @@ use crate::directory::{DeviceEntry, Directory};
 use crate::domain::now_ms;
 use crate::domain::policy::PolicyConfig;
 use crate::hub::Hub;
-use crate::metrics::Metrics;
+use crate::metrics::{MessageResult, Metrics};
 use crate::mqtt::queue::{Inbox, IngestQueue, RateLimit};
 use crate::mqtt::{
     self, Acks, BrokerEvent, BrokerLink, BrokerSide, BrokerTask, Delivery, Downlink,
 };
-use crate::protocol::Feedback;
+use crate::protocol::{self, Feedback, Uplink};
 use crate::readiness::Readiness;
 use crate::store::{
     Audit, CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError,
@@ -42,6 +42,9 @@ pub struct Ingest {
     supervision: Supervision,
     /// Whether a store write is being retried right now (not ready meanwhile).
     store_failing: watch::Sender<bool>,
+    /// The kind of the message being handled (`None`: its topic is no uplink), for its
+    /// counts.
+    kind: Option<Uplink>,
 }
 
 /// Health rows (and so the liveness other instances read) are written this often.
@@ -197,6 +200,7 @@ impl Ingest {
             intake: Intake::new(policy),
             supervision,
             store_failing,
+            kind: None,
         };
         ingest.restore().await?;
         tokio::spawn(ingest.process(inbox, events, shutdown));
@@ -220,9 +224,9 @@ impl Ingest {
         let mut flush = tokio::time::interval(HEALTH_FLUSH_EVERY);
         loop {
             tokio::select! {
-                d = rx.recv() => {
+                (d, arrived) = rx.recv() => {
                     let Delivery { publish: p, publisher, done } = d;
-                    if !self.handle(publisher.as_deref(), &p).await {
+                    if !self.handle(publisher.as_deref(), &p, arrived).await {
                         // Dropping `done` tells the embedded broker to close the device's
                         // connection without a PUBACK; it sends the message again.
                         continue;
@@ -266,8 +270,14 @@ impl Ingest {
     /// and answers in between. True when the broker may forget the message; false when the
     /// store refused (for good) what it asked for, since a PUBACK would tell the device it is
     /// stored. Never fails: what cannot be taken in is counted and recorded as a security
-    /// event, and the ingest goes on.
-    async fn handle(&mut self, publisher: Option<&str>, p: &Publish) -> bool {
+    /// event, and the ingest goes on. `arrived`: when the broker side handed it over.
+    async fn handle(
+        &mut self,
+        publisher: Option<&str>,
+        p: &Publish,
+        arrived: tokio::time::Instant,
+    ) -> bool {
+        self.kind = uplink_kind(&p.topic);
         let envelope = match self
             .intake
             .receive(publisher, &p.topic, p.retain, &p.payload)
@@ -356,7 +366,13 @@ impl Ingest {
         );
         self.perform(take.effects).await;
         let taken_in = match take.write {
-            Some(write) => self.write(write).await,
+            Some(write) => {
+                let written = self.write(write).await;
+                if written {
+                    self.metrics.message_commit.observe(arrived.elapsed());
+                }
+                written
+            }
             None => true,
         };
         match self.intake.stored(take.then, taken_in) {
@@ -408,23 +424,23 @@ impl Ingest {
 
     fn count(&self, count: Count) {
         let m = &self.metrics;
-        let counter = match count {
-            Count::Message => &m.messages_total,
-            Count::Malformed => &m.malformed_total,
-            Count::TopicDenied => &m.topic_denied_total,
-            Count::UnknownDevice => &m.unknown_devices_total,
-            Count::BadSignature => &m.bad_signatures_total,
-            Count::Duplicate => &m.duplicates_total,
-            Count::Replay => &m.replays_total,
-            Count::Accepted => &m.messages_accepted_total,
-            Count::Late => &m.messages_late_total,
-            Count::StoreRefused => &m.store_refused_total,
+        let result = match count {
+            Count::Message => return Metrics::inc(&m.messages_total),
+            Count::Late => return Metrics::inc(&m.messages_late_total),
+            Count::StoreRefused => return Metrics::inc(&m.store_refused_total),
             Count::Missing(n) => {
                 m.messages_missing_total.fetch_add(n, Ordering::Relaxed);
                 return;
             }
+            Count::Malformed => MessageResult::Malformed,
+            Count::TopicDenied => MessageResult::TopicDenied,
+            Count::UnknownDevice => MessageResult::UnknownDevice,
+            Count::BadSignature => MessageResult::BadSignature,
+            Count::Duplicate => MessageResult::Duplicate,
+            Count::Replay => MessageResult::Replay,
+            Count::Accepted => MessageResult::Accepted,
         };
-        Metrics::inc(counter);
+        m.messages.inc(self.kind, result);
     }
 
     /// What the store must do for a message to be taken in; true once durably done.
@@ -472,15 +488,19 @@ impl Ingest {
             .await;
         match outcome {
             Some(RaiseOutcome::Opened(change)) => {
-                Metrics::inc(&self.metrics.alerts_opened_total);
+                self.metrics.alert_opened(&change.alert);
                 tracing::info!(alert = change.alert.id, kind = change.alert.kind.as_str(), priority = change.alert.priority.get(), device = %raise.device_id, "alert opened");
                 self.hub.publish(change);
             }
             Some(RaiseOutcome::Updated(change)) => {
-                Metrics::inc(&self.metrics.alerts_updated_total);
+                self.metrics.alert_updated(&change.alert);
                 self.hub.publish(change);
             }
-            Some(RaiseOutcome::Duplicate) => Metrics::inc(&self.metrics.duplicates_total),
+            // Taken in as fresh, but the store already held it (a redelivery after a restart).
+            Some(RaiseOutcome::Duplicate) => self
+                .metrics
+                .messages
+                .inc(self.kind, MessageResult::Duplicate),
             None => return false,
         }
         true
@@ -551,6 +571,15 @@ impl Ingest {
             tracing::error!(error = %e, "could not store a security event");
         }
     }
+}
+
+/// The kind a topic names, for the counts: the leaf of `vakt/v1/dev/{id}/{leaf}` (the id is
+/// checked where it matters, in `intake`), without an allocation per message.
+fn uplink_kind(topic: &str) -> Option<Uplink> {
+    let (_, leaf) = topic
+        .strip_prefix(protocol::TOPIC_PREFIX)?
+        .split_once('/')?;
+    Uplink::ALL.iter().copied().find(|k| k.name() == leaf)
 }
 
 /// The next broker event, or never when there is no embedded broker (or it has stopped).

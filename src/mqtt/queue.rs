@@ -186,6 +186,8 @@ fn is_alarm(d: &Delivery) -> bool {
 
 struct Queued {
     delivery: Delivery,
+    /// When the broker side handed it over, for the ingest's latency.
+    arrived: tokio::time::Instant,
     /// Its place in the queue's capacity, given back once the ingest takes it.
     _room: OwnedSemaphorePermit,
 }
@@ -280,6 +282,7 @@ impl IngestQueue {
             alarm,
             Queued {
                 delivery,
+                arrived: tokio::time::Instant::now(),
                 _room: room,
             },
         );
@@ -374,11 +377,11 @@ impl IngestQueue {
 }
 
 impl Inbox {
-    /// The next message: one device at a time in turn, alarms first.
-    pub async fn recv(&mut self) -> Delivery {
+    /// The next message: one device at a time in turn, alarms first; with when it arrived.
+    pub async fn recv(&mut self) -> (Delivery, tokio::time::Instant) {
         loop {
             if let Some(q) = self.queue.state().lanes.pop() {
-                return q.delivery;
+                return (q.delivery, q.arrived);
             }
             self.queue.shared.ready.notified().await;
         }

@@ -347,7 +347,13 @@ impl Supervisor {
         let Some(raise) = Raise::for_decision(decision, &ctx, None, false, now) else {
             return;
         };
-        match self.store.raise(&raise).await {
+        let outcome = self.store.raise(&raise).await;
+        match &outcome {
+            Ok(RaiseOutcome::Opened(change)) => self.metrics.alert_opened(&change.alert),
+            Ok(RaiseOutcome::Updated(change)) => self.metrics.alert_updated(&change.alert),
+            _ => {}
+        }
+        match outcome {
             Ok(RaiseOutcome::Opened(change)) | Ok(RaiseOutcome::Updated(change)) => {
                 crate::metrics::Metrics::inc(&self.metrics.silence_alerts_total);
                 tracing::info!(device, alert = change.alert.id, "device silent");
@@ -510,7 +516,10 @@ impl Supervisor {
                 )
                 .await
             {
-                Ok(Some(change)) => self.hub.publish(change),
+                Ok(Some(change)) => {
+                    self.metrics.alert_opened(&change.alert);
+                    self.hub.publish(change);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(order = %order.id, error = %e, "could not raise an order-ending reminder")

@@ -2,6 +2,7 @@
 //! the console, health and metrics. One module per resource, each with its router;
 //! [`routes`] is the one list the server serves and the OpenAPI document describes.
 
+pub mod access_log;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod peer;
 pub mod persons;
 pub mod places;
 pub mod regions;
+pub mod scrape;
 pub mod serve;
 pub mod sse;
 pub mod text;
@@ -102,7 +104,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(metrics))
+        .routes(routes!(scrape::metrics))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
@@ -148,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(move |resp| {
             security_headers(resp, csp.clone())
         }))
+        .layer(axum::middleware::from_fn(access_log::access_log))
         .with_state(state)
 }
 
@@ -326,15 +329,4 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(st))
-}
-
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(crate::metrics::Gauges {
-            broker_connected: s.readiness.broker_connected(),
-            supervision_leader: *s.supervision.leading().borrow(),
-        }),
-    )
 }

@@ -43,6 +43,12 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     }
 }
 
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
 impl FromStr for Network {
     type Err = String;
 
@@ -64,9 +70,15 @@ impl FromStr for Network {
 }
 
 /// The reverse proxies whose `X-Forwarded-For` is believed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "Vec<String>")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct TrustedProxies(Vec<Network>);
+
+impl From<TrustedProxies> for Vec<String> {
+    fn from(t: TrustedProxies) -> Vec<String> {
+        t.0.iter().map(Network::to_string).collect()
+    }
+}
 
 impl TryFrom<Vec<String>> for TrustedProxies {
     type Error = String;

@@ -124,7 +124,7 @@ async fn feed(
     tx: &tokio::sync::mpsc::Sender<Event>,
     s: AppState,
     caller: Caller,
-    mut live: tokio::sync::broadcast::Receiver<AlertChange>,
+    mut live: tokio::sync::broadcast::Receiver<crate::hub::Published>,
     mut ends: tokio::sync::broadcast::Receiver<String>,
     backlog: Vec<AlertChange>,
 ) -> Option<Ended> {
@@ -141,7 +141,7 @@ async fn feed(
         if let Err(why) = hold.check_if_due(&s).await {
             return Some(why);
         }
-        if !send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+        if send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await == Sent::Gone {
             return None;
         }
     }
@@ -179,9 +179,11 @@ async fn feed(
                     return Some(why);
                 }
                 match msg {
-                    Ok(change) => {
-                        if !send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await {
-                            return None;
+                    Ok(published) => {
+                        match send_new(tx, &s, &caller, &mut sent, &mut cursor, &published.change).await {
+                            Sent::Yes => s.metrics.live_stream.observe(published.at.elapsed()),
+                            Sent::Skipped => {}
+                            Sent::Gone => return None,
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
@@ -189,7 +191,7 @@ async fn feed(
                         let from = cursor.saturating_sub(CATCH_UP_MARGIN);
                         let Ok(missed) = s.store.changes_since(from).await else { return None };
                         for change in missed {
-                            if !send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await {
+                            if send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await == Sent::Gone {
                                 return None;
                             }
                         }
@@ -211,6 +213,16 @@ async fn feed(
     }
 }
 
+/// What became of a change on its way to one stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    Yes,
+    /// Already sent at this change or a later one, or not the caller's to see.
+    Skipped,
+    /// The client has left.
+    Gone,
+}
+
 /// Sends a change unless this alert was already sent at that change or a later one.
 async fn send_new(
     tx: &tokio::sync::mpsc::Sender<Event>,
@@ -219,12 +231,12 @@ async fn send_new(
     sent: &mut HashMap<i64, i64>,
     cursor: &mut i64,
     change: &AlertChange,
-) -> bool {
+) -> Sent {
     if sent
         .get(&change.alert.id)
         .is_some_and(|seq| *seq >= change.event_seq)
     {
-        return true;
+        return Sent::Skipped;
     }
     sent.insert(change.alert.id, change.event_seq);
     if sent.len() > 100_000 {
@@ -243,9 +255,9 @@ async fn send_change(
     s: &AppState,
     caller: &Caller,
     change: &AlertChange,
-) -> bool {
+) -> Sent {
     if !caller.covers(change.alert.region.as_deref()) {
-        return true;
+        return Sent::Skipped;
     }
     let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
     let Ok(event) = Event::default()
@@ -253,9 +265,12 @@ async fn send_change(
         .id(change.event_seq.to_string())
         .json_data(out)
     else {
-        return true;
+        return Sent::Skipped;
     };
-    tx.send(event).await.is_ok()
+    match tx.send(event).await {
+        Ok(()) => Sent::Yes,
+        Err(_) => Sent::Gone,
+    }
 }
 
 /// A stream fed by a task through a small channel; the task ends when the client leaves.
