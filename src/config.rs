@@ -1088,24 +1088,23 @@ mod tests {
 
     #[test]
     fn tls_files_come_from_the_file_or_the_environment_and_an_empty_variable_unsets_one() {
-        let mut c: Config =
-            toml::from_str("tls_cert = \"/etc/vakt/tls.crt\"\nmqtt_ca = \"/etc/vakt/ca.pem\"")
-                .unwrap();
+        let file = "tls_cert = \"/etc/vakt/tls.crt\"\nmqtt_ca = \"/etc/vakt/ca.pem\"";
+        let c = load(file, &[]).unwrap();
         assert_eq!(c.tls_cert, Some(PathBuf::from("/etc/vakt/tls.crt")));
         assert_eq!(c.mqtt_tls_listen.to_string(), "127.0.0.1:8883");
-        let env = |k: &str| match k {
-            "VAKT_TLS_KEY" => Some("/run/secrets/tls.key".to_owned()),
-            "VAKT_MQTT_CA" => Some(String::new()),
-            "VAKT_MQTT_TLS_LISTEN" => Some("0.0.0.0:8883".to_owned()),
-            _ => None,
-        };
-        c.apply_env(env).unwrap();
+        let c = load(
+            file,
+            &[
+                ("VAKT_TLS_KEY", "/run/secrets/tls.key"),
+                ("VAKT_MQTT_CA", ""),
+                ("VAKT_MQTT_TLS_LISTEN", "0.0.0.0:8883"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.tls_key, Some(PathBuf::from("/run/secrets/tls.key")));
         assert_eq!(c.mqtt_ca, None);
         assert_eq!(c.mqtt_tls_listen.to_string(), "0.0.0.0:8883");
-        let err = c
-            .apply_env(|k| (k == "VAKT_MQTT_TLS_LISTEN").then(|| "8883".to_owned()))
-            .unwrap_err();
+        let err = load(file, &[("VAKT_MQTT_TLS_LISTEN", "8883")]).unwrap_err();
         assert!(err.to_string().contains("VAKT_MQTT_TLS_LISTEN"), "{err}");
     }
 

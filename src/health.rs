@@ -44,6 +44,8 @@ pub enum HealthError {
     NotHttp { addr: SocketAddr, tls: bool },
     #[error("not ready ({status}): {reason}")]
     NotReady { status: u16, reason: String },
+    #[error("the console at {0} speaks HTTPS (tls_cert) and the health check plain HTTP: give it a port of its own with VAKT_METRICS_ADDR")]
+    ConsoleIsHttps(SocketAddr),
 }
 
 /// The address to ask: `metrics_addr`, else `http_addr`; one that listens on every
@@ -62,6 +64,9 @@ pub fn target(config: &Config) -> SocketAddr {
 /// Asks, and says what the answer was when it is OK.
 pub async fn check(config: &Config, probe: Probe, within: Duration) -> Result<String, HealthError> {
     let addr = target(config);
+    if config.metrics_addr.is_none() && config.tls_cert.is_some() {
+        return Err(HealthError::ConsoleIsHttps(addr));
+    }
     let answer = tokio::time::timeout(within, ask(addr, probe.path()))
         .await
         .map_err(|_| HealthError::Timeout {

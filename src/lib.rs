@@ -331,6 +331,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                 listener,
                 web::scrape::router(state.clone()),
                 header_timeout,
+                // Plain HTTP: the scrape port is for the operations network only.
+                None,
                 shutdown_rx.clone(),
             ));
             (Some(bound), Some(server))
