@@ -414,6 +414,18 @@ impl Config {
         {
             return missing("mqtt_admin_password (VAKT_MQTT_ADMIN_PASSWORD)");
         }
+        // vakt makes this instance's own login there too, and the broker lets nobody in
+        // without one.
+        if self.mqtt_username.is_none() {
+            return missing(
+                "mqtt_username (VAKT_MQTT_USERNAME), this instance's own login on the broker",
+            );
+        }
+        if self.mqtt_password.as_ref().is_none_or(|p| p.0.is_empty()) {
+            return missing(
+                "mqtt_password (VAKT_MQTT_PASSWORD), the secret the backend users' passwords come from",
+            );
+        }
         if !(1..=3600).contains(&self.mqtt_admin_reconcile_s) {
             return Err(ConfigError::BrokerAdmin(
                 "mqtt_admin_reconcile_s (VAKT_MQTT_ADMIN_RECONCILE_S) must be 1 to 3600 seconds"
@@ -536,7 +548,7 @@ mod tests {
     #[test]
     fn broker_admin_comes_from_the_file_or_the_environment_and_needs_its_login() {
         let c: Config = toml::from_str(
-            "mqtt_url = \"mqtt://broker:1883\"\nmqtt_broker_admin = \"dynsec\"\nmqtt_admin_username = \"vakt-admin\"\nmqtt_admin_password = \"pw\"",
+            "mqtt_url = \"mqtt://broker:1883\"\nmqtt_username = \"vakt-1\"\nmqtt_password = \"s\"\nmqtt_broker_admin = \"dynsec\"\nmqtt_admin_username = \"vakt-admin\"\nmqtt_admin_password = \"pw\"",
         )
         .unwrap();
         assert_eq!(c.mqtt_broker_admin, Some(BrokerAdmin::Dynsec));
@@ -561,6 +573,10 @@ mod tests {
         let err = c.check_broker_admin().unwrap_err().to_string();
         assert!(err.contains("mqtt_url"), "{err}");
         c.mqtt_url = Some("mqtt://broker".into());
+        let err = c.check_broker_admin().unwrap_err().to_string();
+        assert!(err.contains("mqtt_username"), "{err}");
+        c.mqtt_username = Some("vakt-1".into());
+        c.mqtt_password = Some(Secret("s".into()));
         assert!(c.check_broker_admin().is_ok());
         c.mqtt_admin_password = None;
         let err = c.check_broker_admin().unwrap_err().to_string();

@@ -323,7 +323,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
 }
 
 /// How this instance administers the broker's credentials (`check_broker_admin` has
-/// checked that the login is there).
+/// checked that the logins are there).
 fn broker_admin_settings(config: &Config, host: &str, port: u16) -> mqtt::dynsec::AdminSettings {
     let backend = match (&config.mqtt_username, &config.mqtt_password) {
         (Some(_), Some(secret)) => Some((config.broker_client_id().to_owned(), secret.clone())),

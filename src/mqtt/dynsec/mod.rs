@@ -524,6 +524,25 @@ impl Reconciler {
         } else {
             self.conflicts.extend(conflicts);
         }
+        if plan.commands.is_empty() {
+            return Ok(());
+        }
+        // What changes, in one line: a first reconciliation may send thousands of commands.
+        const NAMED: usize = 10;
+        let mut named: Vec<String> = plan
+            .commands
+            .iter()
+            .take(NAMED)
+            .map(Command::summary)
+            .collect();
+        if plan.commands.len() > NAMED {
+            named.push(format!("and {} more", plan.commands.len() - NAMED));
+        }
+        tracing::info!(
+            commands = plan.commands.len(),
+            "broker credentials: bringing the broker in step with the register: {}",
+            named.join(", ")
+        );
         let mut refused = 0;
         for batch in batches(&plan.commands) {
             self.metrics
@@ -532,15 +551,12 @@ impl Reconciler {
             let answers = self.admin.send(batch).await?;
             for (command, answer) in batch.iter().zip(&answers) {
                 match &answer.error {
-                    None => {
-                        tracing::info!(command = %command.summary(), "broker credentials: changed")
-                    }
-                    Some(e) if command.already_done(e) => {}
-                    Some(e) => {
+                    Some(e) if !command.already_done(e) => {
                         refused += 1;
                         Metrics::inc(&self.metrics.broker_admin_errors_total);
                         tracing::warn!(command = %command.summary(), error = %e, "broker credentials: the plugin refused");
                     }
+                    _ => {}
                 }
             }
         }
