@@ -191,6 +191,38 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The bearer token `/metrics` asks for, wherever it is served.
     pub metrics_token: Option<Secret>,
+
+    // Live broker credentials (`mqtt::dynsec`).
+    /// Who keeps the external broker's logins and rights in step with the device register:
+    /// `dynsec`, vakt itself, through Mosquitto's dynamic-security plugin; none: the broker
+    /// is configured otherwise (`vakt broker mosquitto-files`, or by hand).
+    pub mqtt_broker_admin: Option<BrokerAdmin>,
+    /// vakt's administrator login on the broker for `mqtt_broker_admin`, on a connection of
+    /// its own (client id: this instance's client id with `-admin` appended).
+    pub mqtt_admin_username: Option<String>,
+    pub mqtt_admin_password: Option<Secret>,
+    /// Seconds between full reconciliations of the broker with the register (a change made
+    /// through this instance goes out at once; these catch everything else).
+    pub mqtt_admin_reconcile_s: u64,
+}
+
+/// Who administers the external broker's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerAdmin {
+    /// vakt, through Mosquitto's dynamic-security plugin (`$CONTROL/dynamic-security/v1`).
+    Dynsec,
+}
+
+impl std::str::FromStr for BrokerAdmin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BrokerAdmin, String> {
+        match s {
+            "dynsec" => Ok(BrokerAdmin::Dynsec),
+            other => Err(format!("`{other}` is not `dynsec` (or empty, for none)")),
+        }
+    }
 }
 
 /// Silence grace per supervision class, and the alert timers.
@@ -261,6 +293,11 @@ impl Default for Config {
             supervision: SupervisionConfig::default(),
             metrics_addr: None,
             metrics_token: None,
+
+            mqtt_broker_admin: None,
+            mqtt_admin_username: None,
+            mqtt_admin_password: None,
+            mqtt_admin_reconcile_s: 30,
         }
     }
 }
@@ -281,6 +318,8 @@ pub enum ConfigError {
     Env(String, String),
     #[error("{0}")]
     BrokerIdentity(String),
+    #[error("{0}")]
+    BrokerAdmin(String),
 }
 
 impl Config {
@@ -496,6 +535,60 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// With `mqtt_broker_admin`, what vakt needs to manage the broker: an external broker,
+    /// its own administrator login, and a sensible reconciliation period.
+    pub fn check_broker_admin(&self) -> Result<(), ConfigError> {
+        let Some(BrokerAdmin::Dynsec) = self.mqtt_broker_admin else {
+            return Ok(());
+        };
+        let missing = |what: &str| {
+            Err(ConfigError::BrokerAdmin(format!(
+                "mqtt_broker_admin = \"dynsec\" needs {what}"
+            )))
+        };
+        if self.mqtt_url.is_none() {
+            return missing(
+                "mqtt_url (VAKT_MQTT_URL): the embedded broker checks the register itself and has no dynamic-security plugin",
+            );
+        }
+        if self.mqtt_admin_username.as_deref().unwrap_or("").is_empty() {
+            return missing("mqtt_admin_username (VAKT_MQTT_ADMIN_USERNAME), vakt's administrator login on the broker");
+        }
+        if self
+            .mqtt_admin_password
+            .as_ref()
+            .is_none_or(|p| p.0.is_empty())
+        {
+            return missing("mqtt_admin_password (VAKT_MQTT_ADMIN_PASSWORD)");
+        }
+        // vakt makes this instance's own login there too, and the broker lets nobody in
+        // without one.
+        if self.mqtt_username.is_none() {
+            return missing(
+                "mqtt_username (VAKT_MQTT_USERNAME), this instance's own login on the broker",
+            );
+        }
+        if self.mqtt_password.as_ref().is_none_or(|p| p.0.is_empty()) {
+            return missing(
+                "mqtt_password (VAKT_MQTT_PASSWORD), the secret the backend users' passwords come from",
+            );
+        }
+        if !(1..=3600).contains(&self.mqtt_admin_reconcile_s) {
+            return Err(ConfigError::BrokerAdmin(
+                "mqtt_admin_reconcile_s (VAKT_MQTT_ADMIN_RECONCILE_S) must be 1 to 3600 seconds"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The client id of this instance's administrator connection to the broker: its own
+    /// client id (which carries the backend prefix) with `-admin`, so no device can take it
+    /// and two instances never share one.
+    pub fn broker_admin_client_id(&self) -> String {
+        format!("{}-admin", self.broker_client_id())
     }
 
     /// The database to open: the configured URL, or SQLite in the data directory.
@@ -1178,6 +1271,53 @@ mod tests {
             ..Config::default()
         };
         assert!(c.cookies_secure());
+    }
+
+    #[test]
+    fn broker_admin_comes_from_the_file_or_the_environment_and_needs_its_login() {
+        let c: Config = toml::from_str(
+            "mqtt_url = \"mqtt://broker:1883\"\nmqtt_username = \"vakt-1\"\nmqtt_password = \"s\"\nmqtt_broker_admin = \"dynsec\"\nmqtt_admin_username = \"vakt-admin\"\nmqtt_admin_password = \"pw\"",
+        )
+        .unwrap();
+        assert_eq!(c.mqtt_broker_admin, Some(BrokerAdmin::Dynsec));
+        assert!(c.check_broker_admin().is_ok());
+        assert!(toml::from_str::<Config>("mqtt_broker_admin = \"files\"").is_err());
+
+        let env = [
+            ("VAKT_MQTT_BROKER_ADMIN", "dynsec"),
+            ("VAKT_MQTT_ADMIN_USERNAME", "vakt-admin"),
+            ("VAKT_MQTT_ADMIN_PASSWORD", "pw"),
+            ("VAKT_MQTT_ADMIN_RECONCILE_S", "5"),
+        ];
+        let mut c = load("", &env).unwrap();
+        assert!(
+            !format!("{c:?}").contains("\"pw\""),
+            "the password is hidden"
+        );
+        assert_eq!(c.mqtt_broker_admin, Some(BrokerAdmin::Dynsec));
+        assert_eq!(c.mqtt_admin_reconcile_s, 5);
+        let err = c.check_broker_admin().unwrap_err().to_string();
+        assert!(err.contains("mqtt_url"), "{err}");
+        c.mqtt_url = Some("mqtt://broker".into());
+        let err = c.check_broker_admin().unwrap_err().to_string();
+        assert!(err.contains("mqtt_username"), "{err}");
+        c.mqtt_username = Some("vakt-1".into());
+        c.mqtt_password = Some(Secret("s".into()));
+        assert!(c.check_broker_admin().is_ok());
+        c.mqtt_admin_password = None;
+        let err = c.check_broker_admin().unwrap_err().to_string();
+        assert!(err.contains("mqtt_admin_password"), "{err}");
+
+        let err = load("", &[("VAKT_MQTT_BROKER_ADMIN", "files")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VAKT_MQTT_BROKER_ADMIN"), "{err}");
+        let c = load(
+            "mqtt_broker_admin = \"dynsec\"",
+            &[("VAKT_MQTT_BROKER_ADMIN", "")],
+        )
+        .unwrap();
+        assert_eq!(c.mqtt_broker_admin, None);
     }
 
     #[test]

@@ -62,6 +62,10 @@ impl Index {
     }
 }
 
+/// Device ids re-read and not yet taken by a slow listener; past this it misses some and
+/// is told so (it then looks at every device).
+const REFRESHED_BACKLOG: usize = 1024;
+
 /// Shared handle on the index; readers never wait on the database.
 #[derive(Clone)]
 pub struct Directory {
@@ -69,6 +73,10 @@ pub struct Directory {
     vault: Arc<KeyVault>,
     /// Bumped on every reload, so supervision knows when to look again.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Every device read again after a change (added, issued, returned, re-keyed, its
+    /// rotation completed), for whoever keeps a copy of the register elsewhere: the broker's
+    /// credentials follow at once instead of at their next full reconciliation.
+    refreshed: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Directory {
@@ -77,7 +85,13 @@ impl Directory {
             inner: Default::default(),
             vault,
             generation: Default::default(),
+            refreshed: tokio::sync::broadcast::channel(REFRESHED_BACKLOG).0,
         }
+    }
+
+    /// The ids of the devices read again from here on (see `refresh_device`).
+    pub fn devices_refreshed(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.refreshed.subscribe()
     }
 
     /// Seals and opens device keys for storage.
@@ -154,6 +168,8 @@ impl Directory {
         }
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        // Nobody listening (the command line) is fine.
+        let _ = self.refreshed.send(id.to_owned());
         Ok(())
     }
 

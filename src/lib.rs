@@ -164,6 +164,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     if let Some(warning) = tls::postgres_tls_warning(&config.database_url()) {
         tracing::warn!("{warning}");
     }
+    config.check_broker_admin()?;
     let store = open_store(&config).await?;
     let config = Arc::new(config);
     let vault = config.key_vault().map_err(StartError::Keys)?;
@@ -243,8 +244,18 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
                 username: config.mqtt_username.clone(),
                 secret: config.mqtt_password.as_ref().map(|s| s.0.clone()),
                 share_group: Some(config.mqtt_share_group.clone()).filter(|g| !g.is_empty()),
-                tls: broker_tls,
+                tls: broker_tls.clone(),
             };
+            // Before the ingest connects: its own login may be among what this sets up.
+            if let Some(config::BrokerAdmin::Dynsec) = config.mqtt_broker_admin {
+                mqtt::dynsec::start(
+                    broker_admin_settings(&config, &host, port, broker_tls),
+                    store.clone(),
+                    directory.clone(),
+                    metrics.clone(),
+                    shutdown_rx.clone(),
+                );
+            }
             let ingest = ingest::start(link.clone(), parts, shutdown_rx.clone()).await?;
             if clustered {
                 tokio::spawn(mqtt::cluster::run(
@@ -371,6 +382,35 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         shutdown: shutdown_tx,
         server,
     })
+}
+
+/// How this instance administers the broker's credentials (`check_broker_admin` has
+/// checked that the logins are there).
+fn broker_admin_settings(
+    config: &Config,
+    host: &str,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> mqtt::dynsec::AdminSettings {
+    let backend = match (&config.mqtt_username, &config.mqtt_password) {
+        (Some(_), Some(secret)) => Some((config.broker_client_id().to_owned(), secret.clone())),
+        _ => None,
+    };
+    mqtt::dynsec::AdminSettings {
+        host: host.to_owned(),
+        port,
+        tls,
+        client_id: config.broker_admin_client_id(),
+        username: config.mqtt_admin_username.clone().unwrap_or_default(),
+        password: config.mqtt_admin_password.clone().unwrap_or_default(),
+        backend,
+        reserved: config
+            .backend_identities()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        every: Duration::from_secs(config.mqtt_admin_reconcile_s),
+    }
 }
 
 /// Key rotations started by `vakt device rotate-key` (which has no broker link) reach their

@@ -157,6 +157,17 @@ enum DeviceCommand {
         #[arg(long)]
         id: String,
     },
+    /// Take an issued device back, handed in or (with --lost) lost: vakt drops its messages
+    /// at once, and a running vakt that manages the broker's logins puts it out there.
+    Return {
+        #[arg(long)]
+        id: String,
+        /// Why, for the audit log (1 to 500 characters).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        lost: bool,
+    },
 }
 
 #[tokio::main]
@@ -290,6 +301,20 @@ async fn run() -> anyhow::Result<()> {
                     println!("device {id}: new key {}", key.to_hex());
                     println!("The key is shown this once. A running vakt sends it to the device in a signed cfg within seconds;");
                     println!("the old key stays valid until the device signs a message with the new one.");
+                    Ok(())
+                }
+                Err(AppError::NotFound) => bail!("no device {id}"),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Device {
+            command: DeviceCommand::Return { id, reason, lost },
+        } => {
+            let ctx = command_ctx(&config).await?;
+            let req = app::devices::ReturnRequest { reason, lost };
+            match app::devices::take_back(&ctx, &Actor::Operator, &id, &req).await {
+                Ok(d) => {
+                    println!("device {id}: {}", d.status.as_str());
                     Ok(())
                 }
                 Err(AppError::NotFound) => bail!("no device {id}"),

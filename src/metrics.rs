@@ -74,6 +74,10 @@ counters! {
     broker_downlink_dropped_total: "Downlink messages the embedded broker dropped for an offline device (its queue was full).",
     messages_throttled_total: "Device messages over their device's rate: delayed (embedded broker) or dropped (external broker).",
     health_rows_refused_total: "Device health rows the store refused for good (dropped, so they cannot hold back the other devices' rows).",
+    broker_admin_commands_total: "Commands sent to the broker's dynamic-security plugin to bring its clients and roles in step with the device register.",
+    broker_admin_errors_total: "Dynamic-security commands that failed or went unanswered in time, and reconciliations that could not read the broker or the register (the next reconciliation tries again).",
+    broker_admin_reconciliations_total: "Full reconciliations of the broker's clients and roles with the device register that completed without an error.",
+    broker_admin_conflicts_total: "Broker clients or roles found under a name vakt needs that vakt did not make, and so left alone (counted when first seen).",
 }
 
 /// Alert priorities, 1 (most urgent) to 4.

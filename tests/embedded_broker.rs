@@ -91,7 +91,7 @@ async fn until(eventloop: &mut EventLoop, want: impl Fn(&Event) -> bool) -> Even
 }
 
 #[tokio::test]
-async fn a_login_with_a_wrong_key_or_an_unknown_id_is_refused() {
+async fn a_login_with_a_wrong_password_the_key_itself_or_an_unknown_id_is_refused() {
     let app = TestApp::start().await;
     if !app.embedded_broker() {
         return;
@@ -99,7 +99,9 @@ async fn a_login_with_a_wrong_key_or_an_unknown_id_is_refused() {
     let d = app.issued_device("Stockholm").await;
     for (id, password) in [
         (d.id.as_str(), "0".repeat(64)),
-        ("nobody-knows", d.key.clone()),
+        // The key itself is not the password: a broker or a sniffer that saw it could sign.
+        (d.id.as_str(), d.key.clone()),
+        ("nobody-knows", d.password()),
         ("vakt-backend", String::new()),
     ] {
         let (_client, mut eventloop) = AsyncClient::new(options(&app, id, &password), 10);
@@ -108,7 +110,7 @@ async fn a_login_with_a_wrong_key_or_an_unknown_id_is_refused() {
             .expect("an answer");
         assert!(refused.is_err(), "{id} logged in with a wrong password");
     }
-    app.wait_for_metric("vakt_broker_logins_refused_total", 3)
+    app.wait_for_metric("vakt_broker_logins_refused_total", 4)
         .await;
 }
 
@@ -120,7 +122,7 @@ async fn a_device_cannot_subscribe_to_another_devices_topics_or_to_everything() 
     }
     let a = app.issued_device("Stockholm").await;
     let b = app.issued_device("Stockholm").await;
-    let (client, mut eventloop) = AsyncClient::new(options(&app, &a.id, &a.key), 10);
+    let (client, mut eventloop) = AsyncClient::new(options(&app, &a.id, &a.password()), 10);
     let filters = [
         format!("vakt/v1/dev/{}/ack", b.id),
         "vakt/v1/dev/+/alarm".to_owned(),
@@ -211,7 +213,7 @@ async fn a_retained_uplink_is_refused() {
         return;
     }
     let d = app.issued_device("Stockholm").await;
-    let (client, mut eventloop) = AsyncClient::new(options(&app, &d.id, &d.key), 10);
+    let (client, mut eventloop) = AsyncClient::new(options(&app, &d.id, &d.password()), 10);
     client
         .publish(
             format!("vakt/v1/dev/{}/alarm", d.id),
@@ -284,7 +286,7 @@ async fn an_answer_sent_while_the_device_was_offline_reaches_it_when_it_comes_ba
         return;
     }
     let d = app.issued_device("Stockholm").await;
-    let mut o = options(&app, &d.id, &d.key);
+    let mut o = options(&app, &d.id, &d.password());
     o.set_clean_session(false);
     let topic = format!("vakt/v1/dev/{}/ack", d.id);
     {
@@ -330,7 +332,7 @@ async fn a_second_login_with_the_same_id_ends_the_first_without_its_will() {
         return;
     }
     let d = app.issued_device("Stockholm").await;
-    let mut o = options(&app, &d.id, &d.key);
+    let mut o = options(&app, &d.id, &d.password());
     o.set_last_will(LastWill::new(
         format!("vakt/v1/dev/{}/state", d.id),
         b"not even signed".to_vec(),
@@ -405,13 +407,14 @@ async fn a_login_under_a_backend_identity_is_refused_and_recorded_even_with_a_ri
     }
     let d = app.issued_device("Stockholm").await;
     let configured = app.running.state.config.mqtt_client_id.clone();
+    let password = d.password();
     let attempts = [
-        // The device's own key, asking for the backend's client id, persistent session.
-        ("vakt-ingest", d.id.as_str(), d.key.as_str(), false),
-        ("vakt-1", d.id.as_str(), d.key.as_str(), true),
+        // The device's own password, asking for the backend's client id, persistent session.
+        ("vakt-ingest", d.id.as_str(), password.as_str(), false),
+        ("vakt-1", d.id.as_str(), password.as_str(), true),
         // The configured client id, and a backend name as the username.
         (configured.as_str(), configured.as_str(), "", false),
-        ("vakt-backend", "vakt-backend", d.key.as_str(), false),
+        ("vakt-backend", "vakt-backend", password.as_str(), false),
     ];
     for (client_id, user, password, clean) in attempts {
         let mut o = MqttOptions::new(client_id, &app.running.mqtt_host, app.running.mqtt_port);
@@ -425,7 +428,7 @@ async fn a_login_under_a_backend_identity_is_refused_and_recorded_even_with_a_ri
     }
     app.wait_for_metric("vakt_backend_identity_refused_total", 4)
         .await;
-    // The attempt with the device's right key names the device whose key it was.
+    // The attempt with the device's right password names the device whose it was.
     wait_for_security_event(&app, "backend_identity", Some(&d.id)).await;
     assert!(app.metric("vakt_security_events_total").await >= 1);
 
@@ -462,7 +465,7 @@ async fn a_device_cannot_overwrite_another_devices_retained_cfg_or_write_its_ack
         body.str("newkey").is_some() && victim_key.verify(&p.topic, &body.canonical(), &mac)
     };
     let (victim_client, mut victim_loop) =
-        AsyncClient::new(options(&app, &victim.id, &victim.key), 10);
+        AsyncClient::new(options(&app, &victim.id, &victim.password()), 10);
     victim_client
         .subscribe(format!("vakt/v1/dev/{}/+", victim.id), QoS::AtLeastOnce)
         .await
@@ -474,7 +477,8 @@ async fn a_device_cannot_overwrite_another_devices_retained_cfg_or_write_its_ack
     .await;
 
     // The attacker writes a cfg for the victim, retained and not, and an ack.
-    let (client, mut eventloop) = AsyncClient::new(options(&app, &attacker.id, &attacker.key), 10);
+    let (client, mut eventloop) =
+        AsyncClient::new(options(&app, &attacker.id, &attacker.password()), 10);
     let forged = br#"{"hb":1,"ts":1,"mac":"00"}"#.to_vec();
     for (topic, retain) in [(&cfg_topic, true), (&cfg_topic, false), (&ack_topic, false)] {
         client
@@ -503,7 +507,7 @@ async fn a_device_cannot_overwrite_another_devices_retained_cfg_or_write_its_ack
     // ... nor replaced its retained cfg: subscribing again brings the backend's, new key
     // and all.
     let (victim_client, mut victim_loop) =
-        AsyncClient::new(options(&app, &victim.id, &victim.key), 10);
+        AsyncClient::new(options(&app, &victim.id, &victim.password()), 10);
     victim_client
         .subscribe(cfg_topic.as_str(), QoS::AtLeastOnce)
         .await
@@ -546,7 +550,7 @@ async fn a_captured_last_will_cannot_be_played_again_against_its_device() {
     // Played as the attacker's own will, retained and not; the connection then dies
     // without DISCONNECT, so the broker publishes it.
     for (n, retain) in [false, true].into_iter().enumerate() {
-        let mut o = options(&app, &attacker.id, &attacker.key);
+        let mut o = options(&app, &attacker.id, &attacker.password());
         o.set_last_will(LastWill::new(
             state_topic.as_str(),
             will.clone(),
@@ -565,7 +569,8 @@ async fn a_captured_last_will_cannot_be_played_again_against_its_device() {
             .await;
     }
     // And published outright, retained and not.
-    let (client, mut eventloop) = AsyncClient::new(options(&app, &attacker.id, &attacker.key), 10);
+    let (client, mut eventloop) =
+        AsyncClient::new(options(&app, &attacker.id, &attacker.password()), 10);
     for retain in [false, true] {
         client
             .publish(state_topic.as_str(), QoS::AtLeastOnce, retain, will.clone())

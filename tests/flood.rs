@@ -41,7 +41,7 @@ async fn start_flood(
 ) -> (Arc<AtomicU64>, tokio::task::JoinSet<()>) {
     let mut options = MqttOptions::new(&d.id, &app.running.mqtt_host, app.running.mqtt_port);
     options
-        .set_credentials(&d.id, &d.key)
+        .set_credentials(&d.id, d.password())
         .set_keep_alive(Duration::from_secs(60))
         .set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);

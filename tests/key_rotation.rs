@@ -109,7 +109,7 @@ async fn a_rotated_key_reaches_the_device_in_a_signed_cfg_and_then_only_the_new_
     .await;
 
     // The old key is dead: a message signed with it is a bad signature, and the broker
-    // refuses it as a password; the new key logs in.
+    // refuses the password derived from it; the new key's logs in.
     let before = app.metric("vakt_bad_signatures_total").await;
     let (topic, body) = heartbeat_signed_with(&d.id, &old, boot, seq + 10);
     device.publish_raw(&topic, body).await.unwrap();

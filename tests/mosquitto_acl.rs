@@ -157,8 +157,13 @@ impl Broker {
         &self.keys[device]
     }
 
+    /// The MQTT password the device derives from its key.
+    fn password(&self, device: &str) -> String {
+        common::device_password(self.key(device))
+    }
+
     async fn device(&self, id: &str) -> Client {
-        self.login(id, id, self.key(id))
+        self.login(id, id, &self.password(id))
             .await
             .unwrap_or_else(|code| panic!("{id} refused ({code:?}):\n{}", self.log_text()))
     }
@@ -218,8 +223,10 @@ fn write_files(
         .iter()
         .map(|u| vakt::mqtt::link::backend_password(BACKEND_SECRET, u))
         .collect();
+    let device_passwords: Vec<String> = keys.values().map(|k| common::device_password(k)).collect();
     for secret in keys
         .values()
+        .chain(&device_passwords)
         .chain(&backend_passwords)
         .map(String::as_str)
         .chain([BACKEND_SECRET])
@@ -449,7 +456,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn only_devices_in_stock_or_issued_log_in_and_each_only_with_its_own_key() {
+async fn only_devices_in_stock_or_issued_log_in_and_each_only_with_its_own_password() {
     let broker = Broker::start().await;
     let refused = |r: Result<Client, ConnectReturnCode>| match r {
         Ok(_) => panic!("logged in, but should have been refused"),
@@ -466,9 +473,11 @@ async fn only_devices_in_stock_or_issued_log_in_and_each_only_with_its_own_key()
     drop(broker.device(B).await);
     drop(broker.backend("vakt-1").await);
 
-    // A's id with B's key, with a well-formed key of nobody, with the backend's password.
-    refused(broker.login(A, A, broker.key(B)).await);
-    let stranger = vakt::protocol::DeviceKey::generate().to_hex();
+    // A's id with its key itself, with B's password, with a well-formed password of nobody,
+    // with the backend's password.
+    refused(broker.login(A, A, broker.key(A)).await);
+    refused(broker.login(A, A, &broker.password(B)).await);
+    let stranger = vakt::protocol::DeviceKey::generate().mqtt_password();
     refused(broker.login(A, A, &stranger).await);
     refused(broker.login(A, A, BACKEND_SECRET).await);
     let backend_password = vakt::mqtt::link::backend_password(BACKEND_SECRET, "vakt-1");
@@ -479,11 +488,11 @@ async fn only_devices_in_stock_or_issued_log_in_and_each_only_with_its_own_key()
             .login("vakt-plain", "vakt-plain", &backend_password)
             .await,
     );
-    // The returned device, with the key that worked while it was issued.
-    refused(broker.login(C, C, broker.key(C)).await);
-    // A device vakt does not know, the backend with a device key, and no credentials at all.
+    // The returned device, with the password that worked while it was issued.
+    refused(broker.login(C, C, &broker.password(C)).await);
+    // A device vakt does not know, the backend with a device's password, and no credentials.
     refused(broker.login("dev-x", "dev-x", &stranger).await);
-    refused(broker.login("vakt-1", "vakt-1", broker.key(A)).await);
+    refused(broker.login("vakt-1", "vakt-1", &broker.password(A)).await);
     refused(broker.login("vakt-1", "vakt-1", BACKEND_SECRET).await);
     refused(Client::connect(broker.port, "anonymous", None).await);
 }
@@ -517,7 +526,7 @@ async fn a_device_key_under_a_backend_client_id_neither_cuts_the_backend_off_nor
     // Mosquitto drop the backend's connection) and without (its persistent session).
     for clean in [true, false] {
         let mut intruder =
-            Client::connect_with(broker.port, "vakt-1", Some((A, broker.key(A))), clean)
+            Client::connect_with(broker.port, "vakt-1", Some((A, &broker.password(A))), clean)
                 .await
                 .expect("A logs in, as itself");
         intruder.subscribe("vakt/v1/dev/+/+").await;
@@ -644,7 +653,7 @@ async fn a_device_returned_after_it_connected_is_put_out_at_the_next_reload() {
     );
 
     a.wait_disconnected().await;
-    let refused = broker.login(A, A, broker.key(A)).await;
+    let refused = broker.login(A, A, &broker.password(A)).await;
     assert!(refused.is_err(), "the lost device logged in again");
     // B stays connected through the reload and still gets its answers.
     let backend = broker.backend("vakt-1").await;
@@ -683,9 +692,9 @@ async fn a_device_given_a_new_key_logs_in_with_its_old_one_while_the_password_fi
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // The password file still has the old key. Another session under the device's id takes
-    // the connection over and goes, so the device must log in again: its new key is
-    // refused, its old one lets it in.
+    // The password file still has the old key's password. Another session under the
+    // device's id takes the connection over and goes, so the device must log in again: its
+    // new key's password is refused, its old one's lets it in.
     drop(broker.device(A).await);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

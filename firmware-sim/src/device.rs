@@ -88,8 +88,8 @@ struct KeyRing {
     /// downlink signed with it is still genuine. Forgotten at the first downlink signed
     /// with `current`.
     previous: Option<DeviceKey>,
-    /// The MQTT password in use is `previous`: the broker refused `current` (its password
-    /// file may not have the new key yet).
+    /// The MQTT password in use is `previous`'s: the broker refused `current`'s (its
+    /// password file, or its dynamic-security client, may not have the new key's yet).
     password_is_previous: bool,
 }
 
@@ -159,7 +159,7 @@ impl SimDevice {
         if let Some(tls) = tls {
             mqtt.set_transport(tls.transport());
         }
-        mqtt.set_credentials(&id, opts.key.to_hex())
+        mqtt.set_credentials(&id, opts.key.mqtt_password())
             .set_clean_session(false)
             .set_keep_alive(KEEP_ALIVE)
             .set_last_will(last_will(&id, &opts.key, opts.boot)?);
@@ -478,16 +478,16 @@ impl Shared {
         Some(new)
     }
 
-    /// The password for the next connection attempt; after a refusal it alternates between
-    /// the new key and the previous one.
+    /// The password for the next connection attempt, derived from a key; after a refusal it
+    /// alternates between the new key's and the previous one's.
     fn password(&self, refused: bool) -> String {
         let mut keys = self.keys.lock().expect("key lock");
         if refused && keys.previous.is_some() {
             keys.password_is_previous = !keys.password_is_previous;
         }
         match (&keys.previous, keys.password_is_previous) {
-            (Some(previous), true) => previous.to_hex(),
-            _ => keys.current.to_hex(),
+            (Some(previous), true) => previous.mqtt_password(),
+            _ => keys.current.mqtt_password(),
         }
     }
 
@@ -715,7 +715,7 @@ async fn drive(mut eventloop: EventLoop, shared: Arc<Shared>) {
                 shared.online.send_replace(false);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                // A broker whose password file still has the old key refuses the new one.
+                // A broker that still has the old key's password refuses the new one's.
                 let refused = matches!(
                     e,
                     ConnectionError::ConnectionRefused(

@@ -34,9 +34,18 @@ impl DeviceKey {
         &self.0
     }
 
-    /// The 64 lowercase hex characters; also the device's MQTT password.
+    /// The 64 lowercase hex characters, as the key was printed when it was issued.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// The MQTT password: `hex(HMAC-SHA256(key, "vakt/v1/mqtt-password"))`, never the key
+    /// itself, so a broker (or a link without TLS) that sees the password cannot sign as
+    /// the device.
+    pub fn mqtt_password(&self) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(b"vakt/v1/mqtt-password");
+        hex::encode(mac.finalize().into_bytes())
     }
 }
 
@@ -298,6 +307,19 @@ mod tests {
         assert!("0g".repeat(32).parse::<DeviceKey>().is_err());
         let key: DeviceKey = "AB".repeat(32).parse().unwrap();
         assert_eq!(key.to_hex(), "ab".repeat(32));
+    }
+
+    #[test]
+    fn the_mqtt_password_is_derived_from_the_key_as_the_protocol_says() {
+        // The protocol's known answer:
+        // printf 'vakt/v1/mqtt-password' | openssl dgst -sha256 -mac HMAC \
+        //   -macopt hexkey:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+        let key = DeviceKey::from_bytes(std::array::from_fn(|i| i as u8));
+        assert_eq!(
+            key.mqtt_password(),
+            "2724c5f4aead20e0d1c1448982b98b43c27ee94c6857994869791b1b2c4101e3"
+        );
+        assert_ne!(key.mqtt_password(), key.to_hex());
     }
 
     #[test]

@@ -324,20 +324,23 @@ async fn connecting_where_no_broker_listens_fails_instead_of_hanging() {
 }
 
 #[tokio::test]
-async fn a_broker_refusing_the_key_fails_connect() {
+async fn a_device_logs_in_with_the_password_derived_from_its_key_and_a_refusal_fails_connect() {
     let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (connect_tx, connect_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut socket, _) = listener.accept().await.unwrap();
-        let mut connect = [0u8; 512];
-        let _ = socket.read(&mut connect).await.unwrap();
+        let mut connect = [0u8; 1024];
+        let n = socket.read(&mut connect).await.unwrap();
+        let _ = connect_tx.send(connect[..n].to_vec());
         // CONNACK, return code 4: bad user name or password.
         socket.write_all(&[0x20, 0x02, 0x00, 0x04]).await.unwrap();
     });
+    let key = DeviceKey::generate();
     let opts = SimOptions {
         port,
-        ..options(&unique_id("sim-refused"), &DeviceKey::generate(), 1)
+        ..options(&unique_id("sim-refused"), &key, 1)
     };
     let err = SimDevice::connect(opts)
         .await
@@ -347,6 +350,9 @@ async fn a_broker_refusing_the_key_fails_connect() {
         format!("{err:#}").contains("BadUserNamePassword"),
         "{err:#}"
     );
+    let connect = String::from_utf8_lossy(&connect_rx.await.unwrap()).into_owned();
+    assert!(connect.contains(&key.mqtt_password()), "{connect:?}");
+    assert!(!connect.contains(&key.to_hex()), "the key itself went out");
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //!
 //! Either the `embedded` broker, inside this process (built with the `embedded` feature),
 //! or an external one (Mosquitto) reached through the backend's own client ([`link`]),
-//! whose password file and ACL [`mosquitto`] renders. Both hand the devices' messages to the ingest through one
+//! whose password file and ACL [`mosquitto`] renders, or whose logins and rights [`dynsec`]
+//! keeps in step with the device register, live. Both hand the devices' messages to the ingest through one
 //! [`queue`], learn from [`Acks`] when a message is stored and may be acknowledged, and
 //! carry the backend's answers back out ([`Downlink`]). Several instances on one external
 //! broker share its subscription ([`cluster`]).
@@ -12,6 +13,7 @@
 
 pub mod cluster;
 pub mod downlink;
+pub mod dynsec;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod link;

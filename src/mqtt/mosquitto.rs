@@ -15,8 +15,9 @@ use crate::protocol::{
 use crate::store::DeviceRecord;
 
 /// PBKDF2 rounds Mosquitto 2.x itself uses (`mosquitto_passwd`'s default), so the file looks
-/// like one its own tool wrote. The passwords are 256-bit random keys and a long backend
-/// secret, not guessable words; more rounds would slow every device login and buy nothing.
+/// like one its own tool wrote. The passwords are 256-bit HMACs under random keys and a long
+/// backend secret, not guessable words; more rounds would slow every device login and buy
+/// nothing.
 pub const PBKDF2_ITERATIONS: u32 = 101;
 /// Mosquitto's salt length (bytes).
 pub const SALT_LEN: usize = 12;
@@ -69,7 +70,8 @@ pub struct PasswordFile {
 }
 
 /// The password file: the backend users first (one per vakt instance, each with its password
-/// derived from the backend secret), then every device that may connect, by id.
+/// derived from the backend secret), then every device that may connect, by id, with the
+/// password derived from its key. `devices` carry their keys opened (64 hex characters).
 ///
 /// `salt` supplies a fresh salt per line (the OS random source in use, fixed ones in tests).
 /// Mosquitto reads no comments in this file safely (a line without `:` could become a user
@@ -118,7 +120,7 @@ pub fn render_password_file(
                 continue;
             }
         }
-        // Devices send the key as 64 lowercase hex characters; write exactly that.
+        // Devices log in with the password derived from their key, never the key itself.
         let Some(key) = DeviceKey::from_hex(&d.key_hex) else {
             refused.push((d.id.clone(), "key is not 64 hex characters"));
             continue;
@@ -126,7 +128,7 @@ pub fn render_password_file(
         text.push_str(&format!(
             "{}:{}\n",
             d.id,
-            hash_password(&key.to_hex(), &salt(), PBKDF2_ITERATIONS)
+            hash_password(&key.mqtt_password(), &salt(), PBKDF2_ITERATIONS)
         ));
         written += 1;
     }
@@ -218,7 +220,7 @@ pub fn parse_owner(s: &str) -> Result<(u32, u32), String> {
 
 /// Replaces `dir/name` with `contents` in one step: a reloading broker sees the old file or
 /// the new one, never half of one. The file is created with `mode` (and handed to `owner`)
-/// before anything is written to it, so key hashes are never readable by others.
+/// before anything is written to it, so password hashes are never readable by others.
 pub fn write_atomically(
     dir: &Path,
     name: &str,
@@ -281,6 +283,10 @@ mod tests {
         }
     }
 
+    fn password_of(key_hex: &str) -> String {
+        DeviceKey::from_hex(key_hex).unwrap().mqtt_password()
+    }
+
     fn fixed_salt() -> [u8; SALT_LEN] {
         *b"saltsaltsalt"
     }
@@ -321,7 +327,7 @@ mod tests {
         let salt = fixed_salt();
         assert!(file.text.contains(&format!(
             "dev-a:{}\n",
-            hash_password(KEY_A, &salt, PBKDF2_ITERATIONS)
+            hash_password(&password_of(KEY_A), &salt, PBKDF2_ITERATIONS)
         )));
         assert!(file.text.starts_with(&format!(
             "vakt-backend:{}\n",
@@ -338,15 +344,21 @@ mod tests {
         let devices = [device("dev-a", DeviceStatus::Issued, KEY_A)];
         let file = render_password_file(&devices, &["vakt-backend"], "secret", fixed_salt).unwrap();
         assert!(!file.text.contains(KEY_A));
+        assert!(!file.text.contains(&password_of(KEY_A)));
         assert!(!file.text.contains("secret"));
     }
 
     #[test]
-    fn a_key_in_capitals_is_hashed_as_the_lowercase_hex_the_device_sends() {
+    fn a_device_gets_the_password_derived_from_its_key_and_never_the_key() {
         let upper = KEY_A.to_uppercase();
         let devices = [device("dev-a", DeviceStatus::Issued, &upper)];
         let file = render_password_file(&devices, &["vakt-backend"], "secret", fixed_salt).unwrap();
-        assert!(file
+        assert!(file.text.contains(&hash_password(
+            &password_of(KEY_A),
+            &fixed_salt(),
+            PBKDF2_ITERATIONS
+        )));
+        assert!(!file
             .text
             .contains(&hash_password(KEY_A, &fixed_salt(), PBKDF2_ITERATIONS)));
     }

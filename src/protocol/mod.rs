@@ -45,6 +45,10 @@ impl fmt::Display for DeviceId {
     }
 }
 
+/// What a device's MQTT password is derived from its key with; no signature input is ever
+/// this string (those start with a topic and a newline).
+pub const MQTT_PASSWORD_CONTEXT: &[u8] = b"vakt/v1/mqtt-password";
+
 /// The 32-byte secret a device signs with; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceKey([u8; 32]);
@@ -64,6 +68,17 @@ impl DeviceKey {
 
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// The device's MQTT password: `hex(HMAC-SHA256(key, "vakt/v1/mqtt-password"))`.
+    ///
+    /// Not the key itself: a broker stores and compares passwords, its operators and its
+    /// logs can see them, and a link without TLS carries them in the clear. Whoever learns
+    /// this one can log in as the device but cannot sign its alarms or read its `newkey`.
+    pub fn mqtt_password(&self) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(MQTT_PASSWORD_CONTEXT);
+        hex::encode(mac.finalize().into_bytes())
     }
 
     fn mac(&self, topic: &str, canonical_body: &str) -> Hmac<Sha256> {

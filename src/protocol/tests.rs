@@ -254,3 +254,24 @@ fn no_new_device_may_take_a_name_the_backend_logs_in_with() {
         assert!(new_device_id(fine, &["ingest-7"]).is_ok(), "{fine}");
     }
 }
+
+#[test]
+fn the_mqtt_password_is_the_hmac_of_a_fixed_context_under_the_key_and_not_the_key() {
+    // The known answer a device maker checks against (the same vector is in firmware-sim):
+    // printf 'vakt/v1/mqtt-password' | openssl dgst -sha256 -mac HMAC \
+    //   -macopt hexkey:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+    let key =
+        DeviceKey::from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+            .unwrap();
+    assert_eq!(
+        key.mqtt_password(),
+        "2724c5f4aead20e0d1c1448982b98b43c27ee94c6857994869791b1b2c4101e3"
+    );
+    assert_ne!(key.mqtt_password(), key.to_hex());
+    assert_ne!(
+        DeviceKey::from_hex(&"0f".repeat(32))
+            .unwrap()
+            .mqtt_password(),
+        key.mqtt_password()
+    );
+}

@@ -87,6 +87,22 @@ pub struct IssuedDevice {
     pub person_id: String,
 }
 
+impl IssuedDevice {
+    /// The MQTT password the device logs in with (derived from its key by firmware-sim's
+    /// own implementation of the protocol).
+    pub fn password(&self) -> String {
+        device_password(&self.key)
+    }
+}
+
+/// The MQTT password of the device with this key (64 hex characters), as a device derives it.
+pub fn device_password(key_hex: &str) -> String {
+    key_hex
+        .parse::<DeviceKey>()
+        .expect("a device key")
+        .mqtt_password()
+}
+
 /// Home of the protected person in the seeded case (Drottninggatan, Stockholm).
 pub const HOME: (f64, f64) = (59.3366, 18.0612);
 

@@ -20,7 +20,8 @@ const FLOOD: u64 = 50_000;
 /// Publishes `FLOOD` QoS 0 messages as device `d` on its own topics, from a raw client;
 /// `signed`: heartbeats signed with the stolen key, else alarms with a garbage `mac`.
 async fn flood(target: &Target, d: &Issued, signed: bool) -> tokio::task::JoinSet<()> {
-    let (client, mut eventloop) = AsyncClient::new(target.mqtt_options(&d.id, &d.id, &d.key), 1000);
+    let (client, mut eventloop) =
+        AsyncClient::new(target.mqtt_options(&d.id, &d.id, &d.password()), 1000);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { while eventloop.poll().await.is_ok() {} });
     let (id, key) = (

@@ -1,7 +1,8 @@
 //! The broker, attacked with one stolen device key: taking the backend's place (its client
 //! id or a device named like it), reading other devices' traffic, raising an alert on
 //! another case with garbage, overwriting another device's retained `cfg`, and playing a
-//! captured last will again. Each attack runs on both topologies.
+//! captured last will again; and with a device's MQTT password alone, forging its alarms.
+//! Each attack runs on both topologies.
 
 use std::time::Duration;
 
@@ -141,7 +142,7 @@ async fn the_backends_place_cannot_be_taken_with_a_device_key(target: &Target) {
     let mut kept = Vec::new();
     for round in 0..6 {
         let clean = round % 2 == 0;
-        let mut o = target.mqtt_options(backend, &attacker.id, &attacker.key);
+        let mut o = target.mqtt_options(backend, &attacker.id, &attacker.password());
         o.set_clean_session(clean);
         match (target.topology, login(o).await) {
             (Topology::Embedded, Ok(_)) => panic!("the embedded broker let {backend} in"),
@@ -214,7 +215,7 @@ async fn the_backends_place_cannot_be_taken_with_a_device_key_on_mosquitto_and_p
 async fn one_device_key_reads_nothing_of_another_device(target: &Target) {
     let attacker = target.issue_device("Nord").await;
     let victim = target.issue_device("Nord").await;
-    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.key);
+    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.password());
     let (client, eventloop) = login(o).await.expect("the attacker logs in");
     for filter in [
         "#".to_owned(),
@@ -257,10 +258,58 @@ on_both!(
     one_device_key_reads_nothing_of_another_device
 );
 
+/// Whoever sees a device's MQTT password (a broker's operator, its logs, a link without
+/// TLS) may log in as the device, but cannot sign as it: the password is derived from the
+/// key, not the key. And the key itself is not a password the broker takes.
+async fn the_mqtt_password_signs_nothing_and_the_key_is_no_password(target: &Target) {
+    let victim = target.issue_device("Nord").await;
+    let o = target.mqtt_options(&victim.id, &victim.id, &victim.key);
+    assert!(
+        login(o).await.is_err(),
+        "the broker took the device key itself as the password"
+    );
+    let o = target.mqtt_options(&victim.id, &victim.id, &victim.password());
+    let (client, mut eventloop) = login(o).await.expect("the password logs in");
+    // A panic signed with what the eavesdropper has: the password, taken for a key.
+    let as_key = firmware_sim::DeviceKey::from_bytes(
+        hex::decode(victim.password()).unwrap().try_into().unwrap(),
+    );
+    let members = [
+        ("boot", json!(1)),
+        ("kind", json!("panic")),
+        ("seq", json!(1)),
+        ("ts", json!(vakt::domain::now_ms())),
+    ];
+    let forged = firmware_sim::signed_body(&as_key, &topic(&victim, "alarm"), &members).unwrap();
+    publish_acked(
+        &client,
+        &mut eventloop,
+        &topic(&victim, "alarm"),
+        false,
+        forged.as_bytes(),
+    )
+    .await;
+    wait_for_metric(target, "vakt_bad_signatures_total", 1).await;
+    assert!(
+        target
+            .alerts()
+            .await
+            .iter()
+            .all(|a| a["device_id"] != victim.id.as_str()),
+        "the forged panic raised an alert"
+    );
+}
+
+on_both!(
+    the_mqtt_password_signs_nothing_and_the_key_is_no_password_on_the_embedded_broker,
+    the_mqtt_password_signs_nothing_and_the_key_is_no_password_on_mosquitto_and_postgres,
+    the_mqtt_password_signs_nothing_and_the_key_is_no_password
+);
+
 async fn garbage_on_another_devices_topic_raises_nothing_on_its_case(target: &Target) {
     let attacker = target.issue_device("Nord").await;
     let victim = target.issue_device("Nord").await;
-    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.key);
+    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.password());
     let (client, mut eventloop) = login(o).await.expect("the attacker logs in");
     let forged = format!(
         r#"{{"boot":1,"kind":"panic","seq":7,"ts":1,"mac":"{}"}}"#,
@@ -300,7 +349,7 @@ on_both!(
 /// The first `cfg` the victim gets on subscribing: it must be the backend's, signed with the
 /// victim's key and carrying the pending new key.
 async fn retained_cfg_is_the_backends(target: &Target, victim: &Issued) {
-    let o = target.mqtt_options(&victim.id, &victim.id, &victim.key);
+    let o = target.mqtt_options(&victim.id, &victim.id, &victim.password());
     let (client, mut eventloop) = login(o).await.expect("the victim logs in");
     client
         .subscribe(topic(victim, "cfg"), QoS::AtLeastOnce)
@@ -340,7 +389,7 @@ async fn another_devices_retained_cfg_cannot_be_overwritten(target: &Target) {
         .await;
     retained_cfg_is_the_backends(target, &victim).await;
 
-    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.key);
+    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.password());
     let (client, mut eventloop) = login(o).await.expect("the attacker logs in");
     let forged = br#"{"hb":1,"ts":1,"mac":"00"}"#;
     for (leaf, retain) in [("cfg", true), ("cfg", false), ("ack", false), ("ack", true)] {
@@ -381,7 +430,7 @@ async fn a_captured_last_will_cannot_be_played_again(target: &Target) {
     // As the attacker's own last will, retained and not; the connection then dies without
     // DISCONNECT. A broker may also refuse such a will at the door.
     for (n, retain) in [false, true].into_iter().enumerate() {
-        let mut o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.key);
+        let mut o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.password());
         o.set_last_will(rumqttc::LastWill::new(
             state.as_str(),
             will.clone(),
@@ -399,7 +448,7 @@ async fn a_captured_last_will_cannot_be_played_again(target: &Target) {
         }
     }
     // And published outright.
-    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.key);
+    let o = target.mqtt_options(&attacker.id, &attacker.id, &attacker.password());
     let (client, mut eventloop) = login(o).await.expect("the attacker logs in");
     for retain in [false, true] {
         publish_acked(&client, &mut eventloop, &state, retain, &will).await;

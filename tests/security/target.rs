@@ -66,6 +66,14 @@ pub struct Issued {
     pub region: String,
 }
 
+impl Issued {
+    /// The MQTT password the device logs in with: derived from its key, as a device (here
+    /// firmware-sim's own implementation) derives it. A stolen key gives this too.
+    pub fn password(&self) -> String {
+        crate::common::device_password(&self.key)
+    }
+}
+
 pub struct Target {
     pub topology: Topology,
     pub base: String,

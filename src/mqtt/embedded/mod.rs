@@ -9,10 +9,10 @@
 //! backend stores is slowed down (its connection is not read while too many of its messages
 //! wait), never dropped. docs/architecture.md says why this replaced a general broker.
 //!
-//! It knows only devices: each logs in as itself (client id = username = device id, its key
-//! as password), may publish only to its own uplink topics (checked by the ingest, which
-//! records a refusal as a security event), and may subscribe only to its own `ack` and
-//! `cfg`. The backend itself is in-process and never logs in, so a login that names one of
+//! It knows only devices: each logs in as itself (client id = username = device id, the
+//! password derived from its key), may publish only to its own uplink topics (checked by the
+//! ingest, which records a refusal as a security event), and may subscribe only to its own
+//! `ack` and `cfg`. The backend itself is in-process and never logs in, so a login that names one of
 //! the backend's identities (`protocol::BACKEND_PREFIX`, or the configured client id or
 //! username) is an attempt to pass for it: refused and recorded as a security event. Sessions and the retained `cfg` are kept in memory: a restart of the backend ends
 //! them, the devices reconnect and subscribe again, and the backend republishes a `cfg` when
@@ -426,16 +426,16 @@ pub fn may_subscribe(device: &str, filter: &str) -> bool {
 enum Login {
     /// A device, logging in as itself.
     Device,
-    /// Wrong key, unknown or revoked device, or a client id other than the username.
+    /// Wrong password, unknown or revoked device, or a client id other than the username.
     Refused,
     /// The client id or username is one of the backend's identities: someone trying to pass
-    /// for the backend. `device` names the device whose key was given, if it was right.
+    /// for the backend. `device` names the device whose password was given, if it was right.
     Backend { device: Option<String> },
 }
 
-/// Devices log in as themselves (client id = username = device id) with their key as the
-/// password (during a key rotation the next key too, since the device may switch before it
-/// has been heard signing with it); returned and lost devices are refused, and so is any
+/// Devices log in as themselves (client id = username = device id) with the password
+/// derived from their key (`DeviceKey::mqtt_password`; during a key rotation the next key's
+/// too, since the device may switch before it has been heard signing with it); returned and lost devices are refused, and so is any
 /// login that names a backend identity, whatever its key.
 fn authenticate(
     directory: &Directory,
@@ -465,9 +465,9 @@ fn device_key_fits(directory: &Directory, username: &str, password: &str) -> boo
             matches!(
                 d.status,
                 crate::domain::DeviceStatus::InStock | crate::domain::DeviceStatus::Issued
-            ) && (constant_time_eq(password.as_bytes(), d.key.to_hex().as_bytes())
+            ) && (constant_time_eq(password.as_bytes(), d.key.mqtt_password().as_bytes())
                 || d.next_key.as_ref().is_some_and(|(next, _)| {
-                    constant_time_eq(password.as_bytes(), next.to_hex().as_bytes())
+                    constant_time_eq(password.as_bytes(), next.mqtt_password().as_bytes())
                 }))
         }
         None => false,
