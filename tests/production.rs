@@ -113,8 +113,14 @@ impl Broker {
             match line.split_whitespace().next().unwrap_or("") {
                 // The compose file's listeners and paths are the container's; this test's
                 // are above.
-                "listener" | "cafile" | "certfile" | "keyfile" | "persistence"
-                | "persistence_location" | "log_dest" | "user" => {}
+                "listener"
+                | "cafile"
+                | "certfile"
+                | "keyfile"
+                | "persistence"
+                | "persistence_location"
+                | "log_dest"
+                | "user" => {}
                 "plugin" => conf.push_str(&format!("plugin {}\n", dynsec_plugin().display())),
                 "plugin_opt_config_file" => {
                     conf.push_str(&format!("plugin_opt_config_file {}\n", file.display()))
@@ -150,24 +156,36 @@ impl Broker {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // As compose's `mosquitto-narrow`: the administrator keeps only the plugin's topics.
-        for rule in [
-            ["publishClientReceive", "#"],
-            ["subscribePattern", "#"],
-            ["unsubscribePattern", "#"],
-            ["publishClientReceive", "$SYS/#"],
-            ["subscribePattern", "$SYS/#"],
-        ] {
-            run(
-                Command::new("mosquitto_ctrl")
-                    .args(["-h", "localhost", "-p", &port.to_string()])
-                    .arg("--cafile")
-                    .arg(certs.join("ca.crt"))
-                    .args(["-u", ADMIN, "-P", password.trim(), "-i", "narrow"])
-                    .args(["dynsec", "removeRoleACL", "admin"])
-                    .args(rule),
-                "mosquitto_ctrl dynsec removeRoleACL",
-            );
-        }
+        // Mosquitto 2.0 ends the administrator's own connection when its role changes, so
+        // each `mosquitto_ctrl` waits out its answer (about 10 s): all five at once.
+        let ca = certs.join("ca.crt");
+        let port_text = port.to_string();
+        std::thread::scope(|scope| {
+            for (i, rule) in [
+                ["publishClientReceive", "#"],
+                ["subscribePattern", "#"],
+                ["unsubscribePattern", "#"],
+                ["publishClientReceive", "$SYS/#"],
+                ["subscribePattern", "$SYS/#"],
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let (ca, port_text, password) = (&ca, &port_text, password.trim());
+                scope.spawn(move || {
+                    run(
+                        Command::new("mosquitto_ctrl")
+                            .args(["-h", "localhost", "-p", port_text])
+                            .arg("--cafile")
+                            .arg(ca)
+                            .args(["-u", ADMIN, "-P", password, "-i", &format!("narrow-{i}")])
+                            .args(["dynsec", "removeRoleACL", "admin"])
+                            .args(rule),
+                        "mosquitto_ctrl dynsec removeRoleACL",
+                    )
+                });
+            }
+        });
         broker
     }
 
@@ -326,10 +344,19 @@ impl Site {
     }
 
     async fn post(&self, client: &reqwest::Client, vakt: &Vakt, path: &str, body: Value) -> Value {
-        let resp = client.post(vakt.url(path)).json(&body).send().await.unwrap();
+        let resp = client
+            .post(vakt.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "POST {path} on {}: {status} {text}", vakt.name);
+        assert!(
+            status.is_success(),
+            "POST {path} on {}: {status} {text}",
+            vakt.name
+        );
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
@@ -360,11 +387,7 @@ async fn stream_shows(
     needle: String,
     ready: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Duration, String> {
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("{url}: {}", resp.status()));
     }
@@ -383,11 +406,14 @@ async fn stream_shows(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_return() {
-    if std::env::var("VAKT_TEST_POSTGRES").is_ok_and(|v| v.is_empty()) || std::env::var("VAKT_TEST_POSTGRES").is_err() {
+    if std::env::var("VAKT_TEST_POSTGRES").is_ok_and(|v| v.is_empty())
+        || std::env::var("VAKT_TEST_POSTGRES").is_err()
+    {
         eprintln!("VAKT_TEST_POSTGRES is not set: the production topology needs PostgreSQL");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
 
     // Certificates, as compose's `certs` service makes them.
     let certs = dir.path().join("certs");
@@ -400,6 +426,7 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
     );
 
     // Secrets, one file each, as compose hands them over; one master key for both.
+    eprintln!("{:?}: certificates made", t0.elapsed());
     let secrets = dir.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     let database = common::fresh_database(dir.path()).await;
@@ -426,6 +453,7 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
             write_secret(&secrets, "database-url", &database_url),
         ),
     ];
+    eprintln!("{:?}: database made", t0.elapsed());
     let broker = Broker::start(dir.path(), &certs, &files[2].1).await;
 
     let mut env: Vec<(String, String)> = files
@@ -433,15 +461,24 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
         .map(|(k, v)| (k.to_string(), v.display().to_string()))
         .collect();
     for (k, v) in [
-        ("VAKT_MQTT_URL", format!("mqtts://localhost:{}", broker.port)),
+        (
+            "VAKT_MQTT_URL",
+            format!("mqtts://localhost:{}", broker.port),
+        ),
         ("VAKT_MQTT_CA", certs.join("ca.crt").display().to_string()),
         ("VAKT_MQTT_BROKER_ADMIN", "dynsec".into()),
         ("VAKT_MQTT_ADMIN_USERNAME", ADMIN.into()),
-        ("VAKT_TLS_CERT", certs.join("vakt.crt").display().to_string()),
+        (
+            "VAKT_TLS_CERT",
+            certs.join("vakt.crt").display().to_string(),
+        ),
         ("VAKT_TLS_KEY", certs.join("vakt.key").display().to_string()),
         ("VAKT_LOG_FORMAT", "json".into()),
         ("VAKT_LOG", "info,rumqttc=warn,sqlx=warn".into()),
-        ("VAKT_DATA_DIR", dir.path().join("data").display().to_string()),
+        (
+            "VAKT_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
     ] {
         env.push((k.to_owned(), v));
     }
@@ -466,16 +503,24 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
         https: site.https_builder().build().unwrap(),
         ..site
     };
+    eprintln!("{:?}: broker up", t0.elapsed());
     let officer = site.user("officer", "officer");
     let coordinator = site.user("coord", "coordinator");
 
+    eprintln!("{:?}: users made", t0.elapsed());
     let vakt1 = site.serve("vakt-1").await;
     let vakt2 = site.serve("vakt-2").await;
+    eprintln!("{:?}: both instances healthy", t0.elapsed());
 
     // The consoles answer over HTTPS only, with a certificate of the deployment's CA.
     for v in [&vakt1, &vakt2] {
         let health = site.https.get(v.url("/healthz")).send().await.unwrap();
-        assert!(health.status().is_success(), "{}: {}", v.name, health.status());
+        assert!(
+            health.status().is_success(),
+            "{}: {}",
+            v.name,
+            health.status()
+        );
         assert!(
             reqwest::get(format!("http://127.0.0.1:{}/healthz", v.http))
                 .await
@@ -582,6 +627,24 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
         eprintln!("{name}'s console showed the panic {took:?} after its stream opened");
     }
 
+    // Metrics on the operations port of their own, not on the console's.
+    for v in [&vakt1, &vakt2] {
+        let addr = format!("127.0.0.1:{}", v.metrics).parse().unwrap();
+        assert_eq!(
+            common::metric_at(addr, "vakt_ready").await,
+            Some(1),
+            "{}'s metrics port",
+            v.name
+        );
+        let console = site.https.get(v.url("/metrics")).send().await.unwrap();
+        assert_eq!(
+            console.status(),
+            reqwest::StatusCode::NOT_FOUND,
+            "{}",
+            v.name
+        );
+    }
+
     // Returned through the other instance: within 5 s the broker refuses its login.
     site.post(
         &coordinator,
@@ -591,12 +654,31 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
     )
     .await;
     let returned_at = Instant::now();
-    device.disconnect().await.ok();
+    // Dropped, not disconnected: the broker may have cut it already, and a DISCONNECT on a
+    // cut link waits out its timeout.
+    drop(device);
     loop {
         match site.connect(&id, &key, 2).await {
-            Err(_) => break,
+            // Refused by the broker, not merely unanswered.
+            Err(e) if format!("{e:#}").contains("NotAuthorized") => {
+                assert!(
+                    returned_at.elapsed() < PROMPTLY,
+                    "{id} refused only {:?} after its return",
+                    returned_at.elapsed()
+                );
+                eprintln!("{id}'s login after its return: {e:#}");
+                break;
+            }
+            // Let in and then cut as the broker removed it: the next try is answered.
+            Err(e) => {
+                assert!(
+                    returned_at.elapsed() < PROMPTLY,
+                    "{id} not refused {PROMPTLY:?} after its return: {e:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Ok(still) => {
-                still.disconnect().await.ok();
+                drop(still);
                 assert!(
                     returned_at.elapsed() < PROMPTLY,
                     "{id} still logs in {PROMPTLY:?} after its return:\n{}\n--- mosquitto ---\n{}",
@@ -609,6 +691,7 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
     }
     eprintln!("{id} refused {:?} after its return", returned_at.elapsed());
 
+    eprintln!("{:?}: returned", t0.elapsed());
     // Every connection vakt holds to its database is encrypted.
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&site.database_url)
         .await
@@ -623,7 +706,10 @@ async fn the_production_topology_takes_a_device_from_its_issue_over_tls_to_its_r
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    assert!(encrypted >= 2, "vakt's database connections over TLS: {encrypted}");
+    assert!(
+        encrypted >= 2,
+        "vakt's database connections over TLS: {encrypted}"
+    );
     assert_eq!(plain, 0, "vakt holds database connections without TLS");
 
     // The secrets came from files: none of them is in a log line or an argument.
