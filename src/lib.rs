@@ -51,7 +51,9 @@ use web::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("database: {0}")]
+    // Transparent: a store error already says it is the database's, and `{:#}` would
+    // print it twice (once here, once as the cause).
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[cfg(feature = "embedded")]
     #[error(transparent)]
