@@ -285,6 +285,9 @@ impl Connection {
             mut session,
             connected,
         } = self;
+        // Retries every 250 ms (alarms wait while it is down), but says so once and then
+        // every 10 s: a broker refusing the certificate for an hour must not fill the disk.
+        let mut failures: u32 = 0;
         loop {
             let event = tokio::select! {
                 e = eventloop.poll() => e,
@@ -297,8 +300,10 @@ impl Connection {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(
                         session_present = ack.session_present,
+                        failed_attempts = failures,
                         "ingest connected to the broker"
                     );
+                    failures = 0;
                     if !ack.session_present && session.expected {
                         Metrics::inc(&metrics.broker_session_lost_total);
                         tracing::warn!(
@@ -344,7 +349,14 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) => {
                     connected.send_replace(false);
-                    tracing::warn!(error = %e, "broker connection lost; retrying");
+                    if failures % 40 == 0 {
+                        tracing::warn!(
+                            error = %e,
+                            failed_attempts = failures + 1,
+                            "broker connection lost; retrying every 250 ms"
+                        );
+                    }
+                    failures = failures.saturating_add(1);
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
