@@ -579,6 +579,46 @@ async fn a_rotation_is_refused_while_an_instance_runs_on_the_database() {
     }
 }
 
+#[tokio::test]
+async fn a_secret_that_does_not_open_under_the_old_key_is_left_as_it_was_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let d = seed(dir.path(), &url).await;
+    // Someone who can write to the database put a device key of their own in the clear.
+    let planted = vakt::protocol::DeviceKey::generate().to_hex();
+    tamper(
+        &url,
+        &format!(
+            "UPDATE devices SET key_hex = '{planted}' WHERE id = '{}'",
+            d.device
+        ),
+    )
+    .await;
+    let (new_hex, new_file) = new_key_file(dir.path());
+
+    let out = rotate(dir.path(), &url, &new_file).await;
+    let text = said(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("the key of device {} does not open", d.device)),
+        "{text}"
+    );
+    let after = sealed(&url).await;
+    assert_eq!(after.devices[0].1, planted, "left as it was, not sealed");
+    let new = vault_of(&new_hex);
+    assert!(new.open(&planted, &d.device).is_err(), "and refused");
+    let next = after.devices[0].2.as_deref().unwrap();
+    assert_eq!(new.open(next, &d.device).unwrap().to_hex(), d.next_key);
+    let detail = after.audit.last().unwrap().6.clone().unwrap();
+    assert!(
+        detail.starts_with("0 device keys, 1 next device keys and 1 one-time-code secrets")
+            && detail.ends_with(
+                "; 1 stored values that did not open under the old key left as they were"
+            ),
+        "{detail}"
+    );
+}
+
 #[test]
 fn master_key_new_prints_a_fresh_key_each_time_without_a_configuration() {
     let dir = tempfile::tempdir().unwrap();
