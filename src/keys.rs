@@ -4,6 +4,8 @@
 //! key the audit chain is linked with, derived from the master key, so that someone who can
 //! write to the database cannot extend or rewrite the chain. A value stored in the clear
 //! is refused: the start-up upgrade (`store::open`) seals those an older version left, once.
+//! A rotation of the master key (`store::rotate_master_key`) opens each sealed value under
+//! the old key and seals it again under the new one ([`KeyVault::reseal`]).
 
 use std::path::Path;
 
@@ -34,6 +36,21 @@ pub enum KeyError {
     Unsealed(String),
     #[error("master key: {0}")]
     Master(String),
+}
+
+/// A fresh master key, 64 hex characters: what a first start writes to `master.key` and
+/// `vakt master-key new` prints.
+pub fn new_master_key() -> String {
+    hex::encode(os_random::<32>())
+}
+
+/// Whose a sealed secret is: what it is bound to when sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOf<'a> {
+    /// A device's key (or its next key, during a key rotation).
+    Device(&'a str),
+    /// A user's one-time-code secret.
+    User(&'a str),
 }
 
 pub struct KeyVault {
@@ -71,6 +88,20 @@ impl KeyVault {
     /// The master key from configuration (64 hex characters), or else from `master.key` in
     /// the data directory, made on first use with owner-only permissions.
     pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<KeyVault, KeyError> {
+        Self::load_or(configured, data_dir, true)
+    }
+
+    /// As [`KeyVault::load`], but a missing `master.key` is an error rather than made: for
+    /// replacing the key, which must be the one the database already has.
+    pub fn load_existing(configured: Option<&str>, data_dir: &Path) -> Result<KeyVault, KeyError> {
+        Self::load_or(configured, data_dir, false)
+    }
+
+    fn load_or(
+        configured: Option<&str>,
+        data_dir: &Path,
+        make_if_missing: bool,
+    ) -> Result<KeyVault, KeyError> {
         let hex_key = match configured {
             Some(k) => k.trim().to_owned(),
             None => {
@@ -81,21 +112,41 @@ impl KeyVault {
                             .map_err(|e| KeyError::Master(format!("{}: {e}", path.display())))?;
                         k.trim().to_owned()
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        let k = DeviceKey::generate().to_hex();
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && make_if_missing => {
+                        let k = new_master_key();
                         write_private(&path, &k)
                             .map_err(|e| KeyError::Master(format!("{}: {e}", path.display())))?;
                         k
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(KeyError::Master(format!(
+                            "none configured (master_key, VAKT_MASTER_KEY or VAKT_MASTER_KEY_FILE) and no {}",
+                            path.display()
+                        )))
                     }
                     Err(e) => return Err(KeyError::Master(format!("{}: {e}", path.display()))),
                 }
             }
         };
-        let bytes: [u8; 32] = hex::decode(&hex_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| KeyError::Master("must be 64 hex characters".into()))?;
-        Ok(KeyVault::new(&bytes))
+        from_hex(&hex_key)
+            .map(|bytes| KeyVault::new(&bytes))
+            .ok_or_else(|| KeyError::Master("must be 64 hex characters".into()))
+    }
+
+    /// A master key from a file of its own, as `vakt master-key new` writes it: 64 hex
+    /// characters and at most one line break after them. Stricter than the configured key
+    /// (trimmed): a file with more in it was not made for this, and which part of it is the
+    /// key is not a thing to guess.
+    pub fn from_key_file(text: &str) -> Result<KeyVault, KeyError> {
+        let key = match text.strip_suffix('\n') {
+            Some(t) => t.strip_suffix('\r').unwrap_or(t),
+            None => text,
+        };
+        from_hex(key).map(|bytes| KeyVault::new(&bytes)).ok_or_else(|| {
+            KeyError::Master(
+                "the file must hold 64 hex characters and nothing else but one line break after them".into(),
+            )
+        })
     }
 
     /// Seals a device key for storage.
@@ -128,6 +179,24 @@ impl KeyVault {
         }
         self.open_text(stored, &totp_binding(username))
             .ok_or_else(|| KeyError::OpenTotp(username.to_owned()))
+    }
+
+    /// Opens a sealed device key or one-time-code secret under this master key and seals it
+    /// again under `new`, bound to the same device or user: for replacing the master key.
+    /// One that does not open (in the clear, or not sealed under this key) is an error.
+    pub fn reseal(&self, stored: &str, of: SecretOf, new: &KeyVault) -> Result<String, KeyError> {
+        Ok(match of {
+            SecretOf::Device(id) => new.seal(&self.open(stored, id)?, id),
+            SecretOf::User(username) => new.seal_totp(&self.open_totp(stored, username)?, username),
+        })
+    }
+
+    /// Whether a stored device key or one-time-code secret opens under this master key.
+    pub fn opens(&self, stored: &str, of: SecretOf) -> bool {
+        match of {
+            SecretOf::Device(id) => self.open(stored, id).is_ok(),
+            SecretOf::User(username) => self.open_totp(stored, username).is_ok(),
+        }
     }
 
     fn seal_text(&self, plain: &str, bound_to: &str) -> String {
@@ -174,6 +243,14 @@ impl KeyVault {
 /// the forms they have in the clear, has a `:`, so a clear one is never taken for sealed.
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(SEALED_PREFIX)
+}
+
+/// 32 bytes from exactly 64 hex characters.
+fn from_hex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 /// What the audit chain's key is derived under: a label of its own, so it is never a key
@@ -317,6 +394,92 @@ mod tests {
         assert_ne!(vault.fingerprint(), KeyVault::new(&[8; 32]).fingerprint());
         assert_ne!(vault.fingerprint(), hex::encode([7u8; 32]));
         assert_eq!(vault.fingerprint().len(), 64);
+    }
+
+    #[test]
+    fn a_resealed_secret_opens_under_the_new_master_key_only_and_for_its_own_device_or_user() {
+        let (old, new) = (KeyVault::new(&[7; 32]), KeyVault::new(&[8; 32]));
+        let key = DeviceKey::generate();
+        let sealed = old.seal(&key, "dev-1");
+        let resealed = old
+            .reseal(&sealed, SecretOf::Device("dev-1"), &new)
+            .unwrap();
+        assert_eq!(new.open(&resealed, "dev-1").unwrap(), key);
+        assert!(old.open(&resealed, "dev-1").is_err());
+        assert!(
+            new.open(&resealed, "dev-2").is_err(),
+            "still bound to its device"
+        );
+        assert!(new.opens(&resealed, SecretOf::Device("dev-1")));
+        assert!(!old.opens(&resealed, SecretOf::Device("dev-1")));
+
+        let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        let sealed = old.seal_totp(secret, "anna");
+        let resealed = old.reseal(&sealed, SecretOf::User("anna"), &new).unwrap();
+        assert_eq!(new.open_totp(&resealed, "anna").unwrap(), secret);
+        assert!(
+            new.open_totp(&resealed, "bo").is_err(),
+            "still bound to its user"
+        );
+        assert!(!old.opens(&resealed, SecretOf::User("anna")));
+    }
+
+    #[test]
+    fn what_does_not_open_under_the_old_master_key_is_not_resealed() {
+        let (old, new) = (KeyVault::new(&[7; 32]), KeyVault::new(&[8; 32]));
+        let in_the_clear = DeviceKey::generate().to_hex();
+        let err = old.reseal(&in_the_clear, SecretOf::Device("dev-1"), &new);
+        assert!(err.unwrap_err().to_string().contains("not sealed"));
+        let under_another = KeyVault::new(&[9; 32]).seal_totp("JBSWY3DPEHPK3PXP", "anna");
+        let err = old.reseal(&under_another, SecretOf::User("anna"), &new);
+        assert!(err.unwrap_err().to_string().contains("user anna"));
+    }
+
+    #[test]
+    fn a_new_key_file_holds_64_hex_characters_and_at_most_one_line_break() {
+        let key = new_master_key();
+        assert_eq!(key.len(), 64);
+        assert_ne!(key, new_master_key());
+        let bytes: [u8; 32] = hex::decode(&key).unwrap().try_into().unwrap();
+        let fingerprint = KeyVault::new(&bytes).fingerprint().to_owned();
+        for text in [key.clone(), format!("{key}\n"), format!("{key}\r\n")] {
+            let vault = KeyVault::from_key_file(&text).unwrap();
+            assert_eq!(vault.fingerprint(), fingerprint, "{text:?}");
+        }
+        for text in [
+            String::new(),
+            format!("{key}\n\n"),
+            format!(" {key}"),
+            format!("{key} "),
+            key[..63].to_owned(),
+            format!("{key}0"),
+            format!("{}g", &key[..63]),
+            format!("export VAKT_MASTER_KEY={key}"),
+        ] {
+            let err = KeyVault::from_key_file(&text).unwrap_err().to_string();
+            assert!(err.contains("64 hex characters"), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_key_in_use_is_loaded_but_never_made_for_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = KeyVault::load_existing(None, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("master.key") && err.contains("VAKT_MASTER_KEY"),
+            "{err}"
+        );
+        assert!(!dir.path().join("master.key").exists(), "none made");
+        let made = KeyVault::load(None, dir.path()).unwrap();
+        let loaded = KeyVault::load_existing(None, dir.path()).unwrap();
+        assert_eq!(made.fingerprint(), loaded.fingerprint());
+        let configured = KeyVault::load_existing(Some(&"07".repeat(32)), dir.path()).unwrap();
+        assert_eq!(
+            configured.fingerprint(),
+            KeyVault::new(&[7; 32]).fingerprint()
+        );
     }
 
     #[test]

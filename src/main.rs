@@ -1,5 +1,5 @@
-//! The `vakt` command line: serve, demo, migrate, and the operator's user, token and
-//! device commands.
+//! The `vakt` command line: serve, demo, migrate, and the operator's user, token, device
+//! and master-key commands.
 
 use std::io::Read;
 
@@ -74,6 +74,39 @@ enum Command {
     Broker {
         #[command(subcommand)]
         command: BrokerCommand,
+    },
+    /// Make a master key, or replace the one in use (docs/operations.md, "Rotating the
+    /// master key").
+    MasterKey {
+        #[command(subcommand)]
+        command: MasterKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MasterKeyCommand {
+    /// Print a new master key (64 hex characters).
+    ///
+    /// Write it where only you can read it: (umask 077; vakt master-key new > new-master-key)
+    New,
+    /// Replace the master key in use by a new one. Stop every vakt instance first.
+    ///
+    /// The key in use is the configured one (master_key, VAKT_MASTER_KEY, VAKT_MASTER_KEY_FILE,
+    /// or master.key in the data directory). In one transaction, every device key, next
+    /// device key and one-time-code secret is sealed again and the audit chain re-linked
+    /// under the new key, its fingerprint stored, and the entry master_key_rotated added;
+    /// nothing changes if any step fails. A broken audit chain is refused, naming the entry.
+    ///
+    /// Run it with EVERY vakt instance of the deployment stopped, after a backup: an
+    /// instance left running would go on sealing and linking under the old key (on
+    /// PostgreSQL a running instance is noticed and refused; on SQLite nothing shows it).
+    /// Afterwards every instance and admin command needs the new key, and backups made
+    /// before need the old one.
+    Rotate {
+        /// The new key: 64 hex characters and at most one line break, as `vakt master-key
+        /// new` prints it.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: std::path::PathBuf,
     },
 }
 
@@ -187,6 +220,14 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     init_logging()?;
     let cli = Cli::parse();
+    if let Command::MasterKey {
+        command: MasterKeyCommand::New,
+    } = cli.command
+    {
+        // Needs no configuration: it is also how a new deployment gets its key.
+        println!("{}", vakt::keys::new_master_key());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref()).context("configuration")?;
     match cli.command {
         Command::Serve => serve(config).await,
@@ -366,7 +407,51 @@ async fn run() -> anyhow::Result<()> {
                     owner,
                 },
         } => mosquitto_files(config, &out, backend_users, owner).await,
+        Command::MasterKey {
+            command: MasterKeyCommand::New,
+        } => unreachable!("printed before the configuration is read"),
+        Command::MasterKey {
+            command: MasterKeyCommand::Rotate { new_key_file },
+        } => rotate_master_key(&config, &new_key_file).await,
     }
+}
+
+/// `vakt master-key rotate`: the new key from its file, the old one as configured, and what
+/// the operator does next.
+async fn rotate_master_key(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<()> {
+    let named = || format!("--new-key-file {}", new_key_file.display());
+    let text = std::fs::read_to_string(new_key_file).with_context(named)?;
+    let new = vakt::keys::KeyVault::from_key_file(&text).with_context(named)?;
+    let configured = config.master_key.as_ref().map(|k| k.0.as_str());
+    let old = vakt::keys::KeyVault::load_existing(configured, &config.data_dir)
+        .context("the master key in use")?;
+    let url = config.database_url();
+    let done = vakt::store::rotate_master_key(&url, &old, &new).await?;
+    println!("master key rotated in {}:", redact(&url));
+    println!(
+        "  sealed again under the new key: {} device keys, {} next device keys (of key rotations under way), {} one-time-code secrets",
+        done.device_keys, done.next_device_keys, done.totp_secrets
+    );
+    println!(
+        "  re-linked under the new key: {} audit entries, and the entry master_key_rotated added",
+        done.audit_entries
+    );
+    for place in &done.not_opened {
+        eprintln!("vakt: left as it was: {place} does not open under the old key (put in the clear or damaged behind vakt's back); vakt refuses it under either key");
+    }
+    println!("Next:");
+    match configured {
+        None => println!(
+            "  1. Replace {} with the new key (owner-only, vakt's user), and give it to every admin command too.",
+            config.data_dir.join("master.key").display()
+        ),
+        Some(_) => println!(
+            "  1. Put the new key in place of the old one wherever an instance or admin command reads it (master_key, VAKT_MASTER_KEY or\n     VAKT_MASTER_KEY_FILE): docker compose deploy/secrets/master-key, systemd /etc/vakt/secrets/master-key."
+        ),
+    }
+    println!("  2. Start the instances; they refuse the old key. Check the chain with the new key: vakt audit verify");
+    println!("  3. Keep the old key, apart from the new one, for as long as backups made before now are kept: they need it. Then destroy it.");
+    Ok(())
 }
 
 /// Logs to standard error, as text or, with `VAKT_LOG_FORMAT=json`, one JSON object a line

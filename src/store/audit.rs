@@ -1,4 +1,6 @@
 //! The audit log (a chain of keyed links, see `crate::audit`) and the security events.
+//! The chain is linked under one key at a time: re-linking it under another (the upgrade to
+//! keyed links, a new master key) happens here, whole, in the caller's transaction.
 
 use async_trait::async_trait;
 
@@ -74,33 +76,43 @@ impl<D: Dialect> SqlStore<D> {
         entry: &Audit<'_>,
         at: Millis,
     ) -> Result<()> {
-        let record = entry.record(at);
-        let prev: Option<String> =
-            match query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                Some(row) => Some(row.get(0)?),
-                None => None,
-            };
-        let prev = prev.unwrap_or_else(|| crate::audit::GENESIS.to_owned());
-        let hash = crate::audit::entry_link(self.chain_key()?, &prev, &record);
-        query(
-            "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(record.at)
-        .bind(record.actor)
-        .bind(record.action)
-        .bind(record.subject)
-        .bind(record.case_id)
-        .bind(record.detail)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        append_linked_under(tx, self.chain_key()?, entry, at).await
     }
+}
+
+/// Appends `entry` linked under `key`: the store's own key, or, in the transaction that
+/// replaces the master key, the new one.
+pub(super) async fn append_linked_under(
+    tx: &mut dyn Tx,
+    key: &crate::audit::ChainKey,
+    entry: &Audit<'_>,
+    at: Millis,
+) -> Result<()> {
+    let record = entry.record(at);
+    let prev: Option<String> = match query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        Some(row) => Some(row.get(0)?),
+        None => None,
+    };
+    let prev = prev.unwrap_or_else(|| crate::audit::GENESIS.to_owned());
+    let hash = crate::audit::entry_link(key, &prev, &record);
+    query(
+        "INSERT INTO audit_log (at, actor, action, subject, case_id, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(record.at)
+    .bind(record.actor)
+    .bind(record.action)
+    .bind(record.subject)
+    .bind(record.case_id)
+    .bind(record.detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -260,7 +272,7 @@ impl<D: Dialect> SqlStore<D> {
     /// Moves a chain written before it was keyed onto keyed links, in a transaction from
     /// `begin_audited`: all of it, or, when its plain links do not hold, none of it.
     pub(super) async fn key_audit_chain(&self, tx: &mut dyn Tx) -> Result<crate::audit::Upgrade> {
-        use crate::audit::{relink, upgrade, verify, verify_plain, Upgrade};
+        use crate::audit::{upgrade, verify, verify_plain, Upgrade};
         let key = self.chain_key()?;
         let entries = chain_entries(&mut *tx).await?;
         let decided = upgrade(
@@ -268,15 +280,44 @@ impl<D: Dialect> SqlStore<D> {
             &verify_plain(entries.iter().map(ChainEntry::row)),
         );
         if decided == Upgrade::Relink {
-            for (id, prev, hash) in relink(key, entries.iter().map(|e| (e.id, e.record()))) {
-                query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3")
-                    .bind(prev)
-                    .bind(hash)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            write_links(&mut *tx, key, &entries).await?;
         }
         Ok(decided)
     }
+
+    /// Moves the whole chain from the links under `old` to links under `new`, in a
+    /// transaction from `begin_audited`, for a new master key: only when every link holds
+    /// under `old`, else nothing is written (re-linking would vouch for whatever was
+    /// changed). The chain's verdict under `old`.
+    pub(super) async fn rekey_audit_chain(
+        &self,
+        tx: &mut dyn Tx,
+        old: &crate::audit::ChainKey,
+        new: &crate::audit::ChainKey,
+    ) -> Result<crate::audit::Verdict> {
+        let entries = chain_entries(&mut *tx).await?;
+        let verdict = crate::audit::verify(old, entries.iter().map(ChainEntry::row));
+        if verdict.first_broken.is_none() {
+            write_links(&mut *tx, new, &entries).await?;
+        }
+        Ok(verdict)
+    }
+}
+
+/// Rewrites the links of `entries` (the whole chain, in id order) as links under `key`.
+async fn write_links(
+    tx: &mut dyn Tx,
+    key: &crate::audit::ChainKey,
+    entries: &[ChainEntry],
+) -> Result<()> {
+    let links = crate::audit::relink(key, entries.iter().map(|e| (e.id, e.record())));
+    for (id, prev, hash) in links {
+        query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3")
+            .bind(prev)
+            .bind(hash)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }

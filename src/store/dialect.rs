@@ -26,6 +26,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// writer.
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;
     fn leadership(&self) -> Box<dyn Leadership>;
+    /// Whether an instance leads supervision on this database now. Where leadership is a
+    /// lock (PostgreSQL), this takes it until `tx` ends, so that no instance takes the lead
+    /// meanwhile; where it is none (SQLite: one process per file), there is nobody to ask.
+    async fn instance_leads(&self, tx: &mut dyn Tx) -> Result<bool>;
 }
 
 /// The store over one backend. Its methods are the aggregate traits (`UserStore`, …), each

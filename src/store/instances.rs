@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::db::query;
+use super::db::{query, Conn};
 use super::dialect::{Dialect, SqlStore};
 use super::{Leadership, Result};
 use crate::domain::Millis;
@@ -104,4 +104,21 @@ impl<D: Dialect> InstanceStore for SqlStore<D> {
             .await?;
         Ok(())
     }
+}
+
+/// The instances that said they were alive at `since` or later, and when they last did
+/// (they say so every second, see `mqtt::cluster`).
+pub(super) async fn seen_since(
+    conn: &mut dyn Conn,
+    since: Millis,
+) -> Result<Vec<(String, Millis)>> {
+    let rows = query(
+        "SELECT client_id, last_seen FROM instances WHERE last_seen >= $1 ORDER BY client_id",
+    )
+    .bind(since)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.get(0)?, row.get(1)?)))
+        .collect()
 }

@@ -38,6 +38,7 @@ pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use regions::RegionStore;
 pub use sqlite::SqliteStore;
+pub use upgrades::{MasterKeyRotated, MasterKeyRotationError};
 pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -475,10 +476,10 @@ pub async fn open_with_patience(
     vault: &crate::keys::KeyVault,
     patience: std::time::Duration,
 ) -> Result<SharedStore> {
-    let store: SharedStore = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        upgraded(PostgresStore::connect(url).await?, vault).await?
+    let store: SharedStore = if is_postgres(url) {
+        Arc::new(upgraded(PostgresStore::connect(url).await?, vault).await?)
     } else {
-        upgraded(SqliteStore::connect(url, patience).await?, vault).await?
+        Arc::new(upgraded(SqliteStore::connect(url, patience).await?, vault).await?)
     };
     // A new database starts with the national list of regions; an existing one keeps its own.
     store
@@ -491,13 +492,36 @@ pub async fn open_with_patience(
 async fn upgraded<D: dialect::Dialect>(
     store: dialect::SqlStore<D>,
     vault: &crate::keys::KeyVault,
-) -> Result<SharedStore> {
+) -> Result<dialect::SqlStore<D>> {
     let store = store.with_chain_key(vault.audit_chain_key().clone());
     store.migrate().await?;
     store
         .upgrade_with_keys(vault, crate::domain::now_ms())
         .await?;
-    Ok(Arc::new(store))
+    Ok(store)
+}
+
+/// Replaces the master key of the database at `url`: `old`, the one in use, by `new`
+/// (`upgrades.rs` says how). Run with every instance of the deployment stopped; it refuses
+/// while the database shows one running. The store it opens is closed when it returns, so
+/// that nothing is linked under the old key after the rotation.
+pub async fn rotate_master_key(
+    url: &str,
+    old: &crate::keys::KeyVault,
+    new: &crate::keys::KeyVault,
+) -> std::result::Result<MasterKeyRotated, MasterKeyRotationError> {
+    let at = crate::domain::now_ms();
+    if is_postgres(url) {
+        let store = upgraded(PostgresStore::connect(url).await?, old).await?;
+        store.rotate_master_key(old, new, at).await
+    } else {
+        let store = upgraded(SqliteStore::connect(url, COMMAND_PATIENCE).await?, old).await?;
+        store.rotate_master_key(old, new, at).await
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The alert kind's incident class, stored so the database can enforce one open alert per

@@ -98,6 +98,17 @@ impl Dialect for PostgresDialect {
             held: None,
         })
     }
+
+    /// A leader holds the session lock, so the transaction's own try on it fails; a lock
+    /// taken here goes at commit or rollback.
+    async fn instance_leads(&self, tx: &mut dyn Tx) -> Result<bool> {
+        let got: bool = query("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(tx)
+            .await?
+            .get(0)?;
+        Ok(!got)
+    }
 }
 
 impl PostgresStore {

@@ -57,6 +57,11 @@ impl Dialect for SqliteDialect {
         }
         Box::new(Always)
     }
+
+    /// Nothing of a running instance shows in the file: the operator's word it is stopped.
+    async fn instance_leads(&self, _tx: &mut dyn Tx) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 impl SqliteStore {
