@@ -349,7 +349,7 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) => {
                     connected.send_replace(false);
-                    if failures % 40 == 0 {
+                    if failures.is_multiple_of(40) {
                         tracing::warn!(
                             error = %e,
                             failed_attempts = failures + 1,
