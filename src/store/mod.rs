@@ -38,7 +38,7 @@ pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use regions::RegionStore;
 pub use sqlite::SqliteStore;
-pub use users::UserStore;
+pub use users::{UserSecret, UserStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
