@@ -280,3 +280,21 @@ pub async fn reset_demo_login(
     ctx.store.upsert_user(&user, now_ms()).await?;
     Ok(password)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_needs_twelve_characters_and_a_refusal_names_the_field_it_came_in() {
+        assert!(password_rule("password", "twelve-chars").is_ok());
+        assert!(
+            password_rule("password", "åäöåäöåäöåäö").is_ok(),
+            "characters, not bytes"
+        );
+        assert!(matches!(
+            password_rule("new_password", "eleven-char"),
+            Err(AppError::Invalid { field, .. }) if field == "new_password"
+        ));
+    }
+}
