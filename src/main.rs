@@ -142,6 +142,18 @@ enum UserCommand {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Give a user a new password, read from standard input; ends all of the user's
+    /// sessions.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+    },
+    /// Give a user a new second factor, printed once; the old codes stop working and all
+    /// of the user's sessions end.
+    ResetSecondFactor {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +171,16 @@ enum RegionsCommand {
 enum TokenCommand {
     /// Print a new bearer token for the user.
     Create {
+        #[arg(long)]
+        username: String,
+    },
+    /// Revoke every bearer token of the user.
+    Revoke {
+        #[arg(long)]
+        username: String,
+    },
+    /// How many bearer tokens the user has, and when each was created.
+    List {
         #[arg(long)]
         username: String,
     },
@@ -263,13 +285,9 @@ async fn run() -> anyhow::Result<()> {
                 },
         } => {
             let ctx = command_ctx(&config).await?;
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
             let req = NewUser {
                 username,
-                password: password.trim_end_matches(['\n', '\r']).to_owned(),
+                password: password_from_stdin()?,
                 role: Role::parse(&role).expect("clap checked the role"),
                 region,
             };
@@ -278,6 +296,61 @@ async fn run() -> anyhow::Result<()> {
             if let Some(uri) = added.totp_uri {
                 println!("second factor (add it to an authenticator app now; shown once):");
                 println!("{uri}");
+            }
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::SetPassword { username },
+        } => {
+            let ctx = command_ctx(&config).await?;
+            let password = password_from_stdin()?;
+            let ended = app::users::set_password(&ctx, &Actor::Operator, &username, &password)
+                .await
+                .map_err(|e| no_user(e, &username))?;
+            println!(
+                "user {username}: new password set; {} session(s) ended",
+                ended.sessions.len()
+            );
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::ResetSecondFactor { username },
+        } => {
+            let ctx = command_ctx(&config).await?;
+            let reset = app::users::reset_second_factor(&ctx, &Actor::Operator, &username)
+                .await
+                .map_err(|e| no_user(e, &username))?;
+            println!(
+                "user {username}: new second factor; the old codes no longer work; {} session(s) ended",
+                reset.ended.sessions.len()
+            );
+            println!("second factor (add it to an authenticator app now; shown once):");
+            println!("{}", reset.totp_uri);
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { username },
+        } => {
+            let ctx = command_ctx(&config).await?;
+            let ended = app::users::revoke_tokens(&ctx, &Actor::Operator, &username)
+                .await
+                .map_err(|e| no_user(e, &username))?;
+            println!(
+                "user {username}: {} token(s) revoked",
+                ended.tokens.len()
+            );
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List { username },
+        } => {
+            let ctx = command_ctx(&config).await?;
+            let times = app::users::token_times(&ctx, &Actor::Operator, &username)
+                .await
+                .map_err(|e| no_user(e, &username))?;
+            println!("user {username}: {} token(s)", times.len());
+            for at in times {
+                println!("created {}", vakt::domain::rfc3339(at));
             }
             Ok(())
         }
@@ -452,6 +525,23 @@ async fn rotate_master_key(config: &Config, new_key_file: &std::path::Path) -> a
     println!("  2. Start the instances; they refuse the old key. Check the chain with the new key: vakt audit verify");
     println!("  3. Keep the old key, apart from the new one, for as long as backups made before now are kept: they need it. Then destroy it.");
     Ok(())
+}
+
+/// A password from standard input: all of it, trailing line breaks removed.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// An operation on a user, worded for the operator when the user does not exist.
+fn no_user(e: AppError, username: &str) -> anyhow::Error {
+    match e {
+        AppError::NotFound => anyhow::anyhow!("no user {username}"),
+        e => e.into(),
+    }
 }
 
 /// Logs to standard error, as text or, with `VAKT_LOG_FORMAT=json`, one JSON object a line

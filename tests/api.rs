@@ -440,7 +440,8 @@ async fn the_openapi_document_is_3_1_and_every_route_of_the_one_list_is_served_a
         let concrete = path
             .replace("{id}", "1")
             .replace("{code}", "x")
-            .replace("{area}", "x");
+            .replace("{area}", "x")
+            .replace("{username}", "x");
         let methods = item
             .as_object()
             .unwrap()

@@ -39,7 +39,7 @@ pub use postgres::PostgresStore;
 pub use regions::RegionStore;
 pub use sqlite::SqliteStore;
 pub use upgrades::{MasterKeyRotated, MasterKeyRotationError};
-pub use users::UserStore;
+pub use users::{UserSecret, UserStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -38,6 +38,37 @@ pub trait UserStore: Send + Sync {
         audit: &Audit<'_>,
     ) -> Result<()>;
     async fn token_user(&self, token_hash: &str) -> Result<Option<User>>;
+    /// Replaces a secret the user logs in with and ends every session of the user but
+    /// `keep_session` (the caller's own, when users change their own password), in the
+    /// transaction of the audit entry: whoever held the old secret keeps no way in. The
+    /// hashes of the sessions ended, for their live streams.
+    async fn set_user_secret(
+        &self,
+        username: &str,
+        secret: UserSecret<'_>,
+        keep_session: Option<&str>,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<String>>;
+    /// Removes every API token of the user, audited; the hashes removed.
+    async fn delete_api_tokens(
+        &self,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<String>>;
+    /// When each of the user's API tokens was created, oldest first.
+    async fn api_token_times(&self, username: &str) -> Result<Vec<Millis>>;
+}
+
+/// A secret a user logs in with, as stored.
+#[derive(Debug, Clone, Copy)]
+pub enum UserSecret<'a> {
+    /// An argon2id hash.
+    PasswordHash(&'a str),
+    /// A one-time-code secret sealed under the master key. The codes already used were
+    /// codes of the old secret: the record of the last one used goes with it.
+    SealedTotp(&'a str),
 }
 
 fn user_from(row: &Row) -> Result<User> {
@@ -196,5 +227,65 @@ impl<D: Dialect> UserStore for SqlStore<D> {
         .fetch_optional(&mut *self.pool())
         .await?;
         row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_user_secret(
+        &self,
+        username: &str,
+        secret: UserSecret<'_>,
+        keep_session: Option<&str>,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<String>> {
+        let change = match secret {
+            UserSecret::PasswordHash(hash) => {
+                query("UPDATE users SET password_hash = $1 WHERE username = $2").bind(hash)
+            }
+            UserSecret::SealedTotp(sealed) => query(
+                "UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE username = $2",
+            )
+            .bind(sealed),
+        };
+        let (_one_writer, mut tx) = self.begin_audited().await?;
+        if change.bind(username).execute(&mut *tx).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // No session token hashes to the empty text: without one to keep, all end.
+        let ended = query(
+            "DELETE FROM sessions WHERE username = $1 AND token_hash <> $2 RETURNING token_hash",
+        )
+        .bind(username)
+        .bind(keep_session.unwrap_or(""))
+        .fetch_all(&mut *tx)
+        .await?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        ended.iter().map(|row| Ok(row.get(0)?)).collect()
+    }
+
+    async fn delete_api_tokens(
+        &self,
+        username: &str,
+        at: Millis,
+        audit: &Audit<'_>,
+    ) -> Result<Vec<String>> {
+        let (_one_writer, mut tx) = self.begin_audited().await?;
+        let removed = query("DELETE FROM api_tokens WHERE username = $1 RETURNING token_hash")
+            .bind(username)
+            .fetch_all(&mut *tx)
+            .await?;
+        self.append_audit(&mut *tx, audit, at).await?;
+        tx.commit().await?;
+        removed.iter().map(|row| Ok(row.get(0)?)).collect()
+    }
+
+    async fn api_token_times(&self, username: &str) -> Result<Vec<Millis>> {
+        let rows = query(
+            "SELECT created_at FROM api_tokens WHERE username = $1 ORDER BY created_at, token_hash",
+        )
+        .bind(username)
+        .fetch_all(&mut *self.pool())
+        .await?;
+        rows.iter().map(|row| Ok(row.get(0)?)).collect()
     }
 }

@@ -54,10 +54,11 @@ pub enum Credential {
     Token(String),
 }
 
-/// Logouts on this instance, by session hash, for the live streams of those sessions to
-/// end at once. (A logout on another instance reaches them at their next check.)
+/// Credentials ended on this instance (a logout, a user's new password or second factor,
+/// revoked tokens), for the live streams on them to end at once. (An end on another
+/// instance reaches them at their next check.)
 #[derive(Clone)]
-pub struct SessionEnds(tokio::sync::broadcast::Sender<String>);
+pub struct SessionEnds(tokio::sync::broadcast::Sender<Credential>);
 
 impl Default for SessionEnds {
     fn default() -> Self {
@@ -66,12 +67,22 @@ impl Default for SessionEnds {
 }
 
 impl SessionEnds {
-    pub fn end(&self, token_hash: &str) {
+    pub fn end(&self, credential: Credential) {
         // Nobody listening: no stream of any session is open.
-        let _ = self.0.send(token_hash.to_owned());
+        let _ = self.0.send(credential);
     }
 
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+    /// Every credential an operation took out of use.
+    pub fn end_all(&self, ended: crate::app::users::EndedCredentials) {
+        for hash in ended.sessions {
+            self.end(Credential::Session(hash));
+        }
+        for hash in ended.tokens {
+            self.end(Credential::Token(hash));
+        }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Credential> {
         self.0.subscribe()
     }
 }
@@ -79,7 +90,8 @@ impl SessionEnds {
 /// Why a credential no longer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// The session is gone: only a logout, on any instance, removes one.
+    /// The session is gone: a logout removes one, on any instance, and so does a new
+    /// password or second factor of its user.
     LoggedOut,
     /// The idle or the absolute limit of a session passed.
     Expired,
@@ -439,7 +451,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         let hash = token_hash(&token);
         state.store.delete_session(&hash).await?;
         // The session's live streams end now, not at their next check.
-        state.session_ends.end(&hash);
+        state.session_ends.end(Credential::Session(hash));
     }
     let (name, attributes) = session_cookie(secure);
     let clear = format!("{name}={attributes}; Max-Age=0");

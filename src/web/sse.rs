@@ -80,8 +80,9 @@ const CATCH_UP_MARGIN: i64 = 256;
 /// The stream's hold on its caller's credential. A session is read again on the status
 /// tick (a logout or a removed token on another instance ends the stream within a tick), at
 /// the moment its idle or absolute limit would pass, and before an event once that moment
-/// has come; a logout on this instance ends it at once. The stream itself never counts as
-/// use of the session: an open console keeps its session by the requests it makes.
+/// has come; a logout, a removed session or a revoked token on this instance ends it at
+/// once. The stream itself never counts as use of the session: an open console keeps its
+/// session by the requests it makes.
 struct Hold {
     credential: Credential,
     until: Millis,
@@ -125,7 +126,7 @@ async fn feed(
     s: AppState,
     caller: Caller,
     mut live: tokio::sync::broadcast::Receiver<crate::hub::Published>,
-    mut ends: tokio::sync::broadcast::Receiver<String>,
+    mut ends: tokio::sync::broadcast::Receiver<Credential>,
     backlog: Vec<AlertChange>,
 ) -> Option<Ended> {
     let mut hold = Hold {
@@ -156,12 +157,16 @@ async fn feed(
                 }
             } => return None,
             ended = ends.recv() => match ended {
-                Ok(hash) => {
-                    if hold.credential == Credential::Session(hash) {
-                        return Some(Ended::LoggedOut);
+                Ok(credential) => {
+                    if hold.credential == credential {
+                        // As the store would answer at the next check.
+                        return Some(match credential {
+                            Credential::Session(_) => Ended::LoggedOut,
+                            Credential::Token(_) => Ended::Revoked,
+                        });
                     }
                 }
-                // Missed some logouts: one of them may have been this one.
+                // Missed some ends: one of them may have been this one.
                 Err(RecvError::Lagged(_)) => {
                     if let Err(why) = hold.check(&s).await {
                         return Some(why);
