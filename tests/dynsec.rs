@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,23 +47,6 @@ impl Drop for Broker {
     }
 }
 
-/// The plugin where this machine's Mosquitto has it.
-fn dynsec_plugin() -> PathBuf {
-    let mut candidates = vec![PathBuf::from("/usr/lib/mosquitto_dynamic_security.so")];
-    for dir in ["/usr/lib", "/usr/local/lib", "/usr/lib64"] {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                candidates.push(e.path().join("mosquitto_dynamic_security.so"));
-            }
-        }
-        candidates.push(Path::new(dir).join("mosquitto_dynamic_security.so"));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .expect("Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is installed")
-}
-
 impl Broker {
     async fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
@@ -82,35 +65,15 @@ impl Broker {
         );
         // The shipped configuration, with this test's port, plugin path and file, no TLS
         // listener (its certificates are the operator's) and nothing kept on disk.
-        let shipped = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/mosquitto/mosquitto-dynsec.conf"
-        ))
-        .unwrap();
         let port = free_port();
-        let mut conf = format!("listener {port} 127.0.0.1\n");
-        for line in shipped.lines() {
-            match line.split_whitespace().next().unwrap_or("") {
-                "listener"
-                | "cafile"
-                | "certfile"
-                | "keyfile"
-                | "tls_version"
-                | "persistence"
-                | "persistence_location"
-                | "log_dest"
-                | "user" => {}
-                "plugin" => conf.push_str(&format!("plugin {}\n", dynsec_plugin().display())),
-                "plugin_opt_config_file" => {
-                    conf.push_str(&format!("plugin_opt_config_file {}\n", file.display()))
-                }
-                _ => {
-                    conf.push_str(line);
-                    conf.push('\n');
-                }
-            }
-        }
-        conf.push_str("user root\npersistence false\nlog_dest stderr\n");
+        let conf = common::mosquitto_conf(
+            "mosquitto-dynsec.conf",
+            &format!("listener {port} 127.0.0.1\n"),
+            &[
+                ("plugin", common::dynsec_plugin().display().to_string()),
+                ("plugin_opt_config_file", file.display().to_string()),
+            ],
+        );
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = dir.path().join("mosquitto.log");

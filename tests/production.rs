@@ -71,23 +71,6 @@ impl Drop for Broker {
     }
 }
 
-fn dynsec_plugin() -> PathBuf {
-    let mut candidates = vec![PathBuf::from("/usr/lib/mosquitto_dynamic_security.so")];
-    for dir in ["/usr/lib", "/usr/local/lib", "/usr/lib64"] {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            candidates.extend(
-                entries
-                    .flatten()
-                    .map(|e| e.path().join("mosquitto_dynamic_security.so")),
-            );
-        }
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .expect("Mosquitto's dynamic-security plugin is installed (Debian: mosquitto)")
-}
-
 impl Broker {
     async fn start(dir: &Path, certs: &Path, admin_password: &Path) -> Broker {
         let file = dir.join("dynamic-security.json");
@@ -100,38 +83,20 @@ impl Broker {
                 .args([ADMIN, password.trim()]),
             "mosquitto_ctrl dynsec init",
         );
-        let shipped = std::fs::read_to_string(repo("deploy/mosquitto/mosquitto-dynsec.conf"))
-            .expect("deploy/mosquitto/mosquitto-dynsec.conf");
         let port = free_port();
-        let mut conf = format!(
-            "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\nkeyfile {key}\n",
-            ca = certs.join("ca.crt").display(),
-            crt = certs.join("server.crt").display(),
-            key = certs.join("server.key").display(),
+        let conf = common::mosquitto_conf(
+            "mosquitto-dynsec.conf",
+            &format!(
+                "listener {port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\nkeyfile {key}\ntls_version tlsv1.2\n",
+                ca = certs.join("ca.crt").display(),
+                crt = certs.join("server.crt").display(),
+                key = certs.join("server.key").display(),
+            ),
+            &[
+                ("plugin", common::dynsec_plugin().display().to_string()),
+                ("plugin_opt_config_file", file.display().to_string()),
+            ],
         );
-        for line in shipped.lines() {
-            match line.split_whitespace().next().unwrap_or("") {
-                // The compose file's listeners and paths are the container's; this test's
-                // are above.
-                "listener"
-                | "cafile"
-                | "certfile"
-                | "keyfile"
-                | "persistence"
-                | "persistence_location"
-                | "log_dest"
-                | "user" => {}
-                "plugin" => conf.push_str(&format!("plugin {}\n", dynsec_plugin().display())),
-                "plugin_opt_config_file" => {
-                    conf.push_str(&format!("plugin_opt_config_file {}\n", file.display()))
-                }
-                _ => {
-                    conf.push_str(line);
-                    conf.push('\n');
-                }
-            }
-        }
-        conf.push_str("user root\npersistence false\nlog_dest stderr\n");
         let conf_path = dir.join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = dir.join("mosquitto.log");

@@ -508,6 +508,68 @@ pub fn find_mosquitto() -> std::path::PathBuf {
         })
 }
 
+/// A shipped Mosquitto configuration (`deploy/mosquitto/<shipped>`) as a test's private
+/// broker runs it: `listeners` (this test's own ports and certificates) instead of the
+/// deployment's, each file-naming line (`password_file`, `plugin`, …) replaced as `files`
+/// says, nothing kept on disk, logs to standard error, and root kept: started as root,
+/// Mosquitto would switch to its own user, which cannot read the test's 0600 files.
+#[allow(dead_code)] // not every suite runs a private broker
+pub fn mosquitto_conf(shipped: &str, listeners: &str, files: &[(&str, String)]) -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/mosquitto")
+            .join(shipped),
+    )
+    .unwrap_or_else(|e| panic!("deploy/mosquitto/{shipped}: {e}"));
+    let mut conf = listeners.to_owned();
+    for line in text.lines() {
+        let key = line.split_whitespace().next().unwrap_or("");
+        if let Some((_, value)) = files.iter().find(|(k, _)| *k == key) {
+            conf.push_str(&format!("{key} {value}\n"));
+            continue;
+        }
+        match key {
+            "listener"
+            | "cafile"
+            | "certfile"
+            | "keyfile"
+            | "tls_version"
+            | "persistence"
+            | "persistence_location"
+            | "log_dest"
+            | "user" => {}
+            _ => {
+                conf.push_str(line);
+                conf.push('\n');
+            }
+        }
+    }
+    conf.push_str("user root\npersistence false\nlog_dest stderr\n");
+    conf
+}
+
+/// Mosquitto's dynamic-security plugin where this machine has it.
+#[allow(dead_code)]
+pub fn dynsec_plugin() -> std::path::PathBuf {
+    let mut candidates = vec![std::path::PathBuf::from(
+        "/usr/lib/mosquitto_dynamic_security.so",
+    )];
+    for dir in ["/usr/lib", "/usr/local/lib", "/usr/lib64"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            candidates.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path().join("mosquitto_dynamic_security.so")),
+            );
+        }
+        candidates.push(std::path::Path::new(dir).join("mosquitto_dynamic_security.so"));
+    }
+    candidates.into_iter().find(|p| p.is_file()).expect(
+        "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is installed \
+         (Debian: mosquitto)",
+    )
+}
+
 /// One counter of the vakt listening on `http`, or `None` while it does not answer.
 pub async fn metric_at(http: std::net::SocketAddr, name: &str) -> Option<u64> {
     let text = reqwest::get(format!("http://{http}/metrics"))

@@ -578,39 +578,16 @@ fn write_mosquitto_files(dir: &Path, env: &[(String, String)]) {
 /// with its listeners, certificates and paths replaced by this test's own.
 async fn start_mosquitto(dir: &Path, env: &[(String, String)]) -> (u16, Mosquitto) {
     write_mosquitto_files(dir, env);
-    let deployed = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/mosquitto/mosquitto.conf"),
-    )
-    .unwrap();
     let port = free_port();
     let auth = dir.join("mosquitto");
-    let mut conf = format!("listener {port} 127.0.0.1\n");
-    for line in deployed.lines() {
-        let key = line.split_whitespace().next().unwrap_or("");
-        match key {
-            "listener"
-            | "cafile"
-            | "certfile"
-            | "keyfile"
-            | "tls_version"
-            | "persistence"
-            | "persistence_location"
-            | "log_dest"
-            | "user" => {}
-            "password_file" => conf.push_str(&format!(
-                "password_file {}\n",
-                auth.join("passwd").display()
-            )),
-            "acl_file" => conf.push_str(&format!("acl_file {}\n", auth.join("acl").display())),
-            _ => {
-                conf.push_str(line);
-                conf.push('\n');
-            }
-        }
-    }
-    // Started as root, Mosquitto would switch to its own user, which cannot read our 0600
-    // files; as anyone else it ignores this.
-    conf.push_str("user root\npersistence false\nlog_dest stderr\n");
+    let conf = crate::common::mosquitto_conf(
+        "mosquitto.conf",
+        &format!("listener {port} 127.0.0.1\n"),
+        &[
+            ("password_file", auth.join("passwd").display().to_string()),
+            ("acl_file", auth.join("acl").display().to_string()),
+        ],
+    );
     let conf_path = dir.join("mosquitto.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let log = dir.join("mosquitto.log");
