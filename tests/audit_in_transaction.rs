@@ -9,40 +9,6 @@ use serde_json::{json, Value};
 use vakt::domain::{now_ms, DeviceStatus};
 use vakt::store::{Audit, AuditFilter};
 
-/// Makes the database refuse every new audit entry, as a full disk or a broken chain would.
-async fn refuse_audit_entries(database_url: &str) {
-    if database_url.starts_with("postgres") {
-        tamper(
-            database_url,
-            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'audit entries refused'; END $$",
-        )
-        .await;
-        tamper(
-            database_url,
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-             FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        )
-        .await;
-    } else {
-        tamper(
-            database_url,
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-             BEGIN SELECT RAISE(ABORT, 'audit entries refused'); END",
-        )
-        .await;
-    }
-}
-
-async fn accept_audit_entries(database_url: &str) {
-    let on = if database_url.starts_with("postgres") {
-        " ON audit_log"
-    } else {
-        ""
-    };
-    tamper(database_url, &format!("DROP TRIGGER refuse_audit{on}")).await;
-}
-
 async fn actions(app: &TestApp) -> Vec<String> {
     let filter = AuditFilter {
         limit: 1000,
@@ -81,7 +47,7 @@ async fn a_change_whose_audit_entry_cannot_be_written_is_not_made() {
     let cases_before = store.cases().await.unwrap().len();
     let audited_before = actions(&app).await;
 
-    refuse_audit_entries(&app.database_url).await;
+    common::refuse_audit_entries(&app.database_url).await;
     let issue = app
         .coordinator
         .post(app.url(&format!("/api/devices/{device_id}/issue")))
@@ -98,7 +64,7 @@ async fn a_change_whose_audit_entry_cannot_be_written_is_not_made() {
         .await
         .unwrap();
     assert!(create.status().is_server_error(), "{}", create.status());
-    accept_audit_entries(&app.database_url).await;
+    common::accept_audit_entries(&app.database_url).await;
 
     assert_eq!(
         store.device(device_id).await.unwrap().status,
@@ -166,9 +132,9 @@ async fn a_closed_case_is_not_erased_while_its_erasure_cannot_be_audited() {
         async move { store.erase_closed_cases(now + 1, now, &audit).await }
     };
 
-    refuse_audit_entries(&app.database_url).await;
+    common::refuse_audit_entries(&app.database_url).await;
     assert!(erase().await.is_err());
-    accept_audit_entries(&app.database_url).await;
+    common::accept_audit_entries(&app.database_url).await;
     assert_eq!(
         store.person(person_id).await.unwrap().name,
         "Anna Lindqvist",
@@ -225,9 +191,9 @@ async fn a_key_rotation_is_not_completed_while_its_completion_cannot_be_audited(
         }
     };
 
-    refuse_audit_entries(&app.database_url).await;
+    common::refuse_audit_entries(&app.database_url).await;
     assert!(complete().await.is_err());
-    accept_audit_entries(&app.database_url).await;
+    common::accept_audit_entries(&app.database_url).await;
     let after = store.device(device_id).await.unwrap();
     assert_eq!(
         after.key_hex, before.key_hex,

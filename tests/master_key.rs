@@ -449,31 +449,6 @@ async fn the_key_in_use_and_a_file_that_holds_no_key_are_refused_as_the_new_key(
     assert_eq!(sealed(&url).await, before);
 }
 
-/// Makes the database refuse every new audit entry (as tests/audit_in_transaction.rs does).
-async fn refuse_audit_entries(database_url: &str) {
-    if database_url.starts_with("postgres") {
-        tamper(
-            database_url,
-            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'audit entries refused'; END $$",
-        )
-        .await;
-        tamper(
-            database_url,
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-             FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-        )
-        .await;
-    } else {
-        tamper(
-            database_url,
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
-             BEGIN SELECT RAISE(ABORT, 'audit entries refused'); END",
-        )
-        .await;
-    }
-}
-
 #[tokio::test]
 async fn a_rotation_that_fails_at_its_last_step_leaves_everything_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
@@ -484,18 +459,13 @@ async fn a_rotation_that_fails_at_its_last_step_leaves_everything_as_it_was() {
 
     // Everything is re-sealed and re-linked before the rotation's audit entry is written,
     // the last step; the database refuses that entry.
-    refuse_audit_entries(&url).await;
+    common::refuse_audit_entries(&url).await;
     let out = rotate(dir.path(), &url, &new_file).await;
     let text = said(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("audit entries refused"), "{text}");
     assert_eq!(sealed(&url).await, before);
-    let on = if url.starts_with("postgres") {
-        " ON audit_log"
-    } else {
-        ""
-    };
-    tamper(&url, &format!("DROP TRIGGER refuse_audit{on}")).await;
+    common::accept_audit_entries(&url).await;
 
     // The old key still holds everything; a second try goes through.
     let out = vakt(dir.path(), &url, None, &["audit", "verify"]).await;

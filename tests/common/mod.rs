@@ -403,6 +403,43 @@ pub async fn tamper(database_url: &str, sql: &str) {
     }
 }
 
+/// Makes the database refuse every new audit entry, as a full disk or a broken chain would.
+#[allow(dead_code)] // not every suite tampers with the audit trail
+pub async fn refuse_audit_entries(database_url: &str) {
+    if database_url.starts_with("postgres") {
+        tamper(
+            database_url,
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit entries refused'; END $$",
+        )
+        .await;
+        tamper(
+            database_url,
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        )
+        .await;
+    } else {
+        tamper(
+            database_url,
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit entries refused'); END",
+        )
+        .await;
+    }
+}
+
+/// Lets the database take audit entries again.
+#[allow(dead_code)]
+pub async fn accept_audit_entries(database_url: &str) {
+    let on = if database_url.starts_with("postgres") {
+        " ON audit_log"
+    } else {
+        ""
+    };
+    tamper(database_url, &format!("DROP TRIGGER refuse_audit{on}")).await;
+}
+
 pub fn fix_near_home() -> firmware_sim::Fix {
     firmware_sim::Fix::from_degrees(HOME.0 + 0.0004, HOME.1, 12).unwrap()
 }
