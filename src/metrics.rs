@@ -21,6 +21,9 @@ macro_rules! counters {
             /// From a message's arrival at the ingest to the commit of what it asked the
             /// store to do.
             pub message_commit: Histogram,
+            /// One group commit of the ingest: the transaction that writes a batch of
+            /// messages, from its start to its commit (retries included).
+            pub ingest_transaction: Histogram,
             /// From a change's publication to this instance's consoles (right after its
             /// commit here, or on its announcement from another instance) until a live
             /// stream has it.
@@ -39,6 +42,7 @@ macro_rules! counters {
                     alerts_opened: AlertCounts::default(),
                     alerts_updated: AlertCounts::default(),
                     message_commit: Histogram::new(LATENCY_S),
+                    ingest_transaction: Histogram::new(LATENCY_S),
                     live_stream: Histogram::new(LATENCY_S),
                     time_to_acknowledge: std::array::from_fn(|_| Histogram::new(ACKNOWLEDGE_S)),
                     time_to_resolve: std::array::from_fn(|_| Histogram::new(RESOLVE_S)),
@@ -63,6 +67,8 @@ counters! {
     security_events_total: "Security events recorded (some are rate-limited and only counted).",
     feedback_sent_total: "Signed acks sent to devices.",
     store_retries_total: "Store writes retried after a database error.",
+    ingest_transactions_total: "Transactions the ingest committed device messages' writes in (group commit: many messages per transaction).",
+    ingest_writes_total: "Device messages' writes (alarms, cancels, tests) the ingest committed; divided by vakt_ingest_transactions_total, the mean batch.",
     store_refused_total: "Messages not acknowledged because the store refused, for good, what they asked for.",
     broker_session_lost_total: "Connections to the broker that found the ingest's persistent session gone (no broker persistence, an expired session, a changed client id).",
     logins_failed_total: "Failed logins.",
@@ -415,6 +421,14 @@ impl Metrics {
         );
         self.message_commit
             .render(&mut out, "vakt_message_commit_seconds", "");
+        header(
+            &mut out,
+            "vakt_ingest_transaction_seconds",
+            "histogram",
+            "One group commit of the ingest: the transaction that writes a batch of device messages, from its start to its commit, retries included.",
+        );
+        self.ingest_transaction
+            .render(&mut out, "vakt_ingest_transaction_seconds", "");
         header(
             &mut out,
             "vakt_live_stream_seconds",

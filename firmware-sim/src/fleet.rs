@@ -99,6 +99,9 @@ pub struct Burst {
     /// How long a device waits after its last message for every alarm's
     /// `received` (repeating them meanwhile) and every PUBACK.
     pub wait: Duration,
+    /// A storm: every device connects and says `hello` first, and all start their bursts
+    /// at the same moment, once the last one is connected.
+    pub together: bool,
 }
 
 impl FleetConfig {
@@ -181,6 +184,9 @@ pub struct FleetReport {
     pub latencies: Vec<Duration>,
     /// Per device, by id; filled in a burst run only.
     pub per_device: Vec<DeviceReport>,
+    /// A burst sent together: from the moment every device started to the last `received`
+    /// of this run.
+    pub together_span: Option<Duration>,
 }
 
 /// What one device of a burst sent and what came back.
@@ -262,6 +268,7 @@ impl FleetReport {
                 "p99": ms(self.p99_latency()),
                 "max": ms(self.latencies.last().copied()),
             },
+            "together_s": self.together_span.map(|d| d.as_secs_f64()),
             "per_device": self.per_device.iter().map(DeviceReport::to_json).collect::<Vec<_>>(),
         })
     }
@@ -283,6 +290,8 @@ struct Counters {
     heartbeats_acked: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
     per_device: Mutex<Vec<DeviceReport>>,
+    /// When the last `received` of this run arrived.
+    last_received: Mutex<Option<Instant>>,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -302,6 +311,9 @@ struct Run {
     events: Option<mpsc::UnboundedSender<FleetEvent>>,
     /// Alarm triggers of the devices that are connected, for the scheduler.
     ready: Mutex<Vec<mpsc::Sender<&'static str>>>,
+    /// A burst sent together: devices not yet ready to start, and the start (when).
+    not_ready: AtomicU64,
+    start: watch::Sender<Option<Instant>>,
 }
 
 impl Run {
@@ -328,6 +340,8 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
         counters: Counters::default(),
         events: cfg.events,
         ready: Mutex::new(Vec::new()),
+        not_ready: AtomicU64::new(devices as u64),
+        start: watch::channel(None).0,
     });
     let (stop_tx, stop) = watch::channel(false);
     let stopper = async {
@@ -360,6 +374,8 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
     outcome.context("a fleet task panicked")?;
 
     let c = &run.counters;
+    let last_received = *c.last_received.lock().expect("received lock");
+    let started_together = *run.start.borrow();
     let mut latencies = std::mem::take(&mut *c.latencies.lock().expect("latency lock"));
     latencies.sort();
     let mut per_device = std::mem::take(&mut *c.per_device.lock().expect("report lock"));
@@ -382,6 +398,9 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
         elapsed: started.elapsed(),
         latencies,
         per_device,
+        together_span: started_together
+            .zip(last_received)
+            .map(|(start, last)| last.saturating_duration_since(start)),
     })
 }
 
@@ -569,6 +588,9 @@ impl<'r> DeviceSim<'r> {
     /// Sends the burst as fast as the broker takes it, taking in acks as they
     /// come, then waits for the rest.
     async fn burst(&mut self, burst: Burst) {
+        if burst.together {
+            self.start_together().await;
+        }
         let mut sent = 0;
         while sent < burst.messages {
             tokio::select! {
@@ -593,6 +615,24 @@ impl<'r> DeviceSim<'r> {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = self.device.flush(left).await;
+    }
+
+    /// Waits until every device of the run is connected and has said `hello`; the last one
+    /// to get there starts them all.
+    async fn start_together(&mut self) {
+        if self.run.not_ready.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.run.start.send_replace(Some(Instant::now()));
+        }
+        let mut start = self.run.start.subscribe();
+        loop {
+            tokio::select! {
+                started = start.wait_for(Option::is_some) => {
+                    drop(started);
+                    return;
+                }
+                feedback = self.device.feedback() => self.on_feedback(feedback),
+            }
+        }
     }
 
     /// Adds this device's end state to the run's counts.
@@ -682,6 +722,7 @@ impl<'r> DeviceSim<'r> {
                 }
                 if let Some(sent_at) = self.awaiting.remove(&(ack.boot, ack.seq)) {
                     let latency = sent_at.elapsed();
+                    *counters.last_received.lock().expect("received lock") = Some(Instant::now());
                     self.report.alarms_answered.push((ack.boot, ack.seq));
                     counters
                         .latencies

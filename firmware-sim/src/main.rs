@@ -198,6 +198,11 @@ struct BurstArgs {
     /// Unanswered alarms each device keeps repeating (the protocol asks for at least 16).
     #[arg(long, default_value_t = 16)]
     keep_unanswered: usize,
+    /// A storm: every device connects first, and all send their bursts at the same moment
+    /// once the last one is connected (`together_s` in the summary: from that moment to
+    /// the last `received`).
+    #[arg(long)]
+    together: bool,
     /// Write the JSON summary here instead of to standard output.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -397,6 +402,7 @@ async fn burst(args: BurstArgs) -> anyhow::Result<FleetReport> {
         messages: args.messages,
         alarm_every: args.alarm_every,
         wait: Duration::try_from_secs_f64(args.wait).context("--wait")?,
+        together: args.together,
     });
     cfg.alarm_every = None;
     cfg.connect_rate = args.connect_rate;

@@ -619,6 +619,7 @@ async fn a_burst_reports_per_device_what_was_sent_answered_and_acknowledged() {
         messages: 200,
         alarm_every: 20,
         wait: Duration::from_secs(10),
+        together: false,
     });
 
     let report = timeout(Duration::from_secs(20), run_fleet(cfg))
@@ -661,6 +662,7 @@ async fn in_a_burst_alarms_whose_first_copy_is_lost_are_answered_after_a_repeat(
         messages: 40,
         alarm_every: 10,
         wait: Duration::from_secs(15),
+        together: false,
     });
 
     let report = timeout(Duration::from_secs(25), run_fleet(cfg))

@@ -24,7 +24,8 @@ use crate::mqtt::{
 use crate::protocol::{self, Feedback, Uplink};
 use crate::readiness::Readiness;
 use crate::store::{
-    Audit, CancelOutcome, DeviceHealth, Raise, RaiseOutcome, SharedStore, StoreError,
+    Audit, CancelOutcome, DeviceHealth, MessageWrite, MessageWritten, Raise, RaiseOutcome,
+    SharedStore, StoreError,
 };
 use crate::supervise::Supervision;
 use intake::{Admission, Count, Effect, Intake, Received, Signature, Write};
@@ -52,6 +53,61 @@ const HEALTH_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// The audit entry's words for a completed key rotation.
 const KEY_ROTATED: &str = "the device signs with its new key; the old one is no longer accepted";
+
+/// The most messages one transaction takes in (group commit): a storm's thousands of alarms
+/// cost tens of commits instead of thousands, while one batch's work stays a few
+/// milliseconds, so the first alarm in it is not held up for long.
+const BATCH_MAX: usize = 256;
+
+/// How far `take` got with a message.
+enum Step {
+    /// Finished without a write: acknowledge it to the broker (true) or not.
+    Done(bool),
+    /// Taken in: its write (if any) goes into the batch's transaction, then `stored`.
+    Taken {
+        write: Option<Write>,
+        then: intake::Taken,
+    },
+}
+
+/// A message taken in, waiting for its write in its batch's transaction.
+struct Pending {
+    publish: Publish,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+    arrived: tokio::time::Instant,
+    kind: Option<Uplink>,
+    write: MessageWrite,
+    then: intake::Taken,
+}
+
+/// The store's form of what `Intake` asks to be written.
+fn message_write(write: Write) -> MessageWrite {
+    match write {
+        Write::Raise(raise) => MessageWrite::Raise(*raise),
+        Write::Cancel {
+            device,
+            origin: (boot, seq),
+            at,
+        } => MessageWrite::Cancel {
+            device_id: device,
+            boot,
+            seq,
+            at,
+        },
+        Write::Record {
+            device,
+            origin: (boot, seq),
+            kind,
+            at,
+        } => MessageWrite::Record {
+            device_id: device,
+            boot,
+            seq,
+            kind,
+            at,
+        },
+    }
+}
 
 pub struct IngestHandle {
     pub downlink: Downlink,
@@ -224,15 +280,16 @@ impl Ingest {
         let mut flush = tokio::time::interval(HEALTH_FLUSH_EVERY);
         loop {
             tokio::select! {
-                (d, arrived) = rx.recv() => {
-                    let Delivery { publish: p, publisher, done } = d;
-                    if !self.handle(publisher.as_deref(), &p, arrived).await {
-                        // Dropping `done` tells the embedded broker to close the device's
-                        // connection without a PUBACK; it sends the message again.
-                        continue;
+                first = rx.recv() => {
+                    // Group commit: whatever else is waiting already goes into the same
+                    // transaction; nothing waits for more to arrive.
+                    let mut batch = Vec::new();
+                    self.prepare(first, &mut batch).await;
+                    while batch.len() < BATCH_MAX {
+                        let Some(next) = rx.try_recv() else { break };
+                        self.prepare(next, &mut batch).await;
                     }
-                    // Only now, with everything stored, may the broker forget the message.
-                    self.acks.stored(done, &p).await;
+                    self.commit(batch).await;
                 }
                 Some(e) = next_event(&mut events) => {
                     self.security_event(e.device.as_deref(), e.kind, &e.detail).await;
@@ -245,6 +302,120 @@ impl Ingest {
             }
         }
         self.flush_health().await;
+    }
+
+    /// Takes one message as far as it goes without its write: one that ends here is
+    /// acknowledged (or not) at once; one taken in joins `batch` to be written with it.
+    async fn prepare(
+        &mut self,
+        (delivery, arrived): (Delivery, tokio::time::Instant),
+        batch: &mut Vec<Pending>,
+    ) {
+        let Delivery {
+            publish,
+            publisher,
+            done,
+        } = delivery;
+        match self.take(publisher.as_deref(), &publish).await {
+            Step::Done(true) => self.acks.stored(done, &publish).await,
+            // Dropping `done` tells the embedded broker to close the device's connection
+            // without a PUBACK; it sends the message again.
+            Step::Done(false) => {}
+            // Nothing to write: finished at once, so that the next message is judged with
+            // this one's seq on record, as it would be one message at a time.
+            Step::Taken { write: None, then } => self.finish(then, true, done, &publish).await,
+            Step::Taken {
+                write: Some(write),
+                then,
+            } => batch.push(Pending {
+                publish,
+                done,
+                arrived,
+                kind: self.kind,
+                write: message_write(write),
+                then,
+            }),
+        }
+    }
+
+    /// A message whose write is committed (`taken_in`) or refused for good: recorded as
+    /// seen, answered and acknowledged, or left for the device's repeat.
+    async fn finish(
+        &mut self,
+        then: intake::Taken,
+        taken_in: bool,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+        publish: &Publish,
+    ) {
+        match self.intake.stored(then, taken_in) {
+            intake::Outcome::Acknowledge(effects) => {
+                self.perform(effects).await;
+                // Only now, with everything stored, may the broker forget the message.
+                self.acks.stored(done, publish).await;
+            }
+            // Dropping `done` tells the embedded broker to close the device's connection
+            // without a PUBACK; it sends the message again.
+            intake::Outcome::Refuse(effects) => self.perform(effects).await,
+        }
+    }
+
+    /// Writes a batch's messages in one transaction, then finishes each in arrival order:
+    /// answered, counted and acknowledged only once its write is committed. When the store
+    /// refuses the batch for good, each message is written on its own, so that one bad
+    /// message fails only itself. A transient failure retries the whole batch.
+    async fn commit(&mut self, batch: Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let writes: Arc<[MessageWrite]> = batch.iter().map(|p| p.write.clone()).collect();
+        let mut written: Vec<Option<MessageWritten>> = Vec::with_capacity(writes.len());
+        let started = tokio::time::Instant::now();
+        let outcome = self
+            .durably(|s| {
+                let writes = writes.clone();
+                async move { s.write_messages(&writes).await }
+            })
+            .await;
+        match outcome {
+            Some(all) => {
+                self.metrics.ingest_transaction.observe(started.elapsed());
+                Metrics::inc(&self.metrics.ingest_transactions_total);
+                self.metrics
+                    .ingest_writes_total
+                    .fetch_add(all.len() as u64, Ordering::Relaxed);
+                written.extend(all.into_iter().map(Some));
+            }
+            None => {
+                tracing::warn!(
+                    messages = writes.len(),
+                    "the store refused a group of messages; writing each on its own"
+                );
+                for write in writes.iter() {
+                    let one = self
+                        .durably(|s| {
+                            let write = std::slice::from_ref(write).to_vec();
+                            async move { s.write_messages(&write).await }
+                        })
+                        .await;
+                    if one.is_some() {
+                        Metrics::inc(&self.metrics.ingest_transactions_total);
+                        Metrics::inc(&self.metrics.ingest_writes_total);
+                    }
+                    written.push(one.and_then(|mut w| w.pop()));
+                }
+            }
+        }
+        for (pending, written) in batch.into_iter().zip(written) {
+            self.kind = pending.kind;
+            let taken_in = self.announce(written);
+            if taken_in {
+                self.metrics
+                    .message_commit
+                    .observe(pending.arrived.elapsed());
+            }
+            self.finish(pending.then, taken_in, pending.done, &pending.publish)
+                .await;
+        }
     }
 
     /// One security event per device over its rate (they are rate-limited in turn).
@@ -266,23 +437,16 @@ impl Ingest {
         self.intake.keep_unflushed(kept);
     }
 
-    /// One message, start to end: each step of `Intake` decides, the driver looks up, writes
-    /// and answers in between. True when the broker may forget the message; false when the
-    /// store refused (for good) what it asked for, since a PUBACK would tell the device it is
-    /// stored. Never fails: what cannot be taken in is counted and recorded as a security
-    /// event, and the ingest goes on. `arrived`: when the broker side handed it over.
-    async fn handle(
-        &mut self,
-        publisher: Option<&str>,
-        p: &Publish,
-        arrived: tokio::time::Instant,
-    ) -> bool {
+    /// One message up to its write: each step of `Intake` decides, the driver looks up and
+    /// answers in between. Never fails: what cannot be taken in is counted and recorded as a
+    /// security event, and the ingest goes on.
+    async fn take(&mut self, publisher: Option<&str>, p: &Publish) -> Step {
         self.kind = uplink_kind(&p.topic);
         let envelope = match self
             .intake
             .receive(publisher, &p.topic, p.retain, &p.payload)
         {
-            Received::Done(effects) => return self.done(effects).await,
+            Received::Done(effects) => return Step::Done(self.done(effects).await),
             Received::Opened { envelope, effects } => {
                 self.perform(effects).await;
                 envelope
@@ -297,7 +461,7 @@ impl Ingest {
                     self.perform(effects).await;
                     break entry;
                 }
-                Signature::Done(effects) => return self.done(effects).await,
+                Signature::Done(effects) => return Step::Done(self.done(effects).await),
                 Signature::RereadKeys => {
                     self.refresh_device(&device_id).await;
                     let entry = self.directory.device(&device_id);
@@ -328,15 +492,15 @@ impl Ingest {
                     let effects =
                         self.intake
                             .bad_signature(&device_id, &p.topic, entry.as_ref(), now_ms());
-                    return self.done(effects).await;
+                    return Step::Done(self.done(effects).await);
                 }
             }
         };
         let mut admission = self.intake.admit(envelope, &entry);
         let (message, late) = loop {
             admission = match admission {
-                Admission::Done(effects) => return self.done(effects).await,
-                Admission::Refused => return false,
+                Admission::Done(effects) => return Step::Done(self.done(effects).await),
+                Admission::Refused => return Step::Done(false),
                 Admission::AskHeld { message, origin } => {
                     let held = self
                         .durably(|s| {
@@ -365,22 +529,9 @@ impl Ingest {
             now_ms(),
         );
         self.perform(take.effects).await;
-        let taken_in = match take.write {
-            Some(write) => {
-                let written = self.write(write).await;
-                if written {
-                    self.metrics.message_commit.observe(arrived.elapsed());
-                }
-                written
-            }
-            None => true,
-        };
-        match self.intake.stored(take.then, taken_in) {
-            intake::Outcome::Acknowledge(effects) => self.done(effects).await,
-            intake::Outcome::Refuse(effects) => {
-                self.perform(effects).await;
-                false
-            }
+        Step::Taken {
+            write: take.write,
+            then: take.then,
         }
     }
 
@@ -443,41 +594,6 @@ impl Ingest {
         m.messages.inc(self.kind, result);
     }
 
-    /// What the store must do for a message to be taken in; true once durably done.
-    async fn write(&mut self, write: Write) -> bool {
-        match write {
-            Write::Raise(raise) => self.raise(&raise).await,
-            Write::Cancel {
-                device,
-                origin: (boot, seq),
-                at,
-            } => {
-                let outcome = self
-                    .durably(|s| {
-                        let id = device.clone();
-                        async move { s.cancel(&id, boot, seq, at).await }
-                    })
-                    .await;
-                if let Some(CancelOutcome::Marked(change)) = &outcome {
-                    self.hub.publish((**change).clone());
-                }
-                outcome.is_some()
-            }
-            Write::Record {
-                device,
-                origin: (boot, seq),
-                kind,
-                at,
-            } => self
-                .durably(|s| {
-                    let id = device.clone();
-                    async move { s.record_message(&id, boot, seq, kind, at).await }
-                })
-                .await
-                .is_some(),
-        }
-    }
-
     /// Stores an alert and pushes it to the consoles; false when the store refused it.
     async fn raise(&mut self, raise: &Raise) -> bool {
         let outcome = self
@@ -486,21 +602,38 @@ impl Ingest {
                 async move { s.raise(&r).await }
             })
             .await;
-        match outcome {
-            Some(RaiseOutcome::Opened(change)) => {
+        self.announce(outcome.map(MessageWritten::Raise))
+    }
+
+    /// Counts a committed write and pushes what it changed to the consoles; false when the
+    /// store refused it (`None`).
+    fn announce(&mut self, written: Option<MessageWritten>) -> bool {
+        match written {
+            Some(MessageWritten::Raise(RaiseOutcome::Opened(change))) => {
                 self.metrics.alert_opened(&change.alert);
-                tracing::info!(alert = change.alert.id, kind = change.alert.kind.as_str(), priority = change.alert.priority.get(), device = %raise.device_id, "alert opened");
+                tracing::info!(
+                    alert = change.alert.id,
+                    kind = change.alert.kind.as_str(),
+                    priority = change.alert.priority.get(),
+                    device = change.alert.device_id.as_deref().unwrap_or_default(),
+                    "alert opened"
+                );
                 self.hub.publish(change);
             }
-            Some(RaiseOutcome::Updated(change)) => {
+            Some(MessageWritten::Raise(RaiseOutcome::Updated(change))) => {
                 self.metrics.alert_updated(&change.alert);
                 self.hub.publish(change);
             }
-            // Taken in as fresh, but the store already held it (a redelivery after a restart).
-            Some(RaiseOutcome::Duplicate) => self
+            // Taken in as fresh, but the store already held it (a redelivery after a
+            // restart, or a second copy in the same batch).
+            Some(MessageWritten::Raise(RaiseOutcome::Duplicate)) => self
                 .metrics
                 .messages
                 .inc(self.kind, MessageResult::Duplicate),
+            Some(MessageWritten::Cancel(CancelOutcome::Marked(change))) => {
+                self.hub.publish(*change)
+            }
+            Some(MessageWritten::Cancel(_) | MessageWritten::Record(_)) => {}
             None => return false,
         }
         true

@@ -387,6 +387,12 @@ impl Inbox {
         }
     }
 
+    /// The next message if one is waiting, without waiting for one (to fill a group commit).
+    pub fn try_recv(&mut self) -> Option<(Delivery, tokio::time::Instant)> {
+        let q = self.queue.state().lanes.pop()?;
+        Some((q.delivery, q.arrived))
+    }
+
     /// Devices that went over their rate since the last call, and by how many messages.
     pub fn take_throttled(&mut self) -> Vec<(String, u64)> {
         self.queue.state().throttled.drain().collect()

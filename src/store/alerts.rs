@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use super::db::{query, query_built, Conn, Row, Tx};
 use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{
-    incident_of, AlertChange, CancelOutcome, HistoryEntry, Raise, RaiseOutcome, Result, StoreError,
+    incident_of, AlertChange, CancelOutcome, HistoryEntry, MessageWrite, MessageWritten, Raise,
+    RaiseOutcome, Result, StoreError,
 };
 use crate::domain::{
     rfc3339, Alert, AlertKind, AlertState, Case, Millis, Outcome, Position, Priority, Reason,
@@ -41,6 +42,11 @@ pub trait AlertStore: Send + Sync {
         seq: u32,
         at: Millis,
     ) -> Result<CancelOutcome>;
+    /// Group commit: takes in many messages' writes in one transaction, each exactly as
+    /// `raise`, `cancel` or `record_message` would on its own, in order (a later write sees
+    /// the earlier ones). All or nothing: an error leaves none of them written, and the
+    /// caller decides whether to try the batch again or each write on its own.
+    async fn write_messages(&self, writes: &[MessageWrite]) -> Result<Vec<MessageWritten>>;
     async fn alert(&self, id: i64) -> Result<Alert>;
     /// Alerts in queue order: priority, then age (oldest first).
     async fn alerts(&self, states: &[AlertState]) -> Result<Vec<Alert>>;
@@ -207,44 +213,8 @@ async fn alert_in(conn: &mut dyn Conn, id: i64) -> Result<Alert> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Writes a line of the alert's history and numbers the change for the live stream
-    /// (announced to other instances at commit).
-    async fn history_and_event(
-        &self,
-        tx: &mut dyn Tx,
-        alert_id: i64,
-        at: i64,
-        actor: Option<&str>,
-        action: &str,
-        note: Option<&Reason>,
-    ) -> Result<i64> {
-        query(
-            "INSERT INTO alert_history (alert_id, at, actor, action, note, note_facts) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(alert_id)
-        .bind(at)
-        .bind(actor)
-        .bind(action)
-        .bind(note.map(|n| n.text.as_str()))
-        .bind(note_facts(note))
-        .execute(&mut *tx)
-        .await?;
-        let seq: i64 =
-            query("INSERT INTO alert_events (alert_id, at) VALUES ($1, $2) RETURNING seq")
-                .bind(alert_id)
-                .bind(at)
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0)?;
-        self.dialect.announce(&mut *tx, seq).await?;
-        Ok(seq)
-    }
-}
-
-#[async_trait]
-impl<D: Dialect> AlertStore for SqlStore<D> {
-    async fn raise(&self, r: &Raise) -> Result<RaiseOutcome> {
-        let mut tx = self.begin_write().await?;
+    /// `raise` inside a transaction of the caller's.
+    async fn raise_in(&self, tx: &mut dyn Tx, r: &Raise) -> Result<RaiseOutcome> {
         // The write comes first so SQLite takes its write lock at once (no upgrade
         // deadlock), and so a redelivered message stops here.
         if let Some((boot, seq)) = r.origin {
@@ -355,7 +325,6 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
             event_seq,
             alert: alert_in(&mut *tx, id).await?,
         };
-        tx.commit().await?;
         Ok(if opened {
             RaiseOutcome::Opened(change)
         } else {
@@ -363,15 +332,16 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
         })
     }
 
-    async fn record_message(
+    /// `record_message` inside a transaction of the caller's.
+    async fn record_message_in(
         &self,
+        tx: &mut dyn Tx,
         device_id: &str,
         boot: u32,
         seq: u32,
         kind: &str,
         at: Millis,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
         let fresh = query(
             "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -390,30 +360,18 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(fresh > 0)
     }
 
-    async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool> {
-        let held = query(
-            "SELECT seq FROM device_messages WHERE device_id = $1 AND boot = $2 AND seq = $3",
-        )
-        .bind(device_id)
-        .bind(i64::from(boot))
-        .bind(i64::from(seq))
-        .fetch_optional(&mut *self.pool())
-        .await?;
-        Ok(held.is_some())
-    }
-
-    async fn cancel(
+    /// `cancel` inside a transaction of the caller's.
+    async fn cancel_in(
         &self,
+        tx: &mut dyn Tx,
         device_id: &str,
         boot: u32,
         seq: u32,
         at: Millis,
     ) -> Result<CancelOutcome> {
-        let mut tx = self.begin_write().await?;
         let fresh = query(
             "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
              VALUES ($1, $2, $3, 'cancel', $4) ON CONFLICT DO NOTHING",
@@ -456,7 +414,6 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
         let Some(id) = open
             .filter(|_| crate::domain::policy::incidents::cancel_marks((boot, seq), latest_alarm))
         else {
-            tx.commit().await?;
             return Ok(CancelOutcome::NothingOpen);
         };
         query("UPDATE alerts SET cancel_pressed = TRUE WHERE id = $1")
@@ -477,13 +434,126 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
             )
             .await?;
         let alert = alert_in(&mut *tx, id).await?;
-        tx.commit().await?;
         Ok(CancelOutcome::Marked(Box::new(AlertChange {
             event_seq,
             alert,
         })))
     }
 
+    /// Writes a line of the alert's history and numbers the change for the live stream
+    /// (announced to other instances at commit).
+    async fn history_and_event(
+        &self,
+        tx: &mut dyn Tx,
+        alert_id: i64,
+        at: i64,
+        actor: Option<&str>,
+        action: &str,
+        note: Option<&Reason>,
+    ) -> Result<i64> {
+        query(
+            "INSERT INTO alert_history (alert_id, at, actor, action, note, note_facts) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(alert_id)
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(note.map(|n| n.text.as_str()))
+        .bind(note_facts(note))
+        .execute(&mut *tx)
+        .await?;
+        let seq: i64 =
+            query("INSERT INTO alert_events (alert_id, at) VALUES ($1, $2) RETURNING seq")
+                .bind(alert_id)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0)?;
+        self.dialect.announce(&mut *tx, seq).await?;
+        Ok(seq)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> AlertStore for SqlStore<D> {
+    async fn raise(&self, r: &Raise) -> Result<RaiseOutcome> {
+        let mut tx = self.begin_write().await?;
+        let outcome = self.raise_in(&mut *tx, r).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn record_message(
+        &self,
+        device_id: &str,
+        boot: u32,
+        seq: u32,
+        kind: &str,
+        at: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let fresh = self
+            .record_message_in(&mut *tx, device_id, boot, seq, kind, at)
+            .await?;
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    async fn cancel(
+        &self,
+        device_id: &str,
+        boot: u32,
+        seq: u32,
+        at: Millis,
+    ) -> Result<CancelOutcome> {
+        let mut tx = self.begin_write().await?;
+        let outcome = self.cancel_in(&mut *tx, device_id, boot, seq, at).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn write_messages(&self, writes: &[MessageWrite]) -> Result<Vec<MessageWritten>> {
+        let mut tx = self.begin_write().await?;
+        let mut written = Vec::with_capacity(writes.len());
+        for write in writes {
+            written.push(match write {
+                MessageWrite::Raise(r) => MessageWritten::Raise(self.raise_in(&mut *tx, r).await?),
+                MessageWrite::Cancel {
+                    device_id,
+                    boot,
+                    seq,
+                    at,
+                } => MessageWritten::Cancel(
+                    self.cancel_in(&mut *tx, device_id, *boot, *seq, *at)
+                        .await?,
+                ),
+                MessageWrite::Record {
+                    device_id,
+                    boot,
+                    seq,
+                    kind,
+                    at,
+                } => MessageWritten::Record(
+                    self.record_message_in(&mut *tx, device_id, *boot, *seq, kind, *at)
+                        .await?,
+                ),
+            });
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool> {
+        let held = query(
+            "SELECT seq FROM device_messages WHERE device_id = $1 AND boot = $2 AND seq = $3",
+        )
+        .bind(device_id)
+        .bind(i64::from(boot))
+        .bind(i64::from(seq))
+        .fetch_optional(&mut *self.pool())
+        .await?;
+        Ok(held.is_some())
+    }
     async fn alert(&self, id: i64) -> Result<Alert> {
         alert_in(&mut *self.pool(), id).await
     }

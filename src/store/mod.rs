@@ -300,6 +300,37 @@ pub enum RaiseOutcome {
     Duplicate,
 }
 
+/// One device message's write, for a group commit (`AlertStore::write_messages`).
+#[derive(Debug, Clone)]
+pub enum MessageWrite {
+    Raise(Raise),
+    Cancel {
+        device_id: String,
+        boot: u32,
+        seq: u32,
+        at: Millis,
+    },
+    Record {
+        device_id: String,
+        boot: u32,
+        seq: u32,
+        kind: &'static str,
+        at: Millis,
+    },
+}
+
+/// What one `MessageWrite` did, as its own method would say.
+// Mostly raises, each living only until its batch is answered: boxing them would cost an
+// allocation per alarm for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum MessageWritten {
+    Raise(RaiseOutcome),
+    Cancel(CancelOutcome),
+    /// False: a duplicate.
+    Record(bool),
+}
+
 #[derive(Debug, Clone)]
 pub enum CancelOutcome {
     Marked(Box<AlertChange>),
