@@ -203,3 +203,212 @@ async fn an_alarm_the_database_refuses_fails_only_itself_and_is_answered_once_th
         .await;
     assert_eq!(alert["count"], 1);
 }
+
+mod store_batches {
+    //! The store's side: a batch written in one transaction leaves exactly what its writes
+    //! would leave one at a time, whichever path each write takes inside it.
+
+    use super::common::*;
+    use vakt::domain::{Alert, AlertKind, AlertState, Position, Priority, Reason, Risk};
+    use vakt::store::{MessageWrite, MessageWritten, Raise, SharedStore};
+
+    fn alarm(device: &str, kind: AlertKind, origin: (u32, u32), at: i64) -> MessageWrite {
+        MessageWrite::Raise(Raise {
+            device_id: device.to_owned(),
+            origin: Some(origin),
+            answer_device: true,
+            case_id: Some("c1".into()),
+            region: Some("Stockholm".into()),
+            kind,
+            priority: Priority::new(1).unwrap(),
+            position: Position::new(59.33, 18.06, Some(12)),
+            trigger: vec![Reason::new(
+                "panic_pressed",
+                format!("{} pressed", kind.as_str()),
+            )],
+            context: vec![Reason::new("text", "case c1")],
+            at,
+        })
+    }
+
+    /// The writes of one batch over eight devices: two fresh alarms, an alarm of a device
+    /// whose alert is open, a redelivered alarm, two alarms of one device, a cancel with
+    /// nothing open, a fall.
+    fn batch(d: &[String]) -> Vec<MessageWrite> {
+        vec![
+            alarm(&d[0], AlertKind::Panic, (1, 0), 1_000),
+            alarm(&d[1], AlertKind::Panic, (1, 0), 1_001),
+            alarm(&d[2], AlertKind::Panic, (1, 1), 1_002),
+            alarm(&d[3], AlertKind::Panic, (1, 0), 1_003),
+            alarm(&d[4], AlertKind::Panic, (1, 0), 1_004),
+            alarm(&d[4], AlertKind::Panic, (1, 1), 1_005),
+            MessageWrite::Cancel {
+                device_id: d[5].clone(),
+                boot: 1,
+                seq: 0,
+                at: 1_006,
+            },
+            alarm(&d[6], AlertKind::Fall, (1, 0), 1_007),
+        ]
+    }
+
+    /// What the batch's devices were like before it: an open alert for device 2, message
+    /// `(1, 0)` of device 3 on record already.
+    async fn before(store: &SharedStore, d: &[String]) {
+        for w in [
+            alarm(&d[2], AlertKind::Panic, (1, 0), 500),
+            alarm(&d[3], AlertKind::Panic, (1, 0), 501),
+        ] {
+            store.write_messages(&[w]).await.unwrap();
+        }
+    }
+
+    async fn seeded() -> (tempfile::TempDir, String, SharedStore, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database(dir.path()).await;
+        let store = open_store(dir.path(), &url).await;
+        let devices = seed_issued_devices(&store, dir.path(), Risk::High, 8)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>();
+        before(&store, &devices).await;
+        (dir, url, store, devices)
+    }
+
+    /// An outcome and the alerts, with each device named by its place in the batch.
+    fn outcome(w: &MessageWritten) -> String {
+        match w {
+            MessageWritten::Raise(r) => format!("{r:?}").split('(').next().unwrap().to_owned(),
+            MessageWritten::Cancel(c) => format!("{c:?}").split('(').next().unwrap().to_owned(),
+            MessageWritten::Record(fresh) => format!("record {fresh}"),
+        }
+    }
+
+    async fn alerts(store: &SharedStore, d: &[String]) -> Vec<String> {
+        let mut alerts: Vec<Alert> = store
+            .alerts(&[
+                AlertState::Open,
+                AlertState::Acknowledged,
+                AlertState::Resolved,
+            ])
+            .await
+            .unwrap();
+        alerts.sort_by_key(|a| a.id);
+        let mut described = Vec::new();
+        for a in alerts {
+            let device = d
+                .iter()
+                .position(|id| Some(id) == a.device_id.as_ref())
+                .unwrap();
+            let history: Vec<String> = store
+                .alert_history(a.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| format!("{} {:?}", h.action, h.note))
+                .collect();
+            described.push(format!(
+                "device {device} {} p{} {:?} count {} first {} last {} at {:?} origin {:?} reasons {:?} history {history:?}",
+                a.kind.as_str(),
+                a.priority.get(),
+                a.state,
+                a.count,
+                a.first_at,
+                a.last_at,
+                a.position,
+                a.origin,
+                a.reasons,
+            ));
+        }
+        // Alerts opened together are numbered in another order than one at a time.
+        described.sort();
+        described
+    }
+
+    #[tokio::test]
+    async fn a_batch_written_in_one_transaction_leaves_what_its_writes_leave_one_at_a_time() {
+        let (_a_dir, _, together, a) = seeded().await;
+        let (_b_dir, _, one_by_one, b) = seeded().await;
+
+        // Where other instances can hear of changes (PostgreSQL), they hear of each one.
+        let mut announced = together.changes_from_elsewhere();
+        if announced.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let written = together.write_messages(&batch(&a)).await.unwrap();
+        if let Some(announced) = &mut announced {
+            let mut expected: Vec<i64> = written
+                .iter()
+                .filter_map(|w| match w {
+                    MessageWritten::Raise(
+                        vakt::store::RaiseOutcome::Opened(c)
+                        | vakt::store::RaiseOutcome::Updated(c),
+                    ) => Some(c.event_seq),
+                    _ => None,
+                })
+                .collect();
+            expected.sort_unstable();
+            let mut heard = Vec::new();
+            while heard.len() < expected.len() {
+                let seq = tokio::time::timeout(SETTLE, announced.recv())
+                    .await
+                    .expect("every change announced")
+                    .unwrap();
+                heard.push(seq);
+            }
+            heard.sort_unstable();
+            assert_eq!(heard, expected);
+        }
+        let mut each = Vec::new();
+        for w in batch(&b) {
+            each.extend(one_by_one.write_messages(&[w]).await.unwrap());
+        }
+
+        let outcomes: Vec<String> = written.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "Opened",
+                "Opened",
+                "Updated",
+                "Duplicate",
+                "Opened",
+                "Updated",
+                "NothingOpen",
+                "Opened"
+            ]
+        );
+        assert_eq!(outcomes, each.iter().map(outcome).collect::<Vec<_>>());
+        assert_eq!(alerts(&together, &a).await, alerts(&one_by_one, &b).await);
+        // Every change is numbered for the live stream, each once.
+        let changes = together.changes_since(0).await.unwrap();
+        assert_eq!(
+            changes.len(),
+            alerts(&together, &a).await.len(),
+            "one latest change per alert"
+        );
+        // The messages are on record with the alert they opened: a repeat is a duplicate.
+        let again = together.write_messages(&batch(&a)).await.unwrap();
+        assert!(again.iter().all(|w| matches!(
+            w,
+            MessageWritten::Raise(vakt::store::RaiseOutcome::Duplicate)
+                | MessageWritten::Cancel(vakt::store::CancelOutcome::Duplicate)
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_database_refuses_leaves_nothing_written() {
+        let (_dir, url, store, d) = seeded().await;
+        super::refuse_messages_of(&url, &d[6]).await;
+        let before = alerts(&store, &d).await;
+
+        assert!(store.write_messages(&batch(&d)).await.is_err());
+
+        assert_eq!(alerts(&store, &d).await, before);
+        // Without the refused device's alarm, the same writes go through.
+        let mut rest = batch(&d);
+        rest.pop();
+        store.write_messages(&rest).await.unwrap();
+    }
+}

@@ -2,6 +2,8 @@
 //! acknowledged and resolved, their history, the numbered changes the consoles follow, and
 //! supervision's writes (overdue, notices, annotations).
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 
 use super::db::{query, query_built, Conn, Row, Tx};
@@ -118,6 +120,21 @@ const ALERT_COLUMNS: &str = "id, priority, kind, state, case_id, device_id, regi
 
 const MAX_TRIGGER_LINES: usize = 12;
 
+/// `rows` comma-separated groups made by `row` from each row's index (from 0).
+fn rows_of(rows: usize, row: impl Fn(usize) -> String) -> String {
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each.
+fn placeholders(rows: usize, columns: usize) -> String {
+    rows_of(rows, |n| {
+        let values: Vec<String> = (1..=columns)
+            .map(|k| format!("${}", n * columns + k))
+            .collect();
+        format!("({})", values.join(", "))
+    })
+}
+
 /// The stored trigger lines, and the full reasons an officer reads: triggers, then context.
 fn reasons_json(trigger: &[Reason], context: &[Reason]) -> Result<(String, String)> {
     let all: Vec<&Reason> = trigger.iter().chain(context).collect();
@@ -213,6 +230,226 @@ async fn alert_in(conn: &mut dyn Conn, id: i64) -> Result<Alert> {
 }
 
 impl<D: Dialect> SqlStore<D> {
+    /// The alarms of a batch whose device has nothing else in it, taken in together: each
+    /// statement of `raise` runs once for all of them instead of once per alarm, which is
+    /// what lets a storm of thousands of devices be written at the database's pace rather
+    /// than its round trips'. Fills in `written` for every raise it took; a device with an
+    /// unresolved alert of the incident is left to `raise_recorded` (its message is on
+    /// record already), a redelivered message is a duplicate. Leaves the rest (cancels,
+    /// tests, devices with two writes in the batch, whose order matters) untouched.
+    async fn raise_together(
+        &self,
+        tx: &mut dyn Tx,
+        writes: &[MessageWrite],
+        written: &mut [Option<MessageWritten>],
+    ) -> Result<()> {
+        let mut writes_of_device: HashMap<&str, usize> = HashMap::new();
+        for w in writes {
+            *writes_of_device.entry(w.device_id()).or_default() += 1;
+        }
+        let alone: Vec<(usize, &Raise, (u32, u32))> = writes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| match w {
+                MessageWrite::Raise(r) if writes_of_device[r.device_id.as_str()] == 1 => {
+                    r.origin.map(|origin| (i, r, origin))
+                }
+                _ => None,
+            })
+            .collect();
+        if alone.len() < 2 {
+            return Ok(());
+        }
+
+        // On record first, as one at a time: a redelivered message stops here.
+        let mut record = query_built(format!(
+            "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING device_id",
+            placeholders(alone.len(), 5)
+        ));
+        for (_, r, (boot, seq)) in &alone {
+            record = record
+                .bind(&r.device_id)
+                .bind(i64::from(*boot))
+                .bind(i64::from(*seq))
+                .bind(r.kind.as_str())
+                .bind(r.at);
+        }
+        let fresh: HashSet<String> = record
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut fresh_raises = Vec::new();
+        for (i, r, origin) in alone {
+            if fresh.contains(&r.device_id) {
+                fresh_raises.push((i, r, origin));
+            } else {
+                written[i] = Some(MessageWritten::Raise(RaiseOutcome::Duplicate));
+            }
+        }
+        if fresh_raises.is_empty() {
+            return Ok(());
+        }
+
+        // Devices with an unresolved alert of the incident update it, one by one.
+        let mut open = query_built(format!(
+            "SELECT device_id, incident FROM alerts WHERE state <> 'resolved' AND device_id IN ({})",
+            (1..=fresh_raises.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+        ));
+        for (_, r, _) in &fresh_raises {
+            open = open.bind(&r.device_id);
+        }
+        let open: HashSet<(String, String)> = open
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.get(0)?, row.get(1)?)))
+            .collect::<Result<_>>()?;
+        let mut opening = Vec::new();
+        for (i, r, origin) in fresh_raises {
+            if open.contains(&(r.device_id.clone(), incident_of(r.kind).to_owned())) {
+                written[i] = Some(MessageWritten::Raise(self.raise_recorded(tx, r).await?));
+            } else {
+                opening.push((i, r, origin));
+            }
+        }
+        if opening.is_empty() {
+            return Ok(());
+        }
+
+        // The others open their alerts together.
+        let mut insert = query_built(format!(
+            "INSERT INTO alerts (priority, kind, incident, state, case_id, device_id, region, \
+             first_at, last_at, count, lat, lon, acc_m, reasons, origin_boot, origin_seq, trigger_reasons) \
+             VALUES {} RETURNING id, device_id",
+            rows_of(opening.len(), |n| {
+                let p = |k: usize| format!("${}", n * 15 + k);
+                format!(
+                    "({}, {}, {}, 'open', {}, {}, {}, {}, {}, 1, {}, {}, {}, {}, {}, {}, {})",
+                    p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12),
+                    p(13), p(14), p(15)
+                )
+            })
+        ));
+        for (_, r, _) in &opening {
+            let (trigger_json, reasons) = reasons_json(&r.trigger, &r.context)?;
+            insert = insert
+                .bind(i64::from(r.priority.get()))
+                .bind(r.kind.as_str())
+                .bind(incident_of(r.kind))
+                .bind(&r.case_id)
+                .bind(&r.device_id)
+                .bind(&r.region)
+                .bind(r.at)
+                .bind(r.at)
+                .bind(r.position.map(|p| p.lat))
+                .bind(r.position.map(|p| p.lon))
+                .bind(r.position.and_then(|p| p.acc_m).map(i64::from))
+                .bind(reasons)
+                .bind(r.origin.filter(|_| r.answer_device).map(|o| i64::from(o.0)))
+                .bind(r.origin.filter(|_| r.answer_device).map(|o| i64::from(o.1)))
+                .bind(trigger_json);
+        }
+        let mut alert_of_device: HashMap<String, i64> = HashMap::new();
+        for row in insert.fetch_all(&mut *tx).await? {
+            alert_of_device.insert(row.get(1)?, row.get(0)?);
+        }
+        let ids: Vec<i64> = opening
+            .iter()
+            .map(|(_, r, _)| {
+                alert_of_device
+                    .get(&r.device_id)
+                    .copied()
+                    .ok_or_else(|| corrupt("an alert opened together"))
+            })
+            .collect::<Result<_>>()?;
+
+        let mut history = query_built(format!(
+            "INSERT INTO alert_history (alert_id, at, actor, action, note, note_facts) VALUES {}",
+            rows_of(opening.len(), |n| {
+                let p = |k: usize| format!("${}", n * 4 + k);
+                format!("({}, {}, NULL, 'opened', {}, {})", p(1), p(2), p(3), p(4))
+            })
+        ));
+        let mut events = query_built(format!(
+            "INSERT INTO alert_events (alert_id, at) VALUES {} RETURNING seq, alert_id",
+            placeholders(opening.len(), 2)
+        ));
+        // Which alert each message opened, in one statement: CASE picks each row's own.
+        let message = |n: usize| {
+            format!(
+                "device_id = ${} AND boot = ${} AND seq = ${}",
+                n * 4 + 1,
+                n * 4 + 2,
+                n * 4 + 3
+            )
+        };
+        let cases: Vec<String> = (0..opening.len())
+            .map(|n| format!("WHEN {} THEN ${}", message(n), n * 4 + 4))
+            .collect();
+        let rows: Vec<String> = (0..opening.len())
+            .map(|n| format!("({})", message(n)))
+            .collect();
+        let mut link = query_built(format!(
+            "UPDATE device_messages SET alert_id = CASE {} END WHERE {}",
+            cases.join(" "),
+            rows.join(" OR ")
+        ));
+        for ((_, r, (boot, seq)), id) in opening.iter().zip(&ids) {
+            let note = message_note("message", "", r.kind, r.origin);
+            history = history
+                .bind(*id)
+                .bind(r.at)
+                .bind(note.text.as_str())
+                .bind(note_facts(Some(&note)));
+            events = events.bind(*id).bind(r.at);
+            link = link
+                .bind(&r.device_id)
+                .bind(i64::from(*boot))
+                .bind(i64::from(*seq))
+                .bind(*id);
+        }
+        history.execute(&mut *tx).await?;
+        let mut event_of_alert: HashMap<i64, i64> = HashMap::new();
+        for row in events.fetch_all(&mut *tx).await? {
+            event_of_alert.insert(row.get(1)?, row.get(0)?);
+        }
+        let mut seqs: Vec<i64> = event_of_alert.values().copied().collect();
+        seqs.sort_unstable();
+        self.dialect.announce_all(&mut *tx, &seqs).await?;
+        link.execute(&mut *tx).await?;
+
+        let mut read = query_built(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN ({})",
+            (1..=ids.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for id in &ids {
+            read = read.bind(*id);
+        }
+        let mut alerts: HashMap<i64, Alert> = HashMap::new();
+        for row in read.fetch_all(&mut *tx).await? {
+            let alert = alert_from(&row)?;
+            alerts.insert(alert.id, alert);
+        }
+        for ((i, _, _), id) in opening.iter().zip(&ids) {
+            let change = AlertChange {
+                event_seq: *event_of_alert
+                    .get(id)
+                    .ok_or_else(|| corrupt("an alert event written together"))?,
+                alert: alerts
+                    .remove(id)
+                    .ok_or_else(|| corrupt("an alert opened together"))?,
+            };
+            written[*i] = Some(MessageWritten::Raise(RaiseOutcome::Opened(change)));
+        }
+        Ok(())
+    }
+
     /// `raise` inside a transaction of the caller's.
     async fn raise_in(&self, tx: &mut dyn Tx, r: &Raise) -> Result<RaiseOutcome> {
         // The write comes first so SQLite takes its write lock at once (no upgrade
@@ -233,6 +470,11 @@ impl<D: Dialect> SqlStore<D> {
                 return Ok(RaiseOutcome::Duplicate);
             }
         }
+        self.raise_recorded(tx, r).await
+    }
+
+    /// `raise` once its message is on record (or it has none).
+    async fn raise_recorded(&self, tx: &mut dyn Tx, r: &Raise) -> Result<RaiseOutcome> {
         let incident = incident_of(r.kind);
         let existing = query(
             "SELECT id, priority, trigger_reasons FROM alerts WHERE device_id = $1 AND incident = $2 AND state <> 'resolved'",
@@ -514,9 +756,13 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
 
     async fn write_messages(&self, writes: &[MessageWrite]) -> Result<Vec<MessageWritten>> {
         let mut tx = self.begin_write().await?;
-        let mut written = Vec::with_capacity(writes.len());
-        for write in writes {
-            written.push(match write {
+        let mut written = vec![None; writes.len()];
+        self.raise_together(&mut *tx, writes, &mut written).await?;
+        for (write, written) in writes.iter().zip(written.iter_mut()) {
+            if written.is_some() {
+                continue;
+            }
+            *written = Some(match write {
                 MessageWrite::Raise(r) => MessageWritten::Raise(self.raise_in(&mut *tx, r).await?),
                 MessageWrite::Cancel {
                     device_id,
@@ -540,7 +786,7 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
             });
         }
         tx.commit().await?;
-        Ok(written)
+        Ok(written.into_iter().flatten().collect())
     }
 
     async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool> {

@@ -22,6 +22,8 @@ pub trait Dialect: Send + Sync + 'static {
     async fn lock_audit_chain(&self, tx: &mut dyn Tx) -> Result<()>;
     /// Tells other instances, once `tx` commits, that alert change `seq` happened.
     async fn announce(&self, tx: &mut dyn Tx, seq: i64) -> Result<()>;
+    /// `announce` for many changes at once.
+    async fn announce_all(&self, tx: &mut dyn Tx, seqs: &[i64]) -> Result<()>;
     /// Numbers of changes committed by any instance; `None` where this process is the only
     /// writer.
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;

@@ -319,6 +319,17 @@ pub enum MessageWrite {
     },
 }
 
+impl MessageWrite {
+    pub fn device_id(&self) -> &str {
+        match self {
+            MessageWrite::Raise(r) => &r.device_id,
+            MessageWrite::Cancel { device_id, .. } | MessageWrite::Record { device_id, .. } => {
+                device_id
+            }
+        }
+    }
+}
+
 /// What one `MessageWrite` did, as its own method would say.
 // Mostly raises, each living only until its batch is answered: boxing them would cost an
 // allocation per alarm for nothing.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::db::{query, Conn, Tx};
+use super::db::{query, query_built, Conn, Tx};
 use super::dialect::{Dialect, SqlStore};
 use super::{Leadership, Result};
 
@@ -50,6 +50,23 @@ impl Dialect for PostgresDialect {
             .bind(seq.to_string())
             .execute(tx)
             .await?;
+        Ok(())
+    }
+
+    async fn announce_all(&self, tx: &mut dyn Tx, seqs: &[i64]) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = (2..seqs.len() + 2).map(|n| format!("(${n})")).collect();
+        let mut notify = query_built(format!(
+            "SELECT pg_notify($1, seq) FROM (VALUES {}) AS announced (seq)",
+            values.join(", ")
+        ))
+        .bind(CHANGES_CHANNEL);
+        for seq in seqs {
+            notify = notify.bind(seq.to_string());
+        }
+        notify.execute(tx).await?;
         Ok(())
     }
 

@@ -42,6 +42,10 @@ impl Dialect for SqliteDialect {
         Ok(())
     }
 
+    async fn announce_all(&self, _tx: &mut dyn Tx, _seqs: &[i64]) -> Result<()> {
+        Ok(())
+    }
+
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
         None
     }
