@@ -49,6 +49,7 @@ CONF
   broker_pid=$!
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null
   psql "$PG/postgres" -qc "CREATE DATABASE $db" >/dev/null
+  [ -n "${LOG_SLOW_MS:-}" ] && psql "$PG/postgres" -qc "ALTER DATABASE $db SET log_min_duration_statement = $LOG_SLOW_MS" >/dev/null
 
   export VAKT_DATA_DIR=$work/run/data VAKT_HTTP_ADDR=127.0.0.1:$http_port \
     VAKT_MQTT_URL=mqtt://127.0.0.1:$mqtt_port VAKT_MQTT_SHARE_GROUP= VAKT_LOG=warn \
@@ -79,8 +80,11 @@ with open(out, "w") as f:
         f.write(f"{d['id']} {d['key']}\n")
 PY
   curl -sf "http://127.0.0.1:$http_port/metrics" >"$work/run/before.txt"
-  "$bin/firmware-sim" burst --port "$mqtt_port" --devices "$work/run/devices.txt" --messages 1 \
+  cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  echo "$(cpu "$vakt_pid") $(cpu "$broker_pid")" >"$work/run/cpu_before.txt"
+  /usr/bin/time -f "%U %S" -o "$work/run/sim_cpu.txt" "$bin/firmware-sim" burst --port "$mqtt_port" --devices "$work/run/devices.txt" --messages 1 \
     --alarm-every 1 --together --wait 120 --connect-rate 1000 --report "$work/run/report.json"
+  echo "$(cpu "$vakt_pid") $(cpu "$broker_pid")" >"$work/run/cpu_after.txt"
   curl -sf "http://127.0.0.1:$http_port/metrics" >"$work/run/after.txt"
   curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$http_port/api/alerts?state=open,acknowledged,resolved" >"$work/run/alerts.json"
   psql "$PG/$db" -Atc "SELECT count(*), count(DISTINCT (device_id, boot, seq)), count(alert_id) FROM device_messages WHERE kind = 'panic'" >"$work/run/stored.txt"
@@ -101,6 +105,11 @@ alerts = [a for a in json.load(open(f"{d}/alerts.json")) if a["kind"] == "panic"
 rows, distinct, linked = map(int, open(f"{d}/stored.txt").read().strip().split("|"))
 span = report["together_s"]
 tx, writes = delta("vakt_ingest_transactions_total"), delta("vakt_ingest_writes_total")
+tx_s = delta("vakt_ingest_transaction_seconds_sum")
+# CPU seconds over the whole burst run (connecting included), from the kernel's counts.
+hz = 100
+(vakt0, broker0), (vakt1, broker1) = [map(int, open(f"{d}/{f}").read().split()) for f in ("cpu_before.txt", "cpu_after.txt")]
+sim_cpu = sum(map(float, open(f"{d}/sim_cpu.txt").read().split()[-2:]))
 lat = report["latency_ms"]
 print(json.dumps({
     "run": int(run), "devices": n, "panics_sent": report["alarms"], "answered": report["received"],
@@ -110,6 +119,8 @@ print(json.dumps({
     "received_ms": {"median": round(lat["median"]), "p99": round(lat["p99"]), "max": round(lat["max"])},
     "vakt_transactions": int(tx), "vakt_writes": int(writes),
     "mean_batch": round(writes / tx, 1) if tx else None,
+    "vakt_transaction_s": round(tx_s, 3),
+    "cpu_s": {"vakt": (vakt1 - vakt0) / hz, "mosquitto": (broker1 - broker0) / hz, "firmware_sim": sim_cpu},
 }))
 assert report["received"] == n and report["unanswered"] == 0, "a panic was not answered"
 assert rows == distinct == linked == n, "panics stored differ from panics sent"
