@@ -45,6 +45,8 @@ pub struct Ingest {
     /// The kind of the message being handled (`None`: its topic is no uplink), for its
     /// counts.
     kind: Option<Uplink>,
+    /// When the message being handled reached the ingest, for the alarm-to-console time.
+    arrived: tokio::time::Instant,
 }
 
 /// Health rows (and so the liveness other instances read) are written this often.
@@ -201,6 +203,7 @@ impl Ingest {
             supervision,
             store_failing,
             kind: None,
+            arrived: tokio::time::Instant::now(),
         };
         ingest.restore().await?;
         tokio::spawn(ingest.process(inbox, events, shutdown));
@@ -278,6 +281,7 @@ impl Ingest {
         arrived: tokio::time::Instant,
     ) -> bool {
         self.kind = uplink_kind(&p.topic);
+        self.arrived = arrived;
         let envelope = match self
             .intake
             .receive(publisher, &p.topic, p.retain, &p.payload)
@@ -486,15 +490,16 @@ impl Ingest {
                 async move { s.raise(&r).await }
             })
             .await;
+        let alarm_arrived = (self.kind == Some(Uplink::Alarm)).then_some(self.arrived);
         match outcome {
             Some(RaiseOutcome::Opened(change)) => {
                 self.metrics.alert_opened(&change.alert);
                 tracing::info!(alert = change.alert.id, kind = change.alert.kind.as_str(), priority = change.alert.priority.get(), device = %raise.device_id, "alert opened");
-                self.hub.publish(change);
+                self.hub.publish_alarm(change, alarm_arrived);
             }
             Some(RaiseOutcome::Updated(change)) => {
                 self.metrics.alert_updated(&change.alert);
-                self.hub.publish(change);
+                self.hub.publish_alarm(change, alarm_arrived);
             }
             // Taken in as fresh, but the store already held it (a redelivery after a restart).
             Some(RaiseOutcome::Duplicate) => self
