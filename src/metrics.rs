@@ -28,6 +28,9 @@ macro_rules! counters {
             /// commit here, or on its announcement from another instance) until a live
             /// stream has it.
             pub live_stream: Histogram,
+            /// From a device alarm's arrival at the ingest until a live stream has the
+            /// change it made: the alarm's whole way through this instance.
+            pub alarm_to_console: Histogram,
             /// From an alert's first trigger to its acknowledgement, by priority.
             pub time_to_acknowledge: [Histogram; PRIORITIES],
             /// From an alert's first trigger to its resolution, by priority.
@@ -44,6 +47,7 @@ macro_rules! counters {
                     message_commit: Histogram::new(LATENCY_S),
                     ingest_transaction: Histogram::new(LATENCY_S),
                     live_stream: Histogram::new(LATENCY_S),
+                    alarm_to_console: Histogram::new(LATENCY_S),
                     time_to_acknowledge: std::array::from_fn(|_| Histogram::new(ACKNOWLEDGE_S)),
                     time_to_resolve: std::array::from_fn(|_| Histogram::new(RESOLVE_S)),
                 }
@@ -437,6 +441,14 @@ impl Metrics {
         );
         self.live_stream
             .render(&mut out, "vakt_live_stream_seconds", "");
+        header(
+            &mut out,
+            "vakt_alarm_to_console_seconds",
+            "histogram",
+            "From a device alarm's arrival at the ingest until a console's live stream has the alert it opened or updated (once per open stream).",
+        );
+        self.alarm_to_console
+            .render(&mut out, "vakt_alarm_to_console_seconds", "");
         for (name, help, by_priority) in [
             (
                 "vakt_alert_acknowledge_seconds",

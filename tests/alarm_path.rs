@@ -552,6 +552,81 @@ async fn a_new_stream_catches_up_from_the_last_event_id_in_its_query() {
     assert_eq!(data["state"], "acknowledged", "the change made while away");
 }
 
+#[tokio::test]
+async fn every_open_console_gets_an_alarm_as_the_same_event_a_catching_up_console_gets() {
+    // A live change is rendered once and shared by the streams; the catch-up renders its
+    // own. Both must be the same event.
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let resp = app
+            .officer
+            .get(app.url("/api/alerts/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push(resp.bytes_stream());
+    }
+    device.alarm("panic", None, None).await.unwrap();
+    let mut seen = Vec::new();
+    for stream in &mut streams {
+        seen.push(next_alert_event(stream).await);
+    }
+    let (id, data) = &seen[0];
+    assert_eq!(data["device_id"], d.id.as_str());
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0], "every console gets the same event");
+    }
+
+    let resp = app
+        .officer
+        .get(app.url(&format!("/api/alerts/stream?last_event_id={}", id - 1)))
+        .send()
+        .await
+        .unwrap();
+    let mut catching_up = resp.bytes_stream();
+    assert_eq!(
+        next_alert_event(&mut catching_up).await,
+        (*id, data.clone()),
+        "the catch-up renders the change as the live streams had it"
+    );
+}
+
+#[tokio::test]
+async fn an_alarms_way_from_the_ingest_to_the_consoles_is_timed_on_metrics_and_a_heartbeats_alert_is_not(
+) {
+    let app = TestApp::start().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    let resp = app
+        .officer
+        .get(app.url("/api/alerts/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    assert_eq!(app.metric("vakt_alarm_to_console_seconds_count").await, 0);
+
+    device.alarm("panic", None, None).await.unwrap();
+    next_alert_event(&mut stream).await;
+    app.wait_for_metric("vakt_alarm_to_console_seconds_count", 1)
+        .await;
+    let bucket = "vakt_alarm_to_console_seconds_bucket{le=\"+Inf\"}";
+    assert_eq!(app.metric(bucket).await, 1);
+
+    // A low battery on a heartbeat opens an alert too, but no alarm was sent.
+    let pushed = app.metric("vakt_live_stream_seconds_count").await;
+    device.heartbeat(12, false, -80).await.unwrap();
+    device.heartbeat(11, false, -80).await.unwrap();
+    while next_alert_event(&mut stream).await.1["kind"] != "low_battery" {}
+    app.wait_for_metric("vakt_live_stream_seconds_count", pushed + 1)
+        .await;
+    assert_eq!(app.metric("vakt_alarm_to_console_seconds_count").await, 1);
+}
+
 async fn next_alert_event(
     stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
 ) -> (i64, Value) {

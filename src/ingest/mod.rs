@@ -407,7 +407,8 @@ impl Ingest {
         }
         for (pending, written) in batch.into_iter().zip(written) {
             self.kind = pending.kind;
-            let taken_in = self.announce(written);
+            let alarm_arrived = (pending.kind == Some(Uplink::Alarm)).then_some(pending.arrived);
+            let taken_in = self.announce(written, alarm_arrived);
             if taken_in {
                 self.metrics
                     .message_commit
@@ -602,12 +603,17 @@ impl Ingest {
                 async move { s.raise(&r).await }
             })
             .await;
-        self.announce(outcome.map(MessageWritten::Raise))
+        self.announce(outcome.map(MessageWritten::Raise), None)
     }
 
     /// Counts a committed write and pushes what it changed to the consoles; false when the
-    /// store refused it (`None`).
-    fn announce(&mut self, written: Option<MessageWritten>) -> bool {
+    /// store refused it (`None`). `alarm_arrived`: when the device alarm that made it reached
+    /// the ingest, so the live streams time the alarm's whole way to the consoles.
+    fn announce(
+        &mut self,
+        written: Option<MessageWritten>,
+        alarm_arrived: Option<tokio::time::Instant>,
+    ) -> bool {
         match written {
             Some(MessageWritten::Raise(RaiseOutcome::Opened(change))) => {
                 self.metrics.alert_opened(&change.alert);
@@ -618,11 +624,11 @@ impl Ingest {
                     device = change.alert.device_id.as_deref().unwrap_or_default(),
                     "alert opened"
                 );
-                self.hub.publish(change);
+                self.hub.publish_alarm(change, alarm_arrived);
             }
             Some(MessageWritten::Raise(RaiseOutcome::Updated(change))) => {
                 self.metrics.alert_updated(&change.alert);
-                self.hub.publish(change);
+                self.hub.publish_alarm(change, alarm_arrived);
             }
             // Taken in as fresh, but the store already held it (a redelivery after a
             // restart, or a second copy in the same batch).

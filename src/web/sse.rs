@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -17,6 +18,7 @@ use super::auth::{Caller, Credential, Ended};
 use super::error::ApiResult;
 use super::AppState;
 use crate::domain::{now_ms, Millis};
+use crate::hub::Published;
 use crate::store::{AlertChange, Role};
 
 #[utoipa::path(get, path = "/api/alerts/stream", tag = "alerts",
@@ -125,7 +127,7 @@ async fn feed(
     tx: &tokio::sync::mpsc::Sender<Event>,
     s: AppState,
     caller: Caller,
-    mut live: tokio::sync::broadcast::Receiver<crate::hub::Published>,
+    mut live: tokio::sync::broadcast::Receiver<Arc<Published>>,
     mut ends: tokio::sync::broadcast::Receiver<Credential>,
     backlog: Vec<AlertChange>,
 ) -> Option<Ended> {
@@ -142,7 +144,7 @@ async fn feed(
         if let Err(why) = hold.check_if_due(&s).await {
             return Some(why);
         }
-        if send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await == Sent::Gone {
+        if send_new(tx, &s, &caller, &mut sent, &mut cursor, &change, None).await == Sent::Gone {
             return None;
         }
     }
@@ -185,8 +187,14 @@ async fn feed(
                 }
                 match msg {
                     Ok(published) => {
-                        match send_new(tx, &s, &caller, &mut sent, &mut cursor, &published.change).await {
-                            Sent::Yes => s.metrics.live_stream.observe(published.at.elapsed()),
+                        let rendered = Some(&published.rendered);
+                        match send_new(tx, &s, &caller, &mut sent, &mut cursor, &published.change, rendered).await {
+                            Sent::Yes => {
+                                s.metrics.live_stream.observe(published.at.elapsed());
+                                if let Some(arrived) = published.alarm_arrived {
+                                    s.metrics.alarm_to_console.observe(arrived.elapsed());
+                                }
+                            }
                             Sent::Skipped => {}
                             Sent::Gone => return None,
                         }
@@ -196,7 +204,7 @@ async fn feed(
                         let from = cursor.saturating_sub(CATCH_UP_MARGIN);
                         let Ok(missed) = s.store.changes_since(from).await else { return None };
                         for change in missed {
-                            if send_new(tx, &s, &caller, &mut sent, &mut cursor, &change).await == Sent::Gone {
+                            if send_new(tx, &s, &caller, &mut sent, &mut cursor, &change, None).await == Sent::Gone {
                                 return None;
                             }
                         }
@@ -229,6 +237,7 @@ enum Sent {
 }
 
 /// Sends a change unless this alert was already sent at that change or a later one.
+/// `rendered`: the rendering every stream shares, for a change that came live.
 async fn send_new(
     tx: &tokio::sync::mpsc::Sender<Event>,
     s: &AppState,
@@ -236,6 +245,7 @@ async fn send_new(
     sent: &mut HashMap<i64, i64>,
     cursor: &mut i64,
     change: &AlertChange,
+    rendered: Option<&OnceLock<String>>,
 ) -> Sent {
     if sent
         .get(&change.alert.id)
@@ -252,7 +262,7 @@ async fn send_new(
         sent.retain(|_, seq| *seq >= median);
     }
     *cursor = (*cursor).max(change.event_seq);
-    send_change(tx, s, caller, change).await
+    send_change(tx, s, caller, change, rendered).await
 }
 
 async fn send_change(
@@ -260,22 +270,39 @@ async fn send_change(
     s: &AppState,
     caller: &Caller,
     change: &AlertChange,
+    rendered: Option<&OnceLock<String>>,
 ) -> Sent {
     if !caller.covers(change.alert.region.as_deref()) {
         return Sent::Skipped;
     }
-    let out = unrevealed_alert(&change.alert, &s.directory.snapshot());
-    let Ok(event) = Event::default()
+    // What a stream sends depends on the change alone, not on its caller: a live change is
+    // rendered once, by the first stream, and the others copy the text.
+    let own;
+    let json = match rendered {
+        Some(shared) => shared.get_or_init(|| render(s, change)),
+        None => {
+            own = render(s, change);
+            &own
+        }
+    };
+    if json.is_empty() {
+        return Sent::Skipped;
+    }
+    let event = Event::default()
         .event("alert")
         .id(change.event_seq.to_string())
-        .json_data(out)
-    else {
-        return Sent::Skipped;
-    };
+        .data(json);
     match tx.send(event).await {
         Ok(()) => Sent::Yes,
         Err(_) => Sent::Gone,
     }
+}
+
+/// The `alert` event's data: the alert JSON with the person's details left out; empty if
+/// it cannot be written.
+fn render(s: &AppState, change: &AlertChange) -> String {
+    serde_json::to_string(&unrevealed_alert(&change.alert, &s.directory.snapshot()))
+        .unwrap_or_default()
 }
 
 /// A stream fed by a task through a small channel; the task ends when the client leaves.
