@@ -263,6 +263,20 @@ mod store_batches {
         }
     }
 
+    /// Alarms on record without the alert they went into.
+    async fn unlinked_alarms(url: &str) -> i64 {
+        use sqlx::{Connection, Row};
+        let sql =
+            "SELECT count(*) FROM device_messages WHERE kind <> 'cancel' AND alert_id IS NULL";
+        if url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(sql).fetch_one(&mut c).await.unwrap().get(0)
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query(sql).fetch_one(&mut c).await.unwrap().get(0)
+        }
+    }
+
     async fn seeded() -> (tempfile::TempDir, String, SharedStore, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(dir.path()).await;
@@ -328,7 +342,7 @@ mod store_batches {
 
     #[tokio::test]
     async fn a_batch_written_in_one_transaction_leaves_what_its_writes_leave_one_at_a_time() {
-        let (_a_dir, _, together, a) = seeded().await;
+        let (_a_dir, a_url, together, a) = seeded().await;
         let (_b_dir, _, one_by_one, b) = seeded().await;
 
         // Where other instances can hear of changes (PostgreSQL), they hear of each one.
@@ -388,7 +402,9 @@ mod store_batches {
             alerts(&together, &a).await.len(),
             "one latest change per alert"
         );
-        // The messages are on record with the alert they opened: a repeat is a duplicate.
+        // Every alarm is on record with the alert it opened or updated.
+        assert_eq!(unlinked_alarms(&a_url).await, 0);
+        // A repeat of any of them is a duplicate.
         let again = together.write_messages(&batch(&a)).await.unwrap();
         assert!(again.iter().all(|w| matches!(
             w,

@@ -377,25 +377,13 @@ impl<D: Dialect> SqlStore<D> {
             "INSERT INTO alert_events (alert_id, at) VALUES {} RETURNING seq, alert_id",
             placeholders(opening.len(), 2)
         ));
-        // Which alert each message opened, in one statement: CASE picks each row's own.
-        let message = |n: usize| {
-            format!(
-                "device_id = ${} AND boot = ${} AND seq = ${}",
-                n * 4 + 1,
-                n * 4 + 2,
-                n * 4 + 3
-            )
-        };
-        let cases: Vec<String> = (0..opening.len())
-            .map(|n| format!("WHEN {} THEN ${}", message(n), n * 4 + 4))
-            .collect();
-        let rows: Vec<String> = (0..opening.len())
-            .map(|n| format!("({})", message(n)))
-            .collect();
+        // Which alert each message opened, in one statement joining a list of them.
         let mut link = query_built(format!(
-            "UPDATE device_messages SET alert_id = CASE {} END WHERE {}",
-            cases.join(" "),
-            rows.join(" OR ")
+            "WITH opened (device_id, boot, seq, alert_id) AS (VALUES {}) \
+             UPDATE device_messages SET alert_id = opened.alert_id FROM opened \
+             WHERE device_messages.device_id = opened.device_id \
+             AND device_messages.boot = opened.boot AND device_messages.seq = opened.seq",
+            placeholders(opening.len(), 4)
         ));
         for ((_, r, (boot, seq)), id) in opening.iter().zip(&ids) {
             let note = message_note("message", "", r.kind, r.origin);
