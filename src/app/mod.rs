@@ -69,7 +69,16 @@ impl Ctx {
         }
     }
 
-    /// After a change to cases or orders: the ingest's directory reads them all again.
+    /// After a change to a case or its orders: the directory reads that case again, and
+    /// the devices issued to it take the change; nothing else is read.
+    pub async fn refresh_case(&self, id: &str) {
+        if let Err(e) = self.directory.refresh_case(&self.store, id).await {
+            tracing::error!(error = %e, "could not refresh the case in the directory");
+        }
+    }
+
+    /// After a change that reaches every case (a region renamed): the ingest's directory
+    /// reads everything again.
     pub async fn refresh_directory(&self) {
         if let Err(e) = self.directory.reload(&self.store).await {
             tracing::error!(error = %e, "could not refresh the device directory");
