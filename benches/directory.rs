@@ -226,19 +226,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+fn over_1_ms(v: &[Duration]) -> f64 {
+    v.iter().filter(|d| **d > Duration::from_millis(1)).count() as f64
+}
+
 fn main() {
     let runs = 3;
-    println!("| devices | order changed: median / p99 (µs) | device re-keyed: median / p99 (µs) | supervision follows it: median / p99 (µs) | reader lets go of its snapshot: median (µs) | built in (s) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| devices | order changed: median / p95 / p99 (µs) | device re-keyed: median / p95 / p99 (µs) | changes over 1 ms (of {}) | supervision follows it: median / p99 (µs) | reader lets go of its snapshot: median (µs) | built in (s) |", 2 * CHANGES);
+    println!("|---|---|---|---|---|---|---|");
     for n in [10_000usize, 100_000, 1_000_000] {
         let results: Vec<Run> = (0..runs).map(|_| run(n)).collect();
         let m = |f: &dyn Fn(&Run) -> f64| median(results.iter().map(f).collect());
         println!(
-            "| {n} | {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} | {:.0} | {:.1} |",
+            "| {n} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} | {:.1} / {:.1} | {:.0} | {:.1} |",
             m(&|r| percentile(&r.order_changed, 0.5)),
+            m(&|r| percentile(&r.order_changed, 0.95)),
             m(&|r| percentile(&r.order_changed, 0.99)),
             m(&|r| percentile(&r.rekeyed, 0.5)),
+            m(&|r| percentile(&r.rekeyed, 0.95)),
             m(&|r| percentile(&r.rekeyed, 0.99)),
+            m(&|r| over_1_ms(&r.order_changed) + over_1_ms(&r.rekeyed)),
             m(&|r| percentile(&r.supervision, 0.5)),
             m(&|r| percentile(&r.supervision, 0.99)),
             m(&|r| percentile(&r.release, 0.5)),

@@ -21,15 +21,12 @@ const DIRECTORY_CHANNEL: &str = "vakt_directory_changes";
 
 /// What is announced on `channel`, parsed, as it comes; `resumed` is sent after each lost
 /// connection is made again (announcements in between are lost).
-fn listen<T: Send + 'static>(
+fn listen<T: Clone + Send + 'static>(
     pool: sqlx::PgPool,
     channel: &'static str,
     parse: fn(&str) -> Option<T>,
     resumed: Option<T>,
-) -> tokio::sync::mpsc::Receiver<T>
-where
-    T: Clone,
-{
+) -> tokio::sync::mpsc::Receiver<T> {
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
         let mut first = true;
