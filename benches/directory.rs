@@ -46,7 +46,7 @@ fn person(i: usize) -> Person {
         name: "Anna Berg".into(),
         phone: None,
         address: None,
-        protected_identity: i % 10 == 0,
+        protected_identity: i.is_multiple_of(10),
         region: Some("Stockholm".into()),
     }
 }
@@ -91,7 +91,7 @@ fn order(i: usize, valid_to: i64) -> Order {
 /// Device `2i` is case i's alarm device, `2i + 1` its tag.
 fn device(vault: &KeyVault, j: usize, key: &DeviceKey) -> DeviceRecord {
     let id = format!("d-{j:07}");
-    let kind = if j % 2 == 0 {
+    let kind = if j.is_multiple_of(2) {
         DeviceKind::Alarm
     } else {
         DeviceKind::Tag
