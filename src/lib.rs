@@ -287,7 +287,27 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         });
     }
 
-    // Other instances change cases and devices too; pick their changes up regularly.
+    // Other instances announce the cases and devices they change (PostgreSQL): read each
+    // again as it is announced. Announcements of this instance's own changes come back
+    // too and cost one more read of what changed.
+    if let Some(mut notes) = store.directory_changes_from_elsewhere() {
+        let (store, directory) = (store.clone(), directory.clone());
+        tokio::spawn(async move {
+            while let Some(what) = notes.recv().await {
+                let read = match what.split_once(':') {
+                    Some(("case", id)) => directory.refresh_case(&store, id).await,
+                    Some(("device", id)) => directory.refresh_device(&store, id).await,
+                    _ => directory.reload(&store).await,
+                };
+                if let Err(e) = read {
+                    tracing::warn!(error = %e, what, "cannot read an announced change");
+                }
+            }
+        });
+    }
+
+    // A safety net for what no announcement carries (the command line on SQLite, an
+    // announcement lost with its connection): the whole directory, regularly.
     tokio::spawn(refresh_regularly(
         store.clone(),
         directory.clone(),

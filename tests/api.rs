@@ -1230,3 +1230,52 @@ async fn a_zone_that_crosses_itself_encloses_nothing_or_lies_outside_sweden_is_r
     ]));
     assert_eq!(order(square).await.unwrap().status(), 201);
 }
+
+/// Two instances share PostgreSQL: an order added through one reaches the devices of its
+/// case in the other's directory at once (announced), not at its next periodic reload.
+#[tokio::test]
+async fn an_order_added_through_one_instance_reaches_its_cases_devices_on_another_at_once() {
+    let app = TestApp::start().await;
+    if !app.database_url.starts_with("postgres") {
+        eprintln!("two instances share PostgreSQL: set VAKT_TEST_POSTGRES (see .ci/run)");
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        app.dir.path().join("master.key"),
+        dir.path().join("master.key"),
+    )
+    .unwrap();
+    let other = vakt::start(
+        test_config(dir.path(), app.database_url.clone()),
+        vakt::StartOptions::default(),
+    )
+    .await
+    .expect("the other instance starts");
+    let orders_on_other = || {
+        other
+            .state
+            .directory
+            .device(&d.id)
+            .and_then(|e| e.context)
+            .map(|c| c.orders.len())
+    };
+    let before = orders_on_other().expect("the other instance knows the device as issued");
+    let started = std::time::Instant::now();
+    let _: Value = app
+        .post(&app.coordinator, &format!("/api/cases/{}/orders", d.case_id), json!({
+            "kind": "contact_ban", "restrained": {"name": "Johan Ek"},
+            "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2030-01-01T00:00:00Z",
+            "zones": [{"name": "School", "geometry": {"type": "Point", "coordinates": [18.0, 59.3]}, "radius_m": 200}]
+        }))
+        .await;
+    wait_for(
+        "the order on the other instance",
+        std::time::Duration::from_secs(10),
+        || async { orders_on_other() == Some(before + 1) },
+    )
+    .await;
+    // Well before the periodic reload (every 30 s) could have brought it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

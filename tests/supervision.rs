@@ -226,6 +226,33 @@ async fn a_coordinators_interval_wins_and_reaches_the_device_as_a_signed_retaine
 }
 
 #[tokio::test]
+async fn a_device_of_a_closed_case_is_no_longer_watched_for_silence() {
+    let app = app_with_short_deadlines().await;
+    let d = app.issued_device("Stockholm").await;
+    let device = app.connect(&d).await;
+    device.hello("1.0", "T1", 2).await.unwrap();
+    device.heartbeat(80, false, -70).await.unwrap();
+    device.flush(Duration::from_secs(5)).await.unwrap();
+    let _: Value = app
+        .post(
+            &app.coordinator,
+            &format!("/api/cases/{}/close", d.case_id),
+            json!({}),
+        )
+        .await;
+    drop(device);
+    // Silent 5 s after it was last heard, were it still watched.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let alerts = app.open_alerts().await;
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| a["kind"] == "silent" && a["device_id"] == d.id.as_str()),
+        "{alerts:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_order_with_zones_ending_within_7_days_raises_one_priority_4_reminder() {
     let app = TestApp::start().await;
     let d = app.issued_device("Stockholm").await;

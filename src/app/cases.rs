@@ -102,7 +102,7 @@ pub async fn open(ctx: &Ctx, actor: &Actor, req: NewCase) -> AppResult<Case> {
         .subject(&case.id)
         .case(Some(&case.id));
     ctx.store.insert_case(&case, now_ms(), &audit).await?;
-    ctx.refresh_directory().await;
+    ctx.refresh_case(&case.id).await;
     Ok(case)
 }
 
@@ -140,7 +140,7 @@ pub async fn change(ctx: &Ctx, actor: &Actor, id: &str, req: CaseChange) -> AppR
         .subject(id)
         .case(Some(id));
     let case = ctx.store.update_case(id, &patch, now_ms(), &audit).await?;
-    ctx.refresh_directory().await;
+    ctx.refresh_case(id).await;
     Ok(case)
 }
 
@@ -151,6 +151,6 @@ pub async fn close(ctx: &Ctx, actor: &Actor, id: &str) -> AppResult<Case> {
         .subject(id)
         .case(Some(id));
     let case = ctx.store.close_case(id, now_ms(), &audit).await?;
-    ctx.refresh_directory().await;
+    ctx.refresh_case(id).await;
     Ok(case)
 }

@@ -62,14 +62,35 @@ impl DeviceLink {
 }
 
 impl Ctx {
-    /// After a change to one device: the ingest's directory reads its entry again.
+    /// After a change to one device: the ingest's directory reads its entry again, here
+    /// and on the other instances.
     pub async fn refresh_device(&self, id: &str) {
         if let Err(e) = self.directory.refresh_device(&self.store, id).await {
             tracing::error!(error = %e, "could not refresh the device in the directory");
         }
+        self.announce(&format!("device:{id}")).await;
     }
 
-    /// After a change to cases or orders: the ingest's directory reads them all again.
+    /// After a change to a case or its orders: the directory reads that case again, and
+    /// the devices issued to it take the change; nothing else is read. The other instances
+    /// do the same.
+    pub async fn refresh_case(&self, id: &str) {
+        if let Err(e) = self.directory.refresh_case(&self.store, id).await {
+            tracing::error!(error = %e, "could not refresh the case in the directory");
+        }
+        self.announce(&format!("case:{id}")).await;
+    }
+
+    /// Tells the other instances what to read again; one missed is read at their next
+    /// periodic reload.
+    async fn announce(&self, what: &str) {
+        if let Err(e) = self.store.announce_directory_change(what).await {
+            tracing::warn!(error = %e, what, "could not announce a change to other instances");
+        }
+    }
+
+    /// After a change that reaches every case (a region renamed): the ingest's directory
+    /// reads everything again.
     pub async fn refresh_directory(&self) {
         if let Err(e) = self.directory.reload(&self.store).await {
             tracing::error!(error = %e, "could not refresh the device directory");

@@ -152,7 +152,7 @@ pub async fn create(ctx: &Ctx, actor: &Actor, case_id: &str, req: NewOrder) -> A
         .subject(&order.id)
         .case(Some(&case.id));
     ctx.store.insert_order(&order, now_ms(), &audit).await?;
-    ctx.refresh_directory().await;
+    ctx.refresh_case(&case.id).await;
     Ok(order)
 }
 
@@ -196,6 +196,6 @@ pub async fn change(ctx: &Ctx, actor: &Actor, id: &str, req: OrderChange) -> App
         .subject(&order.id)
         .case(Some(&order.case_id));
     ctx.store.update_order(&order, now_ms(), &audit).await?;
-    ctx.refresh_directory().await;
+    ctx.refresh_case(&order.case_id).await;
     Ok(order)
 }

@@ -112,7 +112,8 @@ pub async fn change(ctx: &Ctx, actor: &Actor, code: &str, req: &RegionChange) ->
         .update_region(code, &patch, now_ms(), &audit)
         .await?;
     if region.name != current.name {
-        // The ingest's index holds each case's region.
+        // The ingest's index holds each case's region, and a rename reaches every case of
+        // the region: an administrator's rare act, worth one full reload.
         ctx.refresh_directory().await;
     }
     Ok(region)

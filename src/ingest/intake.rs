@@ -20,7 +20,8 @@ use crate::domain::{DeviceKind, DeviceStatus, Millis, Position};
 use crate::protocol::{self, DeviceKey, Envelope, Freshness, Message, Payload, ReplayWindow};
 use crate::store::{DeviceHealth, Raise};
 
-/// A message from an unknown device reloads the directory at most this often.
+/// A message from an unknown device re-reads that device from the store at most this often
+/// (whatever the device, so made-up names cannot make us query the store per message).
 const DIRECTORY_RELOAD_MIN_MS: Millis = 2_000;
 /// A bad signature re-reads the device's keys (another instance may have rotated them) at
 /// most this often per device, so a forger cannot make us query the store per message.
@@ -278,7 +279,7 @@ impl Intake {
         }
     }
 
-    /// Whether to reload the directory before going on with `entry`: once when the device
+    /// Whether to re-read the device from the store before going on with `entry`: when it
     /// is unknown or not issued here (another instance may have just issued it), at most
     /// every `DIRECTORY_RELOAD_MIN_MS`.
     pub fn reload_due(&mut self, entry: Option<&DeviceEntry>, now: Millis) -> bool {
@@ -834,6 +835,7 @@ mod tests {
             status: DeviceStatus::Issued,
             hb_interval_s: None,
             supervision_class: "standard".into(),
+            case_id: Some("c1".into()),
             context: Some(Arc::new(context(Risk::Low))),
         }
     }

@@ -645,15 +645,14 @@ impl Ingest {
         true
     }
 
-    /// The device's entry, reloading the directory first when `Intake` says so.
+    /// The device's entry, read again from the store first when `Intake` says so: only
+    /// this device and its case, never the whole directory.
     async fn lookup(&mut self, device_id: &str) -> Option<DeviceEntry> {
         let entry = self.directory.device(device_id);
         if !self.intake.reload_due(entry.as_ref(), now_ms()) {
             return entry;
         }
-        if let Err(e) = self.directory.reload(&self.store).await {
-            tracing::warn!(error = %e, "directory reload failed");
-        }
+        self.refresh_device(device_id).await;
         self.directory.device(device_id)
     }
 

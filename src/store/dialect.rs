@@ -27,6 +27,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// Numbers of changes committed by any instance; `None` where this process is the only
     /// writer.
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;
+    /// Tells other instances, at once, that something of the directory changed (`what`).
+    async fn announce_directory(&self, what: &str) -> Result<()>;
+    /// What any instance announced so; `None` where this process is the only one. After a
+    /// lost connection, `*`: something may have been missed.
+    fn listen_for_directory(&self) -> Option<tokio::sync::mpsc::Receiver<String>>;
     fn leadership(&self) -> Box<dyn Leadership>;
     /// Whether an instance leads supervision on this database now. Where leadership is a
     /// lock (PostgreSQL), this takes it until `tx` ends, so that no instance takes the lead

@@ -24,10 +24,25 @@ pub trait InstanceStore: Send + Sync {
     async fn note_broker_session(&self, client_id: &str, at: Millis) -> Result<()>;
     /// The session was ended on purpose: the next connection under this id starts afresh.
     async fn forget_broker_session(&self, client_id: &str) -> Result<()>;
+    /// Tells the other instances that a case or device changed (`what`: `case:ID` or
+    /// `device:ID`), once it is committed, so their directories read it again; nothing
+    /// where this process is the only one.
+    async fn announce_directory_change(&self, what: &str) -> Result<()>;
+    /// What any instance (this one too) announced so; `None` where this process is the
+    /// only one. `*` after a lost connection: something may have been missed.
+    fn directory_changes_from_elsewhere(&self) -> Option<tokio::sync::mpsc::Receiver<String>>;
 }
 
 #[async_trait]
 impl<D: Dialect> InstanceStore for SqlStore<D> {
+    async fn announce_directory_change(&self, what: &str) -> Result<()> {
+        self.dialect.announce_directory(what).await
+    }
+
+    fn directory_changes_from_elsewhere(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        self.dialect.listen_for_directory()
+    }
+
     async fn instance_alive(&self, client_id: &str, leading: bool, at: Millis) -> Result<()> {
         let mut tx = self.begin_write().await?;
         query(

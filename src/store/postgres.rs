@@ -1,5 +1,6 @@
 //! PostgreSQL: several instances share one database; advisory locks order the audit chain
-//! and choose the leader, NOTIFY carries alert changes to every instance's consoles.
+//! and choose the leader, NOTIFY carries alert changes to every instance's consoles and
+//! changed cases and devices to every instance's directory.
 
 use async_trait::async_trait;
 
@@ -15,6 +16,59 @@ pub type PostgresStore = SqlStore<PostgresDialect>;
 
 /// The channel alert changes are announced on, for the consoles of every instance.
 const CHANGES_CHANNEL: &str = "vakt_alert_changes";
+/// The channel changed cases and devices are announced on, for every instance's directory.
+const DIRECTORY_CHANNEL: &str = "vakt_directory_changes";
+
+/// What is announced on `channel`, parsed, as it comes; `resumed` is sent after each lost
+/// connection is made again (announcements in between are lost).
+fn listen<T: Clone + Send + 'static>(
+    pool: sqlx::PgPool,
+    channel: &'static str,
+    parse: fn(&str) -> Option<T>,
+    resumed: Option<T>,
+) -> tokio::sync::mpsc::Receiver<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "cannot listen for changes; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(channel).await {
+                tracing::warn!(channel, error = %e, "cannot listen for changes; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            if let (false, Some(r)) = (first, &resumed) {
+                if tx.send(r.clone()).await.is_err() {
+                    return;
+                }
+            }
+            first = false;
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        if let Some(v) = parse(n.payload()) {
+                            if tx.send(v).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel, error = %e, "change listener lost; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
 
 #[async_trait]
 impl Dialect for PostgresDialect {
@@ -72,41 +126,31 @@ impl Dialect for PostgresDialect {
 
     /// Event numbers of changes committed by any instance, as they are announced.
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for alert changes; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
-                    tracing::warn!(error = %e, "cannot listen for alert changes; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
-                loop {
-                    match listener.recv().await {
-                        Ok(n) => {
-                            if let Ok(seq) = n.payload().parse::<i64>() {
-                                if tx.send(seq).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "alert change listener lost; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        Some(rx)
+        Some(listen(
+            self.pool.clone(),
+            CHANGES_CHANNEL,
+            |payload| payload.parse().ok(),
+            None,
+        ))
+    }
+
+    /// Not in a transaction: the callers announce what they have committed already.
+    async fn announce_directory(&self, what: &str) -> Result<()> {
+        query("SELECT pg_notify($1, $2)")
+            .bind(DIRECTORY_CHANNEL)
+            .bind(what)
+            .execute(&mut *self.pool())
+            .await?;
+        Ok(())
+    }
+
+    fn listen_for_directory(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        Some(listen(
+            self.pool.clone(),
+            DIRECTORY_CHANNEL,
+            |payload| Some(payload.to_owned()),
+            Some("*".to_owned()),
+        ))
     }
 
     fn leadership(&self) -> Box<dyn Leadership> {

@@ -50,6 +50,14 @@ impl Dialect for SqliteDialect {
         None
     }
 
+    async fn announce_directory(&self, _what: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn listen_for_directory(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
+    }
+
     /// One SQLite file serves one instance: it always leads.
     fn leadership(&self) -> Box<dyn Leadership> {
         struct Always;

@@ -4,14 +4,15 @@
 
 pub mod liveness;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::Config;
-use crate::directory::Directory;
+use crate::directory::{Change, DeviceEntry, Directory, Index};
 use crate::domain::policy::escalation::{self, OverdueAfter};
 use crate::domain::policy::triage::{self, Trigger};
 use crate::domain::policy::{incidents, silence, Decision};
@@ -19,7 +20,7 @@ use crate::domain::{now_ms, AlertKind, DeviceKind, Millis, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::mqtt::cluster::PeersPending;
-use crate::store::{Audit, Raise, RaiseOutcome, SharedStore};
+use crate::store::{Audit, DeviceRecord, Raise, RaiseOutcome, SharedStore};
 pub use liveness::{Liveness, LivenessEvent};
 
 /// How often the leader looks for due deadlines: detection is at most this late.
@@ -112,6 +113,8 @@ pub async fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let reported = Arc::new(Mutex::new(HashMap::new()));
     let (leading_tx, leading) = watch::channel(false);
+    // Before the first look, so no change falls between it and the changes that follow.
+    let changes = directory.changes();
     let supervision = Supervision {
         liveness: liveness.clone(),
         reported: reported.clone(),
@@ -128,15 +131,90 @@ pub async fn start(
         liveness,
         reported,
         events: rx,
-        tracked_generation: u64::MAX,
+        changes,
+        resync: false,
         started,
         heard_cursor: started - HEARD_POLL_OVERLAP_MS,
         peers_pending,
         leading: leading_tx,
     };
-    supervisor.sync_tracked().await;
+    supervisor.resync = !supervisor.sync_all().await;
     tokio::spawn(supervisor.run(shutdown));
     Ok(supervision)
+}
+
+/// What the directory's changes since the last look reached.
+enum Followed {
+    Nothing,
+    /// Some devices, and these cases.
+    Cases(BTreeSet<String>),
+    /// The whole directory.
+    Everything,
+}
+
+/// The heartbeat interval and grace, in seconds, supervision gives a device of the
+/// directory; `None` when it is not supervised (only issued alarm devices of open cases
+/// are). `hello_hb_s`: the interval the device announced, when known.
+pub fn supervised(
+    entry: &DeviceEntry,
+    hello_hb_s: Option<u32>,
+    config: &Config,
+) -> Option<(u32, u64)> {
+    if entry.kind != DeviceKind::Alarm || entry.context.is_none() {
+        return None;
+    }
+    let hb = silence::effective_interval_s(entry.hb_interval_s, hello_hb_s, config.default_hb_s);
+    Some((hb, config.grace_for(&entry.supervision_class)))
+}
+
+/// What supervision knows of devices besides the directory.
+pub struct Known<'a> {
+    pub config: &'a Config,
+    /// The store's records of the devices that needed reading (health: the interval
+    /// announced, when last heard).
+    pub records: &'a HashMap<String, DeviceRecord>,
+    /// Intervals devices announced to this process.
+    pub reported: &'a HashMap<String, u32>,
+    /// When this process started: silence before it is not held against a device.
+    pub started: Millis,
+    pub now: Millis,
+}
+
+/// Brings the liveness table in line with the directory for `devices`, and for them only:
+/// tracked with their interval and grace when supervised, untracked when not.
+pub fn follow<'a>(
+    l: &mut Liveness,
+    index: &Index,
+    devices: impl IntoIterator<Item = &'a str>,
+    known: &Known<'_>,
+) {
+    for id in devices {
+        let record = known.records.get(id);
+        let hello = known
+            .reported
+            .get(id)
+            .copied()
+            .or(record.and_then(|r| r.health.hello_hb_s));
+        let Some((hb, grace)) = index
+            .devices
+            .get(id)
+            .and_then(|e| supervised(e, hello, known.config))
+        else {
+            l.untrack(id);
+            continue;
+        };
+        // Already tracked: what this process heard itself is newer.
+        let heard = if l.is_tracked(id) {
+            0
+        } else {
+            silence::counted_from(
+                record.and_then(|r| r.health.last_heard_at),
+                known.started,
+                known.now,
+            )
+        };
+        l.track(id, hb as Millis * 1000, grace as Millis * 1000, heard);
+    }
 }
 
 struct Supervisor {
@@ -148,8 +226,10 @@ struct Supervisor {
     liveness: Arc<Mutex<Liveness>>,
     reported: Arc<Mutex<HashMap<String, u32>>>,
     events: mpsc::UnboundedReceiver<LivenessEvent>,
-    /// The directory generation the tracked set was last built from.
-    tracked_generation: u64,
+    /// The directory's changes: which devices to look at again.
+    changes: broadcast::Receiver<Change>,
+    /// The last look at every device failed: the next one tries again.
+    resync: bool,
     started: Millis,
     heard_cursor: Millis,
     /// With several instances: set while a dead one's queued messages may be unread.
@@ -191,10 +271,18 @@ impl Supervisor {
                     self.leading.send_replace(leading);
                 }
                 _ = sweep.tick() => {
-                    // A coordinator's change may have added an order that ends soon.
-                    if self.sync_tracked().await && leading {
-                        self.orders_ending().await;
-                        self.erase_closed_cases().await;
+                    // A coordinator's change may have added an order that ends soon, or
+                    // closed a case.
+                    match self.follow_changes().await {
+                        Followed::Nothing => {}
+                        Followed::Cases(cases) => if leading {
+                            self.orders_ending_of(&cases).await;
+                            self.erase_closed_cases_among(&cases).await;
+                        }
+                        Followed::Everything => if leading {
+                            self.orders_ending().await;
+                            self.erase_closed_cases().await;
+                        }
                     }
                     let waiting = self.peers_pending.as_ref().is_some_and(|p| p.get());
                     if leading && !waiting {
@@ -217,52 +305,111 @@ impl Supervisor {
         }
     }
 
-    /// Supervises exactly the issued alarm devices of open cases, with their intervals;
-    /// true when the directory had changed.
-    async fn sync_tracked(&mut self) -> bool {
-        let generation = self.directory.generation();
-        if generation == self.tracked_generation {
-            return false;
+    /// Follows the directory's changes since the last look: only the devices they name
+    /// are looked at again, unless the whole directory was reloaded (or this fell behind).
+    async fn follow_changes(&mut self) -> Followed {
+        let mut devices = BTreeSet::new();
+        let mut cases = BTreeSet::new();
+        let mut everything = std::mem::take(&mut self.resync);
+        loop {
+            match self.changes.try_recv() {
+                Ok(Change::Device(id)) => {
+                    devices.insert(id);
+                }
+                Ok(Change::Case {
+                    case_id,
+                    devices: of_case,
+                }) => {
+                    cases.insert(case_id);
+                    devices.extend(of_case.iter().cloned());
+                }
+                Ok(Change::Reloaded) | Err(TryRecvError::Lagged(_)) => everything = true,
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+            }
         }
-        self.tracked_generation = generation;
+        if everything {
+            self.resync = !self.sync_all().await;
+            return Followed::Everything;
+        }
+        if devices.is_empty() && cases.is_empty() {
+            return Followed::Nothing;
+        }
+        self.sync_devices(&devices).await;
+        Followed::Cases(cases)
+    }
+
+    /// Looks at the devices named again: tracked, with their interval, when supervised,
+    /// untracked when not. The store is read only for those this process knows too little
+    /// of (not tracked yet, or no interval heard here).
+    async fn sync_devices(&mut self, devices: &BTreeSet<String>) {
         let index = self.directory.snapshot();
-        let health = match self.store.devices().await {
+        let unknown: Vec<&String> = {
+            let reported = self.reported.lock().expect("reported lock");
+            let l = self.liveness.lock().expect("liveness lock");
+            devices
+                .iter()
+                .filter(|id| {
+                    index.devices.get(id).is_some_and(|e| {
+                        supervised(e, None, &self.config).is_some()
+                            && (!l.is_tracked(id)
+                                || (e.hb_interval_s.is_none() && !reported.contains_key(*id)))
+                    })
+                })
+                .collect()
+        };
+        let mut records = HashMap::new();
+        for id in unknown {
+            match self.store.device(id).await {
+                Ok(d) => {
+                    records.insert(id.clone(), d);
+                }
+                Err(e) => {
+                    tracing::warn!(device = %id, error = %e, "cannot read a device for supervision")
+                }
+            }
+        }
+        let reported = self.reported.lock().expect("reported lock").clone();
+        let known = Known {
+            config: &self.config,
+            records: &records,
+            reported: &reported,
+            started: self.started,
+            now: now_ms(),
+        };
+        let mut l = self.liveness.lock().expect("liveness lock");
+        follow(&mut l, &index, devices.iter().map(String::as_str), &known);
+    }
+
+    /// Supervises exactly the issued alarm devices of open cases, with their intervals,
+    /// looking at every device (at start, and after a full reload of the directory).
+    async fn sync_all(&mut self) -> bool {
+        let index = self.directory.snapshot();
+        let records = match self.store.devices().await {
             Ok(d) => d
                 .into_iter()
                 .map(|d| (d.id.clone(), d))
-                .collect::<std::collections::HashMap<_, _>>(),
+                .collect::<HashMap<_, _>>(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read devices for supervision");
-                self.tracked_generation = u64::MAX;
                 return false;
             }
         };
-        let now = now_ms();
         let reported = self.reported.lock().expect("reported lock").clone();
+        let known = Known {
+            config: &self.config,
+            records: &records,
+            reported: &reported,
+            started: self.started,
+            now: now_ms(),
+        };
         let mut l = self.liveness.lock().expect("liveness lock");
-        let mut wanted = HashSet::new();
-        for (id, entry) in &index.devices {
-            if entry.kind != DeviceKind::Alarm || entry.context.is_none() {
-                continue;
-            }
-            wanted.insert(id.as_str());
-            let record = health.get(id);
-            let hello = reported
-                .get(id)
-                .copied()
-                .or(record.and_then(|r| r.health.hello_hb_s));
-            let hb =
-                silence::effective_interval_s(entry.hb_interval_s, hello, self.config.default_hb_s);
-            let grace = self.config.grace_for(&entry.supervision_class);
-            let heard = silence::counted_from(
-                record.and_then(|r| r.health.last_heard_at),
-                self.started,
-                now,
-            );
-            // Already tracked: what this process heard itself is newer.
-            let heard = if l.is_tracked(id) { 0 } else { heard };
-            l.track(id, hb as Millis * 1000, grace as Millis * 1000, heard);
-        }
+        let wanted: HashSet<&str> = index
+            .devices
+            .iter()
+            .filter(|(_, e)| supervised(e, None, &self.config).is_some())
+            .map(|(id, _)| id)
+            .collect();
+        follow(&mut l, &index, wanted.iter().copied(), &known);
         for id in l.tracked_ids() {
             if !wanted.contains(id.as_str()) {
                 l.untrack(&id);
@@ -477,19 +624,40 @@ impl Supervisor {
         }
     }
 
+    /// After cases changed: retention, if one of them is closed.
+    async fn erase_closed_cases_among(&mut self, cases: &BTreeSet<String>) {
+        let index = self.directory.snapshot();
+        if cases
+            .iter()
+            .any(|id| index.cases.get(id).is_some_and(|c| c.closed_at.is_some()))
+        {
+            self.erase_closed_cases().await;
+        }
+    }
+
     /// Orders in force, with zones, that end within the configured days: one reminder each.
     async fn orders_ending(&mut self) {
+        match self.store.orders().await {
+            Ok(orders) => self.remind_orders_ending(&orders).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read orders"),
+        }
+    }
+
+    /// The same for the orders of some cases only, after they changed.
+    async fn orders_ending_of(&mut self, cases: &BTreeSet<String>) {
+        for case_id in cases {
+            match self.store.orders_of_case(case_id).await {
+                Ok(orders) => self.remind_orders_ending(&orders).await,
+                Err(e) => tracing::warn!(case = %case_id, error = %e, "cannot read orders"),
+            }
+        }
+    }
+
+    async fn remind_orders_ending(&mut self, orders: &[crate::domain::Order]) {
         let now = now_ms();
         let within_days = self.config.supervision.order_ending_days;
         let index = self.directory.snapshot();
-        let orders = match self.store.orders().await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read orders");
-                return;
-            }
-        };
-        for order in &orders {
+        for order in orders {
             let Some(case) = index.cases.get(&order.case_id) else {
                 continue;
             };
@@ -526,5 +694,87 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::tests::{directory, record_of_c1};
+
+    fn known<'a>(
+        config: &'a Config,
+        records: &'a HashMap<String, DeviceRecord>,
+        reported: &'a HashMap<String, u32>,
+    ) -> Known<'a> {
+        Known {
+            config,
+            records,
+            reported,
+            started: 0,
+            now: 1_000,
+        }
+    }
+
+    #[test]
+    fn only_issued_alarm_devices_of_open_cases_are_supervised() {
+        let directory = directory();
+        let index = directory.snapshot();
+        let config = Config::default();
+        let (records, reported) = (HashMap::new(), HashMap::new());
+        let mut l = Liveness::new(0);
+        follow(
+            &mut l,
+            &index,
+            ["d1", "d2", "d3", "d4"],
+            &known(&config, &records, &reported),
+        );
+        let mut tracked = l.tracked_ids();
+        tracked.sort();
+        assert_eq!(tracked, ["d1", "d3"]);
+    }
+
+    #[test]
+    fn after_a_case_is_closed_following_its_devices_alone_stops_supervising_them() {
+        let directory = directory();
+        let config = Config::default();
+        let (records, reported) = (HashMap::new(), HashMap::new());
+        let mut l = Liveness::new(0);
+        follow(
+            &mut l,
+            &directory.snapshot(),
+            ["d1", "d3"],
+            &known(&config, &records, &reported),
+        );
+        let mut changes = directory.changes();
+        let mut closed = record_of_c1(vec![]);
+        closed.case.closed_at = Some(500);
+        directory.apply_case("c1", Some(closed));
+        let Ok(Change::Case { devices, .. }) = changes.try_recv() else {
+            panic!("no change told");
+        };
+        follow(
+            &mut l,
+            &directory.snapshot(),
+            devices.iter().map(String::as_str),
+            &known(&config, &records, &reported),
+        );
+        assert_eq!(l.tracked_ids(), ["d3"]);
+    }
+
+    #[test]
+    fn a_coordinators_interval_wins_over_the_one_the_device_announced() {
+        let directory = directory();
+        let mut entry = directory.device("d1").unwrap();
+        let config = Config::default();
+        assert_eq!(
+            supervised(&entry, Some(60), &config).map(|(hb, _)| hb),
+            Some(60)
+        );
+        entry.hb_interval_s = Some(30);
+        assert_eq!(
+            supervised(&entry, Some(60), &config).map(|(hb, _)| hb),
+            Some(30)
+        );
     }
 }

@@ -79,12 +79,12 @@ impl AppState {
         }
     }
 
-    /// After a coordinator's change, the ingest sees the new cases, orders and devices.
     /// After a change to one device: only its entry is read again.
     pub async fn refresh_device(&self, id: &str) {
         self.app().refresh_device(id).await;
     }
 
+    /// After changes made around the application (a seeded demo): everything is read again.
     pub async fn refresh_directory(&self) {
         self.app().refresh_directory().await;
     }
