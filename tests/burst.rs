@@ -102,3 +102,53 @@ async fn every_message_the_broker_acknowledged_in_a_burst_is_already_taken_in() 
         panics_sent.values().sum::<u32>(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_signed_before_the_clock_starts_are_all_taken_in() {
+    let app = TestApp::start_with(|c| c.device_messages_per_s = 0).await;
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let d = app.issued_device("Stockholm").await;
+        devices.push(firmware_sim::FleetDevice::from((
+            d.id,
+            d.key.parse::<firmware_sim::DeviceKey>().unwrap(),
+        )));
+    }
+    let accepted_before = app.metric("vakt_messages_accepted_total").await;
+    let refused = || async {
+        let mut n = 0;
+        for name in [
+            "vakt_bad_signatures_total",
+            "vakt_replays_total",
+            "vakt_malformed_total",
+        ] {
+            n += app.metric(name).await;
+        }
+        n
+    };
+    let refused_before = refused().await;
+
+    let report = firmware_sim::saturate(firmware_sim::SaturateConfig {
+        host: app.running.mqtt_host.clone(),
+        port: app.running.mqtt_port,
+        devices,
+        messages: 200,
+        window: 16,
+        duration: None,
+        boot: 1,
+        progress: None,
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(report.errors, Vec::<String>::new());
+    assert_eq!((report.connected, report.acked), (3, 600));
+    app.wait_for_metric("vakt_messages_accepted_total", accepted_before + 600)
+        .await;
+    assert_eq!(
+        app.metric("vakt_messages_accepted_total").await,
+        accepted_before + 600,
+        "every heartbeat taken in once"
+    );
+    assert_eq!(refused().await, refused_before, "none refused");
+}

@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use firmware_sim::{
-    boot_from_clock, is_valid_device_id, run_fleet, Burst, DeviceKey, DeviceTls, Fix, FleetConfig,
-    FleetDevice, FleetEvent, FleetReport, SimDevice, SimOptions, FLEET_FW, FLEET_MODEL,
+    boot_from_clock, count, is_valid_device_id, run_fleet, saturate, Burst, CountConfig, DeviceKey,
+    DeviceTls, Fix, FleetConfig, FleetDevice, FleetEvent, FleetReport, SaturateConfig, SimDevice,
+    SimOptions, FLEET_FW, FLEET_MODEL, UPLINK_FILTER,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -100,6 +101,16 @@ enum Command {
     /// them meanwhile; prints the JSON summary with a per-device list. Fails
     /// (after the report) if any alarm is still unanswered.
     Burst(BurstArgs),
+    /// Every device signs --messages heartbeats (its own key, seq from 0 under one boot)
+    /// before the clock starts, then publishes them at QoS 1 on a connection of its own,
+    /// keeping --window unacknowledged: as fast as the broker takes them. Prints a JSON
+    /// line every second and a JSON summary (PUBACKs a second) at the end. Plain TCP only.
+    Saturate(SaturateArgs),
+    /// A plain subscriber: logs in with its own credentials, subscribes at QoS 1 to the
+    /// devices' uplink, acknowledges and counts what arrives. Prints `{"subscribed":true}`
+    /// once subscribed, then a JSON summary with the rate over the window in which the
+    /// messages arrived. Plain TCP only.
+    Count(CountArgs),
 }
 
 #[derive(Args)]
@@ -208,6 +219,150 @@ struct BurstArgs {
     report: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct SaturateArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    /// Lines of `id key [lat lon]`; `#` starts a comment. One connection per device.
+    #[arg(long)]
+    devices: PathBuf,
+    /// Heartbeats per device, all signed before the start (about 200 bytes each in memory).
+    #[arg(long, default_value_t = 1000)]
+    messages: u32,
+    /// QoS 1 publishes each connection keeps unacknowledged.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Seconds; stop sending after this long even with heartbeats left. 0: send them all.
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+    /// Boot counter signed into every heartbeat; by default Unix seconds, so it is newer
+    /// than any earlier run's.
+    #[arg(long)]
+    boot: Option<u32>,
+    /// Write the JSON summary here as well.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CountArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    #[arg(long)]
+    username: String,
+    #[arg(long, default_value = "")]
+    password: String,
+    /// Default: the username.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// E.g. `$share/count/vakt/v1/dev/+/+`, the shared form the backend uses.
+    #[arg(long, default_value = UPLINK_FILTER)]
+    filter: String,
+    /// Stop after this many messages.
+    #[arg(long)]
+    expect: Option<u64>,
+    /// Stop once no message came for this many seconds, after the first.
+    #[arg(long, default_value_t = 10.0)]
+    idle: f64,
+    /// Seconds after subscribing to stop at the latest; 0: no limit.
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+    /// Write the JSON summary here as well.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn seconds(s: f64, what: &str) -> anyhow::Result<Option<Duration>> {
+    (s > 0.0)
+        .then(|| Duration::try_from_secs_f64(s))
+        .transpose()
+        .with_context(|| what.to_owned())
+}
+
+fn print_summary(json: &serde_json::Value, report: Option<&Path>) -> anyhow::Result<()> {
+    let line = serde_json::to_string(json)?;
+    println!("{line}");
+    if let Some(path) = report {
+        std::fs::write(path, line + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn run_saturate(args: SaturateArgs) -> anyhow::Result<()> {
+    let (progress_tx, mut progress) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut before = 0;
+        while let Some((at, acked)) = progress.recv().await {
+            let at: Duration = at;
+            println!(
+                "{}",
+                serde_json::json!({"elapsed_s": at.as_secs(), "acked": acked, "per_s": acked - before})
+            );
+            before = acked;
+        }
+    });
+    let cfg = SaturateConfig {
+        host: args.host,
+        port: args.port,
+        devices: read_devices(&args.devices)?,
+        messages: args.messages,
+        window: args.window,
+        duration: seconds(args.duration, "--duration")?,
+        boot: args.boot.unwrap_or_else(boot_from_clock),
+        progress: Some(progress_tx),
+    };
+    let report = saturate(cfg).await?;
+    printer.await?;
+    print_summary(&report.to_json(), args.report.as_deref())?;
+    eprintln!(
+        "{} of {} devices connected, window {}: {} heartbeats acknowledged in {:.2} s, {:.0} a second",
+        report.connected,
+        report.devices,
+        report.window,
+        report.acked,
+        report.elapsed.as_secs_f64(),
+        report.acked_per_s()
+    );
+    anyhow::ensure!(
+        report.errors.is_empty(),
+        "{} connections failed: {}",
+        report.errors.len(),
+        report.errors.join("; ")
+    );
+    Ok(())
+}
+
+async fn run_count(args: CountArgs) -> anyhow::Result<()> {
+    let cfg = CountConfig {
+        host: args.host,
+        port: args.port,
+        client_id: args.client_id.unwrap_or_else(|| args.username.clone()),
+        username: args.username,
+        password: args.password,
+        filter: args.filter,
+        expect: args.expect,
+        idle: seconds(args.idle, "--idle")?.unwrap_or(Duration::from_secs(10)),
+        duration: seconds(args.duration, "--duration")?,
+    };
+    let report = count(cfg, || {
+        println!("{}", serde_json::json!({"subscribed": true}))
+    })
+    .await?;
+    print_summary(&report.to_json(), args.report.as_deref())?;
+    eprintln!(
+        "{} messages in {:.2} s, {:.0} a second",
+        report.received,
+        report.window.as_secs_f64(),
+        report.per_s()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse().command).await {
@@ -300,6 +455,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Saturate(args) => run_saturate(args).await,
+        Command::Count(args) => run_count(args).await,
     }
 }
 
