@@ -32,10 +32,25 @@ pub(super) enum DownlinkSink {
 impl DownlinkSink {
     async fn publish(&self, topic: String, retain: bool, body: String) -> Result<(), String> {
         match self {
-            DownlinkSink::Client(c) => c
-                .publish(topic, QoS::AtLeastOnce, retain, body)
-                .await
-                .map_err(|e| e.to_string()),
+            // Never wait for room in the client's queue: only the broker link's task empties
+            // it, and that task may itself be waiting for the ingest (a full ingest queue),
+            // which would then never come back from here. A full queue hands the message to
+            // a task of its own instead.
+            DownlinkSink::Client(c) => {
+                match c.try_publish(topic.clone(), QoS::AtLeastOnce, retain, body.clone()) {
+                    Ok(()) => Ok(()),
+                    Err(rumqttc::ClientError::TryRequest(_)) => {
+                        let c = c.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = c.publish(topic, QoS::AtLeastOnce, retain, body).await {
+                                tracing::warn!(error = %e, "could not queue a downlink message");
+                            }
+                        });
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
             #[cfg(feature = "embedded")]
             DownlinkSink::Embedded(b) => {
                 b.publish(&topic, body.into(), retain);

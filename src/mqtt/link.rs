@@ -316,8 +316,18 @@ impl Connection {
                         );
                     }
                     // Subscribing again is harmless when the session kept the subscription.
-                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
-                        tracing::error!(error = %e, "cannot subscribe");
+                    // Not waiting for room in the client's queue: this task is the one that
+                    // empties it.
+                    if client
+                        .try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                        .is_err()
+                    {
+                        let (client, filter) = (client.clone(), filter.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                                tracing::error!(error = %e, "cannot subscribe");
+                            }
+                        });
                     }
                 }
                 // Ready only once subscribed: before that, a brand-new session would miss messages.

@@ -66,9 +66,16 @@ impl Acks {
             (Some(done), _) => {
                 let _ = done.send(());
             }
+            // Never wait for room in the client's queue (see `Downlink`): the broker link's
+            // task that empties it may be waiting for the ingest that is calling this.
             (None, Some(client)) => {
-                if let Err(e) = client.ack(publish).await {
-                    tracing::warn!(error = %e, "could not acknowledge to the broker");
+                if client.try_ack(publish).is_err() {
+                    let (client, publish) = (client.clone(), publish.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = client.ack(&publish).await {
+                            tracing::warn!(error = %e, "could not acknowledge to the broker");
+                        }
+                    });
                 }
             }
             (None, None) => {}
