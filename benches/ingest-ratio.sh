@@ -146,7 +146,7 @@ max_packet_size 4096
 persistence false
 max_queued_messages 1000000
 max_queued_bytes 268435456
-max_inflight_messages 100
+max_inflight_messages $(awk '$1 == "max_inflight_messages" {print $2}' "$root/deploy/mosquitto/mosquitto.conf")
 queue_qos0_messages false
 CONF
     mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
