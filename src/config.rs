@@ -79,7 +79,7 @@ pub const NOT_SETTINGS: &[&str] = &[
     "VAKT_LOG_DIR",
     "VAKT_SCREENSHOT",
     "VAKT_SHOT_DIR",
-    // tests/broker_durability.rs, tests/burst.rs, tests/flood.rs
+    // tests/fault_campaign.rs, tests/burst.rs, tests/flood.rs
     "VAKT_CAMPAIGN_DEVICES",
     "VAKT_CAMPAIGN_ROUNDS",
     "VAKT_CAMPAIGN_ALARM_EVERY_MS",

@@ -277,3 +277,36 @@ async fn an_order_with_zones_ending_within_7_days_raises_one_priority_4_reminder
     assert_eq!(alert["priority"], 4);
     assert!(alert["reasons"][0].as_str().unwrap().contains("Johan Ek"));
 }
+
+#[tokio::test]
+async fn two_instances_flushing_the_health_of_the_same_devices_at_once_do_not_deadlock() {
+    use vakt::store::DeviceHealth;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    if !url.starts_with("postgres") {
+        return; // One SQLite file has one writer at a time: nothing to deadlock.
+    }
+    let first = open_store(dir.path(), &url).await;
+    let second = open_store(dir.path(), &url).await;
+    let devices = seed_issued_devices(&first, dir.path(), vakt::domain::Risk::High, 200).await;
+    // Each instance gathers its batch in its own (hash map) order.
+    let batch = |at: i64| -> Vec<(String, DeviceHealth)> {
+        devices
+            .iter()
+            .map(|(id, _)| {
+                let health = DeviceHealth {
+                    last_heard_at: Some(at),
+                    ..DeviceHealth::default()
+                };
+                (id.clone(), health)
+            })
+            .collect()
+    };
+    for round in 0..20 {
+        let forward = batch(round);
+        let mut backward = batch(round);
+        backward.reverse();
+        let (a, b) = tokio::join!(first.flush_health(&forward), second.flush_health(&backward));
+        assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
+    }
+}

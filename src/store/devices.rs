@@ -267,8 +267,13 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
 
     async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()> {
         // One transaction for the whole batch: one commit (one sync) however many devices.
+        // Rows in the order of their ids: every instance flushes the health of the same
+        // devices, and two batches locking shared rows in different orders deadlock, losing
+        // one of them each time (and a second of the ingest to the database's detection).
+        let mut rows: Vec<&(String, DeviceHealth)> = batch.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self.begin_write().await?;
-        for (id, h) in batch {
+        for (id, h) in rows {
             query(
                 "UPDATE devices SET last_heard_at = COALESCE($1, last_heard_at), \
                  battery = COALESCE($2, battery), charging = COALESCE($3, charging), \

@@ -7,6 +7,10 @@
 
 #![allow(dead_code)]
 
+pub mod mosquitto;
+pub mod postgres;
+pub mod proxy;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
