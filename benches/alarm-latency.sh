@@ -8,9 +8,11 @@
 #   benches/alarm-latency.sh                   # RATE=2000 ALARMS=300 EVERY_MS=200 PROBES=4
 #   RATE=0 benches/alarm-latency.sh            # the same without the load
 #   LOADGEN='...' benches/alarm-latency.sh     # another heartbeat generator (see below)
+#   RATE=20000 LOAD_DEVICES=100 LOADGEN='"$bin/firmware-sim" saturate --port "$mqtt_port" --devices "$load_devices" --messages 30000 --window 32 --rate "$RATE" --duration 150' benches/alarm-latency.sh
 #
 # LOADGEN is a command line run with `eval`; it may use $bin (the release binaries),
-# $mqtt_port, $load_devices (a file of `id key` lines of RATE issued devices) and $RATE.
+# $mqtt_port, $load_devices (a file of `id key` lines of LOAD_DEVICES issued devices,
+# RATE by default) and $RATE.
 # The default, `firmware-sim load`, keeps one MQTT connection per device and beats every
 # second, so RATE devices give RATE heartbeats a second (if the machine keeps up: the
 # script prints the rate vakt actually took in).
@@ -24,7 +26,7 @@ LOADGEN=${LOADGEN:-'"$bin/firmware-sim" load --port "$mqtt_port" --devices "$loa
 register probe "$PROBES" "$work/probes.txt"
 load_devices=$work/load.txt
 if [ "$RATE" -gt 0 ]; then
-  register load "$RATE" "$load_devices"
+  register load "${LOAD_DEVICES:-$RATE}" "$load_devices"
   eval "$LOADGEN" >"$work/load.json" 2>"$work/load.log" &
   load_pid=$!
   # Every device connected and beating before the alarms are timed.

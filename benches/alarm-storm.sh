@@ -11,6 +11,8 @@
 #   benches/alarm-storm.sh                  # N=10000 RUNS=3
 #   N=1000 RUNS=1 benches/alarm-storm.sh
 #   PG=postgres://postgres@127.0.0.1:5432 (the server to create a fresh database on)
+#   PERF_OUT=/tmp/storm.perf (a CPU profile of vakt over the storm; `perf report -i` it)
+#   LOG_SLOW_MS=0 (PostgreSQL logs every statement of the run's database with its time)
 set -euo pipefail
 N=${N:-10000}
 RUNS=${RUNS:-3}
@@ -79,12 +81,26 @@ with open(out, "w") as f:
         post(f"/api/devices/{d['id']}/issue", {"case_id": case["id"], "holder_person_id": person["id"]})
         f.write(f"{d['id']} {d['key']}\n")
 PY
-  curl -sf "http://127.0.0.1:$http_port/metrics" >"$work/run/before.txt"
   cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+  # Registering re-reads each device on every instance (the directory's announcements):
+  # let vakt go idle first, so that the storm is measured alone.
+  last=$(cpu "$vakt_pid")
+  for _ in $(seq 1 60); do
+    sleep 1; now=$(cpu "$vakt_pid")
+    [ $((now - last)) -le 2 ] && break
+    last=$now
+  done
+  curl -sf "http://127.0.0.1:$http_port/metrics" >"$work/run/before.txt"
   echo "$(cpu "$vakt_pid") $(cpu "$broker_pid")" >"$work/run/cpu_before.txt"
+  # PERF_OUT=FILE: a CPU profile of vakt over the storm (perf's software clock).
+  if [ -n "${PERF_OUT:-}" ]; then
+    perf record -e cpu-clock -F 999 -p "$vakt_pid" -o "$PERF_OUT" 2>/dev/null &
+    perf_pid=$!
+  fi
   /usr/bin/time -f "%U %S" -o "$work/run/sim_cpu.txt" "$bin/firmware-sim" burst --port "$mqtt_port" --devices "$work/run/devices.txt" --messages 1 \
     --alarm-every 1 --together --wait 120 --connect-rate 1000 --report "$work/run/report.json"
   echo "$(cpu "$vakt_pid") $(cpu "$broker_pid")" >"$work/run/cpu_after.txt"
+  if [ -n "${perf_pid:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=; fi
   curl -sf "http://127.0.0.1:$http_port/metrics" >"$work/run/after.txt"
   curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$http_port/api/alerts?state=open,acknowledged,resolved" >"$work/run/alerts.json"
   psql "$PG/$db" -Atc "SELECT count(*), count(DISTINCT (device_id, boot, seq)), count(alert_id) FROM device_messages WHERE kind = 'panic'" >"$work/run/stored.txt"

@@ -135,6 +135,7 @@ async fn heartbeats_signed_before_the_clock_starts_are_all_taken_in() {
         messages: 200,
         window: 16,
         duration: None,
+        rate: None,
         boot: 1,
         progress: None,
     })

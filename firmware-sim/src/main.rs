@@ -237,6 +237,10 @@ struct SaturateArgs {
     /// Seconds; stop sending after this long even with heartbeats left. 0: send them all.
     #[arg(long, default_value_t = 0.0)]
     duration: f64,
+    /// Heartbeats a second over all devices, spread evenly; 0: as fast as the broker takes
+    /// them.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Boot counter signed into every heartbeat; by default Unix seconds, so it is newer
     /// than any earlier run's.
     #[arg(long)]
@@ -313,6 +317,7 @@ async fn run_saturate(args: SaturateArgs) -> anyhow::Result<()> {
         messages: args.messages,
         window: args.window,
         duration: seconds(args.duration, "--duration")?,
+        rate: Some(args.rate),
         boot: args.boot.unwrap_or_else(boot_from_clock),
         progress: Some(progress_tx),
     };

@@ -43,6 +43,9 @@ pub struct SaturateConfig {
     pub window: usize,
     /// Stops sending after this long, even with heartbeats left.
     pub duration: Option<Duration>,
+    /// Heartbeats a second over all connections, spread evenly; `None`: as fast as the
+    /// broker takes them.
+    pub rate: Option<f64>,
     /// The boot counter every device signs with; must be newer than the backend has seen.
     pub boot: u32,
     /// Receives (time since the start, heartbeats acknowledged so far) every second.
@@ -183,8 +186,18 @@ pub async fn saturate(cfg: SaturateConfig) -> anyhow::Result<SaturateReport> {
     });
     let started_ms = now_ms();
     let mut running = JoinSet::new();
+    let pace = cfg
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(connected as f64 / r));
     for (socket, stream) in ready {
-        running.spawn(run_connection(socket, stream, cfg.window, tally.clone()));
+        running.spawn(run_connection(
+            socket,
+            stream,
+            cfg.window,
+            pace,
+            tally.clone(),
+        ));
     }
     let ticker = cfg.progress.map(|progress| {
         let tally = tally.clone();
@@ -274,6 +287,7 @@ async fn run_connection(
     socket: TcpStream,
     stream: Stream,
     window: usize,
+    pace: Option<Duration>,
     tally: Arc<Tally>,
 ) -> anyhow::Result<()> {
     let (reader, writer) = socket.into_split();
@@ -284,6 +298,7 @@ async fn run_connection(
         writer,
         stream,
         room.clone(),
+        pace,
         tally.clone(),
         final_tx,
     ));
@@ -299,6 +314,7 @@ async fn write_stream(
     mut writer: OwnedWriteHalf,
     stream: Stream,
     room: Arc<Semaphore>,
+    pace: Option<Duration>,
     tally: Arc<Tally>,
     sent_in_all: watch::Sender<Option<u64>>,
 ) -> anyhow::Result<()> {
@@ -306,9 +322,14 @@ async fn write_stream(
     let mut next = 0;
     let outcome = async {
         while next < total && !tally.stop.load(Ordering::Relaxed) {
+            if let Some(pace) = pace {
+                // Paced: each heartbeat at its own moment, one at a time.
+                tokio::time::sleep_until((tally.start + pace * next as u32).into()).await;
+            }
             room.acquire().await?.forget();
             let mut n = 1;
-            let more = (total - next - 1).min(WRITE_BATCH - 1);
+            let batch = if pace.is_some() { 1 } else { WRITE_BATCH };
+            let more = (total - next - 1).min(batch - 1);
             while n <= more && room.try_acquire().map(|p| p.forget()).is_ok() {
                 n += 1;
             }
