@@ -342,11 +342,14 @@ mod store_batches {
 
     #[tokio::test]
     async fn a_batch_written_in_one_transaction_leaves_what_its_writes_leave_one_at_a_time() {
-        let (_a_dir, a_url, together, a) = seeded().await;
+        let (a_dir, a_url, together, a) = seeded().await;
         let (_b_dir, _, one_by_one, b) = seeded().await;
 
         // Where other instances can hear of changes (PostgreSQL), they hear of each one.
-        let mut announced = together.changes_from_elsewhere();
+        let elsewhere = open_store(a_dir.path(), &a_url).await;
+        let mut announced = elsewhere.changes_from_elsewhere();
+        // The instance that made them has had them at commit: it does not read them back.
+        let mut own = together.changes_from_elsewhere();
         if announced.is_some() {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
@@ -373,6 +376,13 @@ mod store_batches {
             }
             heard.sort_unstable();
             assert_eq!(heard, expected);
+            let own = own.as_mut().unwrap();
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(500), own.recv())
+                    .await
+                    .is_err(),
+                "an instance read its own change back"
+            );
         }
         let mut each = Vec::new();
         for w in batch(&b) {

@@ -10,6 +10,10 @@ use super::{Leadership, Result};
 
 pub struct PostgresDialect {
     pool: sqlx::PgPool,
+    /// Names this process in its announcements of alert changes: its own consoles had each
+    /// change at commit, and reading it back once per announcement would double the work
+    /// of every alarm (two queries each, thousands a second in a storm).
+    origin: String,
 }
 
 pub type PostgresStore = SqlStore<PostgresDialect>;
@@ -18,6 +22,19 @@ pub type PostgresStore = SqlStore<PostgresDialect>;
 const CHANGES_CHANNEL: &str = "vakt_alert_changes";
 /// The channel changed cases and devices are announced on, for every instance's directory.
 const DIRECTORY_CHANNEL: &str = "vakt_directory_changes";
+
+/// The change an announcement numbers (`"{seq} {origin}"`), unless `origin` (this process)
+/// made it. An announcement without an origin (an older version) counts as another's.
+fn change_from_elsewhere(payload: &str, origin: &str) -> Option<i64> {
+    let (seq, from) = match payload.split_once(' ') {
+        Some((seq, from)) => (seq, Some(from)),
+        None => (payload, None),
+    };
+    if from == Some(origin) {
+        return None;
+    }
+    seq.parse().ok()
+}
 
 /// What is announced on `channel`, parsed, as it comes; `resumed` is sent after each lost
 /// connection is made again (announcements in between are lost).
@@ -101,7 +118,7 @@ impl Dialect for PostgresDialect {
     async fn announce(&self, tx: &mut dyn Tx, seq: i64) -> Result<()> {
         query("SELECT pg_notify($1, $2)")
             .bind(CHANGES_CHANNEL)
-            .bind(seq.to_string())
+            .bind(format!("{seq} {}", self.origin))
             .execute(tx)
             .await?;
         Ok(())
@@ -118,7 +135,7 @@ impl Dialect for PostgresDialect {
         ))
         .bind(CHANGES_CHANNEL);
         for seq in seqs {
-            notify = notify.bind(seq.to_string());
+            notify = notify.bind(format!("{seq} {}", self.origin));
         }
         notify.execute(tx).await?;
         Ok(())
@@ -126,12 +143,24 @@ impl Dialect for PostgresDialect {
 
     /// Event numbers of changes committed by any instance, as they are announced.
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
-        Some(listen(
+        let mut announced = listen(
             self.pool.clone(),
             CHANGES_CHANNEL,
-            |payload| payload.parse().ok(),
+            |payload| Some(payload.to_owned()),
             None,
-        ))
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let origin = self.origin.clone();
+        tokio::spawn(async move {
+            while let Some(payload) = announced.recv().await {
+                if let Some(seq) = change_from_elsewhere(&payload, &origin) {
+                    if tx.send(seq).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Some(rx)
     }
 
     /// Not in a transaction: the callers announce what they have committed already.
@@ -179,7 +208,10 @@ impl PostgresStore {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(SqlStore::new(PostgresDialect { pool }))
+        Ok(SqlStore::new(PostgresDialect {
+            pool,
+            origin: hex::encode(crate::keys::os_random::<6>()),
+        }))
     }
 }
 
@@ -226,5 +258,18 @@ impl Drop for PgLeadership {
         if let Some(conn) = self.held.take() {
             drop(conn.detach());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::change_from_elsewhere;
+
+    #[test]
+    fn a_change_announced_by_this_process_is_not_read_back_and_one_from_another_is() {
+        assert_eq!(change_from_elsewhere("41 a1b2", "a1b2"), None);
+        assert_eq!(change_from_elsewhere("41 c3d4", "a1b2"), Some(41));
+        assert_eq!(change_from_elsewhere("41", "a1b2"), Some(41));
+        assert_eq!(change_from_elsewhere("x c3d4", "a1b2"), None);
     }
 }
