@@ -438,3 +438,61 @@ mod store_batches {
         store.write_messages(&rest).await.unwrap();
     }
 }
+
+mod storm_in_the_store {
+    //! How many alarms a second the store commits durably in a storm, the ingest's batches
+    //! written straight into it: the database's share of an alarm storm, apart from the
+    //! broker and the devices (which on a two-core machine take most of it).
+    //!
+    //! VAKT_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432 \
+    //!   cargo test --release --test group_commit -- --ignored --nocapture storm
+
+    use super::common::*;
+    use std::time::Instant;
+    use vakt::domain::{AlertKind, Position, Priority, Reason, Risk};
+    use vakt::store::{MessageWrite, MessageWritten, Raise, RaiseOutcome};
+
+    #[tokio::test]
+    #[ignore = "a benchmark: run it on its own, in a release build"]
+    async fn a_storm_of_ten_thousand_alarms_is_committed_in_batches_of_the_ingests_size() {
+        const DEVICES: usize = 10_000;
+        const BATCH: usize = 256;
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_database(dir.path()).await;
+        let store = open_store(dir.path(), &url).await;
+        let devices = seed_issued_devices(&store, dir.path(), Risk::High, DEVICES).await;
+        let started = Instant::now();
+        let mut transactions = 0;
+        for chunk in devices.chunks(BATCH) {
+            let writes: Vec<MessageWrite> = chunk
+                .iter()
+                .map(|(id, _)| {
+                    MessageWrite::Raise(Raise {
+                        device_id: id.clone(),
+                        origin: Some((1, 0)),
+                        answer_device: true,
+                        case_id: Some("c1".into()),
+                        region: Some("Stockholm".into()),
+                        kind: AlertKind::Panic,
+                        priority: Priority::new(1).unwrap(),
+                        position: Position::new(59.33, 18.06, Some(12)),
+                        trigger: vec![Reason::new("panic_pressed", "Panic button pressed")],
+                        context: vec![Reason::new("text", "Case c1, high risk")],
+                        at: vakt::domain::now_ms(),
+                    })
+                })
+                .collect();
+            let written = store.write_messages(&writes).await.unwrap();
+            assert!(written
+                .iter()
+                .all(|w| matches!(w, MessageWritten::Raise(RaiseOutcome::Opened(_)))));
+            transactions += 1;
+        }
+        let took = started.elapsed();
+        println!(
+            "{DEVICES} alarms in {transactions} transactions in {:.3} s: {:.0} alarms a second committed",
+            took.as_secs_f64(),
+            DEVICES as f64 / took.as_secs_f64()
+        );
+    }
+}
