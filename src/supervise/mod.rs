@@ -261,6 +261,11 @@ impl Supervisor {
                         if let Some(p) = &self.peers_pending {
                             p.set(true);
                         }
+                        // Devices announced their intervals to the old leader too (their
+                        // `hello` went to whichever instance the broker chose): look at
+                        // every device in the store once, at the next sweep, instead of
+                        // judging them by the default interval until the next full pass.
+                        self.resync = true;
                         self.resync_silent().await;
                         self.orders_ending().await;
                         self.erase_closed_cases().await;
