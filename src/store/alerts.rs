@@ -22,30 +22,11 @@ pub trait AlertStore: Send + Sync {
     /// `(device, boot, seq)`, then opens an alert or updates the unresolved one of the same
     /// incident.
     async fn raise(&self, raise: &Raise) -> Result<RaiseOutcome>;
-    /// Records a non-alert message (`test`, `cancel`) once; false when it was a duplicate.
-    async fn record_message(
-        &self,
-        device_id: &str,
-        boot: u32,
-        seq: u32,
-        kind: &str,
-        at: Millis,
-    ) -> Result<bool>;
     /// Whether the message `(device, boot, seq)` was taken in before (an alarm, cancel or
     /// test, whatever it led to).
     async fn holds_message(&self, device_id: &str, boot: u32, seq: u32) -> Result<bool>;
-    /// Takes in a `cancel` once and, in the same transaction, marks the device's open
-    /// emergency alert when the cancel came after every alarm of it: the holder pressed
-    /// cancel.
-    async fn cancel(
-        &self,
-        device_id: &str,
-        boot: u32,
-        seq: u32,
-        at: Millis,
-    ) -> Result<CancelOutcome>;
     /// Group commit: takes in many messages' writes in one transaction, each exactly as
-    /// `raise`, `cancel` or `record_message` would on its own, in order (a later write sees
+    /// `raise` would on its own, or as a cancel or test is recorded, in order (a later write sees
     /// the earlier ones). All or nothing: an error leaves none of them written, and the
     /// caller decides whether to try the batch again or each write on its own.
     async fn write_messages(&self, writes: &[MessageWrite]) -> Result<Vec<MessageWritten>>;
@@ -562,7 +543,8 @@ impl<D: Dialect> SqlStore<D> {
         })
     }
 
-    /// `record_message` inside a transaction of the caller's.
+    /// Records a non-alert message (`test`, `cancel`) once, in the caller's transaction;
+    /// false when it was a duplicate.
     async fn record_message_in(
         &self,
         tx: &mut dyn Tx,
@@ -593,7 +575,9 @@ impl<D: Dialect> SqlStore<D> {
         Ok(fresh > 0)
     }
 
-    /// `cancel` inside a transaction of the caller's.
+    /// Takes in a `cancel` once and, in the caller's transaction, marks the device's open
+    /// emergency alert when the cancel came after every alarm of it: the holder pressed
+    /// cancel.
     async fn cancel_in(
         &self,
         tx: &mut dyn Tx,
@@ -709,35 +693,6 @@ impl<D: Dialect> AlertStore for SqlStore<D> {
     async fn raise(&self, r: &Raise) -> Result<RaiseOutcome> {
         let mut tx = self.begin_write().await?;
         let outcome = self.raise_in(&mut *tx, r).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    async fn record_message(
-        &self,
-        device_id: &str,
-        boot: u32,
-        seq: u32,
-        kind: &str,
-        at: Millis,
-    ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let fresh = self
-            .record_message_in(&mut *tx, device_id, boot, seq, kind, at)
-            .await?;
-        tx.commit().await?;
-        Ok(fresh)
-    }
-
-    async fn cancel(
-        &self,
-        device_id: &str,
-        boot: u32,
-        seq: u32,
-        at: Millis,
-    ) -> Result<CancelOutcome> {
-        let mut tx = self.begin_write().await?;
-        let outcome = self.cancel_in(&mut *tx, device_id, boot, seq, at).await?;
         tx.commit().await?;
         Ok(outcome)
     }
