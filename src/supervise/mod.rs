@@ -1,6 +1,6 @@
 //! Supervision: silence of devices and the timers on alerts (overdue escalation, reminders,
-//! orders about to end, risk assessments due for review). Every instance keeps the liveness table; one leader, chosen
-//! through the store, acts on it.
+//! orders about to end, risk assessments due for review). Every instance keeps the liveness
+//! table; one leader, chosen through the store, acts on it.
 
 pub mod liveness;
 
@@ -706,9 +706,7 @@ impl Supervisor {
             }
         }
     }
-}
 
-impl Supervisor {
     /// Open cases whose latest risk assessment's review date has passed: one reminder each.
     async fn reviews_passed(&mut self) {
         match self.store.reviews_passed(day_of(now_ms())).await {
