@@ -568,3 +568,44 @@ async fn an_assessment_whose_audit_entry_fails_leaves_neither_the_assessment_nor
     assert!(store.assessments("c1").await.unwrap().is_empty());
     assert_eq!(store.case("c1").await.unwrap().risk, Risk::High);
 }
+
+#[tokio::test]
+async fn a_risk_assessed_through_one_instance_is_the_risk_another_prioritises_by_at_once() {
+    let app = TestApp::start().await;
+    if !app.database_url.starts_with("postgres") {
+        eprintln!("two instances share PostgreSQL: set VAKT_TEST_POSTGRES (see .ci/run)");
+        return;
+    }
+    let d = app.issued_device("Stockholm").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        app.dir.path().join("master.key"),
+        dir.path().join("master.key"),
+    )
+    .unwrap();
+    let other = vakt::start(
+        test_config(dir.path(), app.database_url.clone()),
+        vakt::StartOptions::default(),
+    )
+    .await
+    .expect("the other instance starts");
+    let risk_on_other = || {
+        other
+            .state
+            .directory
+            .device(&d.id)
+            .and_then(|e| e.context)
+            .map(|c| c.case.risk)
+    };
+    assert_eq!(risk_on_other(), Some(Risk::High));
+    let started = Instant::now();
+    post_assessment(&app, &d.case_id, assessment("PATRIARK", "low")).await;
+    wait_for(
+        "the new risk on the other instance",
+        Duration::from_secs(10),
+        || async { risk_on_other() == Some(Risk::Low) },
+    )
+    .await;
+    // Well before the periodic reload (every 30 s) could have brought it.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
