@@ -67,6 +67,8 @@ async fn every_endpoint_answers_each_role_and_region_as_the_matrix_says() {
     let new_person = json!({"name": "N N", "region": "Stockholm"});
     let new_device = json!({"id": unique("m")});
     let new_order = json!({"kind": "contact_ban", "restrained": {"name": "R"}, "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z"});
+    let next_review = (chrono::Utc::now().date_naive() + chrono::Duration::days(60)).to_string();
+    let new_assessment = json!({"method": "SARA", "risk": "high", "factors": ["threats"], "next_review": next_review});
     // Columns: anonymous, officer, local officer, far officer, coordinator, far coordinator, admin.
     let rows: Vec<(Method, String, Option<Value>, [Expect; 7])> = vec![
         (
@@ -213,6 +215,34 @@ async fn every_endpoint_answers_each_role_and_region_as_the_matrix_says() {
             Method::PATCH,
             format!("/api/cases/{case}"),
             Some(json!({"risk": "high"})),
+            [
+                Unauthorized,
+                Forbidden,
+                Forbidden,
+                Forbidden,
+                Allowed,
+                Hidden,
+                Allowed,
+            ],
+        ),
+        (
+            Method::GET,
+            format!("/api/cases/{case}/assessments"),
+            None,
+            [
+                Unauthorized,
+                Allowed,
+                Allowed,
+                Hidden,
+                Allowed,
+                Hidden,
+                Allowed,
+            ],
+        ),
+        (
+            Method::POST,
+            format!("/api/cases/{case}/assessments"),
+            Some(new_assessment),
             [
                 Unauthorized,
                 Forbidden,

@@ -29,6 +29,9 @@ pub struct NewCase {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaseChange {
+    /// Kept as history: recorded as an assessment of method `other` with no factors, which
+    /// keeps the latest assessment's review date. `POST /api/cases/{id}/assessments`
+    /// records a structured one.
     pub risk: Option<Risk>,
     /// A string sets the plan; `null` clears it; leaving it out keeps it.
     #[serde(default, deserialize_with = "present")]
@@ -123,24 +126,36 @@ pub async fn in_region(ctx: &Ctx, actor: &Actor, id: &str) -> AppResult<Case> {
     Ok(case)
 }
 
+/// Changes the case's risk, response plan or relatives. A new risk is kept as history like
+/// an assessment's (see `assessments::risk_set_on_case`), so the case's risk is always its
+/// latest assessment's.
 pub async fn change(ctx: &Ctx, actor: &Actor, id: &str, req: CaseChange) -> AppResult<Case> {
     actor.require(&[Role::Coordinator])?;
-    in_region(ctx, actor, id).await?;
+    let current = in_region(ctx, actor, id).await?;
     let plan = match req.response_plan {
         Some(Some(p)) => Some(optional_text("response_plan", Some(&p), 4000)?),
         Some(None) => Some(None),
         None => None,
     };
+    let assessment = match req.risk {
+        Some(risk) => {
+            super::assessments::risk_set_on_case(ctx, actor, id, current.risk, risk).await?
+        }
+        None => None,
+    };
     let patch = CasePatch {
-        risk: req.risk,
+        assessment,
         response_plan: plan,
         relatives: req.relatives.map(relatives).transpose()?,
     };
     let audit = Audit::new(actor.name(), "case_changed")
         .subject(id)
         .case(Some(id));
-    let case = ctx.store.update_case(id, &patch, now_ms(), &audit).await?;
+    let (case, changes) = ctx.store.update_case(id, &patch, now_ms(), &audit).await?;
     ctx.refresh_case(id).await;
+    for change in changes {
+        ctx.hub.publish(change);
+    }
     Ok(case)
 }
 

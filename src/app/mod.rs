@@ -4,6 +4,7 @@
 //! line, the demo) parse their input, call these, and word the result.
 
 pub mod alerts;
+pub mod assessments;
 pub mod audit;
 pub mod cases;
 pub mod devices;

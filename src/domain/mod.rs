@@ -157,6 +157,73 @@ pub struct Relative {
     pub phone: Option<String>,
 }
 
+/// The instrument a structured threat and risk assessment was made with. The names are the
+/// instruments' own: PATRIARK (honour-related violence), SARA (spousal assault), SRA
+/// (stalking); `other` for any other, and for a risk changed on the case without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AssessmentMethod {
+    #[serde(rename = "PATRIARK")]
+    Patriark,
+    #[serde(rename = "SARA")]
+    Sara,
+    #[serde(rename = "SRA")]
+    Sra,
+    #[serde(rename = "other")]
+    Other,
+}
+
+impl AssessmentMethod {
+    pub const ALL: [AssessmentMethod; 4] = [
+        AssessmentMethod::Patriark,
+        AssessmentMethod::Sara,
+        AssessmentMethod::Sra,
+        AssessmentMethod::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssessmentMethod::Patriark => "PATRIARK",
+            AssessmentMethod::Sara => "SARA",
+            AssessmentMethod::Sra => "SRA",
+            AssessmentMethod::Other => "other",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AssessmentMethod> {
+        AssessmentMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// A day of the calendar (`YYYY-MM-DD`), as a review date is given; days are UTC days.
+pub type Day = chrono::NaiveDate;
+
+/// The UTC day `ms` falls on.
+pub fn day_of(ms: Millis) -> Day {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// One structured threat and risk assessment of a case. Kept as history: a new assessment
+/// is a new one, never a change of an old one; the case's risk is the latest one's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    pub id: i64,
+    pub case_id: String,
+    pub method: AssessmentMethod,
+    pub risk: Risk,
+    /// The case's risk before this assessment.
+    pub previous_risk: Risk,
+    /// The risk factors considered, each in a few words.
+    pub factors: Vec<String>,
+    pub summary: Option<String>,
+    /// When it must be assessed again; `None` only for a risk changed on the case without
+    /// an assessment before any assessment gave a date.
+    pub next_review: Option<Day>,
+    /// `None`: an operator at the command line.
+    pub assessed_by: Option<String>,
+    pub assessed_at: Millis,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderKind {
@@ -292,12 +359,13 @@ pub enum AlertKind {
     TagNear,
     OrderEnding,
     MessagesMissing,
+    ReviewDue,
 }
 
 impl AlertKind {
     /// Every kind, in the order declared: `kind as usize` is its place here (the metrics
     /// count by it).
-    pub const ALL: [AlertKind; 11] = [
+    pub const ALL: [AlertKind; 12] = [
         AlertKind::Panic,
         AlertKind::Fall,
         AlertKind::Tamper,
@@ -309,6 +377,7 @@ impl AlertKind {
         AlertKind::TagNear,
         AlertKind::OrderEnding,
         AlertKind::MessagesMissing,
+        AlertKind::ReviewDue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -324,6 +393,7 @@ impl AlertKind {
             AlertKind::TagNear => "tag_near",
             AlertKind::OrderEnding => "order_ending",
             AlertKind::MessagesMissing => "messages_missing",
+            AlertKind::ReviewDue => "review_due",
         }
     }
     pub fn parse(s: &str) -> Option<AlertKind> {
@@ -512,7 +582,8 @@ mod tests {
                 | AlertKind::TagInZone
                 | AlertKind::TagNear
                 | AlertKind::OrderEnding
-                | AlertKind::MessagesMissing => assert_eq!(kind as usize, i),
+                | AlertKind::MessagesMissing
+                | AlertKind::ReviewDue => assert_eq!(kind as usize, i),
             }
         }
     }

@@ -201,7 +201,7 @@ fn alert_from(row: &Row) -> Result<Alert> {
     })
 }
 
-async fn alert_in(conn: &mut dyn Conn, id: i64) -> Result<Alert> {
+pub(super) async fn alert_in(conn: &mut dyn Conn, id: i64) -> Result<Alert> {
     let row = query_built(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -656,7 +656,7 @@ impl<D: Dialect> SqlStore<D> {
 
     /// Writes a line of the alert's history and numbers the change for the live stream
     /// (announced to other instances at commit).
-    async fn history_and_event(
+    pub(super) async fn history_and_event(
         &self,
         tx: &mut dyn Tx,
         alert_id: i64,

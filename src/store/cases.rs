@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::db::{query, Row};
 use super::dialect::{corrupt, Dialect, SqlStore};
-use super::{Audit, CasePatch, Result, StoreError};
+use super::{AlertChange, Audit, CasePatch, Result, StoreError};
 use crate::domain::{Address, Case, Millis, Person, Risk};
 
 #[async_trait]
@@ -15,19 +15,23 @@ pub trait CaseStore: Send + Sync {
     async fn insert_case(&self, case: &Case, at: Millis, audit: &Audit<'_>) -> Result<()>;
     async fn case(&self, id: &str) -> Result<Case>;
     async fn cases(&self) -> Result<Vec<Case>>;
+    /// Changes the case; a risk in `patch` is appended as an assessment (see
+    /// `AssessmentStore::record_assessment`). The case as changed, and the changes of its
+    /// alerts that the change of risk wrote a line on.
     async fn update_case(
         &self,
         id: &str,
         patch: &CasePatch,
         at: Millis,
         audit: &Audit<'_>,
-    ) -> Result<Case>;
+    ) -> Result<(Case, Vec<AlertChange>)>;
     async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case>;
     /// Erases the personal data of cases closed before `closed_before`: the person's name,
     /// phone and address, positions, the restrained persons and zones, free-text notes.
     /// Alerts stay, pseudonymised, for statistics. Each case is erased in its own
     /// transaction with its audit entry: `audit` with the case as subject and case. Returns
-    /// the case ids erased.
+    /// the case ids erased. The case's risk assessments keep their method, risk and dates;
+    /// their factors and summary are emptied.
     async fn erase_closed_cases(
         &self,
         closed_before: Millis,
@@ -143,14 +147,14 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
         patch: &CasePatch,
         at: Millis,
         audit: &Audit<'_>,
-    ) -> Result<Case> {
+    ) -> Result<(Case, Vec<AlertChange>)> {
         let (_one_writer, mut tx) = self.begin_audited().await?;
-        if let Some(risk) = patch.risk {
-            query("UPDATE cases SET risk = $1 WHERE id = $2")
-                .bind(risk.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let mut changes = Vec::new();
+        if let Some(assessment) = &patch.assessment {
+            if assessment.case_id != id {
+                return Err(corrupt("an assessment of another case"));
+            }
+            (_, changes) = self.record_assessment_in(&mut *tx, assessment, at).await?;
         }
         if let Some(relatives) = &patch.relatives {
             query("UPDATE cases SET relatives = $1 WHERE id = $2")
@@ -173,7 +177,7 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
             .ok_or(StoreError::NotFound)?;
         self.append_audit(&mut *tx, audit, at).await?;
         tx.commit().await?;
-        case_from(&row)
+        Ok((case_from(&row)?, changes))
     }
 
     async fn close_case(&self, id: &str, at: Millis, audit: &Audit<'_>) -> Result<Case> {
@@ -239,6 +243,10 @@ impl<D: Dialect> CaseStore for SqlStore<D> {
             .bind(&case_id)
             .execute(&mut *tx)
             .await?;
+            query("UPDATE risk_assessments SET factors = '[]', summary = NULL WHERE case_id = $1")
+                .bind(&case_id)
+                .execute(&mut *tx)
+                .await?;
             query(
                 "UPDATE devices SET last_lat = NULL, last_lon = NULL, last_pos_at = NULL WHERE case_id = $1",
             )

@@ -5,6 +5,7 @@
 //! is run with.
 
 mod alerts;
+mod assessments;
 mod audit;
 mod cases;
 mod db;
@@ -29,6 +30,7 @@ use crate::domain::{
 
 pub use crate::regions::{LocalArea, Region};
 pub use alerts::AlertStore;
+pub use assessments::AssessmentStore;
 pub use audit::AuditStore;
 pub use cases::CaseStore;
 pub use devices::DeviceStore;
@@ -455,9 +457,24 @@ pub struct AuditFilter {
 
 #[derive(Debug, Clone, Default)]
 pub struct CasePatch {
-    pub risk: Option<Risk>,
+    /// A risk changed on the case itself is recorded as an assessment (see
+    /// `app::cases::change`), in the same transaction as the rest of the change.
+    pub assessment: Option<NewAssessment>,
     pub response_plan: Option<Option<String>>,
     pub relatives: Option<Vec<crate::domain::Relative>>,
+}
+
+/// An assessment to append to a case's history (`AssessmentStore::record_assessment`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAssessment {
+    pub case_id: String,
+    pub method: crate::domain::AssessmentMethod,
+    pub risk: Risk,
+    pub factors: Vec<String>,
+    pub summary: Option<String>,
+    pub next_review: Option<crate::domain::Day>,
+    /// `None`: an operator at the command line.
+    pub assessed_by: Option<String>,
 }
 
 /// An admin's change of a region or local area: a new name, retired or back in force.
@@ -473,6 +490,7 @@ pub struct RegionPatch {
 pub trait Store:
     UserStore
     + CaseStore
+    + AssessmentStore
     + OrderStore
     + DeviceStore
     + AlertStore

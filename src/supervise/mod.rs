@@ -1,6 +1,6 @@
 //! Supervision: silence of devices and the timers on alerts (overdue escalation, reminders,
-//! orders about to end). Every instance keeps the liveness table; one leader, chosen
-//! through the store, acts on it.
+//! orders about to end, risk assessments due for review). Every instance keeps the liveness
+//! table; one leader, chosen through the store, acts on it.
 
 pub mod liveness;
 
@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::directory::{Change, DeviceEntry, Directory, Index};
 use crate::domain::policy::escalation::{self, OverdueAfter};
 use crate::domain::policy::triage::{self, Trigger};
-use crate::domain::policy::{incidents, silence, Decision};
-use crate::domain::{now_ms, AlertKind, DeviceKind, Millis, Reason};
+use crate::domain::policy::{assessment, incidents, silence, Decision};
+use crate::domain::{day_of, now_ms, AlertKind, DeviceKind, Millis, Reason};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::mqtt::cluster::PeersPending;
@@ -268,6 +268,7 @@ impl Supervisor {
                         self.resync = true;
                         self.resync_silent().await;
                         self.orders_ending().await;
+                        self.reviews_passed().await;
                         self.erase_closed_cases().await;
                     } else if leading && !now_leading {
                         tracing::warn!("this instance no longer leads supervision");
@@ -276,16 +277,18 @@ impl Supervisor {
                     self.leading.send_replace(leading);
                 }
                 _ = sweep.tick() => {
-                    // A coordinator's change may have added an order that ends soon, or
-                    // closed a case.
+                    // A coordinator's change may have added an order that ends soon,
+                    // recorded an assessment, or closed a case.
                     match self.follow_changes().await {
                         Followed::Nothing => {}
                         Followed::Cases(cases) => if leading {
                             self.orders_ending_of(&cases).await;
+                            self.reviews_passed_of(&cases).await;
                             self.erase_closed_cases_among(&cases).await;
                         }
                         Followed::Everything => if leading {
                             self.orders_ending().await;
+                            self.reviews_passed().await;
                             self.erase_closed_cases().await;
                         }
                     }
@@ -304,7 +307,10 @@ impl Supervisor {
                 }
                 _ = heard_poll.tick() => self.poll_heard(leading).await,
                 _ = timers.tick(), if leading => self.overdue().await,
-                _ = orders.tick(), if leading => self.orders_ending().await,
+                _ = orders.tick(), if leading => {
+                    self.orders_ending().await;
+                    self.reviews_passed().await;
+                }
                 _ = retention.tick(), if leading => self.erase_closed_cases().await,
             }
         }
@@ -696,6 +702,75 @@ impl Supervisor {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(order = %order.id, error = %e, "could not raise an order-ending reminder")
+                }
+            }
+        }
+    }
+
+    /// Open cases whose latest risk assessment's review date has passed: one reminder each.
+    async fn reviews_passed(&mut self) {
+        match self.store.reviews_passed(day_of(now_ms())).await {
+            Ok(due) => self.remind_reviews(&due).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read risk assessments"),
+        }
+    }
+
+    /// The same for some cases only, after they changed (a risk set on the case keeps a
+    /// review date that may have passed).
+    async fn reviews_passed_of(&mut self, cases: &BTreeSet<String>) {
+        let mut latest = Vec::new();
+        for case_id in cases {
+            match self.store.latest_assessment(case_id).await {
+                Ok(a) => latest.extend(a),
+                Err(e) => {
+                    tracing::warn!(case = %case_id, error = %e, "cannot read risk assessments")
+                }
+            }
+        }
+        self.remind_reviews(&latest).await;
+    }
+
+    async fn remind_reviews(&mut self, latest: &[crate::domain::Assessment]) {
+        let now = now_ms();
+        let today = day_of(now);
+        let index = self.directory.snapshot();
+        for a in latest {
+            let Some(case) = index.cases.get(&a.case_id) else {
+                continue;
+            };
+            let Decision::Raise {
+                kind,
+                priority,
+                trigger,
+                context,
+                ..
+            } = assessment::review_due(a, case, today)
+            else {
+                continue;
+            };
+            let Some(due) = a.next_review else {
+                continue;
+            };
+            match self
+                .store
+                .raise_notice(
+                    &incidents::review_due(&case.id, due),
+                    kind,
+                    priority,
+                    case,
+                    &trigger,
+                    &context,
+                    now,
+                )
+                .await
+            {
+                Ok(Some(change)) => {
+                    self.metrics.alert_opened(&change.alert);
+                    self.hub.publish(change);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(case = %case.id, error = %e, "could not raise a review reminder")
                 }
             }
         }

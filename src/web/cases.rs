@@ -15,8 +15,9 @@ use super::mask::{self, Sight};
 use super::orders::OrderOut;
 use super::persons::{case_sight, reveal, PersonOut, ReasonQuery};
 use super::AppState;
+use crate::app::assessments::{self, AssessmentRequest};
 use crate::app::cases::{self, CaseChange, NewCase};
-use crate::domain::{now_ms, Case, Relative, Risk};
+use crate::domain::{now_ms, AssessmentMethod, Case, Relative, Risk};
 use crate::store::Role;
 
 #[derive(Serialize, ToSchema)]
@@ -35,6 +36,29 @@ pub struct CaseOut {
     /// case or alert detail shows them, and is logged).
     pub masked: bool,
     pub closed_at: Option<String>,
+}
+
+/// One structured threat and risk assessment of a case.
+#[derive(Serialize, ToSchema)]
+pub struct AssessmentOut {
+    pub id: i64,
+    pub case_id: String,
+    pub method: AssessmentMethod,
+    pub risk: Risk,
+    /// The case's risk before this assessment.
+    pub previous_risk: Risk,
+    /// Empty when `masked`, and for a risk set on the case without an assessment.
+    pub factors: Vec<String>,
+    /// Null when there is none, or when `masked`.
+    pub summary: Option<String>,
+    /// `YYYY-MM-DD`; null only for a risk set on the case before any assessment gave a
+    /// date.
+    pub next_review: Option<String>,
+    pub assessed_by: Option<String>,
+    pub assessed_at: String,
+    /// True when the factors and summary were withheld: the case of a person with a
+    /// protected identity, and no reason given (`?reason=` shows them, and is logged).
+    pub masked: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -145,10 +169,41 @@ pub async fn close_case(
     Ok(Json(mask::case(&case, sight)))
 }
 
+#[utoipa::path(post, path = "/api/cases/{id}/assessments", tag = "cases", params(("id" = String, Path)), request_body = AssessmentRequest,
+    responses((status = 201, body = AssessmentOut), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_assessment(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<AssessmentRequest>,
+) -> ApiResult<(StatusCode, Json<AssessmentOut>)> {
+    let a = assessments::record(&s.app(), &caller.actor(), &id, req).await?;
+    // The answer holds what the request held, nothing more.
+    Ok((StatusCode::CREATED, Json(mask::assessment(&a, Sight::Full))))
+}
+
+#[utoipa::path(get, path = "/api/cases/{id}/assessments", tag = "cases", params(("id" = String, Path), ReasonQuery),
+    responses((status = 200, body = [AssessmentOut]), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_assessments(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> ApiResult<Json<Vec<AssessmentOut>>> {
+    let list = assessments::history(&s.app(), &caller.actor(), &id).await?;
+    let case = s.store.case(&id).await?;
+    // One case's assessments: a reason here reveals that one case, like its detail.
+    let sight = case_sight(&s, &caller, q.reason.as_deref(), &case).await?;
+    Ok(Json(
+        list.iter().map(|a| mask::assessment(a, sight)).collect(),
+    ))
+}
+
 /// The routes of this resource, each with its OpenAPI operation.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_case, list_cases))
         .routes(routes!(get_case, patch_case))
         .routes(routes!(close_case))
+        .routes(routes!(create_assessment, list_assessments))
 }

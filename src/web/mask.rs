@@ -17,11 +17,11 @@
 use crate::directory::Index;
 use crate::domain::geo::zone_to_geojson;
 use crate::domain::place::{from_nearest_zone, nearest_place, Sweref99Tm, Vector};
-use crate::domain::{rfc3339, Address, Alert, AlertState, Area, Case, Order, Person};
+use crate::domain::{rfc3339, Address, Alert, AlertState, Area, Assessment, Case, Order, Person};
 use crate::protocol::Feedback;
 
 use super::alerts::{AlertOut, LocationOut};
-use super::cases::CaseOut;
+use super::cases::{AssessmentOut, CaseOut};
 use super::orders::{OrderOut, ZoneOut};
 use super::persons::PersonOut;
 
@@ -95,6 +95,30 @@ pub fn case(c: &Case, sight: Sight) -> CaseOut {
         relatives,
         masked,
         closed_at: c.closed_at.map(rfc3339),
+    }
+}
+
+/// An assessment's factors and summary speak of the protected person's life ("has moved to
+/// her sister's", "works nights at the hospital"): withheld with the person. The method, the
+/// risk and the dates stay, as the case's risk does.
+pub fn assessment(a: &Assessment, sight: Sight) -> AssessmentOut {
+    let masked = sight.masked();
+    AssessmentOut {
+        id: a.id,
+        case_id: a.case_id.clone(),
+        method: a.method,
+        risk: a.risk,
+        previous_risk: a.previous_risk,
+        factors: if masked {
+            Vec::new()
+        } else {
+            a.factors.clone()
+        },
+        summary: if masked { None } else { a.summary.clone() },
+        next_review: a.next_review.map(|d| d.to_string()),
+        assessed_by: a.assessed_by.clone(),
+        assessed_at: rfc3339(a.assessed_at),
+        masked,
     }
 }
 

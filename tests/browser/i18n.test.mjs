@@ -16,8 +16,9 @@ const SOURCES = [
 
 // Values that reach tEnum(prefix, value) or t(`prefix_${value}`).
 const ENUMS = {
-  kind: ['panic', 'fall', 'tamper', 'power_loss', 'low_battery', 'silent', 'bad_signatures', 'tag_in_zone', 'tag_near', 'order_ending', 'messages_missing'],
+  kind: ['panic', 'fall', 'tamper', 'power_loss', 'low_battery', 'silent', 'bad_signatures', 'tag_in_zone', 'tag_near', 'order_ending', 'messages_missing', 'review_due'],
   risk: ['low', 'medium', 'high', 'critical'],
+  method: ['PATRIARK', 'SARA', 'SRA', 'other'],
   compass: ['N', 'NE', 'E', 'SE', 'S', 'SW', 'W', 'NW'],
   state: ['open', 'acknowledged', 'resolved'],
   outcome: ['police_dispatched', 'false_alarm', 'technical', 'test', 'other'],
@@ -25,7 +26,7 @@ const ENUMS = {
   role: ['officer', 'coordinator', 'admin'],
   devkind: ['alarm', 'tag'],
   devstatus: ['in_stock', 'issued', 'returned', 'lost', 'online', 'silent', 'connection_lost', 'never_heard'],
-  action: ['opened', 'repeated', 'acknowledged', 'resolved', 'cancel_pressed'],
+  action: ['opened', 'repeated', 'acknowledged', 'resolved', 'cancel_pressed', 'risk_changed'],
   notice: ['new_p1', 'overdue', 'repeated', 'cancel'],
   conn: ['connecting', 'live', 'lost', 'syncing'],
   lost: ['stream', 'server', 'session'],

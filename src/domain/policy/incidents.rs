@@ -27,6 +27,13 @@ pub fn order_ending(order_id: &str) -> String {
     format!("order_ending:{order_id}")
 }
 
+/// A case's review reminder is raised once per review date of the case, ever: a risk
+/// changed on the case without an assessment keeps the date it had, and must not raise the
+/// same reminder again.
+pub fn review_due(case_id: &str, next_review: crate::domain::Day) -> String {
+    format!("review_due:{case_id}:{next_review}")
+}
+
 /// Whether a `cancel` marks the device's open emergency alert: only when the holder pressed
 /// it after every alarm of that alert, in the device's own `(boot, seq)` order. A cancel that
 /// arrives late (a repeat the window can no longer place, or reordered in transit) must not
@@ -54,6 +61,7 @@ mod tests {
             (AlertKind::BadSignatures, "bad_signatures"),
             (AlertKind::OrderEnding, "order_ending"),
             (AlertKind::MessagesMissing, "messages_missing"),
+            (AlertKind::ReviewDue, "review_due"),
         ];
         for (kind, class) in table {
             assert_eq!(class_of(*kind), *class, "{kind:?}");
@@ -64,6 +72,23 @@ mod tests {
     fn an_order_ending_is_its_own_incident() {
         assert_eq!(order_ending("o1"), "order_ending:o1");
         assert_ne!(order_ending("o1"), order_ending("o2"));
+    }
+
+    #[test]
+    fn a_review_reminder_is_one_incident_per_case_and_review_date() {
+        let day = |s: &str| s.parse::<crate::domain::Day>().unwrap();
+        assert_eq!(
+            review_due("c1", day("2026-12-01")),
+            "review_due:c1:2026-12-01"
+        );
+        assert_ne!(
+            review_due("c1", day("2026-12-01")),
+            review_due("c1", day("2027-03-01"))
+        );
+        assert_ne!(
+            review_due("c1", day("2026-12-01")),
+            review_due("c2", day("2026-12-01"))
+        );
     }
 
     type Origin = (u32, u32);

@@ -7,8 +7,11 @@
 //!   missing messages);
 //! - `silence`: the heartbeat interval a device is held to, the silence window, reminders;
 //! - `escalation`: alerts nobody acknowledged in time, orders about to end;
-//! - `incidents`: which alerts of a device are one incident, and what a cancel marks.
+//! - `incidents`: which alerts of a device are one incident, and what a cancel marks;
+//! - `assessment`: review dates of risk assessments, the line a change of risk writes on
+//!   open alerts, and the reminder when a review has passed.
 
+pub mod assessment;
 pub mod episodes;
 pub mod escalation;
 pub mod incidents;

@@ -1,5 +1,5 @@
-// vakt coordinators' pages: persons, cases (risk, response plan, relatives),
-// restraining orders with zones drawn on a map, devices (add, issue, return)
+// vakt coordinators' pages: persons, cases (risk, response plan, relatives,
+// structured risk assessments), restraining orders with zones drawn on a map, devices (add, issue, return)
 // and, for admins, users.
 //
 // Plain ES module, no build step; shares common.js, map.js and i18n.js with
@@ -19,6 +19,10 @@ import { createZoneEditor, createPointPicker } from './zone-editor.js';
 import { parseDecimal, parsePosition } from './coords.js';
 
 const FLASH_OK_MS = 6000;
+// The assessment methods the API takes, and how far ahead a review may be set (the
+// server's rule, docs/policy.md; checked here only to offer the right dates).
+const METHODS = ['PATRIARK', 'SARA', 'SRA', 'other'];
+const REVIEW_WITHIN_MONTHS = 24;
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 
 const state = {
@@ -31,6 +35,7 @@ const state = {
   regions: [],          // GET /api/regions: where persons, cases and users may be
   caseDetail: null,     // GET /api/cases/{id} of the open case page
   caseReason: null,     // reason stated to see its protected person
+  caseAssessments: [],  // GET /api/cases/{id}/assessments of the open case page, newest first
   orderEditing: null,   // null | {mode: 'new'} | {mode: 'edit', order}
   zoneEditor: null,
   pointPicker: null,
@@ -390,6 +395,7 @@ async function showCasePage(id) {
   if (!state.caseDetail || state.caseDetail.id !== id) {
     state.caseReason = null;
     closeOrderForm();
+    resetAssessmentForm();
   }
   $('case-error').hidden = true;
   await loadLists({ persons: true, devices: true });
@@ -400,8 +406,10 @@ async function loadCase(id) {
   const query = state.caseReason ? `?reason=${encodeURIComponent(state.caseReason)}` : '';
   try {
     state.caseDetail = await api('GET', `/api/cases/${encodeURIComponent(id)}${query}`);
+    state.caseAssessments = await api('GET', `/api/cases/${encodeURIComponent(id)}/assessments${query}`);
   } catch (err) {
     state.caseDetail = null;
+    state.caseAssessments = [];
     $('case-body').hidden = true;
     $('c-title').textContent = t('case_heading_unknown');
     $('c-sub').textContent = '';
@@ -421,6 +429,7 @@ function renderCase() {
   $('c-sub').textContent = sub.join(' · ');
   renderCasePerson(c.person);
   renderCaseEdit(c);
+  renderCaseAssessments(c);
   renderCaseOrders(c);
   renderCaseDevices(c);
 }
@@ -513,6 +522,93 @@ async function onCaseCloseConfirm() {
   } catch (err) {
     showError(err.message);
   }
+}
+
+// ------------------------------------------------------------- assessments
+
+/** Today and the last day a review may be set, as the server counts days (UTC). */
+function reviewDateBounds() {
+  const now = new Date();
+  const latest = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + REVIEW_WITHIN_MONTHS, now.getUTCDate()));
+  // 29 February plus two years has no 29th: the last day of February, as the server says.
+  if (latest.getUTCDate() !== now.getUTCDate()) latest.setUTCDate(0);
+  return { min: now.toISOString().slice(0, 10), max: latest.toISOString().slice(0, 10) };
+}
+
+function renderCaseAssessments(c) {
+  const form = $('assessment-form');
+  form.hidden = Boolean(c.closed_at);
+  // Drawn again on every change of language: what is typed stays.
+  fillSelect($('as-method'), enumOptions(METHODS, 'method'));
+  fillSelect($('as-risk'), enumOptions(RISKS, 'risk'), $('as-risk').value || c.risk);
+  const { min, max } = reviewDateBounds();
+  $('as-next-review').min = min;
+  $('as-next-review').max = max;
+
+  const items = Array.isArray(state.caseAssessments) ? state.caseAssessments : [];
+  const list = $('c-assessments');
+  list.replaceChildren();
+  items.forEach((a, i) => list.append(assessmentItem(a, i === 0 && !c.closed_at, min)));
+  $('c-assessments-empty').hidden = items.length > 0;
+  $('c-assessments-masked').hidden = !items.some((a) => a.masked === true);
+}
+
+function assessmentItem(a, latest, today) {
+  const li = el('li');
+  const head = el('div', 'assessment-head');
+  head.append(
+    el('h4', null, tEnum('method', a.method)),
+    el('span', 'tag tag-info', t('assessment_risk', { from: tEnum('risk', a.previous_risk), to: tEnum('risk', a.risk) })),
+  );
+  // Only the latest assessment's review counts: a newer one replaced the others'.
+  if (latest && a.next_review && a.next_review < today) head.append(el('span', 'tag tag-warn', t('assessment_review_passed')));
+  li.append(head);
+  const meta = [t('assessment_by', { at: fmtTime(a.assessed_at), by: a.assessed_by || t('actor_system') })];
+  if (a.next_review) meta.push(t('assessment_next_review', { date: a.next_review }));
+  li.append(el('p', 'muted', meta.join(' · ')));
+  const factors = Array.isArray(a.factors) ? a.factors : [];
+  if (factors.length > 0) {
+    const ul = el('ul');
+    ul.setAttribute('aria-label', t('f_factors_short'));
+    for (const f of factors) ul.append(el('li', null, f));
+    li.append(ul);
+  } else if (a.method === 'other' && !a.masked && !a.summary) {
+    li.append(el('p', 'muted', t('assessment_case_change')));
+  }
+  if (a.summary) li.append(el('p', null, a.summary));
+  return li;
+}
+
+/** An empty form, whose risk starts at the case's when next drawn. */
+function resetAssessmentForm() {
+  $('assessment-form').reset();
+  clearFormErrors($('assessment-form'));
+  $('as-risk').replaceChildren();
+}
+
+async function onAssessmentSubmit(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearFormErrors(form);
+  if (!requireFields(form, [$('as-next-review'), $('as-factors')])) return;
+  const body = {
+    method: $('as-method').value,
+    risk: $('as-risk').value,
+    factors: $('as-factors').value.split('\n').map((f) => f.trim()).filter(Boolean),
+    next_review: $('as-next-review').value,
+  };
+  const summary = $('as-summary').value.trim();
+  if (summary) body.summary = summary;
+  await busy(form, async () => {
+    try {
+      await api('POST', `/api/cases/${encodeURIComponent(state.caseDetail.id)}/assessments`, body);
+      showOk(t('msg_assessment_saved'));
+      resetAssessmentForm();
+      await loadCase(state.caseDetail.id);
+    } catch (err) {
+      reportFormError(form, err);
+    }
+  });
 }
 
 // ------------------------------------------------------------------ orders
@@ -1383,6 +1479,7 @@ function wireEvents() {
   $('case-form').addEventListener('submit', onCaseSubmit);
   $('c-reveal-form').addEventListener('submit', onCaseReveal);
   $('case-edit-form').addEventListener('submit', onCaseEditSubmit);
+  $('assessment-form').addEventListener('submit', onAssessmentSubmit);
   $('case-close-btn').addEventListener('click', onCaseCloseAsk);
   $('case-close-confirm').addEventListener('click', onCaseCloseConfirm);
   $('order-new-btn').addEventListener('click', () => openOrderForm({ mode: 'new' }));
