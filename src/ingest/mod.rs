@@ -46,6 +46,8 @@ pub struct Ingest {
     /// The kind of the message being handled (`None`: its topic is no uplink), for its
     /// counts.
     kind: Option<Uplink>,
+    /// The health flush under way, if any; it hands back the rows it could not write.
+    health_flush: Option<tokio::task::JoinHandle<Vec<(String, DeviceHealth)>>>,
 }
 
 /// Health rows (and so the liveness other instances read) are written this often.
@@ -257,6 +259,7 @@ impl Ingest {
             supervision,
             store_failing,
             kind: None,
+            health_flush: None,
         };
         ingest.restore().await?;
         tokio::spawn(ingest.process(inbox, events, shutdown));
@@ -295,13 +298,15 @@ impl Ingest {
                     self.security_event(e.device.as_deref(), e.kind, &e.detail).await;
                 }
                 _ = flush.tick() => {
-                    self.flush_health().await;
+                    self.start_health_flush().await;
                     self.report_throttled(&mut rx).await;
                 }
                 _ = shutdown.changed() => break,
             }
         }
-        self.flush_health().await;
+        self.end_health_flush().await;
+        self.start_health_flush().await;
+        self.end_health_flush().await;
     }
 
     /// Takes one message as far as it goes without its write: one that ends here is
@@ -429,13 +434,35 @@ impl Ingest {
         self.perform(effects).await;
     }
 
-    async fn flush_health(&mut self) {
+    /// Writes the health gathered since the last flush, beside the ingest rather than in
+    /// its way: with thousands of devices beating, a flush is thousands of rows, and an
+    /// alarm arriving meanwhile must not wait for them. One flush at a time; while one is
+    /// still under way, the rows gathered since wait for the next tick.
+    async fn start_health_flush(&mut self) {
+        if self.health_flush.as_ref().is_some_and(|f| !f.is_finished()) {
+            return;
+        }
+        self.end_health_flush().await;
         let batch = self.intake.take_health();
         if batch.is_empty() {
             return;
         }
-        let kept = write_health(&self.store, &self.metrics, batch).await;
-        self.intake.keep_unflushed(kept);
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        self.health_flush = Some(tokio::spawn(async move {
+            write_health(&store, &metrics, batch).await
+        }));
+    }
+
+    /// Waits for the flush under way, if any; the rows it could not write are kept under
+    /// whatever has been gathered since, for the next.
+    async fn end_health_flush(&mut self) {
+        let Some(flush) = self.health_flush.take() else {
+            return;
+        };
+        match flush.await {
+            Ok(kept) => self.intake.keep_unflushed(kept),
+            Err(e) => tracing::error!(error = %e, "the device health flush failed"),
+        }
     }
 
     /// One message up to its write: each step of `Intake` decides, the driver looks up and
