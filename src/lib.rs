@@ -343,9 +343,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         readiness: ingest.readiness,
         throttle: Arc::default(),
         session_ends: Default::default(),
+        consoles: Arc::default(),
         shutdown: Some(shutdown_rx.clone()),
         geocoder,
     };
+    tokio::spawn(web::consoles::keep_the_board(
+        state.clone(),
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(announce_key_rotations_regularly(
         state.clone(),
         shutdown_rx.clone(),

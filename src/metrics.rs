@@ -87,6 +87,8 @@ counters! {
     broker_admin_commands_total: "Commands sent to the broker's dynamic-security plugin to bring its clients and roles in step with the device register.",
     broker_admin_errors_total: "Dynamic-security commands that failed or went unanswered in time, and reconciliations that could not read the broker or the register (the next reconciliation tries again).",
     broker_admin_reconciliations_total: "Full reconciliations of the broker's clients and roles with the device register that completed without an error.",
+    console_board_reads_total: "Reads of the store for every open live stream together (status strip and credentials), one a tick however many streams are open.",
+    stream_credential_checks_total: "Reads of the store for one live stream's credential alone: at the stream's start, when its known limit passes, after it missed some ends.",
     broker_admin_conflicts_total: "Broker clients or roles found under a name vakt needs that vakt did not make, and so left alone (counted when first seen).",
 }
 

@@ -113,6 +113,16 @@ pub enum Actor {
     Operator,
 }
 
+/// Whether a user of region `own` (none: national) may see things of `region`: a national
+/// user everything, a regional one only its own region's (not what has no region).
+pub fn user_covers(own: Option<&str>, region: Option<&str>) -> bool {
+    match (own, region) {
+        (None, _) => true,
+        (Some(mine), Some(theirs)) => mine == theirs,
+        (Some(_), None) => false,
+    }
+}
+
 impl Actor {
     /// The name the audit trail records.
     pub fn name(&self) -> Option<&str> {
@@ -124,20 +134,9 @@ impl Actor {
 
     /// Whether this actor may see things of `region`.
     pub fn covers(&self, region: Option<&str>) -> bool {
-        match (self, region) {
-            (Actor::Operator, _) | (Actor::User { region: None, .. }, _) => true,
-            (
-                Actor::User {
-                    region: Some(mine), ..
-                },
-                Some(theirs),
-            ) => mine == theirs,
-            (
-                Actor::User {
-                    region: Some(_), ..
-                },
-                None,
-            ) => false,
+        match self {
+            Actor::Operator => true,
+            Actor::User { region: own, .. } => user_covers(own.as_deref(), region),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Users, their sessions and API tokens.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 
-use super::db::{query, Row};
+use super::db::{query, query_built, Row};
 use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{Audit, Result, Role, StoreError, User};
 use crate::domain::Millis;
@@ -30,6 +32,15 @@ pub trait UserStore: Send + Sync {
     /// When the session was created and last used, if it exists; does not touch it, so a
     /// live stream that asks is not taken for use.
     async fn session_times(&self, token_hash: &str) -> Result<Option<(Millis, Millis)>>;
+    /// [`UserStore::session_times`] of many sessions in one read (the live streams' shared
+    /// check): the sessions that exist, by hash; the others are gone.
+    async fn sessions_times(
+        &self,
+        token_hashes: &[String],
+    ) -> Result<HashMap<String, (Millis, Millis)>>;
+    /// Which of these API tokens are still stored, with their user: the live streams'
+    /// shared check, in one read.
+    async fn tokens_held(&self, token_hashes: &[String]) -> Result<HashSet<String>>;
     async fn insert_api_token(
         &self,
         token_hash: &str,
@@ -69,6 +80,17 @@ pub enum UserSecret<'a> {
     /// A one-time-code secret sealed under the master key. The codes already used were
     /// codes of the old secret: the record of the last one used goes with it.
     SealedTotp(&'a str),
+}
+
+/// Hashes asked for in one statement: well under SQLite's limit of bound values.
+const HASHES_PER_READ: usize = 500;
+
+/// `$1, $2, …, $n`.
+fn numbered(n: usize) -> String {
+    (1..=n)
+        .map(|k| format!("${k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn user_from(row: &Row) -> Result<User> {
@@ -201,6 +223,44 @@ impl<D: Dialect> UserStore for SqlStore<D> {
             Some(row) => Some((row.get(0)?, row.get(1)?)),
             None => None,
         })
+    }
+
+    async fn sessions_times(
+        &self,
+        token_hashes: &[String],
+    ) -> Result<HashMap<String, (Millis, Millis)>> {
+        let mut found = HashMap::new();
+        for chunk in token_hashes.chunks(HASHES_PER_READ) {
+            let mut read = query_built(format!(
+                "SELECT token_hash, created_at, last_seen_at FROM sessions WHERE token_hash IN ({})",
+                numbered(chunk.len())
+            ));
+            for hash in chunk {
+                read = read.bind(hash.as_str());
+            }
+            for row in read.fetch_all(&mut *self.pool()).await? {
+                found.insert(row.get(0)?, (row.get(1)?, row.get(2)?));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn tokens_held(&self, token_hashes: &[String]) -> Result<HashSet<String>> {
+        let mut held = HashSet::new();
+        for chunk in token_hashes.chunks(HASHES_PER_READ) {
+            let mut read = query_built(format!(
+                "SELECT t.token_hash FROM api_tokens t JOIN users u ON u.username = t.username \
+                 WHERE t.token_hash IN ({})",
+                numbered(chunk.len())
+            ));
+            for hash in chunk {
+                read = read.bind(hash.as_str());
+            }
+            for row in read.fetch_all(&mut *self.pool()).await? {
+                held.insert(row.get(0)?);
+            }
+        }
+        Ok(held)
     }
 
     async fn insert_api_token(

@@ -1,6 +1,8 @@
 //! Who is calling: logins, session cookies, bearer tokens, roles and regions. The secrets
 //! themselves (password hashes, tokens, one-time codes) are `crate::credentials`.
 
+use std::collections::HashMap;
+
 use axum::extract::{FromRequestParts, State};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +48,7 @@ pub struct Caller {
 }
 
 /// The secret a request came with, by its stored hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Credential {
     /// A console session cookie: ends at logout, when idle, and at its absolute limit.
     Session(String),
@@ -128,17 +130,66 @@ impl AppState {
                 Err(_) => Err(Ended::Unverified),
             },
             Credential::Session(hash) => match self.store.session_times(hash).await {
-                Ok(Some((created, last_seen))) => {
-                    let until = self.session_limits(created, last_seen).first_end();
-                    if now < until {
-                        Ok(until)
-                    } else {
-                        Err(Ended::Expired)
-                    }
-                }
-                Ok(None) => Err(Ended::LoggedOut),
+                Ok(times) => self.session_holds_until(times, now),
                 Err(_) => Err(Ended::Unverified),
             },
+        }
+    }
+
+    /// [`AppState::credential_holds_until`] of many credentials, in one read of the
+    /// sessions and one of the tokens, however many there are: the live streams' shared
+    /// check on each status tick.
+    pub async fn credentials_hold_until(
+        &self,
+        credentials: &[Credential],
+        now: Millis,
+    ) -> HashMap<Credential, Result<Millis, Ended>> {
+        let (mut sessions, mut tokens) = (Vec::new(), Vec::new());
+        for credential in credentials {
+            match credential {
+                Credential::Session(hash) => sessions.push(hash.clone()),
+                Credential::Token(hash) => tokens.push(hash.clone()),
+            }
+        }
+        let mut verdicts = HashMap::with_capacity(credentials.len());
+        if !sessions.is_empty() {
+            let read = self.store.sessions_times(&sessions).await;
+            for hash in sessions {
+                let verdict = match &read {
+                    Ok(found) => self.session_holds_until(found.get(&hash).copied(), now),
+                    Err(_) => Err(Ended::Unverified),
+                };
+                verdicts.insert(Credential::Session(hash), verdict);
+            }
+        }
+        if !tokens.is_empty() {
+            let read = self.store.tokens_held(&tokens).await;
+            for hash in tokens {
+                let verdict = match &read {
+                    Ok(held) if held.contains(&hash) => Ok(Millis::MAX),
+                    Ok(_) => Err(Ended::Revoked),
+                    Err(_) => Err(Ended::Unverified),
+                };
+                verdicts.insert(Credential::Token(hash), verdict);
+            }
+        }
+        verdicts
+    }
+
+    /// A session's verdict from its stored times (none: it is gone).
+    fn session_holds_until(
+        &self,
+        times: Option<(Millis, Millis)>,
+        now: Millis,
+    ) -> Result<Millis, Ended> {
+        let Some((created, last_seen)) = times else {
+            return Err(Ended::LoggedOut);
+        };
+        let until = self.session_limits(created, last_seen).first_end();
+        if now < until {
+            Ok(until)
+        } else {
+            Err(Ended::Expired)
         }
     }
 }
@@ -197,8 +248,9 @@ impl Caller {
     }
 
     /// Whether this caller may see things of `region` (no region of its own: national).
+    /// Asked by every live stream for every change: it copies nothing.
     pub fn covers(&self, region: Option<&str>) -> bool {
-        self.actor().covers(region)
+        crate::app::user_covers(self.region.as_deref(), region)
     }
 
     pub fn require(&self, roles: &[Role]) -> ApiResult<()> {

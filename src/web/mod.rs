@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cases;
 pub mod console;
 pub mod console_support;
+pub mod consoles;
 pub mod devices;
 pub mod error;
 pub mod json;
@@ -40,7 +41,7 @@ use crate::app::{Ctx, DeviceLink};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::store::SharedStore;
 
 /// Everything a request handler may need; cheap to clone.
@@ -59,6 +60,8 @@ pub struct AppState {
     pub throttle: Arc<auth::Throttle>,
     /// Logouts, for the live streams of the ended sessions.
     pub session_ends: auth::SessionEnds,
+    /// The open live streams and what they share each tick.
+    pub consoles: Arc<consoles::Consoles>,
     /// Turns `true` when the server stops: live streams end then, so shutdown does not
     /// wait on consoles that never hang up.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
@@ -276,47 +279,110 @@ pub async fn status(s: &AppState) -> Status {
 
 /// The status strip of one officer: health plus counts in the officer's regions.
 pub async fn status_for(s: &AppState, caller: &auth::Caller) -> Status {
-    let mut st = status(s).await;
-    let now = crate::domain::now_ms();
-    let index = s.directory.snapshot();
-    if let Ok(devices) = s.store.devices().await {
-        let silent = devices
-            .iter()
-            .filter(|d| d.kind == crate::domain::DeviceKind::Alarm)
-            .filter(|d| d.status == crate::domain::DeviceStatus::Issued)
-            .filter(|d| {
-                let region = d
-                    .case_id
-                    .as_ref()
-                    .and_then(|c| index.cases.get(c))
-                    .map(|c| c.region.as_str());
-                region.is_some() && caller.covers(region)
-            })
-            .filter(|d| {
+    StatusCounts::read(s).await.for_caller(caller)
+}
+
+/// What the status strips of every region are made of, from one read of the store: a live
+/// stream's strip is cut from the one read its tick shares with every other stream.
+pub struct StatusCounts {
+    database: bool,
+    broker: bool,
+    /// Issued alarm devices not heard within their deadline, by their case's region (a
+    /// device without a case's region is no region's); none if the store did not answer.
+    silent: Option<std::collections::HashMap<String, u64>>,
+    /// Open and acknowledged alerts by region (none: the alert has no region) and priority
+    /// (1 at index 0); none if the store did not answer.
+    open: Option<std::collections::HashMap<Option<String>, [u64; metrics::PRIORITIES]>>,
+}
+
+impl StatusCounts {
+    pub async fn read(s: &AppState) -> StatusCounts {
+        let health = status(s).await;
+        let now = crate::domain::now_ms();
+        let index = s.directory.snapshot();
+        let silent = s.store.devices().await.ok().map(|devices| {
+            let mut by_region = std::collections::HashMap::new();
+            for d in devices
+                .iter()
+                .filter(|d| d.kind == crate::domain::DeviceKind::Alarm)
+                .filter(|d| d.status == crate::domain::DeviceStatus::Issued)
+            {
+                let Some(case) = d.case_id.as_ref().and_then(|c| index.cases.get(c)) else {
+                    continue;
+                };
                 let hb = devices::effective_hb(s, d);
-                devices::connection_state(
-                    &d.health,
-                    hb,
-                    s.config.grace_for(&d.supervision_class),
-                    now,
-                ) == "silent"
-            })
-            .count();
-        st.devices_silent = Some(silent as u64);
-    }
-    let states = [
-        crate::domain::AlertState::Open,
-        crate::domain::AlertState::Acknowledged,
-    ];
-    if let Ok(alerts) = s.store.alerts(&states).await {
-        let mut counts: std::collections::BTreeMap<String, u64> =
-            (1..=4).map(|p| (p.to_string(), 0)).collect();
-        for a in alerts.iter().filter(|a| caller.covers(a.region.as_deref())) {
-            *counts.entry(a.priority.get().to_string()).or_default() += 1;
+                let grace = s.config.grace_for(&d.supervision_class);
+                if devices::connection_state(&d.health, hb, grace, now) == "silent" {
+                    *by_region.entry(case.region.clone()).or_default() += 1;
+                }
+            }
+            by_region
+        });
+        let states = [
+            crate::domain::AlertState::Open,
+            crate::domain::AlertState::Acknowledged,
+        ];
+        let open = s.store.alerts(&states).await.ok().map(|alerts| {
+            let mut by_region = std::collections::HashMap::new();
+            for a in alerts {
+                let counts: &mut [u64; metrics::PRIORITIES] =
+                    by_region.entry(a.region.clone()).or_default();
+                if let Some(n) = counts.get_mut(usize::from(a.priority.get()).wrapping_sub(1)) {
+                    *n += 1;
+                }
+            }
+            by_region
+        });
+        StatusCounts {
+            database: health.database,
+            broker: health.broker,
+            silent,
+            open,
         }
-        st.open_by_priority = Some(counts);
     }
-    st
+
+    /// What is known when the store did not answer in time.
+    pub fn unanswered(broker: bool) -> StatusCounts {
+        StatusCounts {
+            database: false,
+            broker,
+            silent: None,
+            open: None,
+        }
+    }
+
+    /// The strip of one caller: the counts of the regions the caller covers, by the same
+    /// rule as everything else the caller sees.
+    pub fn for_caller(&self, caller: &auth::Caller) -> Status {
+        let devices_silent = self.silent.as_ref().map(|by_region| {
+            by_region
+                .iter()
+                .filter(|(region, _)| caller.covers(Some(region)))
+                .map(|(_, n)| n)
+                .sum()
+        });
+        let open_by_priority = self.open.as_ref().map(|by_region| {
+            let mut total = [0u64; metrics::PRIORITIES];
+            for (_, counts) in by_region
+                .iter()
+                .filter(|(region, _)| caller.covers(region.as_deref()))
+            {
+                for (t, n) in total.iter_mut().zip(counts) {
+                    *t += n;
+                }
+            }
+            (1..)
+                .zip(total)
+                .map(|(p, n): (usize, u64)| (p.to_string(), n))
+                .collect()
+        });
+        Status {
+            database: self.database,
+            broker: self.broker,
+            devices_silent,
+            open_by_priority,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",

@@ -15,10 +15,12 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::alerts::unrevealed_alert;
 use super::auth::{Caller, Credential, Ended};
+use super::consoles::Board;
 use super::error::ApiResult;
 use super::AppState;
 use crate::domain::{now_ms, Millis};
 use crate::hub::Published;
+use crate::metrics::Metrics;
 use crate::store::{AlertChange, Role};
 
 #[utoipa::path(get, path = "/api/alerts/stream", tag = "alerts",
@@ -79,12 +81,13 @@ fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Option<i64> {
 /// How many events before `Last-Event-ID` a reconnecting client is sent again.
 const CATCH_UP_MARGIN: i64 = 256;
 
-/// The stream's hold on its caller's credential. A session is read again on the status
-/// tick (a logout or a removed token on another instance ends the stream within a tick), at
-/// the moment its idle or absolute limit would pass, and before an event once that moment
-/// has come; a logout, a removed session or a revoked token on this instance ends it at
-/// once. The stream itself never counts as use of the session: an open console keeps its
-/// session by the requests it makes.
+/// The stream's hold on its caller's credential. A session is judged again on every status
+/// tick, in the one read the tick makes for every open stream (a logout or a removed token
+/// on another instance ends the stream within a tick); read on its own at the stream's
+/// start, at the moment its idle or absolute limit would pass, and before an event once
+/// that moment has come; a logout, a removed session or a revoked token on this instance
+/// ends it at once. The stream itself never counts as use of the session: an open console
+/// keeps its session by the requests it makes.
 struct Hold {
     credential: Credential,
     until: Millis,
@@ -92,15 +95,21 @@ struct Hold {
 
 impl Hold {
     async fn check(&mut self, s: &AppState) -> Result<(), Ended> {
-        let now = now_ms();
-        match s.credential_holds_until(&self.credential, now).await {
+        Metrics::inc(&s.metrics.stream_credential_checks_total);
+        let verdict = s.credential_holds_until(&self.credential, now_ms()).await;
+        self.judge(verdict)
+    }
+
+    /// Takes a verdict on the credential, the stream's own or the tick's shared one.
+    fn judge(&mut self, verdict: Result<Millis, Ended>) -> Result<(), Ended> {
+        match verdict {
             Ok(until) => {
                 self.until = until;
                 Ok(())
             }
             // A store that does not answer for a moment ends no stream whose credential is
             // known to hold a while yet.
-            Err(Ended::Unverified) if now < self.until => Ok(()),
+            Err(Ended::Unverified) if now_ms() < self.until => Ok(()),
             Err(why) => Err(why),
         }
     }
@@ -131,6 +140,8 @@ async fn feed(
     mut ends: tokio::sync::broadcast::Receiver<Credential>,
     backlog: Vec<AlertChange>,
 ) -> Option<Ended> {
+    // Seated before the first check, so no tick's shared check can miss this stream.
+    let mut seat = s.consoles.join(&caller.credential);
     let mut hold = Hold {
         credential: caller.credential.clone(),
         until: 0,
@@ -148,7 +159,14 @@ async fn feed(
             return None;
         }
     }
-    let mut status_tick = tokio::time::interval(Duration::from_secs(10));
+    // The latest board, if it is fresh, gives the new console its status strip at once;
+    // else the one read for it comes in a moment.
+    let current = seat.boards.borrow_and_update().clone();
+    if let Some(board) = current.filter(|b| b.is_fresh()) {
+        if !send_status(tx, &board, &caller).await {
+            return None;
+        }
+    }
     let mut shutdown = s.shutdown.clone();
     loop {
         tokio::select! {
@@ -212,18 +230,36 @@ async fn feed(
                     Err(RecvError::Closed) => return None,
                 }
             },
-            _ = status_tick.tick() => {
-                if let Err(why) = hold.check(&s).await {
+            changed = seat.boards.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+                let Some(board) = seat.boards.borrow_and_update().clone() else { continue };
+                let judged = match board.credential(&hold.credential) {
+                    Some(verdict) => hold.judge(verdict),
+                    None => hold.check_if_due(&s).await,
+                };
+                if let Err(why) = judged {
                     return Some(why);
                 }
-                let status = super::status_for(&s, &caller).await;
-                let event = Event::default().event("status").json_data(status).unwrap_or_default();
-                if tx.send(event).await.is_err() {
+                if !send_status(tx, &board, &caller).await {
                     return None;
                 }
             }
         }
     }
+}
+
+/// Sends the caller's status strip from the tick's board; false once the client has left.
+async fn send_status(
+    tx: &tokio::sync::mpsc::Sender<Event>,
+    board: &Board,
+    caller: &Caller,
+) -> bool {
+    let event = Event::default()
+        .event("status")
+        .data(board.status_json(caller));
+    tx.send(event).await.is_ok()
 }
 
 /// What became of a change on its way to one stream.
