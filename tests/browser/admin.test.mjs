@@ -144,6 +144,33 @@ describe("coordinators' pages", () => {
     assert.deepEqual(kase.relatives, [{ name: 'Erik Svensson', relation: 'brother', phone: '+46 70 999 88 77' }]);
   });
 
+  it('records a structured risk assessment that sets the case risk and heads its history', async () => {
+    const form = page.locator('#assessment-form');
+    await page.locator('#c-assessments-empty').waitFor();
+    await form.getByRole('button', { name: 'Record assessment' }).click();
+    await form.getByText('This field is required.').first().waitFor();
+    assert.equal((await vakt.api('coord', 'GET', `/api/cases/${caseId}/assessments`)).length, 0, 'nothing saved yet');
+
+    const review = new Date(Date.now() + 90 * 86_400_000).toISOString().slice(0, 10);
+    await form.getByLabel('Method').selectOption('SARA');
+    await form.getByLabel('Risk level').selectOption('critical');
+    await form.getByLabel('Next review').fill(review);
+    await form.getByLabel('Risk factors considered (one per line)').fill('Threats with a weapon\nBreach of an earlier order');
+    await form.getByLabel('Summary').fill('Threats have grown since the separation.');
+    await form.getByRole('button', { name: 'Record assessment' }).click();
+    await page.getByText('The risk assessment is recorded.').waitFor();
+    const latest = page.locator('#c-assessments li').first();
+    await latest.getByText(`review by ${review}`, { exact: false }).waitFor();
+    assert.equal(await page.locator('#c-assessments-empty').isVisible(), false);
+
+    const [stored] = await vakt.api('coord', 'GET', `/api/cases/${caseId}/assessments`);
+    assert.equal(stored.method, 'SARA');
+    assert.equal(stored.risk, 'critical');
+    assert.equal(stored.next_review, review);
+    assert.deepEqual(stored.factors, ['Threats with a weapon', 'Breach of an earlier order']);
+    assert.equal((await vakt.api('coord', 'GET', `/api/cases/${caseId}`)).risk, 'critical', 'the latest assessment is the case risk');
+  });
+
   it('registers an order with an exclusion zone drawn on the map with the pointer', async () => {
     await page.getByRole('button', { name: 'New order' }).click();
     const form = page.locator('#order-form');
