@@ -47,34 +47,10 @@ vakt_pid=$!
 for _ in $(seq 1 150); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "$url/readyz" >/dev/null || { tail "$work/vakt.log"; exit 1; }
 
-# register PREFIX N FILE: N alarm devices issued to one case, as `id key` lines in FILE.
+# register PREFIX N FILE [OPTIONS]: N alarm devices issued to one case, as `id key` lines in
+# FILE; OPTIONS go to benches/register.py (--threads T).
 register() {
-  python3 - "$http_port" "$token" "$1" "$2" "$3" <<'PY'
-import http.client, json, sys, threading
-port, token, prefix, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-local = threading.local()
-def post(path, body):
-    if not hasattr(local, "conn"):
-        local.conn = http.client.HTTPConnection("127.0.0.1", int(port))
-    local.conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    r = local.conn.getresponse(); data = r.read()
-    assert r.status < 300, (path, r.status, data)
-    return json.loads(data)
-person = post("/api/persons", {"name": f"Bench {prefix}", "region": "Stockholm"})
-case = post("/api/cases", {"reference": f"BENCH-{prefix}", "person_id": person["id"], "risk": "high", "region": "Stockholm"})
-lines = [None] * n
-def one(i):
-    d = post("/api/devices", {"id": f"{prefix}-{i:06d}"})
-    post(f"/api/devices/{d['id']}/issue", {"case_id": case["id"], "holder_person_id": person["id"]})
-    lines[i] = f"{d['id']} {d['key']}\n"
-def worker(k):
-    for i in range(k, n, 4):
-        one(i)
-threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-for t in threads: t.start()
-for t in threads: t.join()
-open(out, "w").writelines(lines)
-PY
+  python3 "$root/benches/register.py" "$http_port" "$token" "$1" "$2" "$3" --risk high "${@:4}"
 }
 
 # rss: vakt's resident memory, KiB.
