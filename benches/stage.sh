@@ -65,8 +65,8 @@ vakt_pid=$!
 for _ in $(seq 1 150); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "$url/readyz" >/dev/null || { tail "$work/vakt.log"; exit 1; }
 
-# register PREFIX N FILE [OPTIONS]: N alarm devices issued to one case, as `id key` lines in
-# FILE; OPTIONS go to benches/register.py (--threads T).
+# register PREFIX N FILE [OPTIONS]: N alarm devices issued to one case (or K to a case with
+# --per-case K), as `id key` lines in FILE; OPTIONS go to benches/register.py.
 register() {
   python3 "$root/benches/register.py" "$http_port" "$token" "$1" "$2" "$3" --risk high "${@:4}"
 }
