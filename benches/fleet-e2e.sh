@@ -42,6 +42,7 @@ sum_cpu() { local t=0 p; for p in "$@"; do t=$((t + $(cpu "$p" 2>/dev/null || ec
 
 # The edge brokers: devices' uplink out to vakt's Mosquitto, `ack` and `cfg` back in.
 edge_ports=()
+edge_pids=
 for e in $(seq 1 "$EDGES"); do
   port=$(free_port)
   edge_ports+=("$port")
@@ -59,7 +60,7 @@ $(for t in hello hb alarm pos state; do echo "topic vakt/v1/dev/+/$t out 1"; don
 $(for t in ack cfg; do echo "topic vakt/v1/dev/+/$t in 1"; done)
 CONF
   mosquitto -c "$work/edge-$e.conf" >"$work/edge-$e.log" 2>&1 &
-  edge_pids="${edge_pids:-} $!"
+  edge_pids="$edge_pids $!"
 done
 
 rss_empty=$(rss)
