@@ -62,25 +62,8 @@ CONF
   vakt_pid=$!
   for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break; sleep 0.2; done
 
-  python3 - "$http_port" "$token" "$N" "$work/run/devices.txt" <<'PY'
-import http.client, json, sys
-port, token, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-conn = http.client.HTTPConnection("127.0.0.1", int(port))
-def post(path, body):
-    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    r = conn.getresponse(); data = r.read()
-    assert r.status < 300, (path, r.status, data)
-    return json.loads(data)
-with open(out, "w") as f:
-    for i in range(n):
-        # Ten devices to a case: a storm is many people, not one.
-        if i % 10 == 0:
-            person = post("/api/persons", {"name": f"Storm Test {i // 10}", "region": "Stockholm"})
-            case = post("/api/cases", {"reference": f"STORM-{i // 10}", "person_id": person["id"], "risk": "medium", "region": "Stockholm"})
-        d = post("/api/devices", {"id": f"storm-{i:06d}"})
-        post(f"/api/devices/{d['id']}/issue", {"case_id": case["id"], "holder_person_id": person["id"]})
-        f.write(f"{d['id']} {d['key']}\n")
-PY
+  # Ten devices to a case: a storm is many people, not one.
+  python3 "$root/benches/register.py" "$http_port" "$token" storm "$N" "$work/run/devices.txt" --per-case 10
   cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
   # Registering re-reads each device on every instance (the directory's announcements):
   # let vakt go idle first, so that the storm is measured alone.

@@ -37,24 +37,8 @@ token=$("$bin/vakt" token create --username coordinator)
 vakt_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break; sleep 0.2; done
 
-python3 - "$http_port" "$token" "$N" "$work/devices.txt" <<'PY'
-import http.client, json, sys
-port, token, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-conn = http.client.HTTPConnection("127.0.0.1", int(port))
-def post(path, body):
-    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    r = conn.getresponse(); data = r.read()
-    assert r.status < 300, (path, r.status, data)
-    return json.loads(data)
-with open(out, "w") as f:
-    for i in range(n):
-        # One case per device: a device's panics are one incident whose count is checked.
-        person = post("/api/persons", {"name": f"Burst Test {i}", "region": "Stockholm"})
-        case = post("/api/cases", {"reference": f"BURST-{i}", "person_id": person["id"], "risk": "medium", "region": "Stockholm"})
-        d = post("/api/devices", {"id": f"burst-{i:04d}"})
-        post(f"/api/devices/{d['id']}/issue", {"case_id": case["id"], "holder_person_id": person["id"]})
-        f.write(f"{d['id']} {d['key']}\n")
-PY
+# One case per device: a device's panics are one incident whose count is checked.
+python3 "$root/benches/register.py" "$http_port" "$token" burst "$N" "$work/devices.txt" --per-case 1
 
 before=$(curl -sf "http://127.0.0.1:$http_port/metrics" | awk '/^vakt_messages_accepted_total / {print $2}')
 start=$(date +%s.%N)

@@ -53,23 +53,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # Registers and issues N devices through the API; writes `id key` lines.
 register() {  # register HTTP_PORT TOKEN OUT
-  python3 - "$1" "$2" "$N" "$3" <<'PY'
-import http.client, json, sys
-port, token, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-conn = http.client.HTTPConnection("127.0.0.1", int(port))
-def post(path, body):
-    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    r = conn.getresponse(); data = r.read()
-    assert r.status < 300, (path, r.status, data)
-    return json.loads(data)
-person = post("/api/persons", {"name": "Ratio Test", "region": "Stockholm"})
-case = post("/api/cases", {"reference": "RATIO-1", "person_id": person["id"], "risk": "medium", "region": "Stockholm"})
-with open(out, "w") as f:
-    for i in range(n):
-        d = post("/api/devices", {"id": f"ratio-{i:05d}"})
-        post(f"/api/devices/{d['id']}/issue", {"case_id": case["id"], "holder_person_id": person["id"]})
-        f.write(f"{d['id']} {d['key']}\n")
-PY
+  python3 "$root/benches/register.py" "$1" "$2" ratio "$N" "$3"
 }
 
 # Polls vakt's accepted count every 50 ms until it has risen by TOTAL from the first

@@ -62,6 +62,11 @@ impl From<(String, DeviceKey)> for FleetDevice {
 pub struct FleetConfig {
     pub host: String,
     pub port: u16,
+    /// Further listener ports of the same broker: the devices take `port` and these in
+    /// turn. One source address reaches one port through at most the loopback's ephemeral
+    /// range (about 28,000 connections on Linux), so a larger fleet on one machine needs
+    /// more ports.
+    pub more_ports: Vec<u16>,
     /// `Some`: every device connects over TLS (mqtts), trusting this CA.
     pub tls: Option<DeviceTls>,
     pub devices: Vec<FleetDevice>,
@@ -111,6 +116,7 @@ impl FleetConfig {
         FleetConfig {
             host: host.into(),
             port,
+            more_ports: Vec::new(),
             tls: None,
             devices,
             heartbeat: Duration::from_secs(30),
@@ -301,7 +307,8 @@ fn bump(counter: &AtomicU64) {
 /// What every device task needs from the run.
 struct Run {
     host: String,
-    port: u16,
+    /// The broker's listener ports the devices are spread over; never empty.
+    ports: Vec<u16>,
     tls: Option<DeviceTls>,
     heartbeat: Duration,
     position_every: Option<Duration>,
@@ -331,7 +338,7 @@ pub async fn run_fleet(cfg: FleetConfig) -> anyhow::Result<FleetReport> {
     let devices = cfg.devices.len();
     let run = Arc::new(Run {
         host: cfg.host,
-        port: cfg.port,
+        ports: std::iter::once(cfg.port).chain(cfg.more_ports).collect(),
         tls: cfg.tls,
         heartbeat: cfg.heartbeat.max(Duration::from_secs(1)),
         position_every: cfg.position_every,
@@ -431,7 +438,7 @@ async fn ramp_up(
         ramp.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ramp
     });
-    for device in devices {
+    for (index, device) in devices.into_iter().enumerate() {
         if let Some(ramp) = &mut ramp {
             tokio::select! {
                 _ = stopped(Some(stop.clone())) => return,
@@ -440,8 +447,15 @@ async fn ramp_up(
         } else if *stop.borrow() {
             return;
         }
-        tasks.spawn(run_device(device, Arc::clone(run), stop.clone()));
+        let port = spread_port(&run.ports, index);
+        tasks.spawn(run_device(device, port, Arc::clone(run), stop.clone()));
     }
+}
+
+/// The listener port of the `index`-th device: the ports in turn, so that each carries an
+/// equal share of the fleet.
+fn spread_port(ports: &[u16], index: usize) -> u16 {
+    ports[index % ports.len()]
 }
 
 /// A Poisson process over the connected devices: exponential gaps with the given mean.
@@ -464,8 +478,8 @@ async fn schedule_alarms(mean: Duration, run: Arc<Run>, stop: watch::Receiver<bo
     }
 }
 
-async fn run_device(spec: FleetDevice, run: Arc<Run>, stop: watch::Receiver<bool>) {
-    let connecting = connect_until_stopped(&spec, &run);
+async fn run_device(spec: FleetDevice, port: u16, run: Arc<Run>, stop: watch::Receiver<bool>) {
+    let connecting = connect_until_stopped(&spec, port, &run);
     let device = tokio::select! {
         _ = stopped(Some(stop.clone())) => return,
         device = connecting => device,
@@ -490,12 +504,12 @@ async fn run_device(spec: FleetDevice, run: Arc<Run>, stop: watch::Receiver<bool
     let _ = sim.device.disconnect().await;
 }
 
-async fn connect_until_stopped(spec: &FleetDevice, run: &Run) -> SimDevice {
+async fn connect_until_stopped(spec: &FleetDevice, port: u16, run: &Run) -> SimDevice {
     let mut backoff = Duration::from_secs(1);
     loop {
         let opts = SimOptions {
             host: run.host.clone(),
-            port: run.port,
+            port,
             device_id: spec.id.clone(),
             key: spec.key.clone(),
             boot: boot_from_clock(),
@@ -806,6 +820,14 @@ mod tests {
         let report = report_with([]);
         assert_eq!(report.median_latency(), None);
         assert_eq!(report.to_json()["latency_ms"]["median"], Value::Null);
+    }
+
+    #[test]
+    fn devices_take_the_listener_ports_in_turn() {
+        let ports = [1884, 1885, 1886];
+        let taken: Vec<u16> = (0..7).map(|i| spread_port(&ports, i)).collect();
+        assert_eq!(taken, [1884, 1885, 1886, 1884, 1885, 1886, 1884]);
+        assert_eq!(spread_port(&[1883], 50_000), 1883);
     }
 
     #[test]

@@ -185,6 +185,12 @@ struct FleetArgs {
     /// New connections per second; 0: no limit.
     #[arg(long, default_value_t = 50)]
     connect_rate: u32,
+    /// Further listener ports of the same broker, comma-separated: the devices take --port
+    /// and these in turn. One address reaches one port over at most the loopback's
+    /// ephemeral range (about 28,000 connections on Linux): a larger fleet from one machine
+    /// needs more ports.
+    #[arg(long, value_delimiter = ',')]
+    more_ports: Vec<u16>,
 }
 
 #[derive(Args)]
@@ -206,6 +212,12 @@ struct BurstArgs {
     /// New connections per second; 0: no limit.
     #[arg(long, default_value_t = 50)]
     connect_rate: u32,
+    /// Further listener ports of the same broker, comma-separated: the devices take --port
+    /// and these in turn. One address reaches one port over at most the loopback's
+    /// ephemeral range (about 28,000 connections on Linux): a larger fleet from one machine
+    /// needs more ports.
+    #[arg(long, value_delimiter = ',')]
+    more_ports: Vec<u16>,
     /// Unanswered alarms each device keeps repeating (the protocol asks for at least 16).
     #[arg(long, default_value_t = 16)]
     keep_unanswered: usize,
@@ -568,6 +580,7 @@ async fn burst(args: BurstArgs) -> anyhow::Result<FleetReport> {
     });
     cfg.alarm_every = None;
     cfg.connect_rate = args.connect_rate;
+    cfg.more_ports = args.more_ports;
     cfg.keep_unanswered = args.keep_unanswered;
     cfg.stop = Some(stop_on_ctrl_c());
     run_printing(cfg, false).await
@@ -598,6 +611,7 @@ async fn fleet(args: FleetArgs, print_alarms: bool) -> anyhow::Result<FleetRepor
     cfg.position_every = (args.pos_every > 0).then(|| Duration::from_secs(args.pos_every));
     cfg.duration = (args.duration > 0).then(|| Duration::from_secs(args.duration));
     cfg.connect_rate = args.connect_rate;
+    cfg.more_ports = args.more_ports;
     cfg.stop = Some(stop);
     run_printing(cfg, print_alarms).await
 }

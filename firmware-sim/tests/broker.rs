@@ -461,6 +461,56 @@ async fn a_fleet_ends_by_itself_after_its_duration() {
     assert!(report.elapsed >= Duration::from_millis(500));
 }
 
+/// A listener on a port of its own that forwards every connection to the broker and
+/// counts them: a second listener of the same broker, as far as a device can tell.
+async fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind((HOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (mut device, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut broker = tokio::net::TcpStream::connect((HOST, PORT)).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut device, &mut broker).await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn a_fleet_spreads_its_devices_over_the_broker_ports_in_turn() {
+    use std::sync::atomic::Ordering;
+    let (first, on_first) = counting_listener().await;
+    let (second, on_second) = counting_listener().await;
+    let devices = fleet_of(5);
+    let (first_id, first_key) = (devices[0].id.clone(), devices[0].key.clone());
+    let mut observer = Observer::watch(&topic(&first_id, "hello")).await;
+    let mut cfg = FleetConfig::new(HOST, first, devices);
+    cfg.more_ports = vec![second];
+    cfg.alarm_every = None;
+    cfg.heartbeat = Duration::from_secs(1);
+    cfg.connect_rate = 0;
+    cfg.duration = Some(Duration::from_millis(1500));
+    let report = timeout(WAIT, run_fleet(cfg)).await.unwrap().unwrap();
+
+    assert_eq!((report.connected, report.connect_failures), (5, 0));
+    assert_eq!(
+        (
+            on_first.load(Ordering::SeqCst),
+            on_second.load(Ordering::SeqCst)
+        ),
+        (3, 2)
+    );
+    // The first device, on the first port, really speaks MQTT through it.
+    let hello = observer.next_on(&topic(&first_id, "hello")).await;
+    check_signed(&first_key, &hello);
+}
+
 /// A signed `ack` for alarm `(boot, seq)`, as the backend would publish it.
 fn ack_body(key: &DeviceKey, id: &str, (boot, seq): (u32, u32), st: &str) -> String {
     let members = [
