@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
-use super::db::{query, query_built, Conn, Row, Tx};
+use super::db::{query, query_built, Conn, Row, Rows, Tx};
 use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{
     incident_of, AlertChange, CancelOutcome, HistoryEntry, MessageWrite, MessageWritten, Raise,
@@ -100,21 +100,6 @@ const ALERT_COLUMNS: &str = "id, priority, kind, state, case_id, device_id, regi
     acknowledged_by, acknowledged_at, resolved_by, resolved_at, outcome";
 
 const MAX_TRIGGER_LINES: usize = 12;
-
-/// `rows` comma-separated groups made by `row` from each row's index (from 0).
-fn rows_of(rows: usize, row: impl Fn(usize) -> String) -> String {
-    (0..rows).map(row).collect::<Vec<_>>().join(", ")
-}
-
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each.
-fn placeholders(rows: usize, columns: usize) -> String {
-    rows_of(rows, |n| {
-        let values: Vec<String> = (1..=columns)
-            .map(|k| format!("${}", n * columns + k))
-            .collect();
-        format!("({})", values.join(", "))
-    })
-}
 
 /// The stored trigger lines, and the full reasons an officer reads: triggers, then context.
 fn reasons_json(trigger: &[Reason], context: &[Reason]) -> Result<(String, String)> {
@@ -243,20 +228,30 @@ impl<D: Dialect> SqlStore<D> {
         }
 
         // On record first, as one at a time: a redelivered message stops here.
-        let mut record = query_built(format!(
-            "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) VALUES {} \
-             ON CONFLICT DO NOTHING RETURNING device_id",
-            placeholders(alone.len(), 5)
-        ));
-        for (_, r, (boot, seq)) in &alone {
-            record = record
-                .bind(&r.device_id)
-                .bind(i64::from(*boot))
-                .bind(i64::from(*seq))
-                .bind(r.kind.as_str())
-                .bind(r.at);
-        }
-        let fresh: HashSet<String> = record
+        let received = Rows::new("received")
+            .texts(
+                "device_id",
+                alone.iter().map(|(_, r, _)| r.device_id.clone()),
+            )
+            .ints(
+                "boot",
+                alone.iter().map(|(_, _, (boot, _))| i64::from(*boot)),
+            )
+            .ints("seq", alone.iter().map(|(_, _, (_, seq))| i64::from(*seq)))
+            .texts(
+                "kind",
+                alone.iter().map(|(_, r, _)| r.kind.as_str().to_owned()),
+            )
+            .ints("received_at", alone.iter().map(|(_, r, _)| r.at));
+        // `WHERE true`: SQLite reads an `ON CONFLICT` straight after a `FROM` as a join's.
+        let fresh: HashSet<String> = self
+            .dialect
+            .with_rows(received)
+            .then(
+                "INSERT INTO device_messages (device_id, boot, seq, kind, received_at) \
+                 SELECT device_id, boot, seq, kind, received_at FROM received WHERE true \
+                 ON CONFLICT DO NOTHING RETURNING device_id",
+            )
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -275,14 +270,17 @@ impl<D: Dialect> SqlStore<D> {
         }
 
         // Devices with an unresolved alert of the incident update it, one by one.
-        let mut open = query_built(format!(
-            "SELECT device_id, incident FROM alerts WHERE state <> 'resolved' AND device_id IN ({})",
-            (1..=fresh_raises.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-        ));
-        for (_, r, _) in &fresh_raises {
-            open = open.bind(&r.device_id);
-        }
-        let open: HashSet<(String, String)> = open
+        let asked = Rows::new("asked").texts(
+            "device_id",
+            fresh_raises.iter().map(|(_, r, _)| r.device_id.clone()),
+        );
+        let open: HashSet<(String, String)> = self
+            .dialect
+            .with_rows(asked)
+            .then(
+                "SELECT device_id, incident FROM alerts WHERE state <> 'resolved' \
+                 AND device_id IN (SELECT device_id FROM asked)",
+            )
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -301,40 +299,78 @@ impl<D: Dialect> SqlStore<D> {
         }
 
         // The others open their alerts together.
-        let mut insert = query_built(format!(
-            "INSERT INTO alerts (priority, kind, incident, state, case_id, device_id, region, \
-             first_at, last_at, count, lat, lon, acc_m, reasons, origin_boot, origin_seq, trigger_reasons) \
-             VALUES {} RETURNING id, device_id",
-            rows_of(opening.len(), |n| {
-                let p = |k: usize| format!("${}", n * 15 + k);
-                format!(
-                    "({}, {}, {}, 'open', {}, {}, {}, {}, {}, 1, {}, {}, {}, {}, {}, {}, {})",
-                    p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12),
-                    p(13), p(14), p(15)
-                )
-            })
-        ));
-        for (_, r, _) in &opening {
-            let (trigger_json, reasons) = reasons_json(&r.trigger, &r.context)?;
-            insert = insert
-                .bind(i64::from(r.priority.get()))
-                .bind(r.kind.as_str())
-                .bind(incident_of(r.kind))
-                .bind(&r.case_id)
-                .bind(&r.device_id)
-                .bind(&r.region)
-                .bind(r.at)
-                .bind(r.at)
-                .bind(r.position.map(|p| p.lat))
-                .bind(r.position.map(|p| p.lon))
-                .bind(r.position.and_then(|p| p.acc_m).map(i64::from))
-                .bind(reasons)
-                .bind(r.origin.filter(|_| r.answer_device).map(|o| i64::from(o.0)))
-                .bind(r.origin.filter(|_| r.answer_device).map(|o| i64::from(o.1)))
-                .bind(trigger_json);
-        }
+        let reasons = opening
+            .iter()
+            .map(|(_, r, _)| reasons_json(&r.trigger, &r.context))
+            .collect::<Result<Vec<_>>>()?;
+        let answered = |r: &Raise| r.origin.filter(|_| r.answer_device);
+        let raised = Rows::new("raised")
+            .ints(
+                "priority",
+                opening.iter().map(|(_, r, _)| i64::from(r.priority.get())),
+            )
+            .texts(
+                "kind",
+                opening.iter().map(|(_, r, _)| r.kind.as_str().to_owned()),
+            )
+            .texts(
+                "incident",
+                opening
+                    .iter()
+                    .map(|(_, r, _)| incident_of(r.kind).to_owned()),
+            )
+            .texts("case_id", opening.iter().map(|(_, r, _)| r.case_id.clone()))
+            .texts(
+                "device_id",
+                opening.iter().map(|(_, r, _)| r.device_id.clone()),
+            )
+            .texts("region", opening.iter().map(|(_, r, _)| r.region.clone()))
+            .ints("at", opening.iter().map(|(_, r, _)| r.at))
+            .reals(
+                "lat",
+                opening.iter().map(|(_, r, _)| r.position.map(|p| p.lat)),
+            )
+            .reals(
+                "lon",
+                opening.iter().map(|(_, r, _)| r.position.map(|p| p.lon)),
+            )
+            .ints(
+                "acc_m",
+                opening
+                    .iter()
+                    .map(|(_, r, _)| r.position.and_then(|p| p.acc_m).map(i64::from)),
+            )
+            .texts("reasons", reasons.iter().map(|(_, all)| all.clone()))
+            .ints(
+                "origin_boot",
+                opening
+                    .iter()
+                    .map(|(_, r, _)| answered(r).map(|o| i64::from(o.0))),
+            )
+            .ints(
+                "origin_seq",
+                opening
+                    .iter()
+                    .map(|(_, r, _)| answered(r).map(|o| i64::from(o.1))),
+            )
+            .texts(
+                "trigger_reasons",
+                reasons.iter().map(|(trigger, _)| trigger.clone()),
+            );
         let mut alert_of_device: HashMap<String, i64> = HashMap::new();
-        for row in insert.fetch_all(&mut *tx).await? {
+        for row in self
+            .dialect
+            .with_rows(raised)
+            .then(
+                "INSERT INTO alerts (priority, kind, incident, state, case_id, device_id, region, \
+                 first_at, last_at, count, lat, lon, acc_m, reasons, origin_boot, origin_seq, trigger_reasons) \
+                 SELECT priority, kind, incident, 'open', case_id, device_id, region, at, at, 1, \
+                 lat, lon, acc_m, reasons, origin_boot, origin_seq, trigger_reasons FROM raised \
+                 RETURNING id, device_id",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        {
             alert_of_device.insert(row.get(1)?, row.get(0)?);
         }
         let ids: Vec<i64> = opening
@@ -347,61 +383,78 @@ impl<D: Dialect> SqlStore<D> {
             })
             .collect::<Result<_>>()?;
 
-        let mut history = query_built(format!(
-            "INSERT INTO alert_history (alert_id, at, actor, action, note, note_facts) VALUES {}",
-            rows_of(opening.len(), |n| {
-                let p = |k: usize| format!("${}", n * 4 + k);
-                format!("({}, {}, NULL, 'opened', {}, {})", p(1), p(2), p(3), p(4))
-            })
-        ));
-        let mut events = query_built(format!(
-            "INSERT INTO alert_events (alert_id, at) VALUES {} RETURNING seq, alert_id",
-            placeholders(opening.len(), 2)
-        ));
-        // Which alert each message opened, in one statement joining a list of them.
-        let mut link = query_built(format!(
-            "WITH opened (device_id, boot, seq, alert_id) AS (VALUES {}) \
-             UPDATE device_messages SET alert_id = opened.alert_id FROM opened \
-             WHERE device_messages.device_id = opened.device_id \
-             AND device_messages.boot = opened.boot AND device_messages.seq = opened.seq",
-            placeholders(opening.len(), 4)
-        ));
-        for ((_, r, (boot, seq)), id) in opening.iter().zip(&ids) {
-            let note = message_note("message", "", r.kind, r.origin);
-            history = history
-                .bind(*id)
-                .bind(r.at)
-                .bind(note.text.as_str())
-                .bind(note_facts(Some(&note)));
-            events = events.bind(*id).bind(r.at);
-            link = link
-                .bind(&r.device_id)
-                .bind(i64::from(*boot))
-                .bind(i64::from(*seq))
-                .bind(*id);
-        }
-        history.execute(&mut *tx).await?;
+        let notes: Vec<Reason> = opening
+            .iter()
+            .map(|(_, r, _)| message_note("message", "", r.kind, r.origin))
+            .collect();
+        let history = Rows::new("opened")
+            .ints("alert_id", ids.iter().copied())
+            .ints("at", opening.iter().map(|(_, r, _)| r.at))
+            .texts("note", notes.iter().map(|n| n.text.clone()))
+            .texts("note_facts", notes.iter().map(|n| note_facts(Some(n))));
+        self.dialect
+            .with_rows(history)
+            .then(
+                "INSERT INTO alert_history (alert_id, at, actor, action, note, note_facts) \
+                 SELECT alert_id, at, NULL, 'opened', note, note_facts FROM opened",
+            )
+            .execute(&mut *tx)
+            .await?;
+        let events = Rows::new("changed")
+            .ints("alert_id", ids.iter().copied())
+            .ints("at", opening.iter().map(|(_, r, _)| r.at));
         let mut event_of_alert: HashMap<i64, i64> = HashMap::new();
-        for row in events.fetch_all(&mut *tx).await? {
+        for row in self
+            .dialect
+            .with_rows(events)
+            .then(
+                "INSERT INTO alert_events (alert_id, at) SELECT alert_id, at FROM changed \
+                 RETURNING seq, alert_id",
+            )
+            .fetch_all(&mut *tx)
+            .await?
+        {
             event_of_alert.insert(row.get(1)?, row.get(0)?);
         }
         let mut seqs: Vec<i64> = event_of_alert.values().copied().collect();
         seqs.sort_unstable();
         self.dialect.announce_all(&mut *tx, &seqs).await?;
-        link.execute(&mut *tx).await?;
+        // Which alert each message opened, in one statement joining a list of them.
+        let links = Rows::new("linked")
+            .texts(
+                "device_id",
+                opening.iter().map(|(_, r, _)| r.device_id.clone()),
+            )
+            .ints(
+                "boot",
+                opening.iter().map(|(_, _, (boot, _))| i64::from(*boot)),
+            )
+            .ints(
+                "seq",
+                opening.iter().map(|(_, _, (_, seq))| i64::from(*seq)),
+            )
+            .ints("alert_id", ids.iter().copied());
+        self.dialect
+            .with_rows(links)
+            .then(
+                "UPDATE device_messages SET alert_id = linked.alert_id FROM linked \
+                 WHERE device_messages.device_id = linked.device_id \
+                 AND device_messages.boot = linked.boot AND device_messages.seq = linked.seq",
+            )
+            .execute(&mut *tx)
+            .await?;
 
-        let mut read = query_built(format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN ({})",
-            (1..=ids.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        for id in &ids {
-            read = read.bind(*id);
-        }
+        let wanted = Rows::new("wanted").ints("id", ids.iter().copied());
         let mut alerts: HashMap<i64, Alert> = HashMap::new();
-        for row in read.fetch_all(&mut *tx).await? {
+        for row in self
+            .dialect
+            .with_rows(wanted)
+            .then(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN (SELECT id FROM wanted)"
+            ))
+            .fetch_all(&mut *tx)
+            .await?
+        {
             let alert = alert_from(&row)?;
             alerts.insert(alert.id, alert);
         }

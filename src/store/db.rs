@@ -21,6 +21,130 @@ pub enum Value {
     Real(Option<f64>),
     Text(Option<String>),
     Bool(Option<bool>),
+    /// A PostgreSQL array: one column of many rows (see `Rows`). SQLite has none.
+    List(List),
+}
+
+/// The values of one column, one per row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum List {
+    Ints(Vec<Option<i64>>),
+    Reals(Vec<Option<f64>>),
+    Texts(Vec<Option<String>>),
+}
+
+impl List {
+    /// How many rows it holds.
+    pub fn rows(&self) -> usize {
+        match self {
+            List::Ints(v) => v.len(),
+            List::Reals(v) => v.len(),
+            List::Texts(v) => v.len(),
+        }
+    }
+
+    /// The value of row `row` (below `rows`), for a backend without arrays.
+    pub fn element(&self, row: usize) -> Value {
+        match self {
+            List::Ints(v) => Value::Int(v[row]),
+            List::Reals(v) => Value::Real(v[row]),
+            List::Texts(v) => Value::Text(v[row].clone()),
+        }
+    }
+
+    /// Its PostgreSQL array type.
+    pub fn array_type(&self) -> &'static str {
+        match self {
+            List::Ints(_) => "bigint[]",
+            List::Reals(_) => "double precision[]",
+            List::Texts(_) => "text[]",
+        }
+    }
+}
+
+/// Rows handed to one statement as a table, column by column. A statement over many rows
+/// starts with them, `WITH name (columns) AS (…)` as the dialect writes it
+/// (`Dialect::with_rows`), and reads them from `name`: its own text is the same on both
+/// backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    name: &'static str,
+    columns: Vec<(&'static str, List)>,
+}
+
+impl Rows {
+    pub fn new(name: &'static str) -> Rows {
+        Rows {
+            name,
+            columns: Vec::new(),
+        }
+    }
+
+    pub fn ints<V: Into<Option<i64>>>(
+        self,
+        column: &'static str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Rows {
+        self.with(
+            column,
+            List::Ints(values.into_iter().map(Into::into).collect()),
+        )
+    }
+
+    pub fn reals<V: Into<Option<f64>>>(
+        self,
+        column: &'static str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Rows {
+        self.with(
+            column,
+            List::Reals(values.into_iter().map(Into::into).collect()),
+        )
+    }
+
+    pub fn texts<V: Into<Option<String>>>(
+        self,
+        column: &'static str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Rows {
+        self.with(
+            column,
+            List::Texts(values.into_iter().map(Into::into).collect()),
+        )
+    }
+
+    /// Every column has a value for every row: columns of unequal length are a mistake in
+    /// the store's own code, which no data can cause.
+    fn with(mut self, column: &'static str, values: List) -> Rows {
+        if let Some((first, _)) = self.columns.first() {
+            assert_eq!(
+                values.rows(),
+                self.rows(),
+                "column {column} of {} has as many rows as {first}",
+                self.name
+            );
+        }
+        self.columns.push((column, values));
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |(_, values)| values.rows())
+    }
+
+    /// The column names, in order, comma-separated.
+    pub fn column_names(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
+        names.join(", ")
+    }
+
+    pub fn into_columns(self) -> Vec<List> {
+        self.columns.into_iter().map(|(_, values)| values).collect()
+    }
 }
 
 macro_rules! value_from {
@@ -34,6 +158,7 @@ macro_rules! value_from {
 }
 
 value_from! {
+    List(List) => |v| v;
     Int(i64) => |v| Some(v);
     Int(Option<i64>) => |v| v;
     Real(f64) => |v| Some(v);
@@ -78,6 +203,12 @@ impl Query {
         self
     }
 
+    /// The statement `sql`, its values bound after this one's.
+    pub fn then(mut self, sql: &str) -> Query {
+        self.sql.to_mut().push_str(sql);
+        self
+    }
+
     /// How many rows it changed.
     pub async fn execute(self, conn: &mut dyn Conn) -> sqlx::Result<u64> {
         conn.execute(self).await
@@ -98,35 +229,47 @@ impl Query {
             .ok_or(sqlx::Error::RowNotFound)
     }
 
-    fn into_sqlite(self) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
-        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.values)
+    /// Binds the values in order, each as the Rust type it was given as. A list is a
+    /// mistake of the store's own SQL here (`Dialect::with_rows` writes SQLite's rows out),
+    /// and fails the statement.
+    fn into_sqlite(
+        self,
+    ) -> sqlx::Result<sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql));
+        for value in self.values {
+            q = match value {
+                Value::Int(v) => q.bind(v),
+                Value::Real(v) => q.bind(v),
+                Value::Text(v) => q.bind(v),
+                Value::Bool(v) => q.bind(v),
+                Value::List(_) => {
+                    return Err(sqlx::Error::Encode(
+                        "SQLite has no arrays: rows are written out by Dialect::with_rows".into(),
+                    ))
+                }
+            };
+        }
+        Ok(q)
     }
 
-    fn into_postgres(self) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
-        bind_all(sqlx::query(sqlx::AssertSqlSafe(self.sql)), self.values)
+    /// Binds the values in order, each as the Rust type it was given as, a list as an array.
+    fn into_postgres(
+        self,
+    ) -> sqlx::Result<sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql));
+        for value in self.values {
+            q = match value {
+                Value::Int(v) => q.bind(v),
+                Value::Real(v) => q.bind(v),
+                Value::Text(v) => q.bind(v),
+                Value::Bool(v) => q.bind(v),
+                Value::List(List::Ints(v)) => q.bind(v),
+                Value::List(List::Reals(v)) => q.bind(v),
+                Value::List(List::Texts(v)) => q.bind(v),
+            };
+        }
+        Ok(q)
     }
-}
-
-/// Binds the values in order, each as the Rust type it was given as.
-fn bind_all<DB: sqlx::Database>(
-    mut q: sqlx::query::Query<'static, DB, DB::Arguments>,
-    values: Vec<Value>,
-) -> sqlx::query::Query<'static, DB, DB::Arguments>
-where
-    for<'q> Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> Option<f64>: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> Option<bool>: sqlx::Encode<'q, DB> + Type<DB>,
-{
-    for value in values {
-        q = match value {
-            Value::Int(v) => q.bind(v),
-            Value::Real(v) => q.bind(v),
-            Value::Text(v) => q.bind(v),
-            Value::Bool(v) => q.bind(v),
-        };
-    }
-    q
 }
 
 /// A row as its backend returned it, read with that backend's decoders (so a SQLite
@@ -184,18 +327,18 @@ macro_rules! conn {
         impl Conn for $t {
             async fn execute(&mut self, query: Query) -> sqlx::Result<u64> {
                 let $s = self;
-                Ok(query.$into().execute($exec).await?.rows_affected())
+                Ok(query.$into()?.execute($exec).await?.rows_affected())
             }
 
             async fn fetch_all(&mut self, query: Query) -> sqlx::Result<Vec<Row>> {
                 let $s = self;
-                let rows = query.$into().fetch_all($exec).await?;
+                let rows = query.$into()?.fetch_all($exec).await?;
                 Ok(rows.into_iter().map(Row::$row).collect())
             }
 
             async fn fetch_optional(&mut self, query: Query) -> sqlx::Result<Option<Row>> {
                 let $s = self;
-                Ok(query.$into().fetch_optional($exec).await?.map(Row::$row))
+                Ok(query.$into()?.fetch_optional($exec).await?.map(Row::$row))
             }
         }
     };

@@ -2,12 +2,13 @@
 //!
 //! Both speak `$1` placeholders, `RETURNING`, `ON CONFLICT` and partial unique indexes, so
 //! every aggregate's SQL is written once (users.rs, cases.rs, …) over `SqlStore<D>`. Only
-//! taking the write lock, announcing changes to other instances, leadership and connecting
-//! differ: that is `Dialect`, implemented in sqlite.rs and postgres.rs.
+//! taking the write lock, announcing changes to other instances, leadership, connecting and
+//! handing a statement many rows at once differ: that is `Dialect`, implemented in
+//! sqlite.rs and postgres.rs.
 
 use async_trait::async_trait;
 
-use super::db::{query, Conn, Tx};
+use super::db::{query, Conn, Query, Rows, Tx};
 use super::{Leadership, Result, Store, StoreError};
 
 #[async_trait]
@@ -24,6 +25,10 @@ pub trait Dialect: Send + Sync + 'static {
     async fn announce(&self, tx: &mut dyn Tx, seq: i64) -> Result<()>;
     /// `announce` for many changes at once.
     async fn announce_all(&self, tx: &mut dyn Tx, seqs: &[i64]) -> Result<()>;
+    /// `WITH name (columns) AS (…) `: a statement's start that holds `rows` as a table
+    /// named as they are, their values bound from `$1`; the statement goes on with
+    /// `Query::then` and reads them from that table.
+    fn with_rows(&self, rows: Rows) -> Query;
     /// Numbers of changes committed by any instance; `None` where this process is the only
     /// writer.
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>>;

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::db::{query, query_built, Conn, Tx};
+use super::db::{query, query_built, Conn, List, Query, Rows, Tx};
 use super::dialect::{Dialect, SqlStore};
 use super::{Leadership, Result};
 
@@ -128,17 +128,38 @@ impl Dialect for PostgresDialect {
         if seqs.is_empty() {
             return Ok(());
         }
-        let values: Vec<String> = (2..seqs.len() + 2).map(|n| format!("(${n})")).collect();
-        let mut notify = query_built(format!(
-            "SELECT pg_notify($1, seq) FROM (VALUES {}) AS announced (seq)",
-            values.join(", ")
-        ))
-        .bind(CHANGES_CHANNEL);
-        for seq in seqs {
-            notify = notify.bind(format!("{seq} {}", self.origin));
-        }
-        notify.execute(tx).await?;
+        let payloads = seqs
+            .iter()
+            .map(|seq| Some(format!("{seq} {}", self.origin)))
+            .collect();
+        query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS announced (payload)")
+            .bind(CHANGES_CHANNEL)
+            .bind(List::Texts(payloads))
+            .execute(tx)
+            .await?;
         Ok(())
+    }
+
+    /// One array per column, unnested: the statement's text is the same however many rows
+    /// it is given, so each connection prepares it once. (Rows written out as `VALUES` make
+    /// a new statement for every number of rows, thousands of placeholders each, and a
+    /// batch of the ingest, whose size varies, would rarely find its statement prepared.)
+    fn with_rows(&self, rows: Rows) -> Query {
+        let (name, names) = (rows.name(), rows.column_names());
+        let columns = rows.into_columns();
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(n, column)| format!("${}::{}", n + 1, column.array_type()))
+            .collect();
+        let mut q = query_built(format!(
+            "WITH {name} ({names}) AS (SELECT * FROM UNNEST({})) ",
+            arrays.join(", ")
+        ));
+        for column in columns {
+            q = q.bind(column);
+        }
+        q
     }
 
     /// Event numbers of changes committed by any instance, as they are announced.

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 
-use super::db::{Conn, Tx};
+use super::db::{query_built, Conn, Query, Rows, Tx};
 use super::dialect::{Dialect, SqlStore};
 use super::{Leadership, Result, StoreError};
 
@@ -44,6 +44,36 @@ impl Dialect for SqliteDialect {
 
     async fn announce_all(&self, _tx: &mut dyn Tx, _seqs: &[i64]) -> Result<()> {
         Ok(())
+    }
+
+    /// SQLite has no arrays: a `VALUES` row per row, a placeholder per value. Its own
+    /// statements are prepared in-process, so a text per number of rows costs little.
+    fn with_rows(&self, rows: Rows) -> Query {
+        let (name, count, names) = (rows.name(), rows.rows(), rows.column_names());
+        let columns = rows.into_columns();
+        let width = columns.len();
+        let table = if count == 0 {
+            // No rows: a table of the same columns that yields none.
+            let nulls = vec!["NULL"; width].join(", ");
+            format!("SELECT {nulls} WHERE 0")
+        } else {
+            let values: Vec<String> = (0..count)
+                .map(|row| {
+                    let placeholders: Vec<String> = (1..=width)
+                        .map(|k| format!("${}", row * width + k))
+                        .collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            format!("VALUES {}", values.join(", "))
+        };
+        let mut q = query_built(format!("WITH {name} ({names}) AS ({table}) "));
+        for row in 0..count {
+            for column in &columns {
+                q = q.bind(column.element(row));
+            }
+        }
+        q
     }
 
     fn listen_for_changes(&self) -> Option<tokio::sync::mpsc::Receiver<i64>> {
