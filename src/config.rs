@@ -138,8 +138,8 @@ pub struct Config {
     /// Mark the session cookie `Secure` (and name it `__Host-vakt_session`): set when a
     /// TLS-terminating proxy serves the console; vakt's own HTTPS (`tls_cert`) implies it.
     pub secure_cookies: bool,
-    /// Admins and coordinators must log in with a one-time code (TOTP). Only the demo turns
-    /// this off.
+    /// Admins, coordinators and investigators must log in with a one-time code (TOTP). Only
+    /// the demo turns this off.
     pub require_second_factor: bool,
     /// XYZ street-tile URL template for the console's situation map (e.g.
     /// `https://tiles.example/{z}/{x}/{y}.png`); none: the map is drawn from geometry alone.

@@ -135,7 +135,7 @@ enum UserCommand {
     Add {
         #[arg(long)]
         username: String,
-        #[arg(long, value_parser = ["officer", "coordinator", "admin"])]
+        #[arg(long, value_parser = ["officer", "coordinator", "investigator", "admin"])]
         role: String,
         /// The police region the user works in, one of the list (by name or code, ignoring
         /// case); none means national.

@@ -603,3 +603,118 @@ async fn the_officer_who_acknowledged_an_alert_reveals_its_person_without_a_type
     let resp = detail(&handling, "?handling=true").await.unwrap();
     assert_eq!(resp.status(), 422);
 }
+
+#[tokio::test]
+async fn an_investigator_sees_no_persons_details_without_a_reason_and_every_read_with_one_is_logged(
+) {
+    let app = TestApp::start().await;
+    let investigator = app
+        .client_for("utredare.sthlm", Role::Investigator, Some("Stockholm"))
+        .await;
+    // Not a protected identity: an officer sees all of it without a reason.
+    let person: Value = app
+        .post(
+            &app.coordinator,
+            "/api/persons",
+            json!({
+                "name": "Per Holm", "phone": "+46 70 555 12 34",
+                "address": {"text": "Storgatan 1", "lat": HOME.0, "lon": HOME.1},
+                "region": "Stockholm"
+            }),
+        )
+        .await;
+    let person_id = person["id"].as_str().unwrap();
+    let case: Value = app
+        .post(
+            &app.coordinator,
+            "/api/cases",
+            json!({
+                "reference": unique("2026"), "person_id": person_id, "risk": "high",
+                "region": "Stockholm", "response_plan": "Call Per",
+                "relatives": [{"name": "Lena Holm", "phone": "+46 70 1"}]
+            }),
+        )
+        .await;
+    let case_id = case["id"].as_str().unwrap();
+    let _: Value = app
+        .post(&app.coordinator, &format!("/api/cases/{case_id}/orders"), json!({
+            "kind": "contact_ban", "restrained": {"name": "X"},
+            "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2099-01-01T00:00:00Z",
+            "zones": [{"name": "Home", "geometry": {"type": "Point", "coordinates": [HOME.1, HOME.0]}, "radius_m": 300}]
+        }))
+        .await;
+
+    // Without a reason: nothing that points to the person, in lists as in details.
+    for path in [
+        format!("/api/persons/{person_id}"),
+        "/api/persons".to_owned(),
+        format!("/api/cases/{case_id}"),
+        "/api/cases".to_owned(),
+        format!("/api/cases/{case_id}/orders"),
+    ] {
+        let body = text(
+            investigator.get(app.url(&path)).send().await.unwrap(),
+            &path,
+        )
+        .await;
+        for secret in [
+            "Per Holm",
+            "555 12 34",
+            "Storgatan",
+            "Call Per",
+            "Lena",
+            "\"radius_m\"",
+        ] {
+            assert!(
+                !body.contains(secret),
+                "{path} sent {secret} without a reason: {body}"
+            );
+        }
+    }
+    let masked = app
+        .get(&investigator, &format!("/api/persons/{person_id}"))
+        .await;
+    assert_eq!(masked["masked"], true);
+    assert_eq!(masked["protected_identity"], false);
+
+    // With a reason: all of it, and the reason is on the audit trail with the reader.
+    let person = app
+        .get(
+            &investigator,
+            &format!("/api/persons/{person_id}?reason=preliminary%20investigation%201"),
+        )
+        .await;
+    assert_eq!(person["name"], "Per Holm");
+    assert_eq!(person["masked"], false);
+    let case = app
+        .get(
+            &investigator,
+            &format!("/api/cases/{case_id}?reason=preliminary%20investigation%202"),
+        )
+        .await;
+    assert_eq!(case["response_plan"], "Call Per");
+    assert_eq!(case["person"]["name"], "Per Holm");
+    assert_eq!(case["orders"][0]["zones"][0]["radius_m"], 300.0);
+
+    let audit = app.get(&app.admin, "/api/audit?user=utredare.sthlm").await;
+    let entries = audit.as_array().unwrap();
+    for (reason, case) in [
+        ("preliminary investigation 1", None),
+        ("preliminary investigation 2", Some(case_id)),
+    ] {
+        assert!(
+            entries.iter().any(|e| e["action"] == "person_revealed"
+                && e["subject"] == person_id
+                && e["detail"] == reason
+                && e["case_id"].as_str() == case),
+            "no audit entry for {reason}: {audit}"
+        );
+    }
+    // The reads without a reason are on the trail too, as views.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "person_viewed" && e["subject"] == person_id),
+        "{audit}"
+    );
+}

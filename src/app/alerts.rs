@@ -9,7 +9,7 @@ use crate::store::{AlertChange, Role};
 /// The alerts of the actor's regions in `states` (a comma-separated list; open and
 /// acknowledged ones when none is given), in queue order.
 pub async fn queue(ctx: &Ctx, actor: &Actor, states: Option<&str>) -> AppResult<Vec<Alert>> {
-    actor.require(&[Role::Officer, Role::Coordinator])?;
+    actor.require(&[Role::Officer, Role::Coordinator, Role::Investigator])?;
     let states = match states {
         None | Some("") => vec![AlertState::Open, AlertState::Acknowledged],
         Some(list) => list

@@ -116,7 +116,7 @@ pub async fn record(
 
 /// The case's assessments, newest first, for those who may read the case.
 pub async fn history(ctx: &Ctx, actor: &Actor, case_id: &str) -> AppResult<Vec<Assessment>> {
-    actor.require(&[Role::Coordinator, Role::Officer])?;
+    actor.require(&[Role::Coordinator, Role::Officer, Role::Investigator])?;
     let case = in_region(ctx, actor, case_id).await?;
     Ok(ctx.store.assessments(&case.id).await?)
 }

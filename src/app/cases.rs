@@ -111,7 +111,7 @@ pub async fn open(ctx: &Ctx, actor: &Actor, req: NewCase) -> AppResult<Case> {
 
 /// The cases of the actor's regions.
 pub async fn list(ctx: &Ctx, actor: &Actor) -> AppResult<Vec<Case>> {
-    actor.require(&[Role::Coordinator, Role::Officer])?;
+    actor.require(&[Role::Coordinator, Role::Officer, Role::Investigator])?;
     let mut cases = ctx.store.cases().await?;
     cases.retain(|c| actor.covers(Some(&c.region)));
     Ok(cases)

@@ -169,6 +169,21 @@ impl Actor {
         }
     }
 
+    /// Whether the actor sees a person's details, and what points to them (see `web::mask`),
+    /// only for a stated reason, which is then on the audit trail: a protected person's for
+    /// everyone; every person's for an investigator, whose reads serve a legal process and
+    /// must each say why.
+    pub fn needs_reason(&self, protected: bool) -> bool {
+        protected
+            || matches!(
+                self,
+                Actor::User {
+                    role: Role::Investigator,
+                    ..
+                }
+            )
+    }
+
     pub fn is_officer(&self) -> bool {
         matches!(
             self,
@@ -308,6 +323,34 @@ mod tests {
             user(Role::Coordinator, None).require_admin(),
             Err(AppError::Forbidden)
         ));
+    }
+
+    #[test]
+    fn an_investigator_needs_a_reason_for_every_person_and_the_others_only_for_a_protected_one() {
+        let investigator = user(Role::Investigator, Some("Nord"));
+        assert!(investigator.needs_reason(false));
+        assert!(investigator.needs_reason(true));
+        for actor in [
+            user(Role::Officer, None),
+            user(Role::Coordinator, Some("Nord")),
+            user(Role::Admin, None),
+            Actor::Operator,
+        ] {
+            assert!(!actor.needs_reason(false), "{actor:?}");
+            assert!(actor.needs_reason(true), "{actor:?}");
+        }
+    }
+
+    #[test]
+    fn an_investigator_is_refused_what_officers_and_coordinators_do() {
+        let investigator = user(Role::Investigator, None);
+        for roles in [&[Role::Officer][..], &[Role::Coordinator], &[]] {
+            assert!(matches!(
+                investigator.require(roles),
+                Err(AppError::Forbidden)
+            ));
+        }
+        assert!(investigator.require(&[Role::Investigator]).is_ok());
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub async fn register(ctx: &Ctx, actor: &Actor, req: NewPerson) -> AppResult<Per
 
 /// The persons of the actor's regions.
 pub async fn list(ctx: &Ctx, actor: &Actor) -> AppResult<Vec<Person>> {
-    actor.require(&[Role::Coordinator])?;
+    actor.require(&[Role::Coordinator, Role::Investigator])?;
     let mut persons = ctx.store.persons().await?;
     persons.retain(|p| actor.covers(p.region.as_deref()));
     Ok(persons)
@@ -99,7 +99,7 @@ pub async fn list(ctx: &Ctx, actor: &Actor) -> AppResult<Vec<Person>> {
 
 /// One person of the actor's regions; another region's is not found.
 pub async fn get(ctx: &Ctx, actor: &Actor, id: &str) -> AppResult<Person> {
-    actor.require(&[Role::Coordinator, Role::Officer])?;
+    actor.require(&[Role::Coordinator, Role::Officer, Role::Investigator])?;
     let p = ctx.store.person(id).await?;
     actor
         .require_region(p.region.as_deref())
@@ -119,7 +119,7 @@ pub async fn consult(
     shows_person: bool,
 ) -> AppResult<bool> {
     let reason = optional_text("reason", reason, 500)?;
-    let revealed = p.protected_identity && reason.is_some();
+    let revealed = actor.needs_reason(p.protected_identity) && reason.is_some();
     if revealed || shows_person {
         let action = if revealed {
             "person_revealed"

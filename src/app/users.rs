@@ -22,7 +22,7 @@ pub struct NewUser {
     pub region: Option<String>,
 }
 
-/// A user just added, and for an admin or a coordinator the `otpauth://` URI of their
+/// A user just added, and for an admin, a coordinator or an investigator the `otpauth://` URI of their
 /// second factor, to be shown this once.
 pub struct AddedUser {
     pub user: User,
@@ -51,8 +51,9 @@ pub async fn add(ctx: &Ctx, actor: &Actor, req: &NewUser) -> AppResult<AddedUser
         Some(r) => Some(region_in_list(ctx, &r).await?),
         None => None,
     };
-    // Admins and coordinators log in with a second factor; the secret is shown this once.
-    let totp_secret = matches!(req.role, Role::Admin | Role::Coordinator).then(totp::new_secret);
+    // Admins, coordinators and investigators log in with a second factor; the secret is
+    // shown this once.
+    let totp_secret = req.role.takes_second_factor().then(totp::new_secret);
     let user = User {
         username: username.clone(),
         role: req.role,

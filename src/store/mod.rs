@@ -101,6 +101,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub enum Role {
     Officer,
     Coordinator,
+    /// Follows cases up for the legal process: reads its region's cases, orders, alerts and
+    /// assessments, and every person's details only for a stated reason; changes nothing.
+    Investigator,
     Admin,
 }
 
@@ -109,13 +112,22 @@ impl Role {
         match self {
             Role::Officer => "officer",
             Role::Coordinator => "coordinator",
+            Role::Investigator => "investigator",
             Role::Admin => "admin",
         }
     }
+    /// Whether a login of this role must give a one-time code besides the password (when
+    /// the configuration asks for it): the roles that change cases or read every person's
+    /// details of a region.
+    pub fn takes_second_factor(self) -> bool {
+        matches!(self, Role::Admin | Role::Coordinator | Role::Investigator)
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         Some(match s {
             "officer" => Role::Officer,
             "coordinator" => Role::Coordinator,
+            "investigator" => Role::Investigator,
             "admin" => Role::Admin,
             _ => return None,
         })

@@ -104,10 +104,20 @@ pub async fn list_alerts(
     caller: Caller,
     Query(q): Query<AlertQuery>,
 ) -> ApiResult<Json<Vec<AlertOut>>> {
-    let alerts = alerts::queue(&s.app(), &caller.actor(), q.state.as_deref()).await?;
+    let actor = caller.actor();
+    let alerts = alerts::queue(&s.app(), &actor, q.state.as_deref()).await?;
     let index = s.directory.snapshot();
     Ok(Json(
-        alerts.iter().map(|a| unrevealed_alert(a, &index)).collect(),
+        alerts
+            .iter()
+            .map(|a| {
+                mask::alert(
+                    a,
+                    &index,
+                    Sight::unrevealed_to(&actor, &index, a.case_id.as_deref()),
+                )
+            })
+            .collect(),
     ))
 }
 
@@ -137,7 +147,7 @@ pub async fn get_alert(
     Path(id): Path<i64>,
     Query(q): Query<AlertRevealQuery>,
 ) -> ApiResult<Json<AlertDetail>> {
-    caller.require(&[Role::Officer, Role::Coordinator])?;
+    caller.require(&[Role::Officer, Role::Coordinator, Role::Investigator])?;
     let alert = alert_in_region(&s, &caller, id).await?;
     let reason = alert_reveal_reason(&caller, &alert, &q)?;
     let index = s.directory.snapshot();
@@ -232,10 +242,12 @@ pub async fn street_address(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<StreetAddressOut>> {
-    caller.require(&[Role::Officer, Role::Coordinator])?;
+    caller.require(&[Role::Officer, Role::Coordinator, Role::Investigator])?;
     let alert = alert_in_region(&s, &caller, id).await?;
     let out = |status, text| Ok(Json(StreetAddressOut { status, text }));
-    let Some(p) = unrevealed_alert(&alert, &s.directory.snapshot()).position else {
+    let index = s.directory.snapshot();
+    let sight = Sight::unrevealed_to(&caller.actor(), &index, alert.case_id.as_deref());
+    let Some(p) = mask::alert(&alert, &index, sight).position else {
         return out("no_position", None);
     };
     let Some(geocoder) = &s.geocoder else {

@@ -230,7 +230,7 @@ impl AppState {
 /// Whether a login of this user takes a one-time code besides the password: when the user
 /// has one set up, or when the role must have one (then a login without one fails).
 pub fn needs_second_factor(require_for_roles: bool, role: Role, has_secret: bool) -> bool {
-    has_secret || (require_for_roles && matches!(role, Role::Admin | Role::Coordinator))
+    has_secret || (require_for_roles && role.takes_second_factor())
 }
 
 impl Caller {
@@ -642,6 +642,7 @@ mod tests {
         assert!(!needs_second_factor(true, Role::Officer, false));
         assert!(needs_second_factor(true, Role::Coordinator, false));
         assert!(needs_second_factor(true, Role::Admin, false));
+        assert!(needs_second_factor(true, Role::Investigator, false));
         assert!(!needs_second_factor(false, Role::Admin, false));
     }
 

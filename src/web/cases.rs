@@ -87,7 +87,8 @@ pub async fn list_cases(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<CaseOut>>> {
-    let list = cases::list(&s.app(), &caller.actor()).await?;
+    let actor = caller.actor();
+    let list = cases::list(&s.app(), &actor).await?;
     let protected: std::collections::HashSet<String> = s
         .store
         .persons()
@@ -99,7 +100,10 @@ pub async fn list_cases(
     // A list takes no reason: protected cases are revealed one at a time, on their detail.
     Ok(Json(
         list.iter()
-            .map(|c| mask::case(c, Sight::of(protected.contains(&c.person_id), false)))
+            .map(|c| {
+                let needs_reason = actor.needs_reason(protected.contains(&c.person_id));
+                mask::case(c, Sight::of(needs_reason, false))
+            })
             .collect(),
     ))
 }
@@ -117,7 +121,7 @@ pub async fn get_case(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<Json<CaseDetail>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
+    caller.require(&[Role::Coordinator, Role::Officer, Role::Investigator])?;
     let case = case_in_region(&s, &caller, &id).await?;
     let person = s.store.person(&case.person_id).await?;
     let sight = reveal(

@@ -2,7 +2,8 @@
 //! orders and alerts become the views every endpoint and the live stream send.
 //!
 //! A person with a protected identity is kept from view unless the caller states a reason,
-//! which is logged (see `persons::reveal`). Protected with them is everything that points to
+//! which is logged (see `persons::reveal`); for an investigator, every person is
+//! (`Actor::needs_reason`). Protected with them is everything that points to
 //! them: their name, phone and address; the names and phones of their relatives; the
 //! response plan (free text: "call Anna on her mobile"); the geometry of the zones of their
 //! orders (the "Home" circle is centred on the address); the distances from an alarm to the
@@ -14,6 +15,7 @@
 //! Every view is built here, from a [`Sight`]: no endpoint builds its own, so a list cannot
 //! show what its detail masks.
 
+use crate::app::Actor;
 use crate::directory::Index;
 use crate::domain::geo::zone_to_geojson;
 use crate::domain::place::{from_nearest_zone, nearest_place, Sweref99Tm, Vector};
@@ -52,13 +54,22 @@ impl Sight {
         Sight::of(index.case_is_protected(case_id), false)
     }
 
+    /// As [`Sight::unrevealed`], for one actor: an investigator sees no one's details
+    /// without a reason (`Actor::needs_reason`). A view without a case points to nobody.
+    pub fn unrevealed_to(actor: &Actor, index: &Index, case_id: Option<&str>) -> Sight {
+        let protected = index.case_is_protected(case_id);
+        Sight::of(case_id.is_some() && actor.needs_reason(protected), false)
+    }
+
     pub fn masked(self) -> bool {
         self == Sight::Masked
     }
 }
 
+/// Masked whenever the sight is: a protected person's without a reason, or anyone's for an
+/// investigator without one.
 pub fn person(p: &Person, sight: Sight) -> PersonOut {
-    let masked = p.protected_identity && sight.masked();
+    let masked = sight.masked();
     PersonOut {
         id: p.id.clone(),
         name: if masked { MASK.into() } else { p.name.clone() },

@@ -79,7 +79,7 @@ pub async fn get_order(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<Json<OrderOut>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
+    caller.require(&[Role::Coordinator, Role::Officer, Role::Investigator])?;
     let order = order_in_region(&s, &caller, &id).await?;
     let case = s.store.case(&order.case_id).await?;
     let sight = case_sight(&s, &caller, q.reason.as_deref(), &case).await?;
@@ -107,7 +107,7 @@ pub async fn list_orders(
     Path(case_id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<Json<Vec<OrderOut>>> {
-    caller.require(&[Role::Coordinator, Role::Officer])?;
+    caller.require(&[Role::Coordinator, Role::Officer, Role::Investigator])?;
     let case = case_in_region(&s, &caller, &case_id).await?;
     // One case's orders: a reason here reveals that one case, like its detail.
     let sight = case_sight(&s, &caller, q.reason.as_deref(), &case).await?;

@@ -23,7 +23,8 @@ pub struct PersonOut {
     pub phone: Option<String>,
     pub address: Option<Address>,
     pub protected_identity: bool,
-    /// True when name, phone and address were withheld (protected identity, no reason given).
+    /// True when name, phone and address were withheld: a protected identity, or any person
+    /// for an investigator, and no reason given.
     pub masked: bool,
     pub region: Option<String>,
 }
@@ -63,10 +64,16 @@ pub async fn list_persons(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<PersonOut>>> {
-    let list = persons::list(&s.app(), &caller.actor()).await?;
+    let actor = caller.actor();
+    let list = persons::list(&s.app(), &actor).await?;
     Ok(Json(
         list.iter()
-            .map(|p| mask::person(p, Sight::of(p.protected_identity, false)))
+            .map(|p| {
+                mask::person(
+                    p,
+                    Sight::of(actor.needs_reason(p.protected_identity), false),
+                )
+            })
             .collect(),
     ))
 }
@@ -97,7 +104,7 @@ pub(super) async fn reveal(
 ) -> ApiResult<Sight> {
     let actor = caller.actor();
     let given = persons::consult(&s.app(), &actor, reason, p, case_id, shows_person).await?;
-    Ok(Sight::of(p.protected_identity, given))
+    Ok(Sight::of(actor.needs_reason(p.protected_identity), given))
 }
 
 /// What the caller sees of a case whose person is not part of the answer (its orders, the

@@ -29,7 +29,8 @@ pub struct NewUserOut {
     pub username: String,
     pub role: Role,
     pub region: Option<String>,
-    /// For admins and coordinators: the `otpauth://` URI of their second factor, shown once.
+    /// For admins, coordinators and investigators: the `otpauth://` URI of their second
+    /// factor, shown once.
     pub totp_uri: Option<String>,
 }
 

@@ -27,6 +27,7 @@ describe("coordinators' pages", () => {
         { username: 'coord', role: 'coordinator', region: 'Stockholm' },
         { username: 'officer', role: 'officer', region: 'Stockholm' },
         { username: 'boss', role: 'admin' },
+        { username: 'investigator', role: 'investigator', region: 'Stockholm' },
       ],
     });
     browser = await launch();
@@ -512,6 +513,49 @@ describe("coordinators' pages", () => {
     assert.equal(cases.find((c) => c.reference === 'SE-2026-7003').region, 'Syd');
     assert.deepEqual(admin.problems, []);
     await admin.context().close();
+  });
+
+  it('takes an investigator from the console to the cases, read only, and shows a person only for a logged reason', async () => {
+    const nils = await vakt.api('coord', 'POST', '/api/persons', { name: 'Nils Berg', region: 'Stockholm' });
+    const kase = await vakt.api('coord', 'POST', '/api/cases', {
+      reference: 'SE-2026-7004', person_id: nils.id, risk: 'high', region: 'Stockholm',
+      response_plan: 'Call Nils at work', relatives: [{ name: 'Eva Berg', relation: 'mother' }],
+    });
+    const reader = await openPage(browser);
+    // The console is the duty officers'; an investigator lands on the case pages.
+    await login(reader, vakt.url, 'investigator', { vakt });
+    await reader.getByRole('heading', { name: 'Cases', level: 1 }).waitFor();
+    assert.match(reader.url(), /\/admin/);
+    await reader.getByText("Read only: a person's details are shown once you state a reason, which is logged.").waitFor();
+    for (const tab of ['Persons', 'Devices', 'Users', 'Regions']) {
+      assert.equal(await reader.getByRole('link', { name: tab, exact: true }).count(), 0, tab);
+    }
+    assert.equal(await reader.getByRole('heading', { name: 'New case' }).isVisible(), false);
+    const row = reader.locator('#cases-body tr', { hasText: 'SE-2026-7004' });
+    await row.getByText(`Shown for a reason (${nils.id})`).waitFor();
+
+    await row.getByRole('link', { name: 'SE-2026-7004' }).click();
+    await reader.getByRole('heading', { name: 'Case SE-2026-7004' }).waitFor();
+    await reader.getByText('Shown once you state a reason above; the reason is logged.').first().waitFor();
+    assert.equal(await reader.getByText('Nils Berg').count(), 0);
+    assert.equal(await reader.getByText('Call Nils at work').count(), 0);
+    for (const name of ['Save', 'Close case…', 'Record assessment', 'New order', 'Issue']) {
+      assert.equal(await reader.getByRole('button', { name, exact: true }).count(), 0, name);
+    }
+
+    await reader.locator('#c-reveal-reason').fill('preliminary investigation 2026:14');
+    await reader.locator('#c-reveal-form').getByRole('button', { name: 'Reveal' }).click();
+    await reader.locator('#c-person').getByText('Nils Berg').waitFor();
+    assert.equal(await reader.locator('#ce-plan').inputValue(), 'Call Nils at work');
+    assert.equal(await reader.locator('#ce-plan').isDisabled(), true);
+    assert.equal(await reader.getByRole('button', { name: 'Save', exact: true }).count(), 0);
+    await reader.context().close();
+
+    const audit = await vakt.api('boss', 'GET', '/api/audit?user=investigator');
+    assert.ok(
+      audit.some((e) => e.action === 'person_revealed' && e.subject === nils.id && e.detail === 'preliminary investigation 2026:14'),
+      JSON.stringify(audit),
+    );
   });
 
   it('had no script errors, CSP violations or missing translations', () => {

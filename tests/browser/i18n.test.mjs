@@ -23,7 +23,7 @@ const ENUMS = {
   state: ['open', 'acknowledged', 'resolved'],
   outcome: ['police_dispatched', 'false_alarm', 'technical', 'test', 'other'],
   order: ['contact_ban', 'extended', 'special_extended', 'shared_residence'],
-  role: ['officer', 'coordinator', 'admin'],
+  role: ['officer', 'coordinator', 'investigator', 'admin'],
   devkind: ['alarm', 'tag'],
   devstatus: ['in_stock', 'issued', 'returned', 'lost', 'online', 'silent', 'connection_lost', 'never_heard'],
   action: ['opened', 'repeated', 'acknowledged', 'resolved', 'cancel_pressed', 'risk_changed'],

@@ -1,6 +1,6 @@
 // vakt coordinators' pages: persons, cases (risk, response plan, relatives,
 // structured risk assessments), restraining orders with zones drawn on a map, devices (add, issue, return)
-// and, for admins, users.
+// and, for admins, users. Investigators get the case pages read-only.
 //
 // Plain ES module, no build step; shares common.js, map.js and i18n.js with
 // the duty-officer console. Pages are addressed by the URL fragment
@@ -95,7 +95,36 @@ function personById(id) {
 /** A person's name as a list may show it: masked ones are named as protected. */
 function personLabel(person) {
   if (!person) return t('dash');
-  return person.masked ? t('person_masked_label', { id: person.id }) : person.name;
+  if (!person.masked) return person.name;
+  return t(person.protected_identity === false ? 'person_reason_label' : 'person_masked_label', { id: person.id });
+}
+
+/**
+ * The words for a masked view: a protected identity's, or (for an investigator, who sees
+ * no one's details without a reason) those of a person who is not protected.
+ */
+function maskedKey(person, protectedKey) {
+  return person && person.protected_identity === false ? 'reason_note' : protectedKey;
+}
+
+/** Sets a note's text, and keeps it through a change of language. */
+function setNote(node, key) {
+  node.setAttribute('data-i18n', key);
+  node.textContent = t(key);
+}
+
+/**
+ * An investigator reads cases for the legal process and changes nothing: the case pages
+ * without their forms (the server refuses every change anyway).
+ */
+function readOnly() {
+  return Boolean(state.user) && state.user.role === 'investigator';
+}
+
+/** The pages a role may open; the first is where it lands. */
+function pagesOf(role) {
+  if (role === 'investigator') return ['cases', 'case'];
+  return PAGES;
 }
 
 function caseById(id) {
@@ -148,13 +177,19 @@ function startSession(user) {
   $('logout-btn').hidden = false;
   $('console-link').hidden = false;
   renderUser();
-  if (!['coordinator', 'admin'].includes(state.user.role)) {
+  if (!['coordinator', 'investigator', 'admin'].includes(state.user.role)) {
     $('forbidden-view').hidden = false;
     return;
   }
   $('admin-view').hidden = false;
   document.querySelector('.tab[data-page="users"]').hidden = state.user.role !== 'admin';
   document.querySelector('.tab[data-page="regions"]').hidden = state.user.role !== 'admin';
+  for (const page of ['persons', 'devices']) {
+    document.querySelector(`.tab[data-page="${page}"]`).hidden = !pagesOf(state.user.role).includes(page);
+  }
+  $('read-only-note').hidden = !readOnly();
+  $('admin-view').classList.toggle('read-only', readOnly());
+  $('case-new-panel').hidden = readOnly();
   loadConfig().then(route);
 }
 
@@ -207,7 +242,8 @@ function parseRoute() {
 
 async function route() {
   if (!state.user || $('admin-view').hidden) return;
-  const { page, id } = parseRoute();
+  let { page, id } = parseRoute();
+  if (!pagesOf(state.user.role).includes(page)) page = 'cases';
   for (const name of PAGES) $(`page-${name}`).hidden = name !== page;
   for (const tab of document.querySelectorAll('.tab')) {
     const current = tab.dataset.page === page || (page === 'case' && tab.dataset.page === 'cases');
@@ -245,6 +281,12 @@ async function loadLists({ persons = false, cases = false, devices = false } = {
 // ---------------------------------------------------------------------------
 
 async function showCasesPage() {
+  if (readOnly()) {
+    // Devices are the coordinators' (an investigator sees a case's own on its page).
+    await loadLists({ persons: true, cases: true });
+    renderCases();
+    return;
+  }
   await Promise.all([loadLists({ persons: true, cases: true, devices: true }), loadRegions()]);
   renderCases();
   prepareCaseForm();
@@ -260,13 +302,14 @@ function renderCases() {
     const tr = el('tr');
     const link = el('a', 'strong', c.reference);
     link.href = `#/cases/${encodeURIComponent(c.id)}`;
-    const devices = state.devices.filter((d) => d.case_id === c.id && d.status === 'issued').length;
+    const devices = readOnly() ? t('dash')
+      : String(state.devices.filter((d) => d.case_id === c.id && d.status === 'issued').length);
     tr.append(
       td(link),
       td(personLabel(personById(c.person_id))),
       td(el('span', `risk risk-${c.risk}`, tEnum('risk', c.risk))),
       td(c.region),
-      td(String(devices), 'num'),
+      td(devices, 'num'),
       td(c.closed_at ? el('span', 'tag tag-muted', t('case_closed_at', { at: fmtDate(c.closed_at) })) : el('span', 'tag tag-ok', t('case_open'))),
     );
     body.append(tr);
@@ -398,7 +441,7 @@ async function showCasePage(id) {
     resetAssessmentForm();
   }
   $('case-error').hidden = true;
-  await loadLists({ persons: true, devices: true });
+  await loadLists({ persons: true, devices: !readOnly() });
   await loadCase(id);
 }
 
@@ -444,6 +487,7 @@ function renderCasePerson(p) {
     ['f_protected', t(person.protected_identity ? 'yes' : 'no')],
   ]);
   $('c-reveal').hidden = !person.masked;
+  setNote($('c-masked-note'), maskedKey(person, 'masked_note'));
 }
 
 async function onCaseReveal(event) {
@@ -468,12 +512,17 @@ function renderCaseEdit(c) {
   const masked = c.masked === true;
   fillSelect($('ce-risk'), enumOptions(RISKS, 'risk'), c.risk);
   $('ce-plan').value = masked ? '' : c.response_plan || '';
-  $('ce-plan').placeholder = masked ? t('plan_masked') : '';
+  $('ce-plan').placeholder = masked ? t(maskedKey(c.person, 'plan_masked')) : '';
   relativesEditors.edit.set(masked ? [] : c.relatives || []);
   const note = $('ce-masked-note');
   note.hidden = !masked;
+  setNote(note, maskedKey(c.person, 'case_masked_edit'));
   const closed = Boolean(c.closed_at);
-  for (const node of $('case-edit-form').elements) node.disabled = closed;
+  // Closed, or read by an investigator: shown, not changed.
+  const locked = closed || readOnly();
+  for (const node of $('case-edit-form').elements) node.disabled = locked;
+  $('case-edit-form').querySelector('.btn-row').hidden = readOnly();
+  $('ce-relative-add').hidden = readOnly();
   if (masked) {
     $('ce-plan').disabled = true;
     for (const node of $('case-edit-form').querySelectorAll('.relatives-field button, .relatives-field input')) {
@@ -482,8 +531,8 @@ function renderCaseEdit(c) {
   }
   $('case-close-btn').hidden = closed;
   $('case-close-confirm').hidden = true;
-  $('order-new-btn').hidden = closed;
-  $('issue-form').hidden = closed;
+  $('order-new-btn').hidden = locked;
+  $('issue-form').hidden = locked;
 }
 
 async function onCaseEditSubmit(event) {
@@ -537,7 +586,7 @@ function reviewDateBounds() {
 
 function renderCaseAssessments(c) {
   const form = $('assessment-form');
-  form.hidden = Boolean(c.closed_at);
+  form.hidden = Boolean(c.closed_at) || readOnly();
   // Drawn again on every change of language: what is typed stays.
   fillSelect($('as-method'), enumOptions(METHODS, 'method'));
   fillSelect($('as-risk'), enumOptions(RISKS, 'risk'), $('as-risk').value || c.risk);
@@ -551,6 +600,7 @@ function renderCaseAssessments(c) {
   items.forEach((a, i) => list.append(assessmentItem(a, i === 0 && !c.closed_at, min)));
   $('c-assessments-empty').hidden = items.length > 0;
   $('c-assessments-masked').hidden = !items.some((a) => a.masked === true);
+  setNote($('c-assessments-masked'), maskedKey(c.person, 'assessments_masked'));
 }
 
 function assessmentItem(a, latest, today) {
@@ -638,7 +688,7 @@ function orderCard(order, c) {
   ]);
   const edit = button(t('order_edit'), 'btn btn-small', () => openOrderForm({ mode: 'edit', order }));
   edit.setAttribute('aria-label', t('order_edit_named', { name: (order.restrained && order.restrained.name) || '' }));
-  edit.hidden = Boolean(c.closed_at);
+  edit.hidden = Boolean(c.closed_at) || readOnly();
   card.append(head, dl, orderMiniMap(order, c.person), edit);
   return card;
 }
@@ -785,6 +835,7 @@ function renderCaseDevices(c) {
       setTimeout(() => openDeviceAction('return', d), 0);
     });
     ret.setAttribute('aria-label', t('device_return_named', { id: d.id }));
+    ret.hidden = readOnly();
     tr.append(
       td(deviceCell(d)),
       td(holderLabel(d.holder_person_id, c)),

@@ -350,7 +350,7 @@ export function reportFormError(form, err) {
 export const RISKS = ['low', 'medium', 'high', 'critical'];
 export const ORDER_KINDS = ['contact_ban', 'extended', 'special_extended', 'shared_residence'];
 export const OUTCOMES = ['police_dispatched', 'false_alarm', 'technical', 'test', 'other'];
-export const ROLES = ['officer', 'coordinator', 'admin'];
+export const ROLES = ['officer', 'coordinator', 'investigator', 'admin'];
 export const DEVICE_KINDS = ['alarm', 'tag'];
 
 // ---------------------------------------------------------------------------

@@ -148,6 +148,12 @@ function showLoginView(message, { notice = false } = {}) {
 
 function startSession(user) {
   state.user = normaliseUser(user);
+  // The console is the duty officers' tool (live stream, acknowledge, resolve); an
+  // investigator reads alerts through the API and the cases on the read-only case pages.
+  if (state.user.role === 'investigator') {
+    location.replace('/admin');
+    return;
+  }
   hideError();
   $('boot').hidden = true;
   $('login-view').hidden = true;

@@ -282,6 +282,7 @@ const STRINGS = {
 
     role_officer: 'vakthavande',
     role_coordinator: 'samordnare',
+    role_investigator: 'utredare',
     role_admin: 'administratör',
 
     devkind_alarm: 'Larmenhet',
@@ -468,6 +469,9 @@ const STRINGS = {
     zone_address_hidden: 'Adressen är dold (skyddad identitet). Visa personen ovan, med skäl, för att se den i kartan.',
     no_devices_in_stock: 'Inga enheter i lager',
     person_masked_label: 'Skyddad identitet ({id})',
+    person_reason_label: 'Visas mot skäl ({id})',
+    reason_note: 'Uppgifterna visas när du angett skäl ovan; skälet loggas.',
+    read_only_note: 'Endast läsning: en persons uppgifter visas när du angett skäl, och det loggas.',
     order_new: 'Nytt kontaktförbud',
     order_new_heading: 'Nytt kontaktförbud',
     order_edit: 'Ändra',
@@ -898,6 +902,7 @@ const STRINGS = {
 
     role_officer: 'duty officer',
     role_coordinator: 'coordinator',
+    role_investigator: 'investigator',
     role_admin: 'administrator',
 
     devkind_alarm: 'Alarm device',
@@ -1084,6 +1089,9 @@ const STRINGS = {
     zone_address_hidden: 'The address is hidden (protected identity). Reveal the person above, with a reason, to see it on the map.',
     no_devices_in_stock: 'No devices in stock',
     person_masked_label: 'Protected identity ({id})',
+    person_reason_label: 'Shown for a reason ({id})',
+    reason_note: 'Shown once you state a reason above; the reason is logged.',
+    read_only_note: "Read only: a person's details are shown once you state a reason, which is logged.",
     order_new: 'New order',
     order_new_heading: 'New restraining order',
     order_edit: 'Edit',
