@@ -860,7 +860,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_list_of_tables_to_move_is_the_schema_s_in_foreign_key_order() {
+    async fn the_list_of_tables_to_move_is_the_migrated_schema_in_foreign_key_order() {
         let store = super::super::SqliteStore::connect(
             "sqlite::memory:",
             std::time::Duration::from_secs(5),
