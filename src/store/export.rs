@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -49,8 +50,6 @@ pub const TABLES: &[&str] = &[
     "risk_assessments",
 ];
 
-/// Rows read per statement on export: a million devices never sit in memory at once.
-const PAGE: usize = 5_000;
 /// Values bound per INSERT on import (both backends take far more).
 const VALUES_PER_INSERT: usize = 8_000;
 
@@ -453,7 +452,7 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// One table in primary-key order (bytewise for text, so both backends agree), page by
-    /// page after the last key read.
+    /// page: after the last key read, or through a cursor (`Dialect::pages_by_cursor`).
     async fn export_table(
         &self,
         tx: &mut dyn Conn,
@@ -475,68 +474,46 @@ impl<D: Dialect> SqlStore<D> {
                 false => format!("\"{}\"", c.name),
             })
             .collect();
-        let key: Vec<(usize, String)> = shape
+        let order: Vec<String> = shape
             .primary_key
             .iter()
             .map(|k| {
-                let i = shape.columns.iter().position(|c| &c.name == k);
-                let i = i.ok_or_else(|| {
+                let column = columns.iter().find(|c| &c.name == k).ok_or_else(|| {
                     MoveError::Schema(format!("{}: key column {k} not found", shape.name))
                 })?;
                 let sql = format!("\"{k}\"");
-                Ok(match columns[i].kind {
-                    Kind::Text => (i, self.dialect.in_byte_order(&sql)),
-                    _ => (i, sql),
+                Ok(match column.kind {
+                    Kind::Text => self.dialect.in_byte_order(&sql),
+                    _ => sql,
                 })
             })
             .collect::<Result<_, MoveError>>()?;
-        let order: Vec<&str> = key.iter().map(|(_, sql)| sql.as_str()).collect();
-        let order = order.join(", ");
-        let placeholders: Vec<String> = (1..=key.len()).map(|n| format!("${n}")).collect();
-        let after = format!(
-            "SELECT {} FROM \"{}\" WHERE ({order}) > ({}) ORDER BY {order} LIMIT {PAGE}",
+        let all = format!(
+            "SELECT {} FROM \"{}\" ORDER BY {}",
             select.join(", "),
             shape.name,
-            placeholders.join(", ")
-        );
-        let first = format!(
-            "SELECT {} FROM \"{}\" ORDER BY {order} LIMIT {PAGE}",
-            select.join(", "),
-            shape.name
+            order.join(", ")
         );
         let mut rows_written = 0u64;
-        let mut last: Option<Vec<Value>> = None;
-        loop {
-            let mut page = query_built(match last {
-                None => first.clone(),
-                Some(_) => after.clone(),
-            });
-            for value in last.iter().flatten() {
-                page = page.bind(value.clone());
-            }
-            let rows = page.fetch_all(&mut *tx).await?;
-            for row in &rows {
-                let values = read_row(row, &columns)?;
-                let line = to_line(&columns, &values).map_err(|why| MoveError::Damaged {
-                    file: path.clone(),
-                    why: format!("table {}: {why}", shape.name),
-                })?;
-                written.write(line.as_bytes()).map_err(io(&path))?;
-                rows_written += 1;
-                last = Some(key.iter().map(|(i, _)| values[*i].clone()).collect());
-            }
-            if rows.len() < PAGE {
-                break;
-            }
+        let mut rows = query_built(all).fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
+            let values = read_row(&row, &columns)?;
+            let line = to_line(&columns, &values).map_err(|why| MoveError::Damaged {
+                file: path.clone(),
+                why: format!("table {}: {why}", shape.name),
+            })?;
+            written.write(line.as_bytes()).map_err(io(&path))?;
+            rows_written += 1;
         }
-        // A key the pages could not step over (a NULL in it) would drop rows unseen.
+        drop(rows);
+        // Read in the same snapshot: a row the export did not write is noticed.
         let counted: i64 = query_built(format!("SELECT COUNT(*) FROM \"{}\"", shape.name))
             .fetch_one(&mut *tx)
             .await?
             .get(0)?;
         if counted as u64 != rows_written {
             return Err(MoveError::Schema(format!(
-                "table {}: {rows_written} rows read in key order of {counted}",
+                "table {}: {rows_written} rows read of {counted}",
                 shape.name
             )));
         }
