@@ -416,6 +416,17 @@ async fn an_import_refuses_a_changed_file_a_database_not_empty_and_another_maste
     );
     assert!(untouched(data.path(), "edited.db"));
     std::fs::write(&devices, &devices_text).unwrap();
+
+    // A later version of the format is not guessed at.
+    let later = manifest_text.replacen("\"format_version\": 1", "\"format_version\": 2", 1);
+    assert_ne!(later, manifest_text);
+    std::fs::write(&manifest_path, later).unwrap();
+    let (ok, said) = vakt_import(data.path(), &export, &target("later.db"), None);
+    assert!(
+        !ok && said.contains("manifest.json") && said.contains("format version 2"),
+        "{said}"
+    );
+    assert!(untouched(data.path(), "later.db"));
     std::fs::write(&manifest_path, &manifest_text).unwrap();
 
     // Put back as exported, it imports, and the command says so.
