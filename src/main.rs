@@ -1,5 +1,5 @@
-//! The `vakt` command line: serve, demo, migrate, and the operator's user, token, device
-//! and master-key commands.
+//! The `vakt` command line: serve, demo, migrate, export and import, and the operator's
+//! user, token, device and master-key commands.
 
 use std::io::Read;
 
@@ -74,6 +74,23 @@ enum Command {
     Broker {
         #[command(subcommand)]
         command: BrokerCommand,
+    },
+    /// Write the whole database into a new directory: a JSON Lines file per table and a
+    /// manifest with counts and SHA-256 checksums (docs/export.md). Sealed secrets stay
+    /// sealed; the master key is not written and is moved apart (docs/export.md).
+    Export {
+        /// The directory to write into; made if missing, and refused if not empty.
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
+    /// Read an export into the configured database, which must be new and empty (it is
+    /// migrated first). Every file's count and checksum is checked before anything is
+    /// written; all rows go in one transaction. Needs the master key of the exported
+    /// database; the audit chain is verified afterwards.
+    Import {
+        /// The directory `vakt export` wrote.
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
     },
     /// Make a master key, or replace the one in use (docs/operations.md, "Rotating the
     /// master key").
@@ -480,6 +497,48 @@ async fn run() -> anyhow::Result<()> {
                     owner,
                 },
         } => mosquitto_files(config, &out, backend_users, owner).await,
+        Command::Export { out } => {
+            let url = config.database_url();
+            let manifest = vakt::store::export(&url, &out).await?;
+            let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
+            println!(
+                "exported {} tables, {rows} rows, of schema version {} from {} into {}",
+                manifest.tables.len(),
+                manifest.schema_version,
+                redact(&url),
+                out.display()
+            );
+            for t in &manifest.tables {
+                println!("  {:<24} {:>10}", t.table, t.rows);
+            }
+            println!("The master key is not in the export: move it apart (docs/export.md).");
+            Ok(())
+        }
+        Command::Import { dir } => {
+            let url = config.database_url();
+            let configured = config.master_key.as_ref().map(|k| k.0.as_str());
+            let vault = vakt::keys::KeyVault::load_existing(configured, &config.data_dir)
+                .context("the master key of the exported database (docs/export.md)")?;
+            let (imported, verdict) = vakt::store::import(&url, &dir, &vault).await?;
+            let rows: u64 = imported.iter().map(|(_, n)| n).sum();
+            println!(
+                "imported {} tables, {rows} rows, from {} into {}",
+                imported.len(),
+                dir.display(),
+                redact(&url)
+            );
+            for (table, n) in &imported {
+                println!("  {table:<24} {n:>10}");
+            }
+            match verdict.first_broken {
+                None => println!("audit log intact: {} entries, chain verified", verdict.entries),
+                Some(id) => bail!(
+                    "imported, but the audit log is broken at entry {id} (of {} read): it was so in the exported database, or the export was edited and its checksums made again",
+                    verdict.entries
+                ),
+            }
+            Ok(())
+        }
         Command::MasterKey {
             command: MasterKeyCommand::New,
         } => unreachable!("printed before the configuration is read"),

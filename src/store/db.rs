@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use async_trait::async_trait;
+use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{ColumnIndex, Decode, Postgres, Sqlite, Type};
@@ -222,6 +223,12 @@ impl Query {
         conn.fetch_optional(self).await
     }
 
+    /// The rows one by one as the database sends them: a table of millions never sits in
+    /// memory.
+    pub fn fetch(self, conn: &mut dyn Conn) -> BoxStream<'_, sqlx::Result<Row>> {
+        conn.fetch(self)
+    }
+
     /// The first row; `RowNotFound` when there is none, as sqlx's `fetch_one`.
     pub async fn fetch_one(self, conn: &mut dyn Conn) -> sqlx::Result<Row> {
         conn.fetch_optional(self)
@@ -311,6 +318,7 @@ pub trait Conn: Send {
     async fn execute(&mut self, query: Query) -> sqlx::Result<u64>;
     async fn fetch_all(&mut self, query: Query) -> sqlx::Result<Vec<Row>>;
     async fn fetch_optional(&mut self, query: Query) -> sqlx::Result<Option<Row>>;
+    fn fetch(&mut self, query: Query) -> BoxStream<'_, sqlx::Result<Row>>;
 }
 
 /// A transaction; dropped without `commit`, it rolls back.
@@ -339,6 +347,15 @@ macro_rules! conn {
             async fn fetch_optional(&mut self, query: Query) -> sqlx::Result<Option<Row>> {
                 let $s = self;
                 Ok(query.$into()?.fetch_optional($exec).await?.map(Row::$row))
+            }
+
+            fn fetch(&mut self, query: Query) -> BoxStream<'_, sqlx::Result<Row>> {
+                let $s = self;
+                query
+                    .$into()
+                    .fetch($exec)
+                    .map(|row| row.map(Row::$row))
+                    .boxed()
             }
         }
     };

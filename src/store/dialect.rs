@@ -42,6 +42,48 @@ pub trait Dialect: Send + Sync + 'static {
     /// lock (PostgreSQL), this takes it until `tx` ends, so that no instance takes the lead
     /// meanwhile; where it is none (SQLite: one process per file), there is nobody to ask.
     async fn instance_leads(&self, tx: &mut dyn Tx) -> Result<bool>;
+
+    /// Which backend this is, as an export names its source (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+    /// A transaction that reads one consistent snapshot of every table, for an export.
+    async fn begin_snapshot(&self) -> sqlx::Result<Box<dyn Tx>>;
+    /// The tables as the database's own catalogue describes them (vakt's tables only: not
+    /// the migrations' bookkeeping nor the backend's own), by name.
+    async fn catalogue(&self, conn: &mut dyn Conn) -> Result<Vec<TableShape>>;
+    /// A text column (SQL) compared and sorted byte by byte, as both backends then agree
+    /// on the order of its rows.
+    fn in_byte_order(&self, column: &str) -> String;
+    /// What an INSERT says between its column list and VALUES to write the stored numbers
+    /// of generated keys as they are.
+    fn keep_generated_keys(&self) -> &'static str;
+    /// After rows were written with their own generated keys: each key generator goes on
+    /// after the highest key written, so a new row does not collide with an imported one.
+    async fn continue_generated_keys(&self, tx: &mut dyn Tx, tables: &[TableShape]) -> Result<()>;
+}
+
+/// A table of the schema as the catalogue has it: enough to copy it row for row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableShape {
+    pub name: String,
+    /// In the table's own order.
+    pub columns: Vec<ColumnShape>,
+    /// The primary key's columns, in the key's order; rows are exported in this order.
+    pub primary_key: Vec<String>,
+    /// The tables its foreign keys refer to.
+    pub references: Vec<String>,
+    /// A column whose values the database generates (PostgreSQL's identity columns; SQLite
+    /// continues after the highest key on its own).
+    pub generated_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnShape {
+    pub name: String,
+    /// `None`: a type the export does not know how to carry (the type is in `declared`).
+    pub kind: Option<super::export::Kind>,
+    pub declared: String,
+    /// Stored narrower than 64 bits (PostgreSQL `integer`): read widened.
+    pub narrow_int: bool,
 }
 
 /// The store over one backend. Its methods are the aggregate traits (`UserStore`, …), each

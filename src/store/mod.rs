@@ -2,7 +2,7 @@
 //! `Store`, one SQL implementation over SQLite and PostgreSQL, and the records that cross
 //! it. SQL lives only below this module: each aggregate's file holds its trait and its SQL,
 //! `dialect.rs` what the two databases do differently, `db.rs` the values and rows the SQL
-//! is run with.
+//! is run with, `export.rs` the whole database written out and read into another.
 
 mod alerts;
 mod assessments;
@@ -11,6 +11,7 @@ mod cases;
 mod db;
 mod devices;
 mod dialect;
+mod export;
 mod instances;
 mod logins;
 mod orders;
@@ -34,6 +35,7 @@ pub use assessments::AssessmentStore;
 pub use audit::AuditStore;
 pub use cases::CaseStore;
 pub use devices::DeviceStore;
+pub use export::{tables_digest, Imported, Manifest, MoveError};
 pub use instances::InstanceStore;
 pub use logins::{FailureCount, LoginCounters, LoginKey, LoginStore};
 pub use orders::OrderStore;
@@ -590,6 +592,53 @@ pub async fn rotate_master_key(
         let store = upgraded(SqliteStore::connect(url, COMMAND_PATIENCE).await?, old).await?;
         store.rotate_master_key(old, new, at).await
     }
+}
+
+/// Writes every table of the database at `url` into the directory `out` (new, or empty),
+/// from one snapshot: the format is docs/export.md. The database is migrated first, as every
+/// command does; sealed values are written as stored, and no key is needed or written.
+pub async fn export(url: &str, out: &std::path::Path) -> std::result::Result<Manifest, MoveError> {
+    let at = crate::domain::now_ms();
+    if is_postgres(url) {
+        let store = PostgresStore::connect(url).await?;
+        store.migrate().await?;
+        store.export_to(out, at).await
+    } else {
+        // Connecting makes a missing file: an export of that would be an empty one.
+        let options = std::str::FromStr::from_str(url).map_err(StoreError::from)?;
+        let file = sqlx::sqlite::SqliteConnectOptions::get_filename(&options);
+        if !url.contains(":memory:") && !file.exists() {
+            return Err(MoveError::NoDatabase(file.display().to_string()));
+        }
+        let store = SqliteStore::connect(url, COMMAND_PATIENCE).await?;
+        store.migrate().await?;
+        store.export_to(out, at).await
+    }
+}
+
+/// Reads the export in `dir` into the database at `url`, which is migrated first and must
+/// be empty; then opens it as vakt does, under `vault` (which must be the master key the
+/// export's secrets are sealed under), and verifies its audit chain.
+pub async fn import(
+    url: &str,
+    dir: &std::path::Path,
+    vault: &crate::keys::KeyVault,
+) -> std::result::Result<(Imported, crate::audit::Verdict), MoveError> {
+    // A damaged export is refused before the target is even connected to.
+    let manifest = export::read_manifest(dir)?;
+    export::check_files(dir, &manifest)?;
+    let fingerprint = vault.fingerprint();
+    let imported = if is_postgres(url) {
+        let store = PostgresStore::connect(url).await?;
+        store.migrate().await?;
+        store.import_from(dir, &manifest, fingerprint).await?
+    } else {
+        let store = SqliteStore::connect(url, COMMAND_PATIENCE).await?;
+        store.migrate().await?;
+        store.import_from(dir, &manifest, fingerprint).await?
+    };
+    let store = open_with_patience(url, vault, COMMAND_PATIENCE).await?;
+    Ok((imported, store.verify_audit().await?))
 }
 
 fn is_postgres(url: &str) -> bool {

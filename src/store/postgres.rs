@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 
 use super::db::{query, query_built, Conn, List, Query, Rows, Tx};
-use super::dialect::{Dialect, SqlStore};
+use super::dialect::{ColumnShape, Dialect, SqlStore, TableShape};
+use super::export::Kind;
 use super::{Leadership, Result};
 
 pub struct PostgresDialect {
@@ -220,6 +221,130 @@ impl Dialect for PostgresDialect {
             .get(0)?;
         Ok(!got)
     }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Every statement of a REPEATABLE READ transaction sees the snapshot of its first.
+    async fn begin_snapshot(&self) -> sqlx::Result<Box<dyn Tx>> {
+        Ok(Box::new(
+            self.pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?,
+        ))
+    }
+
+    async fn catalogue(&self, conn: &mut dyn Conn) -> Result<Vec<TableShape>> {
+        let names = query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+             AND table_name <> '_sqlx_migrations' ORDER BY table_name",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut tables = Vec::new();
+        for row in names {
+            let name: String = row.get(0)?;
+            let mut generated_key = None;
+            let mut columns = Vec::new();
+            for c in query(
+                "SELECT column_name::text, data_type::text, is_identity::text = 'YES' \
+                 FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+            )
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await?
+            {
+                let (column, declared, identity): (String, String, bool) =
+                    (c.get(0)?, c.get(1)?, c.get(2)?);
+                if identity {
+                    generated_key = Some(column.clone());
+                }
+                columns.push(ColumnShape {
+                    kind: kind_of(&declared),
+                    narrow_int: matches!(declared.as_str(), "integer" | "smallint"),
+                    name: column,
+                    declared,
+                });
+            }
+            let primary_key = query(
+                "SELECT k.column_name::text FROM information_schema.table_constraints c \
+                 JOIN information_schema.key_column_usage k \
+                   ON k.constraint_schema = c.constraint_schema AND k.constraint_name = c.constraint_name \
+                 WHERE c.constraint_type = 'PRIMARY KEY' AND c.table_schema = current_schema() \
+                   AND c.table_name = $1 ORDER BY k.ordinal_position",
+            )
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<sqlx::Result<_>>()?;
+            let references = query(
+                "SELECT DISTINCT u.table_name::text FROM information_schema.table_constraints c \
+                 JOIN information_schema.constraint_column_usage u \
+                   ON u.constraint_schema = c.constraint_schema AND u.constraint_name = c.constraint_name \
+                 WHERE c.constraint_type = 'FOREIGN KEY' AND c.table_schema = current_schema() \
+                   AND c.table_name = $1 ORDER BY 1",
+            )
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<sqlx::Result<_>>()?;
+            tables.push(TableShape {
+                name,
+                columns,
+                primary_key,
+                references,
+                generated_key,
+            });
+        }
+        Ok(tables)
+    }
+
+    /// The database's collation sorts by language rules; "C" by bytes, as SQLite does.
+    fn in_byte_order(&self, column: &str) -> String {
+        format!("{column} COLLATE \"C\"")
+    }
+
+    /// Identity columns are GENERATED ALWAYS: written as they are only when told so.
+    fn keep_generated_keys(&self) -> &'static str {
+        " OVERRIDING SYSTEM VALUE"
+    }
+
+    /// Identity sequences know nothing of rows written with their own keys.
+    async fn continue_generated_keys(&self, tx: &mut dyn Tx, tables: &[TableShape]) -> Result<()> {
+        for table in tables {
+            let Some(key) = &table.generated_key else {
+                continue;
+            };
+            // setval is strict: an empty table (MAX is NULL) leaves the sequence at its start.
+            query_built(format!(
+                "SELECT setval(pg_get_serial_sequence($1, $2), (SELECT MAX(\"{key}\") FROM \"{}\"))",
+                table.name
+            ))
+            .bind(&table.name)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The kind of value a column holds, from the type information_schema names.
+fn kind_of(data_type: &str) -> Option<Kind> {
+    Some(match data_type {
+        "bigint" | "integer" | "smallint" => Kind::Int,
+        "double precision" => Kind::Real,
+        "text" => Kind::Text,
+        "boolean" => Kind::Bool,
+        _ => return None,
+    })
 }
 
 impl PostgresStore {

@@ -4,8 +4,9 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 
-use super::db::{query_built, Conn, Query, Rows, Tx};
-use super::dialect::{Dialect, SqlStore};
+use super::db::{query, query_built, Conn, Query, Rows, Tx};
+use super::dialect::{ColumnShape, Dialect, SqlStore, TableShape};
+use super::export::Kind;
 use super::{Leadership, Result, StoreError};
 
 pub struct SqliteDialect {
@@ -104,6 +105,95 @@ impl Dialect for SqliteDialect {
     async fn instance_leads(&self, _tx: &mut dyn Tx) -> Result<bool> {
         Ok(false)
     }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    /// A deferred transaction reads from one snapshot of the file (WAL), taken at its first
+    /// read, and holds no write lock: the service goes on writing meanwhile.
+    async fn begin_snapshot(&self) -> sqlx::Result<Box<dyn Tx>> {
+        Ok(Box::new(self.pool.begin_with("BEGIN DEFERRED").await?))
+    }
+
+    async fn catalogue(&self, conn: &mut dyn Conn) -> Result<Vec<TableShape>> {
+        let names = query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> '_sqlx_migrations' ORDER BY name",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut tables = Vec::new();
+        for row in names {
+            let name: String = row.get(0)?;
+            let mut key: Vec<(i64, String)> = Vec::new();
+            let mut columns = Vec::new();
+            for c in query("SELECT name, type, pk FROM pragma_table_info($1) ORDER BY cid")
+                .bind(&name)
+                .fetch_all(&mut *conn)
+                .await?
+            {
+                let (column, declared, pk): (String, String, i64) =
+                    (c.get(0)?, c.get(1)?, c.get(2)?);
+                if pk > 0 {
+                    key.push((pk, column.clone()));
+                }
+                columns.push(ColumnShape {
+                    kind: kind_of(&declared),
+                    name: column,
+                    declared,
+                    narrow_int: false,
+                });
+            }
+            key.sort();
+            let references = query(
+                "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list($1) ORDER BY \"table\"",
+            )
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<sqlx::Result<_>>()?;
+            tables.push(TableShape {
+                name,
+                columns,
+                primary_key: key.into_iter().map(|(_, c)| c).collect(),
+                references,
+                generated_key: None,
+            });
+        }
+        Ok(tables)
+    }
+
+    /// SQLite compares text byte by byte unless told otherwise.
+    fn in_byte_order(&self, column: &str) -> String {
+        column.to_owned()
+    }
+
+    fn keep_generated_keys(&self) -> &'static str {
+        ""
+    }
+
+    /// An AUTOINCREMENT table remembers the highest key ever written, imported ones too.
+    async fn continue_generated_keys(
+        &self,
+        _tx: &mut dyn Tx,
+        _tables: &[TableShape],
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The kind of value a column holds, from its declared type in vakt's SQLite migrations.
+fn kind_of(declared: &str) -> Option<Kind> {
+    Some(match declared.to_ascii_uppercase().as_str() {
+        "INTEGER" | "BIGINT" => Kind::Int,
+        "REAL" => Kind::Real,
+        "TEXT" => Kind::Text,
+        "BOOLEAN" => Kind::Bool,
+        _ => return None,
+    })
 }
 
 impl SqliteStore {

@@ -123,6 +123,22 @@ impl TestApp {
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(dir.path()).await;
+        Self::start_in(dir, url, change).await
+    }
+
+    /// On SQLite in its data directory, whatever `VAKT_TEST_POSTGRES` says: for tests that
+    /// need the embedded database as such.
+    pub async fn start_on_sqlite() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("vakt.db").display());
+        Self::start_in(dir, url, |_| {}).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        url: String,
+        change: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = test_config(dir.path(), url.clone());
         change(&mut config);
         let running = vakt::start(config, vakt::StartOptions::default())
