@@ -310,3 +310,70 @@ async fn two_instances_flushing_the_health_of_the_same_devices_at_once_do_not_de
         assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
     }
 }
+
+#[tokio::test]
+async fn a_health_flush_writes_what_each_device_reported_keeps_the_rest_and_adds_the_counts() {
+    use vakt::domain::Position;
+    use vakt::store::DeviceHealth;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(dir.path()).await;
+    let store = open_store(dir.path(), &url).await;
+    // More devices than one statement takes, so the flush spans statements.
+    let devices = seed_issued_devices(&store, dir.path(), vakt::domain::Risk::High, 1_203).await;
+    let position = Position {
+        lat: 59.329_323_5,
+        lon: 18.068_580_8,
+        acc_m: None,
+    };
+    let full = |i: usize| DeviceHealth {
+        last_heard_at: Some(1_000 + i as i64),
+        battery: Some(87),
+        charging: Some(true),
+        rssi: Some(-71),
+        fw: Some("2.4.1".into()),
+        reported_model: Some("VA-2".into()),
+        hello_hb_s: Some(60),
+        online: Some(true),
+        last_boot: Some(3),
+        last_seq: Some(i as u32),
+        last_test_at: Some(500),
+        last_position: Some((position, 900)),
+        messages_missing: 2,
+        messages_late: 1,
+    };
+    let first: Vec<(String, DeviceHealth)> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.clone(), full(i)))
+        .collect();
+    store.flush_health(&first).await.unwrap();
+    // A later flush with a heartbeat only: the rest stays, the counts add up.
+    let later: Vec<(String, DeviceHealth)> = devices
+        .iter()
+        .map(|(id, _)| {
+            let health = DeviceHealth {
+                last_heard_at: Some(5_000),
+                charging: Some(false),
+                messages_missing: 3,
+                ..DeviceHealth::default()
+            };
+            (id.clone(), health)
+        })
+        .collect();
+    store.flush_health(&later).await.unwrap();
+
+    for (i, (id, _)) in devices.iter().enumerate().step_by(97) {
+        let h = store.device(id).await.unwrap().health;
+        assert_eq!(h.last_heard_at, Some(5_000), "{id}");
+        assert_eq!(h.charging, Some(false), "{id}");
+        assert_eq!(h.online, Some(true), "{id}");
+        assert_eq!((h.battery, h.rssi), (Some(87), Some(-71)), "{id}");
+        assert_eq!(h.fw.as_deref(), Some("2.4.1"), "{id}");
+        assert_eq!(h.reported_model.as_deref(), Some("VA-2"), "{id}");
+        assert_eq!(h.hello_hb_s, Some(60), "{id}");
+        assert_eq!((h.last_boot, h.last_seq), (Some(3), Some(i as u32)), "{id}");
+        assert_eq!(h.last_test_at, Some(500), "{id}");
+        assert_eq!(h.last_position, Some((position, 900)), "{id}");
+        assert_eq!((h.messages_missing, h.messages_late), (5, 1), "{id}");
+    }
+}

@@ -351,11 +351,11 @@ macro_rules! conn {
 
             fn fetch(&mut self, query: Query) -> BoxStream<'_, sqlx::Result<Row>> {
                 let $s = self;
-                query
-                    .$into()
-                    .fetch($exec)
-                    .map(|row| row.map(Row::$row))
-                    .boxed()
+                match query.$into() {
+                    Ok(query) => query.fetch($exec).map(|row| row.map(Row::$row)).boxed(),
+                    // A statement that cannot be bound yields its error as its only row.
+                    Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+                }
             }
         }
     };

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::db::{query, query_built, Row, Tx};
+use super::db::{query, query_built, Row, Rows, Tx};
 use super::dialect::{conflict_on_unique, corrupt, Dialect, SqlStore};
 use super::{Audit, DeviceHealth, DeviceRecord, KeyRotation, Result, StoreError};
 use crate::domain::{DeviceKind, DeviceStatus, Millis, Position};
@@ -68,6 +68,10 @@ pub trait DeviceStore: Send + Sync {
     /// Devices whose next key has not been announced yet (asked for from the command line).
     async fn key_rotations_to_announce(&self) -> Result<Vec<String>>;
 }
+
+/// Devices' health rows in one statement: 17 values each, well under SQLite's limit of
+/// 32,766 bound values a statement (PostgreSQL binds each column as one array).
+const HEALTH_ROWS_PER_STATEMENT: usize = 1000;
 
 const DEVICE_COLUMNS: &str =
     "id, kind, model, key_hex, hb_interval_s, supervision_class, status, case_id, \
@@ -266,44 +270,91 @@ impl<D: Dialect> DeviceStore for SqlStore<D> {
     }
 
     async fn flush_health(&self, batch: &[(String, DeviceHealth)]) -> Result<()> {
-        // One transaction for the whole batch: one commit (one sync) however many devices.
+        // One transaction for the whole batch: one commit (one sync) however many devices,
+        // and one statement per thousand devices: at thousands of heartbeats a second a
+        // statement per device was most of the database's work.
         // Rows in the order of their ids: every instance flushes the health of the same
         // devices, and two batches locking shared rows in different orders deadlock, losing
-        // one of them each time (and a second of the ingest to the database's detection).
+        // one of them each time (a deadlock is transient: the rows wait for the next flush).
         let mut rows: Vec<&(String, DeviceHealth)> = batch.iter().collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self.begin_write().await?;
-        for (id, h) in rows {
-            query(
-                "UPDATE devices SET last_heard_at = COALESCE($1, last_heard_at), \
-                 battery = COALESCE($2, battery), charging = COALESCE($3, charging), \
-                 rssi = COALESCE($4, rssi), fw = COALESCE($5, fw), \
-                 reported_model = COALESCE($6, reported_model), hello_hb_s = COALESCE($7, hello_hb_s), \
-                 online = COALESCE($8, online), last_boot = COALESCE($9, last_boot), \
-                 last_seq = COALESCE($10, last_seq), last_test_at = COALESCE($11, last_test_at), \
-                 last_lat = COALESCE($12, last_lat), last_lon = COALESCE($13, last_lon), \
-                 last_pos_at = COALESCE($14, last_pos_at), \
-                 messages_missing = messages_missing + $16, messages_late = messages_late + $17 WHERE id = $15",
-            )
-            .bind(h.last_heard_at)
-            .bind(h.battery.map(i64::from))
-            .bind(h.charging)
-            .bind(h.rssi.map(i64::from))
-            .bind(&h.fw)
-            .bind(&h.reported_model)
-            .bind(h.hello_hb_s.map(i64::from))
-            .bind(h.online)
-            .bind(h.last_boot.map(i64::from))
-            .bind(h.last_seq.map(i64::from))
-            .bind(h.last_test_at)
-            .bind(h.last_position.map(|p| p.0.lat))
-            .bind(h.last_position.map(|p| p.0.lon))
-            .bind(h.last_position.map(|p| p.1))
-            .bind(id)
-            .bind(i64::try_from(h.messages_missing).unwrap_or(i64::MAX))
-            .bind(i64::try_from(h.messages_late).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+        for chunk in rows.chunks(HEALTH_ROWS_PER_STATEMENT) {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            let health = Rows::new("health")
+                .texts("id", chunk.iter().map(|(id, _)| id.clone()))
+                .ints("last_heard_at", chunk.iter().map(|(_, h)| h.last_heard_at))
+                .ints(
+                    "battery",
+                    chunk.iter().map(|(_, h)| h.battery.map(i64::from)),
+                )
+                .ints(
+                    "charging",
+                    chunk.iter().map(|(_, h)| h.charging.map(i64::from)),
+                )
+                .ints("rssi", chunk.iter().map(|(_, h)| h.rssi.map(i64::from)))
+                .texts("fw", chunk.iter().map(|(_, h)| h.fw.clone()))
+                .texts(
+                    "reported_model",
+                    chunk.iter().map(|(_, h)| h.reported_model.clone()),
+                )
+                .ints(
+                    "hello_hb_s",
+                    chunk.iter().map(|(_, h)| h.hello_hb_s.map(i64::from)),
+                )
+                .ints("online", chunk.iter().map(|(_, h)| h.online.map(i64::from)))
+                .ints(
+                    "last_boot",
+                    chunk.iter().map(|(_, h)| h.last_boot.map(i64::from)),
+                )
+                .ints(
+                    "last_seq",
+                    chunk.iter().map(|(_, h)| h.last_seq.map(i64::from)),
+                )
+                .ints("last_test_at", chunk.iter().map(|(_, h)| h.last_test_at))
+                .reals(
+                    "last_lat",
+                    chunk.iter().map(|(_, h)| h.last_position.map(|p| p.0.lat)),
+                )
+                .reals(
+                    "last_lon",
+                    chunk.iter().map(|(_, h)| h.last_position.map(|p| p.0.lon)),
+                )
+                .ints(
+                    "last_pos_at",
+                    chunk.iter().map(|(_, h)| h.last_position.map(|p| p.1)),
+                )
+                .ints(
+                    "missing",
+                    chunk.iter().map(|(_, h)| count(h.messages_missing)),
+                )
+                .ints("late", chunk.iter().map(|(_, h)| count(h.messages_late)));
+            // Flags travel as 0/1 (there is no list of booleans): `<> 0` makes them the
+            // column's boolean on PostgreSQL and stays 0/1 on SQLite; null stays null.
+            self.dialect
+                .with_rows(health)
+                .then(
+                    "UPDATE devices SET \
+                     last_heard_at = COALESCE(health.last_heard_at, devices.last_heard_at), \
+                     battery = COALESCE(health.battery, devices.battery), \
+                     charging = COALESCE(health.charging <> 0, devices.charging), \
+                     rssi = COALESCE(health.rssi, devices.rssi), \
+                     fw = COALESCE(health.fw, devices.fw), \
+                     reported_model = COALESCE(health.reported_model, devices.reported_model), \
+                     hello_hb_s = COALESCE(health.hello_hb_s, devices.hello_hb_s), \
+                     online = COALESCE(health.online <> 0, devices.online), \
+                     last_boot = COALESCE(health.last_boot, devices.last_boot), \
+                     last_seq = COALESCE(health.last_seq, devices.last_seq), \
+                     last_test_at = COALESCE(health.last_test_at, devices.last_test_at), \
+                     last_lat = COALESCE(health.last_lat, devices.last_lat), \
+                     last_lon = COALESCE(health.last_lon, devices.last_lon), \
+                     last_pos_at = COALESCE(health.last_pos_at, devices.last_pos_at), \
+                     messages_missing = devices.messages_missing + health.missing, \
+                     messages_late = devices.messages_late + health.late \
+                     FROM health WHERE devices.id = health.id",
+                )
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -160,6 +160,10 @@ pub fn to_line(columns: &[ColumnFile], values: &[Value]) -> Result<String, Strin
             Value::Int(None) | Value::Real(None) | Value::Text(None) | Value::Bool(None) => {
                 line.push_str("null")
             }
+            // A table's columns are read one value each; a list is only ever bound.
+            Value::List(_) => {
+                return Err(format!("column {}: a list is no column value", column.name))
+            }
         }
     }
     line.push_str("}\n");
