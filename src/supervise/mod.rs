@@ -32,6 +32,9 @@ const HEARD_POLL_EVERY: Duration = Duration::from_secs(1);
 /// Health rows may be written a little after the heartbeat; read back this far.
 const HEARD_POLL_OVERLAP_MS: Millis = 5_000;
 
+/// What a reminder says: its kind, priority, trigger and context, as the policy decided.
+type Notice = (AlertKind, crate::domain::Priority, Vec<Reason>, Vec<Reason>);
+
 /// The handle the ingest and the API use.
 #[derive(Clone)]
 pub struct Supervision {
@@ -682,29 +685,32 @@ impl Supervisor {
             else {
                 continue;
             };
-            match self
-                .store
-                .raise_notice(
-                    &incidents::order_ending(&order.id),
-                    kind,
-                    priority,
-                    case,
-                    &trigger,
-                    &context,
-                    now,
-                )
-                .await
-            {
-                Ok(Some(change)) => {
-                    self.metrics.alert_opened(&change.alert);
-                    self.hub.publish(change);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(order = %order.id, error = %e, "could not raise an order-ending reminder")
-                }
+            let incident = incidents::order_ending(&order.id);
+            let notice = (kind, priority, trigger, context);
+            if let Err(e) = self.raise_reminder(&incident, case, notice, now).await {
+                tracing::warn!(order = %order.id, error = %e, "could not raise an order-ending reminder")
             }
         }
+    }
+
+    /// Opens a reminder of `incident` for `case` once (a repeat is nothing) and shows it on
+    /// the consoles.
+    async fn raise_reminder(
+        &self,
+        incident: &str,
+        case: &crate::domain::Case,
+        (kind, priority, trigger, context): Notice,
+        now: Millis,
+    ) -> Result<(), crate::store::StoreError> {
+        let raised = self
+            .store
+            .raise_notice(incident, kind, priority, case, &trigger, &context, now)
+            .await?;
+        if let Some(change) = raised {
+            self.metrics.alert_opened(&change.alert);
+            self.hub.publish(change);
+        }
+        Ok(())
     }
 
     /// Open cases whose latest risk assessment's review date has passed: one reminder each.
@@ -751,27 +757,10 @@ impl Supervisor {
             let Some(due) = a.next_review else {
                 continue;
             };
-            match self
-                .store
-                .raise_notice(
-                    &incidents::review_due(&case.id, due),
-                    kind,
-                    priority,
-                    case,
-                    &trigger,
-                    &context,
-                    now,
-                )
-                .await
-            {
-                Ok(Some(change)) => {
-                    self.metrics.alert_opened(&change.alert);
-                    self.hub.publish(change);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(case = %case.id, error = %e, "could not raise a review reminder")
-                }
+            let incident = incidents::review_due(&case.id, due);
+            let notice = (kind, priority, trigger, context);
+            if let Err(e) = self.raise_reminder(&incident, case, notice, now).await {
+                tracing::warn!(case = %case.id, error = %e, "could not raise a review reminder")
             }
         }
     }
