@@ -1241,20 +1241,10 @@ async fn an_order_added_through_one_instance_reaches_its_cases_devices_on_anothe
         return;
     }
     let d = app.issued_device("Stockholm").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        app.dir.path().join("master.key"),
-        dir.path().join("master.key"),
-    )
-    .unwrap();
-    let other = vakt::start(
-        test_config(dir.path(), app.database_url.clone()),
-        vakt::StartOptions::default(),
-    )
-    .await
-    .expect("the other instance starts");
+    let other = app.other_instance().await;
     let orders_on_other = || {
         other
+            .running
             .state
             .directory
             .device(&d.id)

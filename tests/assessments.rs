@@ -577,20 +577,10 @@ async fn a_risk_assessed_through_one_instance_is_the_risk_another_prioritises_by
         return;
     }
     let d = app.issued_device("Stockholm").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        app.dir.path().join("master.key"),
-        dir.path().join("master.key"),
-    )
-    .unwrap();
-    let other = vakt::start(
-        test_config(dir.path(), app.database_url.clone()),
-        vakt::StartOptions::default(),
-    )
-    .await
-    .expect("the other instance starts");
+    let other = app.other_instance().await;
     let risk_on_other = || {
         other
+            .running
             .state
             .directory
             .device(&d.id)

@@ -114,6 +114,13 @@ pub fn device_password(key_hex: &str) -> String {
 /// Home of the protected person in the seeded case (Drottninggatan, Stockholm).
 pub const HOME: (f64, f64) = (59.3366, 18.0612);
 
+/// A second instance of a test's deployment: the same database and master key, a data
+/// directory of its own (PostgreSQL only: SQLite is one process per file).
+pub struct OtherInstance {
+    pub running: vakt::Running,
+    _dir: tempfile::TempDir,
+}
+
 impl TestApp {
     pub async fn start() -> TestApp {
         Self::start_with(|_| {}).await
@@ -124,6 +131,23 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(dir.path()).await;
         Self::start_in(dir, url, change).await
+    }
+
+    /// Starts a second instance beside this one (see `OtherInstance`).
+    pub async fn other_instance(&self) -> OtherInstance {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            self.dir.path().join("master.key"),
+            dir.path().join("master.key"),
+        )
+        .unwrap();
+        let running = vakt::start(
+            test_config(dir.path(), self.database_url.clone()),
+            vakt::StartOptions::default(),
+        )
+        .await
+        .expect("the other instance starts");
+        OtherInstance { running, _dir: dir }
     }
 
     /// On SQLite in its data directory, whatever `VAKT_TEST_POSTGRES` says: for tests that
