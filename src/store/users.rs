@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
-use super::db::{query, query_built, Row};
+use super::db::{query, Row, Rows};
 use super::dialect::{corrupt, Dialect, SqlStore};
 use super::{Audit, Result, Role, StoreError, User};
 use crate::domain::Millis;
@@ -82,16 +82,9 @@ pub enum UserSecret<'a> {
     SealedTotp(&'a str),
 }
 
-/// Hashes asked for in one statement: well under SQLite's limit of bound values.
+/// Hashes asked for in one statement: well under SQLite's limit of bound values (on
+/// PostgreSQL they are one array).
 const HASHES_PER_READ: usize = 500;
-
-/// `$1, $2, …, $n`.
-fn numbered(n: usize) -> String {
-    (1..=n)
-        .map(|k| format!("${k}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 fn user_from(row: &Row) -> Result<User> {
     Ok(User {
@@ -231,13 +224,13 @@ impl<D: Dialect> UserStore for SqlStore<D> {
     ) -> Result<HashMap<String, (Millis, Millis)>> {
         let mut found = HashMap::new();
         for chunk in token_hashes.chunks(HASHES_PER_READ) {
-            let mut read = query_built(format!(
-                "SELECT token_hash, created_at, last_seen_at FROM sessions WHERE token_hash IN ({})",
-                numbered(chunk.len())
-            ));
-            for hash in chunk {
-                read = read.bind(hash.as_str());
-            }
+            let read = self
+                .dialect
+                .with_rows(Rows::new("asked").texts("hash", chunk.iter().cloned()))
+                .then(
+                    "SELECT token_hash, created_at, last_seen_at FROM sessions \
+                     WHERE token_hash IN (SELECT hash FROM asked)",
+                );
             for row in read.fetch_all(&mut *self.pool()).await? {
                 found.insert(row.get(0)?, (row.get(1)?, row.get(2)?));
             }
@@ -248,14 +241,13 @@ impl<D: Dialect> UserStore for SqlStore<D> {
     async fn tokens_held(&self, token_hashes: &[String]) -> Result<HashSet<String>> {
         let mut held = HashSet::new();
         for chunk in token_hashes.chunks(HASHES_PER_READ) {
-            let mut read = query_built(format!(
-                "SELECT t.token_hash FROM api_tokens t JOIN users u ON u.username = t.username \
-                 WHERE t.token_hash IN ({})",
-                numbered(chunk.len())
-            ));
-            for hash in chunk {
-                read = read.bind(hash.as_str());
-            }
+            let read = self
+                .dialect
+                .with_rows(Rows::new("asked").texts("hash", chunk.iter().cloned()))
+                .then(
+                    "SELECT t.token_hash FROM api_tokens t JOIN users u ON u.username = t.username \
+                     WHERE t.token_hash IN (SELECT hash FROM asked)",
+                );
             for row in read.fetch_all(&mut *self.pool()).await? {
                 held.insert(row.get(0)?);
             }
